@@ -1,0 +1,32 @@
+// Adam (Keras semantics), in place. The host folds the bias correction into
+// lr_t = lr·sqrt(1 − β2ᵗ)/(1 − β1ᵗ) and rewrites this uniform every step:
+//   m ← m + (1 − β1)(g − m);  v ← v + (1 − β2)(g² − v);  w ← w − lr_t·m / (sqrt(v) + ε)
+
+struct Params {
+    lr_t: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if (i >= arrayLength(&w) || i >= arrayLength(&m) || i >= arrayLength(&v)) {
+        return;
+    }
+    let gi = g[i];
+    let mi = m[i] + (1.0 - p.beta1) * (gi - m[i]);
+    let vi = v[i] + (1.0 - p.beta2) * (gi * gi - v[i]);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = w[i] - p.lr_t * mi / (sqrt(vi) + p.eps);
+}

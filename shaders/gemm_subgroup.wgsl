@@ -1,0 +1,89 @@
+// ---- GEMM core, subgroup variant ----
+// C[M, N] = A[M, K] · B[K, N] with A, B, C defined by the op file above (see
+// gemm_portable.wgsl for the contract). Tuned for lavapipe, where each invocation is one
+// SIMD lane and workgroup memory is slow: a workgroup is 8 lanes of one subgroup; each
+// lane owns 8 columns (two vec4) of a 32×64 tile, loads four rows of A as vec4 along K and
+// shares them with subgroupBroadcast, so every lane reuses each A and B load 8–32 times.
+// (Naga takes subgroup built-ins from the device feature; it rejects `enable subgroups;`.)
+
+
+const TM: u32 = 32u;
+const TN: u32 = 64u;
+
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) lane: u32) {
+    let dims = gemm_dims();
+    let tiles_n = (dims.y + TN - 1u) / TN;
+    let tiles = ((dims.x + TM - 1u) / TM) * tiles_n;
+    let tile = wid.x + wid.y * nwg.x;
+    if (tile >= tiles) {
+        return;
+    }
+    let m0 = (tile / tiles_n) * TM;
+    let n0 = (tile % tiles_n) * TN + lane * 8u;
+    let last = dims.x - 1u;
+    let ra = min(m0 + lane, last);
+    let rb = min(m0 + 8u + lane, last);
+    let rc = min(m0 + 16u + lane, last);
+    let rd = min(m0 + 24u + lane, last);
+    var acc: array<vec4<f32>, 64>;
+    for (var k = 0u; k < dims.z; k += 4u) {
+        let a0 = load_a4(ra, k);
+        let a1 = load_a4(rb, k);
+        let a2 = load_a4(rc, k);
+        let a3 = load_a4(rd, k);
+        let b0l = load_b4(k, n0);
+        let b0h = load_b4(k, n0 + 4u);
+        let b1l = load_b4(k + 1u, n0);
+        let b1h = load_b4(k + 1u, n0 + 4u);
+        let b2l = load_b4(k + 2u, n0);
+        let b2h = load_b4(k + 2u, n0 + 4u);
+        let b3l = load_b4(k + 3u, n0);
+        let b3h = load_b4(k + 3u, n0 + 4u);
+        { let a = subgroupBroadcast(a0, 0u); acc[0] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[1] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a0, 1u); acc[2] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[3] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a0, 2u); acc[4] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[5] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a0, 3u); acc[6] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[7] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a0, 4u); acc[8] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[9] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a0, 5u); acc[10] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[11] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a0, 6u); acc[12] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[13] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a0, 7u); acc[14] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[15] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 0u); acc[16] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[17] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 1u); acc[18] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[19] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 2u); acc[20] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[21] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 3u); acc[22] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[23] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 4u); acc[24] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[25] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 5u); acc[26] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[27] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 6u); acc[28] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[29] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a1, 7u); acc[30] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[31] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 0u); acc[32] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[33] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 1u); acc[34] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[35] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 2u); acc[36] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[37] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 3u); acc[38] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[39] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 4u); acc[40] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[41] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 5u); acc[42] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[43] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 6u); acc[44] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[45] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a2, 7u); acc[46] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[47] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 0u); acc[48] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[49] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 1u); acc[50] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[51] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 2u); acc[52] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[53] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 3u); acc[54] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[55] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 4u); acc[56] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[57] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 5u); acc[58] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[59] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 6u); acc[60] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[61] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+        { let a = subgroupBroadcast(a3, 7u); acc[62] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[63] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let m = m0 + i;
+        if (m < dims.x) {
+            for (var j = 0u; j < 8u; j++) {
+                let n = n0 + j;
+                if (n < dims.y) {
+                    store(m, n, acc[2u * i + j / 4u][j % 4u]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+// SGD with momentum (Keras semantics), in place:
+//   v ← momentum·v − lr·g;  w ← w + v            (plain)
+//   w ← w + momentum·v − lr·g                     (Nesterov, with the updated v)
+// With momentum 0 this is w ← w − lr·g.
+
+struct Params {
+    lr: f32,
+    momentum: f32,
+    nesterov: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if (i >= arrayLength(&w) || i >= arrayLength(&v)) {
+        return;
+    }
+    let vel = p.momentum * v[i] - p.lr * g[i];
+    v[i] = vel;
+    if (p.nesterov != 0u) {
+        w[i] = w[i] + p.momentum * vel - p.lr * g[i];
+    } else {
+        w[i] = w[i] + vel;
+    }
+}

@@ -1,0 +1,42 @@
+// Fused softmax + sparse categorical cross-entropy, forward: probabilities and the
+// per-sample loss −log p[label] = logsumexp(z) − z[label] (stable, never log(0)).
+// Rows at or past `valid` (the padding of a last, partial batch) get loss 0.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    valid: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(4) var<storage, read_write> loss: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let r = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if (r >= p.rows || r >= arrayLength(&loss) || (r + 1u) * p.cols > arrayLength(&probs)) {
+        return;
+    }
+    let base = r * p.cols;
+    var mx = -3.0e38;
+    for (var j = 0u; j < p.cols; j++) {
+        mx = max(mx, logits[base + j]);
+    }
+    var sum = 0.0;
+    for (var j = 0u; j < p.cols; j++) {
+        let e = exp(logits[base + j] - mx);
+        probs[base + j] = e;
+        sum += e;
+    }
+    for (var j = 0u; j < p.cols; j++) {
+        probs[base + j] = probs[base + j] / sum;
+    }
+    let label = min(labels[r], p.cols - 1u);
+    loss[r] = select(0.0, log(sum) + mx - logits[base + label], r < p.valid);
+}

@@ -1,0 +1,129 @@
+//! A dispatch recorded once (pipeline + bind group + grid) and replayed every step.
+
+use super::{Gpu, Kernel};
+use anyhow::{Result, bail};
+use std::sync::Arc;
+
+/// One compute dispatch, ready to record. Ops build these once per model and batch size;
+/// recording is then only `set_pipeline`, `set_bind_group` and `dispatch_workgroups`.
+pub struct Dispatch {
+    pub kernel: Kernel,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+/// Splits `n` workgroups over x and y so that neither exceeds `max_per_dim` (WebGPU's
+/// default is 65,535). Shaders rebuild the linear index as `wid.x + wid.y * nwg.x` and
+/// bounds-check it, so the few surplus groups of the last row exit at once.
+pub fn grid(n: u64, max_per_dim: u32) -> Result<[u32; 3]> {
+    let max = u64::from(max_per_dim);
+    if n == 0 {
+        return Ok([0, 1, 1]);
+    }
+    if n <= max {
+        return Ok([n as u32, 1, 1]);
+    }
+    let y = n.div_ceil(max);
+    if y > max {
+        bail!("a dispatch of {n} workgroups exceeds {max}x{max}");
+    }
+    let x = n.div_ceil(y);
+    Ok([x as u32, y as u32, 1])
+}
+
+impl Dispatch {
+    /// Binds `params` as a uniform at binding 0 and `buffers` at bindings 1..=n, in order,
+    /// and sizes the grid for `workgroups` groups.
+    pub fn new<P: bytemuck::Pod>(
+        gpu: &Gpu,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) -> Result<Dispatch> {
+        let uniform = gpu.uniform(params, kernel.name());
+        Self::with_uniform(gpu, kernel, &uniform, buffers, workgroups)
+    }
+
+    /// Like [`Dispatch::new`] with a uniform buffer the caller owns and rewrites between
+    /// submissions (optimizer step counters, dropout seeds, the valid rows of a batch).
+    pub fn with_uniform(
+        gpu: &Gpu,
+        kernel: Kernel,
+        uniform: &wgpu::Buffer,
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) -> Result<Dispatch> {
+        let pipeline = gpu.pipeline(kernel)?;
+        let groups = grid(workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name()),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            bail!("binding buffers for '{}': {err}", kernel.name());
+        }
+        Ok(Dispatch {
+            kernel,
+            pipeline,
+            bind_group,
+            groups,
+        })
+    }
+
+    /// The grid this dispatch launches.
+    pub fn groups(&self) -> [u32; 3] {
+        self.groups
+    }
+
+    /// Records into an open compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if self.groups[0] == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+
+    /// Records `dispatches`, in order, into one compute pass of `encoder`.
+    pub fn record_all(encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+}
+
+/// A uniform the host rewrites between submissions (a few bytes through
+/// `queue.write_buffer`, staged into the next submission: no round trip).
+pub struct Uniform<P> {
+    pub buffer: wgpu::Buffer,
+    _params: std::marker::PhantomData<P>,
+}
+
+impl<P: bytemuck::Pod> Uniform<P> {
+    pub fn new(gpu: &Gpu, params: &P, name: &str) -> Uniform<P> {
+        Uniform {
+            buffer: gpu.uniform(params, name),
+            _params: std::marker::PhantomData,
+        }
+    }
+    pub fn set(&self, gpu: &Gpu, params: &P) {
+        gpu.queue
+            .write_buffer(&self.buffer, 0, bytemuck::bytes_of(params));
+    }
+}

@@ -1,0 +1,314 @@
+//! The GPU context: one headless wgpu device, a pipeline cache, buffer helpers and the
+//! recorded-dispatch type every op returns.
+//!
+//! Errors from wgpu are asynchronous; every call that can fail validation runs inside an
+//! error scope so that it comes back as an `anyhow::Error` with context instead of a panic
+//! in the uncaptured-error handler.
+
+mod dispatch;
+mod shaders;
+
+pub use dispatch::{Dispatch, Uniform, grid};
+pub use shaders::{Kernel, Variant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// How to install a software adapter when no GPU is present.
+const NO_ADAPTER_HINT: &str = "no GPU adapter found. Install a GPU driver, or a software \
+     Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`), then check with \
+     `vulkaninfo --summary`. WGPU_BACKEND (vulkan, gl, metal, dx12) and WGPU_ADAPTER_NAME \
+     select a backend and an adapter.";
+
+/// A wgpu device with the adapter's real limits and a cache of compiled pipelines.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// Which kernel family this adapter gets (chosen once, from its features).
+    pub variant: Variant,
+    pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu({} / {:?})", self.info.name, self.info.backend)
+    }
+}
+
+/// Every adapter the instance can see (honours `WGPU_BACKEND`).
+pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()))
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `WGPU_ADAPTER_NAME` (substring, case-insensitive) or the
+    /// default one, with the adapter's own limits. `WGCNN_KERNELS=portable` forces the
+    /// kernels that need no subgroups (to test them on adapters that have subgroups).
+    pub fn new() -> Result<Gpu> {
+        let forced = std::env::var("WGCNN_KERNELS").ok();
+        let variant = match forced.as_deref() {
+            None | Some("") | Some("auto") => None,
+            Some("portable") => Some(Variant::Portable),
+            Some("subgroup") => Some(Variant::Subgroup),
+            Some(other) => bail!("WGCNN_KERNELS={other}: expected auto, portable or subgroup"),
+        };
+        Self::with_variant(variant)
+    }
+
+    /// Like [`Gpu::new`], with the kernel family given (None = choose from the adapter).
+    pub fn with_variant(variant: Option<Variant>) -> Result<Gpu> {
+        let adapter = pick_adapter()?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let adapter_features = adapter.features();
+        let subgroups = adapter_features.contains(wgpu::Features::SUBGROUP)
+            // Our subgroup kernels broadcast within groups of 8..=64 lanes.
+            && info.subgroup_min_size >= 4
+            && info.subgroup_max_size <= 64;
+        let variant = match variant {
+            Some(Variant::Subgroup) if !subgroups => {
+                bail!(
+                    "subgroup kernels requested but adapter '{}' has no usable subgroups",
+                    info.name
+                )
+            }
+            Some(v) => v,
+            None if subgroups => Variant::Subgroup,
+            None => Variant::Portable,
+        };
+        let features = if subgroups {
+            wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgcnn"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("requesting a device from adapter '{}'", info.name))?;
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            variant,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One device per process, shared by every caller (tests run in parallel threads and
+    /// would otherwise each pay device creation and shader compiles).
+    pub fn shared() -> Result<Arc<Gpu>> {
+        static SHARED: OnceLock<std::result::Result<Arc<Gpu>, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Gpu::new().map(Arc::new).map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(|e| anyhow!(e))
+    }
+
+    /// A one-line description: adapter, backend, device type, kernel family.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {}), kernels: {:?}",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info,
+            self.variant
+        )
+    }
+
+    /// The compiled pipeline for `kernel`, compiled on first use and cached.
+    pub fn pipeline(&self, kernel: Kernel) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| anyhow!("pipeline cache poisoned"))?;
+        if let Some(p) = cache.get(&kernel) {
+            return Ok(p.clone());
+        }
+        let source = kernel.source(self.variant);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name()),
+                layout: None,
+                module: &module,
+                entry_point: Some(kernel.entry()),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            bail!("compiling shader '{}': {err}", kernel.name());
+        }
+        let pipeline = Arc::new(pipeline);
+        cache.insert(kernel, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Checks that a storage binding of `bytes` fits this device.
+    pub fn check_binding(&self, bytes: u64, what: &str) -> Result<()> {
+        let max = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        if bytes > max {
+            bail!(
+                "{what} needs {bytes} bytes ({:.1} MiB) but this device binds at most {max} bytes \
+                 ({:.1} MiB) per storage buffer; use a smaller batch size",
+                bytes as f64 / 1048576.0,
+                max as f64 / 1048576.0
+            );
+        }
+        Ok(())
+    }
+
+    /// A storage buffer of `bytes` (at least 4), checked against the limits.
+    pub fn storage_buffer(&self, bytes: u64, what: &str) -> Result<wgpu::Buffer> {
+        self.check_binding(bytes, what)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            bail!("allocating {what} ({bytes} bytes): {err}");
+        }
+        Ok(buffer)
+    }
+
+    /// A uniform buffer holding `params`.
+    pub fn uniform<P: bytemuck::Pod>(&self, params: &P, what: &str) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(params);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, bytes);
+        buffer
+    }
+
+    /// A staging buffer for reading `bytes` back to the host.
+    pub fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Records `dispatches` into one compute pass of one encoder and submits it.
+    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        Dispatch::record_all(&mut encoder, dispatches);
+        self.queue.submit([encoder.finish()]);
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            bail!("GPU submission failed validation: {err}");
+        }
+        Ok(())
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU: {e}"))?;
+        Ok(())
+    }
+
+    /// Copies `bytes` of `src` into `staging` (in its own submission), maps and returns them.
+    pub fn read_bytes(
+        &self,
+        src: &wgpu::Buffer,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            bail!("read-back copy failed validation: {err}");
+        }
+        self.map_read(staging, bytes)
+    }
+
+    /// Maps the first `bytes` of an already-filled staging buffer and copies them out.
+    pub fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let slice = staging.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .context("map callback never ran")?
+            .map_err(|e| anyhow!("mapping the staging buffer: {e}"))?;
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| anyhow!("reading the mapped range: {e:?}"))?
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+fn pick_adapter() -> Result<wgpu::Adapter> {
+    let adapters = enumerate_adapters();
+    if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+        let want = name.to_lowercase();
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&want))
+            .ok_or_else(|| {
+                anyhow!("WGPU_ADAPTER_NAME={name} matches none of the adapters {names:?}")
+            });
+    }
+    // Prefer a real GPU, then anything (lavapipe reports itself as a CPU device).
+    let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let backend_rank = |a: &wgpu::Adapter| match a.get_info().backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    adapters
+        .into_iter()
+        .min_by_key(|a| (rank(a), backend_rank(a)))
+        .ok_or_else(|| anyhow!(NO_ADAPTER_HINT))
+}

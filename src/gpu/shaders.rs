@@ -1,0 +1,154 @@
+//! The shader table: every kernel's WGSL, loaded with `include_str!`.
+//!
+//! GEMM-shaped ops (dense matmul and the three conv passes) share one GEMM core per
+//! [`Variant`]; the op's file supplies `gemm_dims()`, `load_a4()`, `load_b4()` and
+//! `store()`, and the source is the op file followed by the core. That is plain
+//! concatenation, not templating: every piece is a valid WGSL fragment you can read.
+
+/// The kernel family, chosen once per device from its features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Register-blocked GEMM without subgroups: runs everywhere.
+    Portable,
+    /// Subgroup-broadcast GEMM with a large register block (fast on lavapipe and on GPUs
+    /// with subgroups).
+    Subgroup,
+}
+
+macro_rules! shader {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/",
+            $name,
+            ".wgsl"
+        ))
+    };
+}
+
+const GEMM_PORTABLE: &str = shader!("gemm_portable");
+const GEMM_SUBGROUP: &str = shader!("gemm_subgroup");
+const CONV2D_COMMON: &str = shader!("conv2d_common");
+const POOL2D_COMMON: &str = shader!("pool2d_common");
+
+/// Every compute kernel wgcnn dispatches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Matmul,
+    Conv2dForward,
+    Conv2dBackwardInput,
+    Conv2dBackwardWeight,
+    BiasBackward,
+    MaxPool2dForward,
+    MaxPool2dBackward,
+    AvgPool2dForward,
+    AvgPool2dBackward,
+    ActivationForward,
+    ActivationBackward,
+    Softmax,
+    SoftmaxXentForward,
+    SoftmaxXentBackward,
+    LossMetrics,
+    SgdUpdate,
+    AdamUpdate,
+    DropoutForward,
+    DropoutBackward,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Matmul => "matmul",
+            Kernel::Conv2dForward => "conv2d_forward",
+            Kernel::Conv2dBackwardInput => "conv2d_backward_input",
+            Kernel::Conv2dBackwardWeight => "conv2d_backward_weight",
+            Kernel::BiasBackward => "bias_backward",
+            Kernel::MaxPool2dForward => "maxpool2d_forward",
+            Kernel::MaxPool2dBackward => "maxpool2d_backward",
+            Kernel::AvgPool2dForward => "avgpool2d_forward",
+            Kernel::AvgPool2dBackward => "avgpool2d_backward",
+            Kernel::ActivationForward => "activation_forward",
+            Kernel::ActivationBackward => "activation_backward",
+            Kernel::Softmax => "softmax",
+            Kernel::SoftmaxXentForward => "softmax_xent_forward",
+            Kernel::SoftmaxXentBackward => "softmax_xent_backward",
+            Kernel::LossMetrics => "loss_metrics",
+            Kernel::SgdUpdate => "sgd_update",
+            Kernel::AdamUpdate => "adam_update",
+            Kernel::DropoutForward => "dropout_forward",
+            Kernel::DropoutBackward => "dropout_backward",
+        }
+    }
+
+    /// Every kernel's entry point is `main`.
+    pub fn entry(self) -> &'static str {
+        "main"
+    }
+
+    /// True for the kernels built on the shared GEMM core.
+    pub fn is_gemm(self) -> bool {
+        matches!(
+            self,
+            Kernel::Matmul
+                | Kernel::Conv2dForward
+                | Kernel::Conv2dBackwardInput
+                | Kernel::Conv2dBackwardWeight
+        )
+    }
+
+    /// Rows × columns of the output tile one workgroup of a GEMM kernel computes.
+    pub fn gemm_tile(variant: Variant) -> (u32, u32) {
+        match variant {
+            Variant::Portable => (32, 32),
+            Variant::Subgroup => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
+        }
+    }
+
+    /// The complete WGSL source for this kernel on `variant`.
+    pub fn source(self, variant: Variant) -> String {
+        let body = match self {
+            Kernel::Matmul => shader!("matmul"),
+            Kernel::Conv2dForward => shader!("conv2d_forward"),
+            Kernel::Conv2dBackwardInput => shader!("conv2d_backward_input"),
+            Kernel::Conv2dBackwardWeight => shader!("conv2d_backward_weight"),
+            Kernel::BiasBackward => shader!("bias_backward"),
+            Kernel::MaxPool2dForward => shader!("maxpool2d_forward"),
+            Kernel::MaxPool2dBackward => shader!("maxpool2d_backward"),
+            Kernel::AvgPool2dForward => shader!("avgpool2d_forward"),
+            Kernel::AvgPool2dBackward => shader!("avgpool2d_backward"),
+            Kernel::ActivationForward => shader!("activation_forward"),
+            Kernel::ActivationBackward => shader!("activation_backward"),
+            Kernel::Softmax => shader!("softmax"),
+            Kernel::SoftmaxXentForward => shader!("softmax_xent_forward"),
+            Kernel::SoftmaxXentBackward => shader!("softmax_xent_backward"),
+            Kernel::LossMetrics => shader!("loss_metrics"),
+            Kernel::SgdUpdate => shader!("sgd_update"),
+            Kernel::AdamUpdate => shader!("adam_update"),
+            Kernel::DropoutForward => shader!("dropout_forward"),
+            Kernel::DropoutBackward => shader!("dropout_backward"),
+        };
+        let mut src = String::new();
+        match self {
+            Kernel::Conv2dForward | Kernel::Conv2dBackwardInput | Kernel::Conv2dBackwardWeight => {
+                src.push_str(CONV2D_COMMON)
+            }
+            Kernel::MaxPool2dForward
+            | Kernel::MaxPool2dBackward
+            | Kernel::AvgPool2dForward
+            | Kernel::AvgPool2dBackward => src.push_str(POOL2D_COMMON),
+            _ => {}
+        }
+        src.push_str(body);
+        if self.is_gemm() {
+            src.push_str(match variant {
+                Variant::Portable => GEMM_PORTABLE,
+                Variant::Subgroup => GEMM_SUBGROUP,
+            });
+        }
+        src
+    }
+}
+
+/// Output tile of the subgroup GEMM (rows, columns); kept in sync with gemm_subgroup.wgsl.
+const SUBGROUP_TILE_M: u32 = 32;
+const SUBGROUP_TILE_N: u32 = 64;

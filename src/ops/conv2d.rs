@@ -1,0 +1,280 @@
+//! 2-D convolution, NHWC activations and HWIO kernels (Keras layout). Forward, and three
+//! dedicated backward kernels: dX (gather over the windows that saw each input pixel), dW
+//! (im2col(X)ᵀ·dY without materialising im2col) and db ([`super::bias`]).
+
+use super::matmul::gemm_groups;
+use super::{Padding, u32_of};
+use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::tensor::Tensor;
+use anyhow::{Result, ensure};
+
+/// Everything about one conv2d's shapes; owns the output-size and padding maths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_c: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub padding: Padding,
+}
+
+impl Conv2dShape {
+    /// Checks that the kernel fits the input and that no size is zero.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.batch > 0 && self.in_c > 0 && self.out_c > 0,
+            "conv2d: batch ({}), input channels ({}) and filters ({}) must be positive",
+            self.batch,
+            self.in_c,
+            self.out_c
+        );
+        self.padding.out_len(self.in_h, self.k_h, self.stride_h)?;
+        self.padding.out_len(self.in_w, self.k_w, self.stride_w)?;
+        Ok(())
+    }
+    pub fn out_h(&self) -> usize {
+        self.padding
+            .out_len(self.in_h, self.k_h, self.stride_h)
+            .unwrap_or(0)
+    }
+    pub fn out_w(&self) -> usize {
+        self.padding
+            .out_len(self.in_w, self.k_w, self.stride_w)
+            .unwrap_or(0)
+    }
+    pub fn pad_top(&self) -> usize {
+        self.padding.pad_before(self.in_h, self.k_h, self.stride_h)
+    }
+    pub fn pad_left(&self) -> usize {
+        self.padding.pad_before(self.in_w, self.k_w, self.stride_w)
+    }
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h() * self.out_w() * self.out_c
+    }
+    pub fn weight_len(&self) -> usize {
+        self.k_h * self.k_w * self.in_c * self.out_c
+    }
+    /// Multiply-adds × 2 of the forward pass (each backward pass costs the same).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.batch * self.out_h() * self.out_w()) as f64
+            * self.out_c as f64
+            * (self.k_h * self.k_w * self.in_c) as f64
+    }
+
+    fn params(&self, flags: u32) -> Result<Params> {
+        self.validate()?;
+        Ok(Params {
+            batch: u32_of(self.batch, "batch")?,
+            in_h: u32_of(self.in_h, "height")?,
+            in_w: u32_of(self.in_w, "width")?,
+            in_c: u32_of(self.in_c, "channels")?,
+            out_h: u32_of(self.out_h(), "output height")?,
+            out_w: u32_of(self.out_w(), "output width")?,
+            out_c: u32_of(self.out_c, "filters")?,
+            k_h: u32_of(self.k_h, "kernel height")?,
+            k_w: u32_of(self.k_w, "kernel width")?,
+            stride_h: u32_of(self.stride_h, "stride")?,
+            stride_w: u32_of(self.stride_w, "stride")?,
+            pad_top: self.pad_top() as u32,
+            pad_left: self.pad_left() as u32,
+            flags,
+            _pad: [0; 2],
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    in_c: u32,
+    out_h: u32,
+    out_w: u32,
+    out_c: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    flags: u32,
+    _pad: [u32; 2],
+}
+
+/// `out = conv2d(inp, weight) + bias`, relu fused when asked.
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    out: &Tensor,
+    inp: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    s: &Conv2dShape,
+    relu: bool,
+) -> Result<Dispatch> {
+    let params = s.params(u32::from(relu))?;
+    inp.expect_len(s.input_len(), "conv2d input")?;
+    weight.expect_len(s.weight_len(), "conv2d kernel")?;
+    bias.expect_len(s.out_c, "conv2d bias")?;
+    out.expect_len(s.output_len(), "conv2d output")?;
+    let groups = gemm_groups(gpu, s.batch * s.out_h() * s.out_w(), s.out_c);
+    Dispatch::new(
+        gpu,
+        Kernel::Conv2dForward,
+        &params,
+        &[&inp.buffer, &weight.buffer, &bias.buffer, &out.buffer],
+        groups,
+    )
+}
+
+/// `dinp (+)= ∂L/∂inp` from `dout` and the kernel.
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    dinp: &Tensor,
+    dout: &Tensor,
+    weight: &Tensor,
+    s: &Conv2dShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let params = s.params(u32::from(accumulate) << 1)?;
+    dinp.expect_len(s.input_len(), "conv2d dinput")?;
+    dout.expect_len(s.output_len(), "conv2d doutput")?;
+    weight.expect_len(s.weight_len(), "conv2d kernel")?;
+    let groups = gemm_groups(gpu, s.batch * s.in_h * s.in_w, s.in_c);
+    Dispatch::new(
+        gpu,
+        Kernel::Conv2dBackwardInput,
+        &params,
+        &[&dout.buffer, &weight.buffer, &dinp.buffer],
+        groups,
+    )
+}
+
+/// `dweight (+)= ∂L/∂weight` from `dout` and the layer input.
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    dweight: &Tensor,
+    dout: &Tensor,
+    inp: &Tensor,
+    s: &Conv2dShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let params = s.params(u32::from(accumulate) << 1)?;
+    dweight.expect_len(s.weight_len(), "conv2d dkernel")?;
+    dout.expect_len(s.output_len(), "conv2d doutput")?;
+    inp.expect_len(s.input_len(), "conv2d input")?;
+    let groups = gemm_groups(gpu, s.k_h * s.k_w * s.in_c, s.out_c);
+    Dispatch::new(
+        gpu,
+        Kernel::Conv2dBackwardWeight,
+        &params,
+        &[&inp.buffer, &dout.buffer, &dweight.buffer],
+        groups,
+    )
+}
+
+/// Index of input element (n, ih, iw, c) for the output pixel (oh, ow) and tap (kh, kw),
+/// or None in the padding.
+fn tap(s: &Conv2dShape, n: usize, oh: usize, ow: usize, kh: usize, kw: usize) -> Option<usize> {
+    let ih = (oh * s.stride_h + kh).checked_sub(s.pad_top())?;
+    let iw = (ow * s.stride_w + kw).checked_sub(s.pad_left())?;
+    (ih < s.in_h && iw < s.in_w).then_some(((n * s.in_h + ih) * s.in_w + iw) * s.in_c)
+}
+
+/// CPU reference of the forward pass (f64 accumulation).
+pub fn conv2d_forward_cpu(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    s: &Conv2dShape,
+    relu: bool,
+) {
+    let (oh_n, ow_n, co_n) = (s.out_h(), s.out_w(), s.out_c);
+    let mut acc = vec![0f64; co_n];
+    for n in 0..s.batch {
+        for oh in 0..oh_n {
+            for ow in 0..ow_n {
+                acc.iter_mut()
+                    .zip(bias)
+                    .for_each(|(a, &b)| *a = f64::from(b));
+                for kh in 0..s.k_h {
+                    for kw in 0..s.k_w {
+                        let Some(base) = tap(s, n, oh, ow, kh, kw) else {
+                            continue;
+                        };
+                        for ci in 0..s.in_c {
+                            let x = f64::from(inp[base + ci]);
+                            let wrow = &weight[((kh * s.k_w + kw) * s.in_c + ci) * co_n..][..co_n];
+                            acc.iter_mut()
+                                .zip(wrow)
+                                .for_each(|(a, &w)| *a += x * f64::from(w));
+                        }
+                    }
+                }
+                let o = &mut out[((n * oh_n + oh) * ow_n + ow) * co_n..][..co_n];
+                for (dst, &a) in o.iter_mut().zip(&acc) {
+                    *dst = if relu { (a as f32).max(0.0) } else { a as f32 };
+                }
+            }
+        }
+    }
+}
+
+/// CPU reference of all three backward passes, accumulating into `dinp` (if given),
+/// `dweight` and `dbias`.
+pub fn conv2d_backward_cpu(
+    dinp: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    s: &Conv2dShape,
+) {
+    let (oh_n, ow_n, co_n) = (s.out_h(), s.out_w(), s.out_c);
+    let mut dw = vec![0f64; dweight.len()];
+    let mut dx = vec![0f64; inp.len()];
+    for n in 0..s.batch {
+        for oh in 0..oh_n {
+            for ow in 0..ow_n {
+                let g = &dout[((n * oh_n + oh) * ow_n + ow) * co_n..][..co_n];
+                for kh in 0..s.k_h {
+                    for kw in 0..s.k_w {
+                        let Some(base) = tap(s, n, oh, ow, kh, kw) else {
+                            continue;
+                        };
+                        for ci in 0..s.in_c {
+                            let x = f64::from(inp[base + ci]);
+                            let wi = ((kh * s.k_w + kw) * s.in_c + ci) * co_n;
+                            let mut sx = 0f64;
+                            for co in 0..co_n {
+                                let gv = f64::from(g[co]);
+                                dw[wi + co] += x * gv;
+                                sx += gv * f64::from(weight[wi + co]);
+                            }
+                            dx[base + ci] += sx;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dweight
+        .iter_mut()
+        .zip(&dw)
+        .for_each(|(d, &v)| *d += v as f32);
+    if let Some(dinp) = dinp {
+        dinp.iter_mut().zip(&dx).for_each(|(d, &v)| *d += v as f32);
+    }
+    super::bias::bias_backward_cpu(dbias, dout, s.batch * oh_n * ow_n, co_n);
+}

@@ -1,0 +1,180 @@
+//! Dense matmul `C = op(A)·op(B) (+ bias) (relu) (+ C)`: the forward pass of Dense
+//! (`A·B + b`) and its gradients (`dX = dY·Wᵀ`, `dW = Xᵀ·dY`), on the shared GEMM core.
+
+use super::u32_of;
+use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::tensor::Tensor;
+use anyhow::{Result, ensure};
+
+/// Shape and options of one matmul. `a` is `[m, k]` (or `[k, m]` if `trans_a`), `b` is
+/// `[k, n]` (or `[n, k]` if `trans_b`), `c` is `[m, n]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub bias: bool,
+    pub relu: bool,
+    pub accumulate: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+}
+
+impl MatmulShape {
+    fn flags(&self) -> u32 {
+        u32::from(self.trans_a)
+            | u32::from(self.trans_b) << 1
+            | u32::from(self.bias) << 2
+            | u32::from(self.relu) << 3
+            | u32::from(self.accumulate) << 4
+    }
+
+    /// Multiply-adds × 2.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+/// Workgroups for a GEMM of `m × n` on this device's kernel family.
+pub(crate) fn gemm_groups(gpu: &Gpu, m: usize, n: usize) -> u64 {
+    let (tm, tn) = Kernel::gemm_tile(gpu.variant);
+    (m.div_ceil(tm as usize) * n.div_ceil(tn as usize)) as u64
+}
+
+/// `c = op(a)·op(b) (+ bias) (relu) (+ c)`. `bias` must be given iff `shape.bias`.
+pub fn matmul(
+    gpu: &Gpu,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    shape: &MatmulShape,
+) -> Result<Dispatch> {
+    let s = shape;
+    a.expect_len(s.m * s.k, "matmul A")?;
+    b.expect_len(s.k * s.n, "matmul B")?;
+    c.expect_len(s.m * s.n, "matmul C")?;
+    ensure!(
+        s.bias == bias.is_some(),
+        "matmul: bias flag and bias tensor disagree"
+    );
+    if let Some(bias) = bias {
+        bias.expect_len(s.n, "matmul bias")?;
+    }
+    let params = Params {
+        m: u32_of(s.m, "m")?,
+        n: u32_of(s.n, "n")?,
+        k: u32_of(s.k, "k")?,
+        flags: s.flags(),
+    };
+    // Without a bias the binding still needs a buffer. B is already bound read-only; C is
+    // not an option (read-only and read-write views of one buffer may not share a dispatch).
+    let bias_buf = bias.map(|t| &t.buffer).unwrap_or(&b.buffer);
+    Dispatch::new(
+        gpu,
+        Kernel::Matmul,
+        &params,
+        &[&a.buffer, &b.buffer, bias_buf, &c.buffer],
+        gemm_groups(gpu, s.m, s.n),
+    )
+}
+
+/// CPU reference of [`matmul`] (f64 accumulation); overwrites or accumulates like the GPU.
+pub fn matmul_cpu(c: &mut [f32], a: &[f32], b: &[f32], bias: Option<&[f32]>, s: &MatmulShape) {
+    for i in 0..s.m {
+        for j in 0..s.n {
+            let mut acc = 0f64;
+            for p in 0..s.k {
+                let av = if s.trans_a {
+                    a[p * s.m + i]
+                } else {
+                    a[i * s.k + p]
+                };
+                let bv = if s.trans_b {
+                    b[j * s.k + p]
+                } else {
+                    b[p * s.n + j]
+                };
+                acc += f64::from(av) * f64::from(bv);
+            }
+            let mut v = acc as f32;
+            if let Some(bias) = bias {
+                v += bias[j];
+            }
+            if s.relu {
+                v = v.max(0.0);
+            }
+            if s.accumulate {
+                c[i * s.n + j] += v;
+            } else {
+                c[i * s.n + j] = v;
+            }
+        }
+    }
+}
+
+/// Dense forward on the CPU: `out[b, o] = Σ inp[b, i]·w[i, o] + bias[o]`.
+pub fn dense_forward_cpu(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    batch: usize,
+    n_in: usize,
+    n_out: usize,
+) {
+    let s = MatmulShape {
+        m: batch,
+        n: n_out,
+        k: n_in,
+        bias: true,
+        ..Default::default()
+    };
+    matmul_cpu(out, inp, weight, Some(bias), &s);
+}
+
+/// Dense backward on the CPU, accumulating: `dinp += dout·Wᵀ`, `dweight += inpᵀ·dout`,
+/// `dbias += Σ_b dout`.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_cpu(
+    dinp: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    batch: usize,
+    n_in: usize,
+    n_out: usize,
+) {
+    if let Some(dinp) = dinp {
+        let s = MatmulShape {
+            m: batch,
+            n: n_in,
+            k: n_out,
+            trans_b: true,
+            accumulate: true,
+            ..Default::default()
+        };
+        matmul_cpu(dinp, dout, weight, None, &s);
+    }
+    let s = MatmulShape {
+        m: n_in,
+        n: n_out,
+        k: batch,
+        trans_a: true,
+        accumulate: true,
+        ..Default::default()
+    };
+    matmul_cpu(dweight, inp, dout, None, &s);
+    super::bias::bias_backward_cpu(dbias, dout, batch, n_out);
+}

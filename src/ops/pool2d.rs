@@ -1,0 +1,263 @@
+//! Max and average pooling, NHWC, Keras padding. Max pooling records the flat input index
+//! of each maximum; both backward passes gather (each input element visits the windows
+//! that contain it), so no atomics are needed.
+
+use super::{Padding, groups_for, u32_of};
+use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::tensor::Tensor;
+use anyhow::{Result, ensure};
+
+/// Shapes of one pooling layer; owns the output-size and padding maths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dShape {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub c: usize,
+    pub pool_h: usize,
+    pub pool_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub padding: Padding,
+}
+
+impl Pool2dShape {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.batch > 0 && self.c > 0,
+            "pooling: batch ({}) and channels ({}) must be positive",
+            self.batch,
+            self.c
+        );
+        self.padding
+            .out_len(self.in_h, self.pool_h, self.stride_h)?;
+        self.padding
+            .out_len(self.in_w, self.pool_w, self.stride_w)?;
+        Ok(())
+    }
+    pub fn out_h(&self) -> usize {
+        self.padding
+            .out_len(self.in_h, self.pool_h, self.stride_h)
+            .unwrap_or(0)
+    }
+    pub fn out_w(&self) -> usize {
+        self.padding
+            .out_len(self.in_w, self.pool_w, self.stride_w)
+            .unwrap_or(0)
+    }
+    pub fn pad_top(&self) -> usize {
+        self.padding
+            .pad_before(self.in_h, self.pool_h, self.stride_h)
+    }
+    pub fn pad_left(&self) -> usize {
+        self.padding
+            .pad_before(self.in_w, self.pool_w, self.stride_w)
+    }
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.c
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h() * self.out_w() * self.c
+    }
+
+    fn params(&self, accumulate: bool) -> Result<Params> {
+        self.validate()?;
+        Ok(Params {
+            batch: u32_of(self.batch, "batch")?,
+            in_h: u32_of(self.in_h, "height")?,
+            in_w: u32_of(self.in_w, "width")?,
+            c: u32_of(self.c, "channels")?,
+            out_h: self.out_h() as u32,
+            out_w: self.out_w() as u32,
+            pool_h: u32_of(self.pool_h, "pool height")?,
+            pool_w: u32_of(self.pool_w, "pool width")?,
+            stride_h: u32_of(self.stride_h, "stride")?,
+            stride_w: u32_of(self.stride_w, "stride")?,
+            pad_top: self.pad_top() as u32,
+            pad_left: self.pad_left() as u32,
+            flags: u32::from(accumulate),
+            _pad: [0; 3],
+        })
+    }
+
+    /// Valid input rows `[lo, hi)` of output index `o` along one axis.
+    fn window(o: usize, stride: usize, pad: usize, size: usize, len: usize) -> (usize, usize) {
+        let start = (o * stride) as isize - pad as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + size as isize).max(0) as usize).min(len);
+        (lo, hi.max(lo))
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    c: u32,
+    out_h: u32,
+    out_w: u32,
+    pool_h: u32,
+    pool_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    flags: u32,
+    _pad: [u32; 3],
+}
+
+/// `out = maxpool(inp)`, `argmax` = flat input index of each maximum (u32 tensor).
+pub fn maxpool2d_forward(
+    gpu: &Gpu,
+    out: &Tensor,
+    argmax: &Tensor,
+    inp: &Tensor,
+    s: &Pool2dShape,
+) -> Result<Dispatch> {
+    let params = s.params(false)?;
+    inp.expect_len(s.input_len(), "maxpool input")?;
+    out.expect_len(s.output_len(), "maxpool output")?;
+    argmax.expect_len(s.output_len(), "maxpool argmax")?;
+    let groups = groups_for(s.output_len(), 256);
+    Dispatch::new(
+        gpu,
+        Kernel::MaxPool2dForward,
+        &params,
+        &[&inp.buffer, &out.buffer, &argmax.buffer],
+        groups,
+    )
+}
+
+/// `dinp (+)= ` gradients routed to the recorded maxima.
+pub fn maxpool2d_backward(
+    gpu: &Gpu,
+    dinp: &Tensor,
+    dout: &Tensor,
+    argmax: &Tensor,
+    s: &Pool2dShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let params = s.params(accumulate)?;
+    dinp.expect_len(s.input_len(), "maxpool dinput")?;
+    dout.expect_len(s.output_len(), "maxpool doutput")?;
+    argmax.expect_len(s.output_len(), "maxpool argmax")?;
+    let groups = groups_for(s.input_len(), 256);
+    Dispatch::new(
+        gpu,
+        Kernel::MaxPool2dBackward,
+        &params,
+        &[&dout.buffer, &argmax.buffer, &dinp.buffer],
+        groups,
+    )
+}
+
+/// `out = avgpool(inp)` (mean over the unpadded part of each window).
+pub fn avgpool2d_forward(
+    gpu: &Gpu,
+    out: &Tensor,
+    inp: &Tensor,
+    s: &Pool2dShape,
+) -> Result<Dispatch> {
+    let params = s.params(false)?;
+    inp.expect_len(s.input_len(), "avgpool input")?;
+    out.expect_len(s.output_len(), "avgpool output")?;
+    Dispatch::new(
+        gpu,
+        Kernel::AvgPool2dForward,
+        &params,
+        &[&inp.buffer, &out.buffer],
+        groups_for(s.output_len(), 256),
+    )
+}
+
+/// `dinp (+)= ` each window's gradient spread evenly over its unpadded elements.
+pub fn avgpool2d_backward(
+    gpu: &Gpu,
+    dinp: &Tensor,
+    dout: &Tensor,
+    s: &Pool2dShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let params = s.params(accumulate)?;
+    dinp.expect_len(s.input_len(), "avgpool dinput")?;
+    dout.expect_len(s.output_len(), "avgpool doutput")?;
+    Dispatch::new(
+        gpu,
+        Kernel::AvgPool2dBackward,
+        &params,
+        &[&dout.buffer, &dinp.buffer],
+        groups_for(s.input_len(), 256),
+    )
+}
+
+/// Visits every output element: (flat output index, n, valid row range, valid col range, channel).
+fn for_each_window(
+    s: &Pool2dShape,
+    mut f: impl FnMut(usize, usize, (usize, usize), (usize, usize), usize),
+) {
+    let (oh_n, ow_n) = (s.out_h(), s.out_w());
+    for n in 0..s.batch {
+        for oh in 0..oh_n {
+            let hr = Pool2dShape::window(oh, s.stride_h, s.pad_top(), s.pool_h, s.in_h);
+            for ow in 0..ow_n {
+                let wr = Pool2dShape::window(ow, s.stride_w, s.pad_left(), s.pool_w, s.in_w);
+                for c in 0..s.c {
+                    f(((n * oh_n + oh) * ow_n + ow) * s.c + c, n, hr, wr, c);
+                }
+            }
+        }
+    }
+}
+
+/// CPU reference of max pooling forward (first maximum on ties).
+pub fn maxpool2d_forward_cpu(out: &mut [f32], argmax: &mut [u32], inp: &[f32], s: &Pool2dShape) {
+    for_each_window(s, |o, n, (h0, h1), (w0, w1), c| {
+        let mut best = (f32::NEG_INFINITY, u32::MAX);
+        for ih in h0..h1 {
+            for iw in w0..w1 {
+                let j = ((n * s.in_h + ih) * s.in_w + iw) * s.c + c;
+                if best.1 == u32::MAX || inp[j] > best.0 {
+                    best = (inp[j], j as u32);
+                }
+            }
+        }
+        out[o] = best.0;
+        argmax[o] = best.1;
+    });
+}
+
+/// CPU reference of max pooling backward, accumulating into `dinp`.
+pub fn maxpool2d_backward_cpu(dinp: &mut [f32], dout: &[f32], argmax: &[u32], s: &Pool2dShape) {
+    for (o, &j) in argmax.iter().enumerate().take(s.output_len()) {
+        if let Some(d) = dinp.get_mut(j as usize) {
+            *d += dout[o];
+        }
+    }
+}
+
+/// CPU reference of average pooling forward.
+pub fn avgpool2d_forward_cpu(out: &mut [f32], inp: &[f32], s: &Pool2dShape) {
+    for_each_window(s, |o, n, (h0, h1), (w0, w1), c| {
+        let mut sum = 0f64;
+        for ih in h0..h1 {
+            for iw in w0..w1 {
+                sum += f64::from(inp[((n * s.in_h + ih) * s.in_w + iw) * s.c + c]);
+            }
+        }
+        out[o] = (sum / ((h1 - h0) * (w1 - w0)).max(1) as f64) as f32;
+    });
+}
+
+/// CPU reference of average pooling backward, accumulating into `dinp`.
+pub fn avgpool2d_backward_cpu(dinp: &mut [f32], dout: &[f32], s: &Pool2dShape) {
+    for_each_window(s, |o, n, (h0, h1), (w0, w1), c| {
+        let share = dout[o] / ((h1 - h0) * (w1 - w0)).max(1) as f32;
+        for ih in h0..h1 {
+            for iw in w0..w1 {
+                dinp[((n * s.in_h + ih) * s.in_w + iw) * s.c + c] += share;
+            }
+        }
+    });
+}

@@ -1,0 +1,210 @@
+//! Softmax and the fused softmax + sparse categorical cross-entropy: forward gives
+//! probabilities and per-sample losses, backward `(p − onehot)/B`, and a reduction adds
+//! the batch's loss sum and correct count to totals that stay on the GPU.
+//!
+//! `rows` is the batch buffer's capacity; `valid` (rewritten per step) is how many rows
+//! hold real samples, so a last, partial batch needs no new buffers.
+
+use super::{groups_for, u32_of};
+use crate::gpu::{Dispatch, Gpu, Kernel, Uniform};
+use crate::tensor::Tensor;
+use anyhow::{Result, ensure};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RowsParams {
+    rows: u32,
+    cols: u32,
+    valid: u32,
+    _pad: u32,
+}
+
+/// The shape uniform shared by the loss kernels of one batch buffer.
+pub struct BatchRows {
+    pub rows: usize,
+    pub cols: usize,
+    uniform: Uniform<RowsParams>,
+}
+
+impl BatchRows {
+    pub fn new(gpu: &Gpu, rows: usize, cols: usize) -> Result<BatchRows> {
+        let p = RowsParams {
+            rows: u32_of(rows, "rows")?,
+            cols: u32_of(cols, "classes")?,
+            valid: rows as u32,
+            _pad: 0,
+        };
+        Ok(BatchRows {
+            rows,
+            cols,
+            uniform: Uniform::new(gpu, &p, "batch rows"),
+        })
+    }
+    /// Sets how many leading rows are real samples for the next submission.
+    pub fn set_valid(&self, gpu: &Gpu, valid: usize) -> Result<()> {
+        ensure!(
+            valid <= self.rows,
+            "{valid} samples do not fit a batch of {}",
+            self.rows
+        );
+        self.uniform.set(
+            gpu,
+            &RowsParams {
+                rows: self.rows as u32,
+                cols: self.cols as u32,
+                valid: valid as u32,
+                _pad: 0,
+            },
+        );
+        Ok(())
+    }
+    fn check(&self, t: &Tensor, what: &str) -> Result<()> {
+        t.expect_len(self.rows * self.cols, what)
+    }
+}
+
+/// Row-wise softmax (inference).
+pub fn softmax(gpu: &Gpu, probs: &Tensor, logits: &Tensor, rows: &BatchRows) -> Result<Dispatch> {
+    rows.check(logits, "softmax logits")?;
+    rows.check(probs, "softmax probabilities")?;
+    Dispatch::with_uniform(
+        gpu,
+        Kernel::Softmax,
+        &rows.uniform.buffer,
+        &[&logits.buffer, &probs.buffer],
+        groups_for(rows.rows, 64),
+    )
+}
+
+/// Probabilities and per-sample loss.
+pub fn softmax_xent_forward(
+    gpu: &Gpu,
+    probs: &Tensor,
+    loss: &Tensor,
+    logits: &Tensor,
+    labels: &Tensor,
+    rows: &BatchRows,
+) -> Result<Dispatch> {
+    rows.check(logits, "loss logits")?;
+    rows.check(probs, "loss probabilities")?;
+    labels.expect_len(rows.rows, "labels")?;
+    loss.expect_len(rows.rows, "per-sample loss")?;
+    let bufs = [&logits.buffer, &labels.buffer, &probs.buffer, &loss.buffer];
+    Dispatch::with_uniform(
+        gpu,
+        Kernel::SoftmaxXentForward,
+        &rows.uniform.buffer,
+        &bufs,
+        groups_for(rows.rows, 64),
+    )
+}
+
+/// `dlogits = (probs − onehot(labels)) / valid`.
+pub fn softmax_xent_backward(
+    gpu: &Gpu,
+    dlogits: &Tensor,
+    probs: &Tensor,
+    labels: &Tensor,
+    rows: &BatchRows,
+) -> Result<Dispatch> {
+    rows.check(dlogits, "loss gradient")?;
+    rows.check(probs, "loss probabilities")?;
+    labels.expect_len(rows.rows, "labels")?;
+    let bufs = [&probs.buffer, &labels.buffer, &dlogits.buffer];
+    Dispatch::with_uniform(
+        gpu,
+        Kernel::SoftmaxXentBackward,
+        &rows.uniform.buffer,
+        &bufs,
+        groups_for(rows.rows * rows.cols, 256),
+    )
+}
+
+/// `totals[0] += Σ loss`, `totals[1] += #(argmax probs == label)` over the valid rows.
+pub fn loss_metrics(
+    gpu: &Gpu,
+    totals: &Tensor,
+    probs: &Tensor,
+    labels: &Tensor,
+    loss: &Tensor,
+    rows: &BatchRows,
+) -> Result<Dispatch> {
+    rows.check(probs, "loss probabilities")?;
+    labels.expect_len(rows.rows, "labels")?;
+    loss.expect_len(rows.rows, "per-sample loss")?;
+    totals.expect_len(2, "metric totals")?;
+    let bufs = [&probs.buffer, &labels.buffer, &loss.buffer, &totals.buffer];
+    Dispatch::with_uniform(gpu, Kernel::LossMetrics, &rows.uniform.buffer, &bufs, 1)
+}
+
+/// CPU softmax of each row.
+pub fn softmax_cpu(probs: &mut [f32], logits: &[f32], cols: usize) {
+    for (p, z) in probs.chunks_mut(cols).zip(logits.chunks(cols)) {
+        let mx = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let sum: f64 = z.iter().map(|&v| f64::from((v - mx).exp())).sum();
+        p.iter_mut()
+            .zip(z)
+            .for_each(|(p, &v)| *p = (f64::from((v - mx).exp()) / sum) as f32);
+    }
+}
+
+/// CPU reference of the fused forward; rows at or past `valid` get loss 0.
+pub fn softmax_xent_forward_cpu(
+    probs: &mut [f32],
+    loss: &mut [f32],
+    logits: &[f32],
+    labels: &[u32],
+    cols: usize,
+    valid: usize,
+) {
+    softmax_cpu(probs, logits, cols);
+    for (r, z) in logits.chunks(cols).enumerate() {
+        let mx = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = f64::from(mx) + z.iter().map(|&v| f64::from(v - mx).exp()).sum::<f64>().ln();
+        let label = (labels[r] as usize).min(cols - 1);
+        loss[r] = if r < valid {
+            (lse - f64::from(z[label])) as f32
+        } else {
+            0.0
+        };
+    }
+}
+
+/// CPU reference of the fused backward: `(p − onehot)/valid`, 0 for padding rows.
+pub fn softmax_xent_backward_cpu(
+    dlogits: &mut [f32],
+    probs: &[f32],
+    labels: &[u32],
+    cols: usize,
+    valid: usize,
+) {
+    for (r, (d, p)) in dlogits.chunks_mut(cols).zip(probs.chunks(cols)).enumerate() {
+        for (j, (d, &p)) in d.iter_mut().zip(p).enumerate() {
+            let onehot = if labels[r] as usize == j { 1.0 } else { 0.0 };
+            *d = if r < valid {
+                (p - onehot) / valid as f32
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// CPU reference of [`loss_metrics`]: (loss sum, correct count) over the valid rows.
+pub fn loss_metrics_cpu(
+    probs: &[f32],
+    labels: &[u32],
+    loss: &[f32],
+    cols: usize,
+    valid: usize,
+) -> (f64, usize) {
+    let mut sum = 0f64;
+    let mut hits = 0;
+    for r in 0..valid {
+        sum += f64::from(loss[r]);
+        let row = &probs[r * cols..][..cols];
+        let best = (1..cols).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        hits += usize::from(best == labels[r] as usize);
+    }
+    (sum, hits)
+}

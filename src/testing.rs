@@ -1,0 +1,72 @@
+//! Helpers shared by the tests and benches: seeded random data and a tolerance check that
+//! prints the first mismatches (llm.c's `validate_result`).
+
+use anyhow::{Result, bail};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// `n` uniform values in [-1, 1) from `seed`.
+pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// `n` labels in 0..classes from `seed`.
+pub fn random_labels(n: usize, classes: usize, seed: u64) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| rng.random_range(0..classes as u32))
+        .collect()
+}
+
+/// A NaN-filled vector: written into outputs before a kernel runs, so that any element the
+/// kernel fails to write fails the comparison.
+pub fn poison(n: usize) -> Vec<f32> {
+    vec![f32::NAN; n]
+}
+
+/// Largest |gpu − cpu| seen.
+pub fn max_abs_diff(gpu: &[f32], cpu: &[f32]) -> f32 {
+    gpu.iter()
+        .zip(cpu)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Checks `|gpu − cpu| ≤ atol + rtol·|cpu|` element-wise (NaN never passes); on failure the
+/// error lists the first ten mismatches and the count.
+pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) -> Result<f32> {
+    if gpu.len() != cpu.len() {
+        bail!("{what}: GPU gave {} values, CPU {}", gpu.len(), cpu.len());
+    }
+    let mut bad = Vec::new();
+    let mut count = 0;
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let ok = (g - c).abs() <= atol + rtol * c.abs();
+        if !ok {
+            count += 1;
+            if bad.len() < 10 {
+                bad.push(format!("  [{i}] gpu {g:.6e} cpu {c:.6e}"));
+            }
+        }
+    }
+    if count > 0 {
+        bail!(
+            "{what}: {count} of {} elements differ (atol {atol}, rtol {rtol}); first:\n{}",
+            cpu.len(),
+            bad.join("\n")
+        );
+    }
+    Ok(max_abs_diff(gpu, cpu))
+}
+
+/// Central finite difference of `f` w.r.t. `x[i]`, in f64.
+pub fn finite_diff(x: &mut [f32], i: usize, eps: f32, mut f: impl FnMut(&[f32]) -> f64) -> f64 {
+    let orig = x[i];
+    x[i] = orig + eps;
+    let plus = f(x);
+    x[i] = orig - eps;
+    let minus = f(x);
+    x[i] = orig;
+    (plus - minus) / (2.0 * f64::from(eps))
+}

@@ -1,0 +1,589 @@
+//! GPU kernels against their CPU references: random data, odd shapes, outputs poisoned
+//! with NaN first so that an unwritten element fails. GEMM-based kernels run on every
+//! kernel family the adapter supports (the portable one is always forced once).
+
+use std::sync::{Arc, OnceLock};
+use wgcnn::Tensor;
+use wgcnn::gpu::{Dispatch, Gpu, Uniform, Variant};
+use wgcnn::ops::Padding;
+use wgcnn::ops::activation::*;
+use wgcnn::ops::bias::*;
+use wgcnn::ops::conv2d::*;
+use wgcnn::ops::dropout::*;
+use wgcnn::ops::matmul::*;
+use wgcnn::ops::optimizer::Optimizer;
+use wgcnn::ops::pool2d::*;
+use wgcnn::ops::softmax_xent::*;
+use wgcnn::testing::{assert_close, poison, random_labels, random_vec};
+
+type R = anyhow::Result<()>;
+
+fn gpu() -> Arc<Gpu> {
+    Gpu::shared().expect("a GPU adapter (lavapipe in CI) is required")
+}
+
+/// The default device plus, when it uses subgroup kernels, a second one forced portable.
+fn gpus() -> Vec<Arc<Gpu>> {
+    static PORTABLE: OnceLock<Arc<Gpu>> = OnceLock::new();
+    let main = gpu();
+    if main.variant == Variant::Portable {
+        return vec![main];
+    }
+    let portable = PORTABLE.get_or_init(|| {
+        Arc::new(Gpu::with_variant(Some(Variant::Portable)).expect("portable device"))
+    });
+    vec![main, portable.clone()]
+}
+
+fn poisoned(g: &Gpu, shape: &[usize], name: &str) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_slice(g, shape, &poison(n), name).unwrap()
+}
+
+fn run(g: &Gpu, d: &Dispatch) -> Vec<f32> {
+    g.run(&[d]).unwrap();
+    Vec::new()
+}
+
+fn conv_shapes() -> Vec<Conv2dShape> {
+    let c = |batch, in_h, in_w, in_c, out_c, k_h, k_w, stride_h, stride_w, padding| Conv2dShape {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_c,
+        k_h,
+        k_w,
+        stride_h,
+        stride_w,
+        padding,
+    };
+    vec![
+        c(1, 5, 7, 1, 3, 3, 3, 1, 1, Padding::Valid),
+        c(2, 9, 8, 3, 64, 5, 5, 2, 2, Padding::Same),
+        c(3, 7, 7, 64, 5, 1, 1, 1, 1, Padding::Valid),
+        c(2, 7, 10, 3, 9, 3, 2, 2, 1, Padding::Same),
+        c(2, 6, 6, 2, 4, 3, 3, 2, 2, Padding::Same),
+        c(1, 11, 5, 4, 70, 3, 3, 1, 1, Padding::Same),
+        c(2, 8, 9, 5, 6, 4, 2, 3, 2, Padding::Valid),
+    ]
+}
+
+#[test]
+fn conv2d_forward_matches_cpu() -> R {
+    for g in gpus() {
+        for (i, s) in conv_shapes().iter().enumerate() {
+            for relu in [false, true] {
+                let x = random_vec(s.input_len(), 1 + i as u64);
+                let w = random_vec(s.weight_len(), 100 + i as u64);
+                let b = random_vec(s.out_c, 200 + i as u64);
+                let (tx, tw, tb) = (
+                    Tensor::from_slice(&g, &[s.input_len()], &x, "x")?,
+                    Tensor::from_slice(&g, &[s.weight_len()], &w, "w")?,
+                    Tensor::from_slice(&g, &[s.out_c], &b, "b")?,
+                );
+                let out = poisoned(&g, &[s.output_len()], "out");
+                run(&g, &conv2d_forward(&g, &out, &tx, &tw, &tb, s, relu)?);
+                let mut want = vec![0.0; s.output_len()];
+                conv2d_forward_cpu(&mut want, &x, &w, &b, s, relu);
+                assert_close(
+                    &format!("conv2d forward {s:?} relu={relu} {:?}", g.variant),
+                    &out.read(&g)?,
+                    &want,
+                    1e-4,
+                    1e-3,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn conv2d_backward_matches_cpu() -> R {
+    for g in gpus() {
+        for (i, s) in conv_shapes().iter().enumerate() {
+            let x = random_vec(s.input_len(), 10 + i as u64);
+            let w = random_vec(s.weight_len(), 110 + i as u64);
+            let dy = random_vec(s.output_len(), 210 + i as u64);
+            let tx = Tensor::from_slice(&g, &[s.input_len()], &x, "x")?;
+            let tw = Tensor::from_slice(&g, &[s.weight_len()], &w, "w")?;
+            let tdy = Tensor::from_slice(&g, &[s.output_len()], &dy, "dy")?;
+            let dx = poisoned(&g, &[s.input_len()], "dx");
+            let dw = poisoned(&g, &[s.weight_len()], "dw");
+            let db = poisoned(&g, &[s.out_c], "db");
+            let rows = s.batch * s.out_h() * s.out_w();
+            g.run(&[
+                &conv2d_backward_input(&g, &dx, &tdy, &tw, s, false)?,
+                &conv2d_backward_weight(&g, &dw, &tdy, &tx, s, false)?,
+                &bias_backward(&g, &db, &tdy, rows, s.out_c, false)?,
+            ])?;
+            let (mut wdx, mut wdw, mut wdb) =
+                (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; s.out_c]);
+            conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, s);
+            let tag = format!("{s:?} {:?}", g.variant);
+            assert_close(&format!("conv2d dX {tag}"), &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
+            assert_close(&format!("conv2d dW {tag}"), &dw.read(&g)?, &wdw, 1e-3, 1e-3)?;
+            assert_close(&format!("conv2d db {tag}"), &db.read(&g)?, &wdb, 1e-3, 1e-3)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn conv2d_backward_accumulates() -> R {
+    let g = gpu();
+    let s = conv_shapes()[3];
+    let (x, w, dy) = (
+        random_vec(s.input_len(), 1),
+        random_vec(s.weight_len(), 2),
+        random_vec(s.output_len(), 3),
+    );
+    let prior_dx = random_vec(s.input_len(), 4);
+    let prior_dw = random_vec(s.weight_len(), 5);
+    let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+    let tw = Tensor::from_slice(&g, &[w.len()], &w, "w")?;
+    let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
+    let dx = Tensor::from_slice(&g, &[x.len()], &prior_dx, "dx")?;
+    let dw = Tensor::from_slice(&g, &[w.len()], &prior_dw, "dw")?;
+    g.run(&[
+        &conv2d_backward_input(&g, &dx, &tdy, &tw, &s, true)?,
+        &conv2d_backward_weight(&g, &dw, &tdy, &tx, &s, true)?,
+    ])?;
+    let (mut wdx, mut wdw, mut wdb) = (prior_dx, prior_dw, vec![0.0; s.out_c]);
+    conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, &s);
+    assert_close("conv2d dX accumulate", &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
+    assert_close("conv2d dW accumulate", &dw.read(&g)?, &wdw, 1e-3, 1e-3)?;
+    Ok(())
+}
+
+#[test]
+fn matmul_all_transposes_match_cpu() -> R {
+    for g in gpus() {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (7, 10, 13),
+            (33, 65, 31),
+            (70, 5, 129),
+            (128, 130, 67),
+        ] {
+            for flags in 0..32u32 {
+                let s = MatmulShape {
+                    m,
+                    n,
+                    k,
+                    trans_a: flags & 1 != 0,
+                    trans_b: flags & 2 != 0,
+                    bias: flags & 4 != 0,
+                    relu: flags & 8 != 0,
+                    accumulate: flags & 16 != 0,
+                };
+                let seed = (m * 1000 + n * 10 + k) as u64 + u64::from(flags) * 7;
+                let a = random_vec(m * k, seed);
+                let b = random_vec(k * n, seed + 1);
+                let bias = random_vec(n, seed + 2);
+                let c0 = if s.accumulate {
+                    random_vec(m * n, seed + 3)
+                } else {
+                    poison(m * n)
+                };
+                let (ta, tb, tbias) = (
+                    Tensor::from_slice(&g, &[a.len()], &a, "a")?,
+                    Tensor::from_slice(&g, &[b.len()], &b, "b")?,
+                    Tensor::from_slice(&g, &[n], &bias, "bias")?,
+                );
+                let tc = Tensor::from_slice(&g, &[m * n], &c0, "c")?;
+                run(
+                    &g,
+                    &matmul(&g, &tc, &ta, &tb, s.bias.then_some(&tbias), &s)?,
+                );
+                let mut want = c0.clone();
+                matmul_cpu(&mut want, &a, &b, s.bias.then_some(&bias[..]), &s);
+                assert_close(
+                    &format!("matmul {s:?} {:?}", g.variant),
+                    &tc.read(&g)?,
+                    &want,
+                    1e-4,
+                    1e-3,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn dense_backward_via_matmul_matches_cpu() -> R {
+    let g = gpu();
+    let (batch, n_in, n_out) = (13, 37, 10);
+    let (x, w, dy) = (
+        random_vec(batch * n_in, 1),
+        random_vec(n_in * n_out, 2),
+        random_vec(batch * n_out, 3),
+    );
+    let tx = Tensor::from_slice(&g, &[batch, n_in], &x, "x")?;
+    let tw = Tensor::from_slice(&g, &[n_in, n_out], &w, "w")?;
+    let tdy = Tensor::from_slice(&g, &[batch, n_out], &dy, "dy")?;
+    let (dx, dw, db) = (
+        poisoned(&g, &[batch, n_in], "dx"),
+        poisoned(&g, &[n_in, n_out], "dw"),
+        poisoned(&g, &[n_out], "db"),
+    );
+    let sdx = MatmulShape {
+        m: batch,
+        n: n_in,
+        k: n_out,
+        trans_b: true,
+        ..Default::default()
+    };
+    let sdw = MatmulShape {
+        m: n_in,
+        n: n_out,
+        k: batch,
+        trans_a: true,
+        ..Default::default()
+    };
+    g.run(&[
+        &matmul(&g, &dx, &tdy, &tw, None, &sdx)?,
+        &matmul(&g, &dw, &tx, &tdy, None, &sdw)?,
+        &bias_backward(&g, &db, &tdy, batch, n_out, false)?,
+    ])?;
+    let (mut wdx, mut wdw, mut wdb) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; n_out]);
+    dense_backward_cpu(
+        Some(&mut wdx),
+        &mut wdw,
+        &mut wdb,
+        &dy,
+        &x,
+        &w,
+        batch,
+        n_in,
+        n_out,
+    );
+    assert_close("dense dX", &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
+    assert_close("dense dW", &dw.read(&g)?, &wdw, 1e-4, 1e-3)?;
+    assert_close("dense db", &db.read(&g)?, &wdb, 1e-4, 1e-3)?;
+    Ok(())
+}
+
+fn pool_shapes() -> Vec<Pool2dShape> {
+    let p = |batch, in_h, in_w, c, pool_h, pool_w, stride_h, stride_w, padding| Pool2dShape {
+        batch,
+        in_h,
+        in_w,
+        c,
+        pool_h,
+        pool_w,
+        stride_h,
+        stride_w,
+        padding,
+    };
+    vec![
+        p(2, 26, 26, 64, 2, 2, 2, 2, Padding::Valid),
+        p(1, 7, 9, 3, 2, 2, 2, 2, Padding::Valid),
+        p(3, 7, 9, 5, 2, 2, 2, 2, Padding::Same),
+        p(2, 8, 7, 1, 3, 3, 2, 2, Padding::Same),
+        p(1, 10, 11, 4, 3, 2, 1, 2, Padding::Valid),
+        p(2, 5, 5, 2, 3, 3, 1, 1, Padding::Same),
+    ]
+}
+
+#[test]
+fn maxpool_matches_cpu() -> R {
+    let g = gpu();
+    for (i, s) in pool_shapes().iter().enumerate() {
+        let x = random_vec(s.input_len(), 40 + i as u64);
+        let dy = random_vec(s.output_len(), 50 + i as u64);
+        let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+        let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
+        let y = poisoned(&g, &[s.output_len()], "y");
+        let arg = Tensor::from_slice(
+            &g,
+            &[s.output_len()],
+            &vec![u32::MAX - 1; s.output_len()],
+            "argmax",
+        )?;
+        let dx = poisoned(&g, &[s.input_len()], "dx");
+        g.run(&[
+            &maxpool2d_forward(&g, &y, &arg, &tx, s)?,
+            &maxpool2d_backward(&g, &dx, &tdy, &arg, s, false)?,
+        ])?;
+        let (mut wy, mut warg, mut wdx) = (
+            vec![0.0; s.output_len()],
+            vec![0u32; s.output_len()],
+            vec![0.0; s.input_len()],
+        );
+        maxpool2d_forward_cpu(&mut wy, &mut warg, &x, s);
+        maxpool2d_backward_cpu(&mut wdx, &dy, &warg, s);
+        assert_close(
+            &format!("maxpool forward {s:?}"),
+            &y.read(&g)?,
+            &wy,
+            0.0,
+            0.0,
+        )?;
+        assert_eq!(arg.read::<u32>(&g)?, warg, "maxpool argmax {s:?}");
+        assert_close(
+            &format!("maxpool backward {s:?}"),
+            &dx.read(&g)?,
+            &wdx,
+            1e-6,
+            1e-5,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn avgpool_matches_cpu() -> R {
+    let g = gpu();
+    for (i, s) in pool_shapes().iter().enumerate() {
+        let x = random_vec(s.input_len(), 60 + i as u64);
+        let dy = random_vec(s.output_len(), 70 + i as u64);
+        let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+        let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
+        let (y, dx) = (
+            poisoned(&g, &[s.output_len()], "y"),
+            poisoned(&g, &[s.input_len()], "dx"),
+        );
+        g.run(&[
+            &avgpool2d_forward(&g, &y, &tx, s)?,
+            &avgpool2d_backward(&g, &dx, &tdy, s, false)?,
+        ])?;
+        let (mut wy, mut wdx) = (vec![0.0; s.output_len()], vec![0.0; s.input_len()]);
+        avgpool2d_forward_cpu(&mut wy, &x, s);
+        avgpool2d_backward_cpu(&mut wdx, &dy, s);
+        assert_close(
+            &format!("avgpool forward {s:?}"),
+            &y.read(&g)?,
+            &wy,
+            1e-6,
+            1e-5,
+        )?;
+        assert_close(
+            &format!("avgpool backward {s:?}"),
+            &dx.read(&g)?,
+            &wdx,
+            1e-6,
+            1e-5,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn activations_match_cpu() -> R {
+    let g = gpu();
+    for act in [Act::Linear, Act::Relu, Act::Sigmoid, Act::Tanh] {
+        let n = 1037;
+        let x: Vec<f32> = random_vec(n, 80).iter().map(|v| v * 4.0).collect();
+        let dy = random_vec(n, 81);
+        let tx = Tensor::from_slice(&g, &[n], &x, "x")?;
+        let y = poisoned(&g, &[n], "y");
+        let grad = Tensor::from_slice(&g, &[n], &dy, "grad")?;
+        g.run(&[
+            &activation_forward(&g, &y, &tx, act)?,
+            &activation_backward(&g, &grad, &y, act)?,
+        ])?;
+        let (mut wy, mut wg) = (vec![0.0; n], dy.clone());
+        activation_forward_cpu(&mut wy, &x, act);
+        activation_backward_cpu(&mut wg, &wy, act);
+        assert_close(&format!("{act:?} forward"), &y.read(&g)?, &wy, 1e-6, 1e-5)?;
+        assert_close(
+            &format!("{act:?} backward"),
+            &grad.read(&g)?,
+            &wg,
+            1e-6,
+            1e-5,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn softmax_xent_and_metrics_match_cpu() -> R {
+    let g = gpu();
+    for (rows, cols, valid) in [(1, 10, 1), (37, 10, 37), (64, 7, 50), (130, 3, 129)] {
+        // Large logits: the max subtraction must keep exp() finite.
+        let z: Vec<f32> = random_vec(rows * cols, rows as u64)
+            .iter()
+            .map(|v| v * 60.0)
+            .collect();
+        let labels = random_labels(rows, cols, 5);
+        let br = BatchRows::new(&g, rows, cols)?;
+        br.set_valid(&g, valid)?;
+        let tz = Tensor::from_slice(&g, &[rows, cols], &z, "z")?;
+        let tl = Tensor::from_slice(&g, &[rows], &labels, "labels")?;
+        let (probs, loss, dz, sm) = (
+            poisoned(&g, &[rows, cols], "p"),
+            poisoned(&g, &[rows], "loss"),
+            poisoned(&g, &[rows, cols], "dz"),
+            poisoned(&g, &[rows, cols], "softmax"),
+        );
+        let totals = Tensor::from_slice(&g, &[2], &[1.5f32, 2.0], "totals")?;
+        g.run(&[
+            &softmax_xent_forward(&g, &probs, &loss, &tz, &tl, &br)?,
+            &softmax_xent_backward(&g, &dz, &probs, &tl, &br)?,
+            &loss_metrics(&g, &totals, &probs, &tl, &loss, &br)?,
+            &softmax(&g, &sm, &tz, &br)?,
+        ])?;
+        let (mut wp, mut wl, mut wdz) = (
+            vec![0.0; rows * cols],
+            vec![0.0; rows],
+            vec![0.0; rows * cols],
+        );
+        softmax_xent_forward_cpu(&mut wp, &mut wl, &z, &labels, cols, valid);
+        softmax_xent_backward_cpu(&mut wdz, &wp, &labels, cols, valid);
+        let (lsum, hits) = loss_metrics_cpu(&wp, &labels, &wl, cols, valid);
+        assert_close("softmax probs", &probs.read(&g)?, &wp, 1e-6, 1e-4)?;
+        assert_close("softmax (inference)", &sm.read(&g)?, &wp, 1e-6, 1e-4)?;
+        assert_close("xent loss", &loss.read(&g)?, &wl, 1e-4, 1e-4)?;
+        assert_close("xent dlogits", &dz.read(&g)?, &wdz, 1e-6, 1e-4)?;
+        let t = totals.read::<f32>(&g)?;
+        assert_close(
+            "metric totals",
+            &t,
+            &[1.5 + lsum as f32, 2.0 + hits as f32],
+            1e-3,
+            1e-4,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn optimizers_match_cpu() -> R {
+    let g = gpu();
+    let n = 1000;
+    for opt in [
+        Optimizer::sgd(0.1),
+        Optimizer::Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: false,
+        },
+        Optimizer::Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+        },
+        Optimizer::adam(),
+        Optimizer::Adam {
+            lr: 0.01,
+            beta1: 0.8,
+            beta2: 0.99,
+            eps: 1e-6,
+        },
+    ] {
+        let mut w = random_vec(n, 90);
+        let tw = Tensor::from_slice(&g, &[n], &w, "w")?;
+        let mut state: Vec<Vec<f32>> = (0..opt.slots()).map(|_| vec![0.0; n]).collect();
+        let tstate: Vec<Tensor> = (0..opt.slots())
+            .map(|_| Tensor::zeros(&g, &[n], "state").unwrap())
+            .collect();
+        let tg = Tensor::zeros(&g, &[n], "grad")?;
+        let uniform = Uniform::new(&g, &opt.params(1), "opt");
+        let d = opt.update(&g, &uniform, &tw, &tg, &tstate)?;
+        for t in 1..=3u64 {
+            let grad = random_vec(n, 91 + t);
+            tg.write(&g, &grad)?;
+            uniform.set(&g, &opt.params(t));
+            g.run(&[&d])?;
+            opt.update_cpu(&mut w, &grad, &mut state, t);
+        }
+        assert_close(&format!("{opt:?}"), &tw.read(&g)?, &w, 1e-6, 1e-5)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn dropout_matches_cpu() -> R {
+    let g = gpu();
+    let n = 5003;
+    let x = random_vec(n, 7);
+    let p = DropoutParams::new(n, 0.3, 12345)?;
+    let u = Uniform::new(&g, &p, "dropout");
+    let tx = Tensor::from_slice(&g, &[n], &x, "x")?;
+    let (y, dx) = (poisoned(&g, &[n], "y"), poisoned(&g, &[n], "dx"));
+    g.run(&[
+        &dropout_forward(&g, &y, &tx, &u)?,
+        &dropout_backward(&g, &dx, &tx, &u)?,
+    ])?;
+    let (mut wy, mut wdx) = (vec![0.0; n], vec![0.0; n]);
+    dropout_forward_cpu(&mut wy, &x, &p);
+    dropout_backward_cpu(&mut wdx, &x, &p);
+    assert_close("dropout forward", &y.read(&g)?, &wy, 1e-6, 1e-6)?;
+    assert_close("dropout backward", &dx.read(&g)?, &wdx, 1e-6, 1e-6)?;
+    let dropped = wy.iter().filter(|v| **v == 0.0).count() as f32 / n as f32;
+    assert!((dropped - 0.3).abs() < 0.03, "dropped fraction {dropped}");
+    Ok(())
+}
+
+#[test]
+fn dispatch_over_65535_workgroups_is_split() -> R {
+    let g = gpu();
+    // bias_backward runs one workgroup per column: 70,001 columns → a 2-D grid.
+    let (rows, cols) = (3, 70_001);
+    let dy = random_vec(rows * cols, 3);
+    let tdy = Tensor::from_slice(&g, &[rows, cols], &dy, "dy")?;
+    let db = poisoned(&g, &[cols], "db");
+    let d = bias_backward(&g, &db, &tdy, rows, cols, false)?;
+    assert!(d.groups()[1] > 1, "grid {:?} should use y", d.groups());
+    g.run(&[&d])?;
+    let mut want = vec![0.0; cols];
+    bias_backward_cpu(&mut want, &dy, rows, cols);
+    assert_close(
+        "bias_backward over 70,001 workgroups",
+        &db.read(&g)?,
+        &want,
+        1e-6,
+        1e-5,
+    )?;
+    Ok(())
+}
+
+#[test]
+fn grid_splits_and_rejects() {
+    assert_eq!(wgcnn::gpu::grid(10, 65535).unwrap(), [10, 1, 1]);
+    let [x, y, _] = wgcnn::gpu::grid(70_001, 65535).unwrap();
+    assert!(x <= 65535 && u64::from(x) * u64::from(y) >= 70_001);
+    assert!(wgcnn::gpu::grid(65535 * 65535 + 1, 65535).is_err());
+}
+
+#[test]
+fn tensor_over_binding_limit_is_a_clear_error() {
+    let g = gpu();
+    let max = g
+        .limits
+        .max_storage_buffer_binding_size
+        .min(g.limits.max_buffer_size);
+    let elems = (max / 4 + 1) as usize;
+    let err = Tensor::zeros(&g, &[elems], "huge activation")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("huge activation") && err.contains("binds at most"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_sizes_are_errors_not_panics() {
+    let g = gpu();
+    let s = conv_shapes()[0];
+    let x = Tensor::zeros(&g, &[s.input_len() + 1], "x").unwrap();
+    let w = Tensor::zeros(&g, &[s.weight_len()], "w").unwrap();
+    let b = Tensor::zeros(&g, &[s.out_c], "b").unwrap();
+    let out = Tensor::zeros(&g, &[s.output_len()], "out").unwrap();
+    let err = conv2d_forward(&g, &out, &x, &w, &b, &s, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("conv2d input"), "{err}");
+    let too_big = Conv2dShape { k_h: 9, ..s };
+    let err = conv2d_forward(&g, &out, &x, &w, &b, &too_big, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("does not fit"), "{err}");
+}
