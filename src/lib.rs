@@ -4,10 +4,27 @@
 //! reference of the same maths beside its launcher (`src/ops/`). Activations are NHWC
 //! (channels last, as Keras), conv kernels HWIO, dense kernels `[in, out]`.
 
+pub mod data;
+pub mod experiments;
 pub mod gpu;
+pub mod layers;
+pub mod metrics;
+pub mod model;
 pub mod ops;
 pub mod tensor;
 pub mod testing;
+pub mod viz;
 
 pub use gpu::Gpu;
 pub use tensor::Tensor;
+
+/// Everything a model definition needs, Keras-style.
+pub mod prelude {
+    pub use crate::layers::Activation::{self, Linear, Relu, Sigmoid, Softmax, Tanh};
+    pub use crate::layers::{
+        AveragePooling2D, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+    };
+    pub use crate::model::{Device, FitConfig, History, Loss, Metric, NamedTensor, Sequential};
+    pub use crate::ops::Padding::{self, Same, Valid};
+    pub use crate::ops::optimizer::Optimizer;
+}

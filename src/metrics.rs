@@ -112,7 +112,10 @@ impl ConfusionMatrix {
         let n = self.num_classes;
         let names: Vec<String> = (0..n).map(|c| class_name(class_names, c)).collect();
         let corner = "true \\ predicted";
-        let first_w = names.iter().map(|s| s.chars().count()).fold(corner.len(), usize::max);
+        let first_w = names
+            .iter()
+            .map(|s| s.chars().count())
+            .fold(corner.len(), usize::max);
         let col_w: Vec<usize> = (0..n)
             .map(|p| {
                 let widest_count = (0..n).map(|l| self.get(l, p).to_string().len()).max();
@@ -141,8 +144,11 @@ impl ConfusionMatrix {
 pub struct ClassScores {
     /// Class name, or "macro avg" / "weighted avg".
     pub name: String,
+    /// See [`ConfusionMatrix::precision`].
     pub precision: f64,
+    /// See [`ConfusionMatrix::recall`].
     pub recall: f64,
+    /// See [`ConfusionMatrix::f1`].
     pub f1: f64,
     /// Number of true samples the scores are over.
     pub support: u64,
@@ -216,14 +222,22 @@ impl fmt::Display for ClassReport {
             let (p, r, f1, n) = (s.precision, s.recall, s.f1, s.support);
             writeln!(f, "{:>w$}  {p:>9.2} {r:>9.2} {f1:>9.2} {n:>9}", s.name)
         };
-        writeln!(f, "{:>w$}  {:>9} {:>9} {:>9} {:>9}", "", "precision", "recall", "f1-score", "support")?;
+        writeln!(
+            f,
+            "{:>w$}  {:>9} {:>9} {:>9} {:>9}",
+            "", "precision", "recall", "f1-score", "support"
+        )?;
         writeln!(f)?;
         for s in &self.classes {
             row(f, s)?;
         }
         writeln!(f)?;
         let (acc, n) = (self.accuracy, self.macro_avg.support);
-        writeln!(f, "{:>w$}  {:>9} {:>9} {acc:>9.2} {n:>9}", "accuracy", "", "")?;
+        writeln!(
+            f,
+            "{:>w$}  {:>9} {:>9} {acc:>9.2} {n:>9}",
+            "accuracy", "", ""
+        )?;
         row(f, &self.macro_avg)?;
         row(f, &self.weighted_avg)
     }
@@ -246,7 +260,8 @@ pub fn argmax_rows(probs: &[f32], num_classes: usize) -> Vec<u32> {
         .map(|row| {
             let mut best = 0;
             for (i, &v) in row.iter().enumerate() {
-                // `!(v <= max)` would let NaN win; a strict `>` keeps the first maximum.
+                // Strict `>` keeps the first maximum on ties; a NaN (which compares false
+                // with everything) only stays best until any number comes along.
                 if v > row[best] || row[best].is_nan() && !v.is_nan() {
                     best = i;
                 }
@@ -257,9 +272,16 @@ pub fn argmax_rows(probs: &[f32], num_classes: usize) -> Vec<u32> {
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 fn class_name(names: &[String], class: usize) -> String {
-    names.get(class).cloned().unwrap_or_else(|| class.to_string())
+    names
+        .get(class)
+        .cloned()
+        .unwrap_or_else(|| class.to_string())
 }

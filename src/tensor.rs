@@ -69,6 +69,34 @@ impl Tensor {
         Ok(())
     }
 
+    /// Queues a write of `data` at element `offset` (a partial batch, say).
+    pub fn write_at<T: bytemuck::Pod>(&self, gpu: &Gpu, offset: usize, data: &[T]) -> Result<()> {
+        if std::mem::size_of::<T>() != 4 || offset + data.len() > self.len() {
+            bail!(
+                "writing {} elements at {offset} overruns a tensor of shape {:?}",
+                data.len(),
+                self.shape
+            );
+        }
+        if !data.is_empty() {
+            gpu.queue
+                .write_buffer(&self.buffer, offset as u64 * 4, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    /// A second view of the same buffer with another shape of the same size (Flatten).
+    pub fn alias(&self, shape: &[usize]) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        if len != self.len() {
+            bail!("cannot view shape {:?} as {shape:?}", self.shape);
+        }
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+        })
+    }
+
     /// Reads the tensor back (waits for the GPU). For tests and one-off results: training
     /// reads only its metrics, through a staging buffer it keeps.
     pub fn read<T: bytemuck::Pod>(&self, gpu: &Gpu) -> Result<Vec<T>> {

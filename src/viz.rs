@@ -75,7 +75,9 @@ impl GridLayout {
     pub fn tile_origin(&self, i: usize) -> (u32, u32) {
         let cols = self.cols.max(1) as usize;
         let (c, r) = (px(i % cols), px(i / cols));
-        let at = |k: u32, tile: u32| BORDER.saturating_add(k.saturating_mul(tile.saturating_add(BORDER)));
+        let at = |k: u32, tile: u32| {
+            BORDER.saturating_add(k.saturating_mul(tile.saturating_add(BORDER)))
+        };
         (at(c, self.tile_w), at(r, self.tile_h))
     }
 }
@@ -113,15 +115,26 @@ pub fn feature_map_layout(h: usize, w: usize, c: usize) -> GridLayout {
 /// With `cin == 3` each filter is one RGB tile; otherwise each (filter, input channel) is a
 /// grey tile (see [`filter_layout`]). Each tile is stretched to its own min..max (a constant
 /// tile is mid-grey; non-finite weights are left out of the range).
-pub fn save_filters(weights: &[f32], kh: usize, kw: usize, cin: usize, cout: usize, path: &Path) -> Result<()> {
+pub fn save_filters(
+    weights: &[f32],
+    kh: usize,
+    kw: usize,
+    cin: usize,
+    cout: usize,
+    path: &Path,
+) -> Result<()> {
     check_len("filter weights", weights.len(), &[kh, kw, cin, cout])?;
     let layout = filter_layout(kh, kw, cin, cout);
-    let at = |y: usize, x: usize, ci: usize, co: usize| weights[((y * kw + x) * cin + ci) * cout + co];
+    let at =
+        |y: usize, x: usize, ci: usize, co: usize| weights[((y * kw + x) * cin + ci) * cout + co];
     let mut tiles = Vec::new();
     for co in 0..cout {
         if cin == 3 {
-            let (lo, hi) = finite_range((0..kh * kw * 3).map(|i| at(i / (kw * 3), i / 3 % kw, i % 3, co)));
-            tiles.push(tile(kh, kw, |y, x| std::array::from_fn(|ci| to_u8(at(y, x, ci, co), lo, hi))));
+            let (lo, hi) =
+                finite_range((0..kh * kw * 3).map(|i| at(i / (kw * 3), i / 3 % kw, i % 3, co)));
+            tiles.push(tile(kh, kw, |y, x| {
+                std::array::from_fn(|ci| to_u8(at(y, x, ci, co), lo, hi))
+            }));
         } else {
             for ci in 0..cin {
                 let (lo, hi) = finite_range((0..kh * kw).map(|i| at(i / kw, i % kw, ci, co)));
@@ -144,12 +157,22 @@ pub fn save_feature_maps(act: &[f32], h: usize, w: usize, c: usize, path: &Path)
             tile(h, w, |y, x| [to_u8(at(y, x, ch), lo, hi); 3])
         })
         .collect();
-    write_png(&paste_tiles(&feature_map_layout(h, w, c), h, w, &tiles)?, path)
+    write_png(
+        &paste_tiles(&feature_map_layout(h, w, c), h, w, &tiles)?,
+        path,
+    )
 }
 
 /// Draws one input image, `[h][w][c]` with values in `[0, 1]` and `c` 1 (grey) or 3 (RGB),
 /// upscaled `scale` times (nearest neighbour) to `w*scale` x `h*scale` pixels.
-pub fn save_image(img: &[f32], h: usize, w: usize, c: usize, scale: u32, path: &Path) -> Result<()> {
+pub fn save_image(
+    img: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    scale: u32,
+    path: &Path,
+) -> Result<()> {
     ensure!(c == 1 || c == 3, "image must have 1 or 3 channels, got {c}");
     ensure!(scale >= 1, "image scale must be at least 1");
     check_len("image", img.len(), &[h, w, c])?;
@@ -218,14 +241,18 @@ const FONT: &str = "sans-serif";
 /// Draws a confusion matrix as a heatmap: true class down the side, predicted class along
 /// the bottom, the count in each cell, coloured by the count's share of its row (so classes
 /// of different sizes compare), with a colour bar and a title.
-pub fn save_confusion_matrix(cm: &ConfusionMatrix, class_names: &[String], title: &str, path: &Path) -> Result<()> {
+pub fn save_confusion_matrix(
+    cm: &ConfusionMatrix,
+    class_names: &[String],
+    title: &str,
+    path: &Path,
+) -> Result<()> {
     let n = cm.num_classes;
     ensure!(n > 0, "confusion matrix has no classes");
     ensure!(
-        cm.counts.len() == n * n,
-        "confusion matrix of {n} classes holds {} counts, expected {}",
-        cm.counts.len(),
-        n * n
+        Some(cm.counts.len()) == n.checked_mul(n),
+        "confusion matrix of {n} classes holds {} counts, expected {n}x{n}",
+        cm.counts.len()
     );
     let layout = confusion_matrix_layout(n);
     let (w, h) = (layout.width, layout.height);
@@ -235,20 +262,31 @@ pub fn save_confusion_matrix(cm: &ConfusionMatrix, class_names: &[String], title
         // Names shrink with the cells so that many classes do not overlap.
         let label = font(LABEL_PT.min(cell as f64 * 0.8));
         let centered = |s: f64| font(s).pos(Pos::new(HPos::Center, VPos::Center));
-        root.draw(&Text::new(title, (w as i32 / 2, 12), font(TITLE_PT).pos(Pos::new(HPos::Center, VPos::Top))))?;
+        root.draw(&Text::new(
+            title,
+            (w as i32 / 2, 12),
+            font(TITLE_PT).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))?;
 
         let count_pt = (cell as f64 * 0.3).min(16.0);
         for t in 0..n {
             let row_total = cm.support(t).max(1) as f64;
             for p in 0..n {
                 let v = cm.get(t, p);
-                let share = v as f64 / cm.total().max(1) as f64;
+                let share = v as f64 / row_total;
                 let (x, y) = (x0 + p as i32 * cell, y0 + t as i32 * cell);
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], blues(share).filled()))?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    blues(share).filled(),
+                ))?;
                 if count_pt >= 7.0 {
                     let ink = if share > 0.5 { WHITE } else { BLACK };
                     let style = centered(count_pt).color(&ink);
-                    root.draw(&Text::new(v.to_string(), (x + cell / 2, y + cell / 2), style))?;
+                    root.draw(&Text::new(
+                        v.to_string(),
+                        (x + cell / 2, y + cell / 2),
+                        style,
+                    ))?;
                 }
             }
         }
@@ -260,11 +298,21 @@ pub fn save_confusion_matrix(cm: &ConfusionMatrix, class_names: &[String], title
             let mid = y0 + c as i32 * cell + cell / 2;
             let style = label.pos(Pos::new(HPos::Right, VPos::Center));
             root.draw(&Text::new(name.clone(), (x0 - 8, mid), style))?;
-            let style = label.transform(FontTransform::Rotate270).pos(Pos::new(HPos::Right, VPos::Center));
-            root.draw(&Text::new(name, (x0 + c as i32 * cell + cell / 2, y0 + side + 8), style))?;
+            let style = label
+                .transform(FontTransform::Rotate270)
+                .pos(Pos::new(HPos::Right, VPos::Center));
+            root.draw(&Text::new(
+                name,
+                (x0 + c as i32 * cell + cell / 2, y0 + side + 8),
+                style,
+            ))?;
         }
         let style = centered(LABEL_PT);
-        root.draw(&Text::new("predicted label", (x0 + side / 2, h as i32 - 18), style.clone()))?;
+        root.draw(&Text::new(
+            "predicted label",
+            (x0 + side / 2, h as i32 - 18),
+            style.clone(),
+        ))?;
         let style = style.transform(FontTransform::Rotate270);
         root.draw(&Text::new("true label", (14, y0 + side / 2), style))?;
 
@@ -272,26 +320,42 @@ pub fn save_confusion_matrix(cm: &ConfusionMatrix, class_names: &[String], title
         let (bx, bw) = (x0 + side + 20, 18);
         for i in 0..side {
             let share = 1.0 - i as f64 / (side - 1).max(1) as f64;
-            root.draw(&PathElement::new(vec![(bx, y0 + i), (bx + bw, y0 + i)], blues(share)))?;
+            root.draw(&PathElement::new(
+                vec![(bx, y0 + i), (bx + bw, y0 + i)],
+                blues(share),
+            ))?;
         }
         root.draw(&Rectangle::new([(bx, y0), (bx + bw, y0 + side)], BLACK))?;
         for (frac, text) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1")] {
             let y = y0 + side - (frac * side as f64) as i32;
-            root.draw(&PathElement::new(vec![(bx + bw, y), (bx + bw + 4, y)], BLACK))?;
+            root.draw(&PathElement::new(
+                vec![(bx + bw, y), (bx + bw + 4, y)],
+                BLACK,
+            ))?;
             let style = font(LABEL_PT - 3.0).pos(Pos::new(HPos::Left, VPos::Center));
             root.draw(&Text::new(text, (bx + bw + 7, y), style))?;
         }
-        let style = font(LABEL_PT - 3.0).transform(FontTransform::Rotate90).pos(Pos::new(HPos::Center, VPos::Center));
-        root.draw(&Text::new("share of true class", (bx + bw + 58, y0 + side / 2), style))?;
+        let style = font(LABEL_PT - 3.0)
+            .transform(FontTransform::Rotate90)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        root.draw(&Text::new(
+            "share of true class",
+            (bx + bw + 58, y0 + side / 2),
+            style,
+        ))?;
         Ok(())
     })
 }
 
 /// Per-epoch metrics for [`save_training_curves`]. Validation series may be empty.
 pub struct Curves<'a> {
+    /// Training loss, one value per epoch.
     pub loss: &'a [f32],
+    /// Training accuracy, one value per epoch.
     pub accuracy: &'a [f32],
+    /// Validation loss (may be empty).
     pub val_loss: &'a [f32],
+    /// Validation accuracy (may be empty).
     pub val_accuracy: &'a [f32],
 }
 
@@ -300,22 +364,43 @@ pub struct Curves<'a> {
 /// pixels. Non-finite values are left out (the line breaks there). Errors only when there
 /// is nothing at all to draw.
 pub fn save_training_curves(curves: &Curves, title: &str, path: &Path) -> Result<()> {
-    let epochs = [curves.loss, curves.accuracy, curves.val_loss, curves.val_accuracy]
-        .iter()
-        .map(|s| s.len())
-        .max()
-        .unwrap_or(0);
+    let epochs = [
+        curves.loss,
+        curves.accuracy,
+        curves.val_loss,
+        curves.val_accuracy,
+    ]
+    .iter()
+    .map(|s| s.len())
+    .max()
+    .unwrap_or(0);
     ensure!(epochs > 0, "training curves: every series is empty");
     let (w, h) = CURVES_SIZE;
     render(w, h, path, |root| {
         let body = root.titled(title, font(TITLE_PT))?;
         let panels = body.split_evenly((1, 2));
         let sets = [
-            ("loss", curves.loss, curves.val_loss, SeriesLabelPosition::UpperRight),
-            ("accuracy", curves.accuracy, curves.val_accuracy, SeriesLabelPosition::LowerRight),
+            (
+                "loss",
+                curves.loss,
+                curves.val_loss,
+                SeriesLabelPosition::UpperRight,
+            ),
+            (
+                "accuracy",
+                curves.accuracy,
+                curves.val_accuracy,
+                SeriesLabelPosition::LowerRight,
+            ),
         ];
         for (panel, (name, train, val, legend_at)) in panels.iter().zip(sets) {
-            draw_panel(panel, name, epochs, &[("train", train, TRAIN), ("validation", val, VAL)], legend_at)?;
+            draw_panel(
+                panel,
+                name,
+                epochs,
+                &[("train", train, TRAIN), ("validation", val, VAL)],
+                legend_at,
+            )?;
         }
         Ok(())
     })
@@ -341,7 +426,10 @@ fn draw_panel(
     let (lo, hi) = match (lo as f64, hi as f64) {
         (lo, hi) if lo > hi => (0.0, 1.0), // no finite value at all
         // One distinct value: a band around it, not a degenerate axis.
-        (lo, hi) if hi - lo < 1e-9 => (lo - (0.1 * lo.abs()).max(0.05), hi + (0.1 * hi.abs()).max(0.05)),
+        (lo, hi) if hi - lo < 1e-9 => (
+            lo - (0.1 * lo.abs()).max(0.05),
+            hi + (0.1 * hi.abs()).max(0.05),
+        ),
         (lo, hi) => (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)),
     };
     let mut chart = ChartBuilder::on(area)
@@ -356,7 +444,13 @@ fn draw_panel(
         .y_desc(name)
         .x_labels(epochs.min(12))
         // Only whole epochs get a label; plotters may pick fractional ticks for few epochs.
-        .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
+        .x_label_formatter(&|x| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
         .label_style(font(LABEL_PT - 2.0))
         .axis_desc_style(font(LABEL_PT))
         .bold_line_style(RGBColor(215, 215, 215))
@@ -366,14 +460,19 @@ fn draw_panel(
         if values.is_empty() {
             continue;
         }
-        let all: Vec<(f64, f64)> = values.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v as f64)).collect();
+        let all: Vec<(f64, f64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| ((i + 1) as f64, v as f64))
+            .collect();
         // Break the line at non-finite values instead of drawing through them.
         let runs = all.split(|p| !p.1.is_finite());
         for (k, run) in runs.filter(|r| !r.is_empty()).enumerate() {
             let line = chart.draw_series(LineSeries::new(run.to_vec(), color.stroke_width(2)))?;
             if k == 0 {
-                line.label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                line.label(label).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             }
             chart.draw_series(run.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
@@ -397,15 +496,22 @@ static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 fn dejavu() -> Option<&'static FontRef<'static>> {
     static PARSED: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    PARSED.get_or_init(|| FontRef::try_from_slice(FONT_BYTES).ok()).as_ref()
+    PARSED
+        .get_or_init(|| FontRef::try_from_slice(FONT_BYTES).ok())
+        .as_ref()
 }
 
 /// Draws onto a white `w` x `h` canvas with plotters and saves it as PNG.
 fn render(w: u32, h: u32, path: &Path, draw: impl FnOnce(&Area) -> Result<()>) -> Result<()> {
     // plotters measures legend text with its own copy of the font, so register it too.
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let registered = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
-    ensure!(registered && dejavu().is_some(), "embedded font DejaVuSans.ttf could not be loaded");
+    let registered = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
+    });
+    ensure!(
+        registered && dejavu().is_some(),
+        "embedded font DejaVuSans.ttf could not be loaded"
+    );
     check_size(w, h)?;
     let mut buf = vec![255u8; w as usize * h as usize * 3];
     {
@@ -413,7 +519,8 @@ fn render(w: u32, h: u32, path: &Path, draw: impl FnOnce(&Area) -> Result<()>) -
         draw(&root)?;
         root.present()?;
     }
-    let img = RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("chart buffer has the wrong size"))?;
+    let img =
+        RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("chart buffer has the wrong size"))?;
     write_png(&img, path)
 }
 
@@ -440,21 +547,46 @@ impl DrawingBackend for TextFix<'_> {
     fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> BackendResult {
         self.0.draw_pixel(point, color)
     }
-    fn draw_line<S: pb::BackendStyle>(&mut self, from: BackendCoord, to: BackendCoord, style: &S) -> BackendResult {
+    fn draw_line<S: pb::BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> BackendResult {
         self.0.draw_line(from, to, style)
     }
-    fn draw_rect<S: pb::BackendStyle>(&mut self, a: BackendCoord, b: BackendCoord, style: &S, fill: bool) -> BackendResult {
+    fn draw_rect<S: pb::BackendStyle>(
+        &mut self,
+        a: BackendCoord,
+        b: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> BackendResult {
         self.0.draw_rect(a, b, style, fill)
     }
 
-    fn estimate_text_size<S: pb::BackendTextStyle>(&self, text: &str, style: &S) -> BackendResult<(u32, u32)> {
-        let Some(font) = dejavu() else { return Ok((0, 0)) };
+    fn estimate_text_size<S: pb::BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> BackendResult<(u32, u32)> {
+        let Some(font) = dejavu() else {
+            return Ok((0, 0));
+        };
         let scaled = font.as_scaled(style.size() as f32);
         let (_, width) = layout_text(font, style.size() as f32, text);
-        Ok((width.ceil() as u32, (scaled.ascent() - scaled.descent()).ceil() as u32))
+        Ok((
+            width.ceil() as u32,
+            (scaled.ascent() - scaled.descent()).ceil() as u32,
+        ))
     }
 
-    fn draw_text<S: pb::BackendTextStyle>(&mut self, text: &str, style: &S, pos: BackendCoord) -> BackendResult {
+    fn draw_text<S: pb::BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> BackendResult {
         let Some(font) = dejavu() else { return Ok(()) };
         let size = style.size() as f32;
         let scaled = font.as_scaled(size);
@@ -474,13 +606,18 @@ impl DrawingBackend for TextFix<'_> {
         let (dx, dy) = (dx.round() as i32, dy.round() as i32);
         let (color, turn) = (style.color(), style.transform());
         for glyph in glyphs {
-            let Some(outline) = font.outline_glyph(glyph) else { continue };
+            let Some(outline) = font.outline_glyph(glyph) else {
+                continue;
+            };
             let corner = outline.px_bounds().min;
             let mut coverage = Vec::new();
             outline.draw(|x, y, c| coverage.push((x as i32, y as i32, c)));
             for (x, y, c) in coverage {
                 let (x, y) = turn.transform(corner.x as i32 + x + dx, corner.y as i32 + y + dy);
-                let ink = BackendColor { alpha: color.alpha * c as f64, rgb: color.rgb };
+                let ink = BackendColor {
+                    alpha: color.alpha * c as f64,
+                    rgb: color.rgb,
+                };
                 self.0.draw_pixel((pos.0 + x, pos.1 + y), ink)?;
             }
         }
@@ -518,7 +655,11 @@ fn fit_text(area: &Area, text: &str, style: &TextStyle, max_w: i32) -> Result<St
 /// Heatmap colour of a row share `t` in 0..=1: white to dark blue, like matplotlib's
 /// "Blues" (non-finite counts as 0).
 pub fn heat_color(t: f64) -> [u8; 3] {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * t).round() as u8;
     [mix(247, 8), mix(251, 48), mix(255, 107)]
 }
@@ -529,19 +670,29 @@ fn blues(t: f64) -> RGBColor {
 }
 
 fn class_name(names: &[String], class: usize) -> String {
-    names.get(class).cloned().unwrap_or_else(|| class.to_string())
+    names
+        .get(class)
+        .cloned()
+        .unwrap_or_else(|| class.to_string())
 }
 
 /// Errors unless `len` equals the product of `dims`, naming both (no overflow panic).
 fn check_len(what: &str, len: usize, dims: &[usize]) -> Result<()> {
-    let shape = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    let shape = dims
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x");
     let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     ensure!(
         expected == Some(len),
         "{what}: got {len} values, shape {shape} needs {}",
         expected.map_or("more than usize::MAX".to_string(), |e| e.to_string())
     );
-    ensure!(dims.iter().all(|&d| d > 0), "{what}: shape {shape} is empty");
+    ensure!(
+        dims.iter().all(|&d| d > 0),
+        "{what}: shape {shape} is empty"
+    );
     Ok(())
 }
 
@@ -557,7 +708,9 @@ fn check_size(w: u32, h: u32) -> Result<()> {
 fn finite_range(values: impl Iterator<Item = f32>) -> (f32, f32) {
     values
         .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 /// Maps `lo..=hi` onto 0..=255; mid-grey when the range is flat or empty.
@@ -576,7 +729,12 @@ fn tile(h: usize, w: usize, pixel: impl Fn(usize, usize) -> [u8; 3]) -> Vec<[u8;
 }
 
 /// Pastes `h` x `w` source tiles into `layout`, scaled up by nearest neighbour.
-fn paste_tiles(layout: &GridLayout, h: usize, w: usize, tiles: &[Vec<[u8; 3]>]) -> Result<RgbImage> {
+fn paste_tiles(
+    layout: &GridLayout,
+    h: usize,
+    w: usize,
+    tiles: &[Vec<[u8; 3]>],
+) -> Result<RgbImage> {
     let (iw, ih) = layout.size();
     check_size(iw, ih)?;
     let mut img = RgbImage::from_pixel(iw, ih, Rgb(BORDER_COLOR));

@@ -243,6 +243,12 @@ fn mnist_in_root_without_download() {
     let tmp = TempDir::new().unwrap();
     write_mnist(&tmp.path().join("mnist"), true);
     check_mnist(&mnist(tmp.path(), false).unwrap());
+    // Files present (gzipped or not): `download = true` must not fetch anything.
+    check_mnist(&mnist(tmp.path(), true).unwrap());
+    let plain = TempDir::new().unwrap();
+    write_mnist(&plain.path().join("mnist"), false);
+    check_mnist(&mnist(plain.path(), true).unwrap());
+    assert_eq!(file_names(&plain.path().join("mnist")).len(), 4);
 }
 
 #[test]
@@ -361,6 +367,8 @@ fn cifar_loads_nhwc_exactly() {
     let root = TempDir::new().unwrap();
     write_cifar(&root.path().join("cifar-10-batches-bin"), 2);
     check_cifar(&cifar10(root.path(), false).unwrap(), 2);
+    check_cifar(&cifar10(root.path(), true).unwrap(), 2); // present: no download
+    assert_eq!(file_names(root.path()), ["cifar-10-batches-bin"]);
 }
 
 fn cifar_error_with(name: &str, bytes: Vec<u8>) -> String {
@@ -478,7 +486,6 @@ fn fuzz_cifar_never_panics() {
 
 #[test]
 fn fuzz_image_folder_never_panics() {
-    let tmp = TempDir::new().unwrap();
     let img = image::RgbImage::from_fn(5, 4, |x, y| image::Rgb([x as u8 * 40, y as u8 * 60, 7]));
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png).unwrap();
@@ -538,26 +545,26 @@ fn download_mnist_success_mismatch_and_404() {
 }
 
 fn cifar_archive(per_batch: usize) -> (Vec<u8>, Vec<(String, String)>) {
-    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
-    let mut sums = Vec::new();
-    let mut add = |name: &str, bytes: &[u8]| {
+    type Tar = tar::Builder<GzEncoder<Vec<u8>>>;
+    fn add(tar: &mut Tar, name: &str, bytes: &[u8]) {
         let mut h = tar::Header::new_gnu();
         h.set_size(bytes.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        tar.append_data(&mut h, format!("cifar-10-batches-bin/{name}"), bytes)
-            .unwrap();
-    };
+        let path = format!("cifar-10-batches-bin/{name}");
+        tar.append_data(&mut h, path, bytes).unwrap();
+    }
+    let mut tar = Tar::new(GzEncoder::new(Vec::new(), Compression::fast()));
+    let mut sums = Vec::new();
     for (b, name) in BATCHES.iter().enumerate() {
         let bytes = cifar_batch(b, per_batch);
         if b < 5 {
             sums.push((name.to_string(), sha256_hex(&bytes)));
         }
-        add(name, &bytes);
+        add(&mut tar, name, &bytes);
     }
-    add("batches.meta.txt", cifar_meta().as_bytes());
-    add("readme.html", b"<p>test</p>");
-    drop(add);
+    add(&mut tar, "batches.meta.txt", cifar_meta().as_bytes());
+    add(&mut tar, "readme.html", b"<p>test</p>");
     (tar.into_inner().unwrap().finish().unwrap(), sums)
 }
 

@@ -100,7 +100,9 @@ fn sorted_entries(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>> {
         |e: std::io::Error| anyhow::Error::new(e).context(format!("reading {}", dir.display()));
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => super::missing(dir, ""),
+        std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("image folder not found: {}", dir.display())
+        }
         _ => read(e),
     })? {
         let entry = entry.map_err(read)?;

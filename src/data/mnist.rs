@@ -145,28 +145,31 @@ fn parse_idx<'a>(
     path: &Path,
 ) -> Result<(Vec<usize>, &'a [u8])> {
     let header_len = 4 * (1 + ndims);
+    let word = |i: usize| {
+        let b = bytes.get(4 * i..4 * i + 4)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    // Magic first, so that a wrong kind of file is reported as such.
+    let kind = if magic == IMAGES_MAGIC {
+        "image"
+    } else {
+        "label"
+    };
+    match word(0) {
+        Some(found) => ensure!(
+            found == magic as usize,
+            "{}: wrong magic number {found} (expected {magic}); not an IDX {kind} file",
+            path.display()
+        ),
+        None => bail!("{}: truncated: no IDX header", path.display()),
+    }
     ensure!(
         bytes.len() >= header_len,
         "{}: truncated: {} bytes is shorter than the {header_len}-byte IDX header",
         path.display(),
         bytes.len()
     );
-    let word = |i: usize| {
-        let b = &bytes[4 * i..4 * i + 4];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-    };
-    let found = word(0);
-    ensure!(
-        found == magic,
-        "{}: wrong magic number {found} (expected {magic}); not an IDX {} file",
-        path.display(),
-        if magic == IMAGES_MAGIC {
-            "image"
-        } else {
-            "label"
-        }
-    );
-    let dims: Vec<usize> = (1..=ndims).map(|i| word(i) as usize).collect();
+    let dims: Vec<usize> = (1..=ndims).filter_map(word).collect(); // all present: checked above
     if ndims > 1 {
         ensure!(
             dims[1..].iter().all(|&d| d > 0),

@@ -13,7 +13,32 @@ pub use shaders::{Kernel, Variant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Counts of the expensive things, so tests can prove a training step allocates nothing
+/// and submits once.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub buffers_created: AtomicU64,
+    pub submits: AtomicU64,
+    pub readbacks: AtomicU64,
+}
+
+impl Counters {
+    /// (buffers created, submits, read-backs) so far.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.buffers_created.load(Ordering::Relaxed),
+            self.submits.load(Ordering::Relaxed),
+            self.readbacks.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
 
 /// How to install a software adapter when no GPU is present.
 const NO_ADAPTER_HINT: &str = "no GPU adapter found. Install a GPU driver, or a software \
@@ -30,6 +55,7 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Which kernel family this adapter gets (chosen once, from its features).
     pub variant: Variant,
+    pub counters: Counters,
     pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -103,6 +129,7 @@ impl Gpu {
             limits,
             features,
             variant,
+            counters: Counters::default(),
             pipelines: Mutex::new(HashMap::new()),
         })
     }
@@ -185,6 +212,7 @@ impl Gpu {
     /// A storage buffer of `bytes` (at least 4), checked against the limits.
     pub fn storage_buffer(&self, bytes: u64, what: &str) -> Result<wgpu::Buffer> {
         self.check_binding(bytes, what)?;
+        bump(&self.counters.buffers_created);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
@@ -203,6 +231,7 @@ impl Gpu {
     /// A uniform buffer holding `params`.
     pub fn uniform<P: bytemuck::Pod>(&self, params: &P, what: &str) -> wgpu::Buffer {
         let bytes = bytemuck::bytes_of(params);
+        bump(&self.counters.buffers_created);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes.len() as u64,
@@ -215,6 +244,7 @@ impl Gpu {
 
     /// A staging buffer for reading `bytes` back to the host.
     pub fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        bump(&self.counters.buffers_created);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),
             size: bytes.max(4).next_multiple_of(4),
@@ -228,6 +258,7 @@ impl Gpu {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         Dispatch::record_all(&mut encoder, dispatches);
+        bump(&self.counters.submits);
         self.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {
             bail!("GPU submission failed validation: {err}");
@@ -256,6 +287,8 @@ impl Gpu {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(src, 0, staging, 0, bytes);
+        bump(&self.counters.submits);
+        bump(&self.counters.readbacks);
         self.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {
             bail!("read-back copy failed validation: {err}");

@@ -1,0 +1,145 @@
+//! The five experiments of the lecture "Redes Neuronales Convolucionales", as models and
+//! training recipes. `wgcnn train <name>` and the examples run them.
+
+use crate::model::Sequential;
+use crate::ops::optimizer::Optimizer;
+use crate::prelude::*;
+use anyhow::{Result, bail};
+
+/// Which dataset an experiment trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetKind {
+    Mnist,
+    Cifar10,
+}
+
+/// One experiment: its model, dataset and training recipe.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub name: &'static str,
+    pub dataset: DatasetKind,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: Optimizer,
+    /// What the lecture reports, for the README and the run report.
+    pub lecture: &'static str,
+}
+
+/// Every experiment name, in the lecture's order.
+pub const NAMES: [&str; 5] = [
+    "mnist-dense",
+    "mnist-conv",
+    "cifar-conv",
+    "cifar-pool",
+    "cifar-deep",
+];
+
+/// The experiment called `name`.
+pub fn experiment(name: &str) -> Result<Experiment> {
+    let e = |name, dataset, epochs, batch_size, optimizer, lecture| Experiment {
+        name,
+        dataset,
+        epochs,
+        batch_size,
+        optimizer,
+        lecture,
+    };
+    Ok(match name {
+        "mnist-dense" => e(
+            "mnist-dense",
+            DatasetKind::Mnist,
+            5,
+            32,
+            Optimizer::adam(),
+            "test acc 0.93",
+        ),
+        "mnist-conv" => e(
+            "mnist-conv",
+            DatasetKind::Mnist,
+            3,
+            32,
+            Optimizer::adam(),
+            "train 1.00, test 0.98",
+        ),
+        "cifar-conv" => e(
+            "cifar-conv",
+            DatasetKind::Cifar10,
+            5,
+            32,
+            Optimizer::adam(),
+            "1,845,354 params",
+        ),
+        "cifar-pool" => e(
+            "cifar-pool",
+            DatasetKind::Cifar10,
+            10,
+            32,
+            Optimizer::adam(),
+            "462,954 params; train 0.78, test 0.65",
+        ),
+        "cifar-deep" => e(
+            "cifar-deep",
+            DatasetKind::Cifar10,
+            10,
+            32,
+            Optimizer::adam(),
+            "564,426 params; test 0.70",
+        ),
+        other => bail!(
+            "unknown experiment '{other}'; choose one of {}",
+            NAMES.join(", ")
+        ),
+    })
+}
+
+impl Experiment {
+    /// Input shape (height, width, channels) of the dataset.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match self.dataset {
+            DatasetKind::Mnist => [28, 28, 1],
+            DatasetKind::Cifar10 => [32, 32, 3],
+        }
+    }
+
+    /// The lecture's model, uncompiled.
+    pub fn model(&self) -> Result<Sequential> {
+        let input = self.input_shape();
+        let mut m = Sequential::new();
+        match self.name {
+            "mnist-dense" => {
+                m.add(Layer::Flatten(Some(input.to_vec())))?;
+                m.add(Dense::new(10).activation(Softmax))?;
+            }
+            "mnist-conv" => {
+                m.add(Conv2D::new(64, 3).activation(Relu).input_shape(input))?;
+                m.add(Flatten())?;
+                m.add(Dense::new(10).activation(Softmax))?;
+            }
+            "cifar-conv" | "cifar-pool" => {
+                m.add(Conv2D::new(64, 3).activation(Relu).input_shape(input))?;
+                if self.name == "cifar-pool" {
+                    m.add(MaxPooling2D(2))?;
+                }
+                m.add(Flatten())?;
+                m.add(Dense::new(32).activation(Relu))?;
+                m.add(Dense::new(10).activation(Softmax))?;
+            }
+            "cifar-deep" => {
+                m.add(
+                    Conv2D::new(64, 3)
+                        .padding(Same)
+                        .activation(Relu)
+                        .input_shape(input),
+                )?;
+                m.add(MaxPooling2D(2))?;
+                m.add(Conv2D::new(64, 3).padding(Same).activation(Relu))?;
+                m.add(MaxPooling2D(2))?;
+                m.add(Flatten())?;
+                m.add(Dense::new(128).activation(Relu))?;
+                m.add(Dense::new(10).activation(Softmax))?;
+            }
+            other => bail!("unknown experiment '{other}'"),
+        }
+        Ok(m)
+    }
+}

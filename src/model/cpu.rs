@@ -1,0 +1,296 @@
+//! The CPU reference execution of a model: the same node walk as the GPU graph, built on
+//! the ops' CPU references. It validates the GPU graph end to end (same initial weights,
+//! same batches → same weights) and is the baseline in the benchmarks.
+
+use super::plan_head;
+use crate::layers::{Activation, Node, Op};
+use crate::ops::activation::{activation_backward_cpu, activation_forward_cpu};
+use crate::ops::conv2d::{Conv2dShape, conv2d_backward_cpu, conv2d_forward_cpu};
+use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
+use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
+use crate::ops::optimizer::Optimizer;
+use crate::ops::pool2d::{
+    Pool2dShape, avgpool2d_backward_cpu, avgpool2d_forward_cpu, maxpool2d_backward_cpu,
+    maxpool2d_forward_cpu,
+};
+use crate::ops::softmax_xent::{
+    loss_metrics_cpu, softmax_cpu, softmax_xent_backward_cpu, softmax_xent_forward_cpu,
+};
+use anyhow::Result;
+
+/// Parameters (per node: kernel, bias) and optimizer state on the host.
+pub(crate) struct CpuEngine {
+    pub params: Vec<Vec<Vec<f32>>>,
+    state: Vec<Vec<Vec<Vec<f32>>>>,
+}
+
+/// Activations of one forward pass: acts[i] is node i's input.
+struct Trace {
+    acts: Vec<Vec<f32>>,
+    argmax: Vec<Vec<u32>>,
+}
+
+fn conv(batch: usize, op: &Op) -> Conv2dShape {
+    let Op::Conv {
+        in_hwc,
+        filters,
+        kernel,
+        strides,
+        padding,
+    } = *op
+    else {
+        unreachable!("conv op")
+    };
+    Conv2dShape {
+        batch,
+        in_h: in_hwc[0],
+        in_w: in_hwc[1],
+        in_c: in_hwc[2],
+        out_c: filters,
+        k_h: kernel.0,
+        k_w: kernel.1,
+        stride_h: strides.0,
+        stride_w: strides.1,
+        padding,
+    }
+}
+
+fn pool(batch: usize, op: &Op) -> Pool2dShape {
+    let (Op::MaxPool {
+        in_hwc,
+        pool,
+        strides,
+        padding,
+    }
+    | Op::AvgPool {
+        in_hwc,
+        pool,
+        strides,
+        padding,
+    }) = *op
+    else {
+        unreachable!("pool op")
+    };
+    Pool2dShape {
+        batch,
+        in_h: in_hwc[0],
+        in_w: in_hwc[1],
+        c: in_hwc[2],
+        pool_h: pool.0,
+        pool_w: pool.1,
+        stride_h: strides.0,
+        stride_w: strides.1,
+        padding,
+    }
+}
+
+impl CpuEngine {
+    pub fn new(params: Vec<Vec<Vec<f32>>>, opt: &Optimizer) -> CpuEngine {
+        let state = params
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|t| vec![vec![0.0; t.len()]; opt.slots()])
+                    .collect()
+            })
+            .collect();
+        CpuEngine { params, state }
+    }
+
+    pub fn reset_state(&mut self) {
+        for s in self.state.iter_mut().flatten().flatten() {
+            s.iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+
+    fn forward(
+        &self,
+        nodes: &[Node],
+        x: &[f32],
+        batch: usize,
+        dropout_seed: Option<(u64, u64)>,
+    ) -> Trace {
+        let mut acts = vec![x.to_vec()];
+        let mut argmax = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let a = &acts[i];
+            let n_out = batch * node.out_shape.iter().product::<usize>();
+            let mut y = vec![0f32; n_out];
+            let mut am = Vec::new();
+            match &node.op {
+                Op::Conv { .. } => conv2d_forward_cpu(
+                    &mut y,
+                    a,
+                    &self.params[i][0],
+                    &self.params[i][1],
+                    &conv(batch, &node.op),
+                    false,
+                ),
+                Op::Dense { n_in, units } => dense_forward_cpu(
+                    &mut y,
+                    a,
+                    &self.params[i][0],
+                    &self.params[i][1],
+                    batch,
+                    *n_in,
+                    *units,
+                ),
+                Op::MaxPool { .. } => {
+                    am = vec![0u32; n_out];
+                    maxpool2d_forward_cpu(&mut y, &mut am, a, &pool(batch, &node.op));
+                }
+                Op::AvgPool { .. } => avgpool2d_forward_cpu(&mut y, a, &pool(batch, &node.op)),
+                Op::Dropout { rate } => match dropout_seed {
+                    Some((seed, step)) => {
+                        let p = DropoutParams::new(
+                            a.len(),
+                            *rate,
+                            super::graph::dropout_seed(seed, step, i),
+                        )
+                        .expect("rate checked at add");
+                        dropout_forward_cpu(&mut y, a, &p);
+                    }
+                    None => y.copy_from_slice(a),
+                },
+                Op::Flatten | Op::Activation => y.copy_from_slice(a),
+            }
+            if let Some(act) = node.activation.elementwise() {
+                let z = y.clone();
+                activation_forward_cpu(&mut y, &z, act);
+            }
+            acts.push(y);
+            argmax.push(am);
+        }
+        Trace { acts, argmax }
+    }
+
+    /// Loss sum and correct count of a batch, plus the probabilities.
+    fn loss(
+        nodes: &[Node],
+        logits: &[f32],
+        labels: &[u32],
+        batch: usize,
+    ) -> Result<(Vec<f32>, f64, usize)> {
+        let classes = plan_head(nodes)?.classes;
+        let mut probs = vec![0.0; batch * classes];
+        let mut loss = vec![0.0; batch];
+        softmax_xent_forward_cpu(&mut probs, &mut loss, logits, labels, classes, batch);
+        let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, classes, batch);
+        Ok((probs, sum, hits))
+    }
+
+    /// One training step on `batch` samples; returns (loss sum, correct count).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_step(
+        &mut self,
+        nodes: &[Node],
+        x: &[f32],
+        labels: &[u32],
+        batch: usize,
+        opt: &Optimizer,
+        step: u64,
+        seed: u64,
+    ) -> Result<(f64, usize)> {
+        let classes = plan_head(nodes)?.classes;
+        let t = self.forward(nodes, x, batch, Some((seed, step)));
+        let (probs, sum, hits) = Self::loss(nodes, &t.acts[nodes.len()], labels, batch)?;
+        let mut dy = vec![0.0; batch * classes];
+        softmax_xent_backward_cpu(&mut dy, &probs, labels, classes, batch);
+        let mut grads: Vec<Vec<Vec<f32>>> = self
+            .params
+            .iter()
+            .map(|p| p.iter().map(|t| vec![0.0; t.len()]).collect())
+            .collect();
+        for (i, node) in nodes.iter().enumerate().rev() {
+            if let Some(act) = node
+                .activation
+                .elementwise()
+                .filter(|_| node.activation != Activation::Linear)
+            {
+                activation_backward_cpu(&mut dy, &t.acts[i + 1], act);
+            }
+            let a = &t.acts[i];
+            let mut da = vec![0.0; a.len()];
+            let need_da = i > 0;
+            match &node.op {
+                Op::Conv { .. } => {
+                    let (gw, gb) = grads[i].split_at_mut(1);
+                    conv2d_backward_cpu(
+                        need_da.then_some(&mut da[..]),
+                        &mut gw[0],
+                        &mut gb[0],
+                        &dy,
+                        a,
+                        &self.params[i][0],
+                        &conv(batch, &node.op),
+                    );
+                }
+                Op::Dense { n_in, units } => {
+                    let (gw, gb) = grads[i].split_at_mut(1);
+                    dense_backward_cpu(
+                        need_da.then_some(&mut da[..]),
+                        &mut gw[0],
+                        &mut gb[0],
+                        &dy,
+                        a,
+                        &self.params[i][0],
+                        batch,
+                        *n_in,
+                        *units,
+                    );
+                }
+                Op::MaxPool { .. } => {
+                    maxpool2d_backward_cpu(&mut da, &dy, &t.argmax[i], &pool(batch, &node.op))
+                }
+                Op::AvgPool { .. } => avgpool2d_backward_cpu(&mut da, &dy, &pool(batch, &node.op)),
+                Op::Dropout { rate } => {
+                    let p = DropoutParams::new(
+                        a.len(),
+                        *rate,
+                        super::graph::dropout_seed(seed, step, i),
+                    )?;
+                    dropout_backward_cpu(&mut da, &dy, &p);
+                }
+                Op::Flatten | Op::Activation => da.copy_from_slice(&dy),
+            }
+            dy = da;
+        }
+        for ((p, g), s) in self.params.iter_mut().zip(&grads).zip(&mut self.state) {
+            for ((p, g), s) in p.iter_mut().zip(g).zip(s) {
+                opt.update_cpu(p, g, s, step);
+            }
+        }
+        Ok((sum, hits))
+    }
+
+    /// Loss sum and correct count without training.
+    pub fn eval_batch(
+        &self,
+        nodes: &[Node],
+        x: &[f32],
+        labels: &[u32],
+        batch: usize,
+    ) -> Result<(f64, usize)> {
+        let t = self.forward(nodes, x, batch, None);
+        let (_, sum, hits) = Self::loss(nodes, &t.acts[nodes.len()], labels, batch)?;
+        Ok((sum, hits))
+    }
+
+    /// Model outputs (probabilities with a softmax head) of a batch.
+    pub fn predict_batch(&self, nodes: &[Node], x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let head = plan_head(nodes)?;
+        let t = self.forward(nodes, x, batch, None);
+        let logits = &t.acts[nodes.len()];
+        if !head.softmax {
+            return Ok(logits.clone());
+        }
+        let mut probs = vec![0.0; logits.len()];
+        softmax_cpu(&mut probs, logits, head.classes);
+        Ok(probs)
+    }
+
+    /// Every node's output for a batch (feature maps).
+    pub fn layer_outputs(&self, nodes: &[Node], x: &[f32], batch: usize) -> Vec<Vec<f32>> {
+        self.forward(nodes, x, batch, None).acts.split_off(1)
+    }
+}

@@ -1,0 +1,564 @@
+//! The GPU execution of a [`Sequential`](super::Sequential) model: every buffer of one
+//! batch size allocated once, and every dispatch of a training step recorded once, so
+//! that a step is: queue the batch, record the dispatch list into one encoder, submit.
+
+use super::{LossHead, plan_head};
+use crate::gpu::{Dispatch, Gpu, Uniform};
+use crate::layers::{Activation, Node, Op};
+use crate::ops::activation::{Act, activation_backward, activation_forward};
+use crate::ops::bias::bias_backward;
+use crate::ops::conv2d::{
+    Conv2dShape, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
+};
+use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
+use crate::ops::matmul::{MatmulShape, matmul};
+use crate::ops::optimizer::Optimizer;
+use crate::ops::pool2d::{
+    Pool2dShape, avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward,
+};
+use crate::ops::softmax_xent::{
+    BatchRows, loss_metrics, softmax, softmax_xent_backward, softmax_xent_forward,
+};
+use crate::tensor::Tensor;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+
+/// Parameters, gradients and optimizer state on the GPU: independent of the batch size.
+pub(crate) struct GpuParams {
+    pub gpu: Arc<Gpu>,
+    /// Per node: kernel and bias tensors (empty for layers without parameters).
+    pub params: Vec<Vec<Tensor>>,
+    pub grads: Vec<Vec<Tensor>>,
+    pub state: Vec<Vec<Vec<Tensor>>>,
+    pub opt_uniform: Uniform<[f32; 4]>,
+    pub updates: Vec<Dispatch>,
+}
+
+impl GpuParams {
+    pub fn new(
+        gpu: Arc<Gpu>,
+        nodes: &[Node],
+        values: &[Vec<Vec<f32>>],
+        opt: &Optimizer,
+    ) -> Result<GpuParams> {
+        let mut params = Vec::new();
+        let mut grads = Vec::new();
+        let mut state = Vec::new();
+        for (node, vals) in nodes.iter().zip(values) {
+            let mut p = Vec::new();
+            let mut g = Vec::new();
+            let mut s = Vec::new();
+            for ((suffix, shape), v) in node.param_shapes().iter().zip(vals) {
+                let name = format!("{}/{suffix}", node.name);
+                p.push(Tensor::from_slice(&gpu, shape, v, &name)?);
+                g.push(Tensor::zeros(&gpu, shape, &format!("{name} gradient"))?);
+                s.push(
+                    (0..opt.slots())
+                        .map(|_| Tensor::zeros(&gpu, shape, &format!("{name} state")))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+            params.push(p);
+            grads.push(g);
+            state.push(s);
+        }
+        let opt_uniform = Uniform::new(&gpu, &opt.params(1), "optimizer");
+        let mut updates = Vec::new();
+        for ((p, g), s) in params.iter().zip(&grads).zip(&state) {
+            for ((p, g), s) in p.iter().zip(g).zip(s) {
+                updates.push(opt.update(&gpu, &opt_uniform, p, g, s)?);
+            }
+        }
+        Ok(GpuParams {
+            gpu,
+            params,
+            grads,
+            state,
+            opt_uniform,
+            updates,
+        })
+    }
+
+    /// Reads every parameter back, per node.
+    pub fn read(&self) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.params
+            .iter()
+            .map(|p| p.iter().map(|t| t.read::<f32>(&self.gpu)).collect())
+            .collect()
+    }
+
+    /// Overwrites every parameter (shapes already checked by the caller).
+    pub fn write(&self, values: &[Vec<Vec<f32>>]) -> Result<()> {
+        for (p, v) in self.params.iter().zip(values) {
+            for (t, v) in p.iter().zip(v) {
+                t.write(&self.gpu, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes the optimizer state (after loading weights, or a re-compile).
+    pub fn reset_state(&self) -> Result<()> {
+        for s in self.state.iter().flatten().flatten() {
+            s.write(&self.gpu, &vec![0f32; s.len()])?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that depends on the batch size.
+pub(crate) struct Graph {
+    pub x: Tensor,
+    pub labels: Tensor,
+    /// acts[i] is the input of node i; acts[nodes.len()] the model output.
+    pub acts: Vec<Tensor>,
+    pub probs: Tensor,
+    pub totals: Tensor,
+    pub staging: wgpu::Buffer,
+    pub rows: BatchRows,
+    dropout: Vec<(Uniform<DropoutParams>, usize, f32)>,
+    train: Vec<Dispatch>,
+    eval: Vec<Dispatch>,
+    predict: Vec<Dispatch>,
+    /// Whether predict's output is `probs` (softmax head) or the last activation.
+    pub predict_probs: bool,
+}
+
+fn conv_shape(batch: usize, op: &Op) -> Option<Conv2dShape> {
+    match *op {
+        Op::Conv {
+            in_hwc,
+            filters,
+            kernel,
+            strides,
+            padding,
+        } => Some(Conv2dShape {
+            batch,
+            in_h: in_hwc[0],
+            in_w: in_hwc[1],
+            in_c: in_hwc[2],
+            out_c: filters,
+            k_h: kernel.0,
+            k_w: kernel.1,
+            stride_h: strides.0,
+            stride_w: strides.1,
+            padding,
+        }),
+        _ => None,
+    }
+}
+
+fn pool_shape(batch: usize, op: &Op) -> Option<Pool2dShape> {
+    match *op {
+        Op::MaxPool {
+            in_hwc,
+            pool,
+            strides,
+            padding,
+        }
+        | Op::AvgPool {
+            in_hwc,
+            pool,
+            strides,
+            padding,
+        } => Some(Pool2dShape {
+            batch,
+            in_h: in_hwc[0],
+            in_w: in_hwc[1],
+            c: in_hwc[2],
+            pool_h: pool.0,
+            pool_w: pool.1,
+            stride_h: strides.0,
+            stride_w: strides.1,
+            padding,
+        }),
+        _ => None,
+    }
+}
+
+/// Nodes whose output is a view of their input (no kernel runs).
+fn is_alias(node: &Node) -> bool {
+    matches!(node.op, Op::Flatten)
+        || (matches!(node.op, Op::Activation)
+            && matches!(node.activation, Activation::Linear | Activation::Softmax))
+}
+
+/// The element-wise activation a node applies after its op (None when fused or absent).
+fn separate_activation(node: &Node) -> Option<Act> {
+    match (&node.op, node.activation) {
+        (Op::Conv { .. } | Op::Dense { .. }, Activation::Sigmoid | Activation::Tanh) => {
+            node.activation.elementwise()
+        }
+        (Op::Activation, a) => a.elementwise().filter(|a| *a != Act::Linear),
+        _ => None,
+    }
+}
+
+/// The activation whose derivative the backward pass applies to a node's output gradient.
+fn backward_activation(node: &Node) -> Option<Act> {
+    match node.activation {
+        Activation::Relu | Activation::Sigmoid | Activation::Tanh => node.activation.elementwise(),
+        _ => None,
+    }
+}
+
+impl Graph {
+    pub fn new(
+        p: &GpuParams,
+        nodes: &[Node],
+        input: &[usize],
+        batch: usize,
+        training: bool,
+    ) -> Result<Graph> {
+        let gpu = &*p.gpu;
+        let head: LossHead = plan_head(nodes)?;
+        let shape_of = |s: &[usize]| -> Vec<usize> {
+            std::iter::once(batch).chain(s.iter().copied()).collect()
+        };
+        let x = Tensor::zeros(gpu, &shape_of(input), "input batch")
+            .context("allocating the input batch")?;
+        let labels = Tensor::zeros(gpu, &[batch], "labels")?;
+
+        // Activations; a node with a separate activation also needs its pre-activation.
+        let mut acts = vec![x.alias(&x.shape)?];
+        let mut pre = Vec::new();
+        let mut argmax = Vec::new();
+        for node in nodes {
+            let out_shape = shape_of(&node.out_shape);
+            let last = acts.last().expect("acts starts non-empty");
+            let y = if is_alias(node) {
+                last.alias(&out_shape)?
+            } else {
+                Tensor::zeros(gpu, &out_shape, &format!("{} output", node.name))?
+            };
+            let z = match separate_activation(node) {
+                Some(_) if !matches!(node.op, Op::Activation) => Some(Tensor::zeros(
+                    gpu,
+                    &out_shape,
+                    &format!("{} pre-activation", node.name),
+                )?),
+                _ => None,
+            };
+            let am = match node.op {
+                Op::MaxPool { .. } => Some(Tensor::zeros(
+                    gpu,
+                    &out_shape,
+                    &format!("{} argmax", node.name),
+                )?),
+                _ => None,
+            };
+            acts.push(y);
+            pre.push(z);
+            argmax.push(am);
+        }
+
+        let classes = head.classes;
+        let rows = BatchRows::new(gpu, batch, classes)?;
+        let probs = Tensor::zeros(gpu, &[batch, classes], "probabilities")?;
+        let loss = Tensor::zeros(gpu, &[batch], "per-sample loss")?;
+        let totals = Tensor::zeros(gpu, &[2], "metric totals")?;
+        let staging = gpu.staging_buffer(8);
+        let logits = acts.last().expect("model has layers");
+
+        // Forward passes: training (dropout on) and inference (dropout off).
+        let mut dropout = Vec::new();
+        let forward = |train: bool,
+                       dropout: &mut Vec<(Uniform<DropoutParams>, usize, f32)>|
+         -> Result<Vec<Dispatch>> {
+            let mut ds = Vec::new();
+            for (i, node) in nodes.iter().enumerate() {
+                let (a, y) = (&acts[i], &acts[i + 1]);
+                let sep = separate_activation(node);
+                let out = pre[i].as_ref().unwrap_or(y);
+                let relu = node.activation == Activation::Relu;
+                match &node.op {
+                    Op::Conv { .. } => {
+                        let s = conv_shape(batch, &node.op).expect("conv op");
+                        ds.push(conv2d_forward(
+                            gpu,
+                            out,
+                            a,
+                            &p.params[i][0],
+                            &p.params[i][1],
+                            &s,
+                            relu,
+                        )?);
+                    }
+                    Op::Dense { n_in, units } => {
+                        let s = MatmulShape {
+                            m: batch,
+                            n: *units,
+                            k: *n_in,
+                            bias: true,
+                            relu,
+                            ..Default::default()
+                        };
+                        ds.push(matmul(
+                            gpu,
+                            out,
+                            a,
+                            &p.params[i][0],
+                            Some(&p.params[i][1]),
+                            &s,
+                        )?);
+                    }
+                    Op::MaxPool { .. } => {
+                        let s = pool_shape(batch, &node.op).expect("pool op");
+                        ds.push(maxpool2d_forward(
+                            gpu,
+                            y,
+                            argmax[i].as_ref().expect("argmax"),
+                            a,
+                            &s,
+                        )?);
+                    }
+                    Op::AvgPool { .. } => ds.push(avgpool2d_forward(
+                        gpu,
+                        y,
+                        a,
+                        &pool_shape(batch, &node.op).expect("pool op"),
+                    )?),
+                    Op::Dropout { rate } => {
+                        let r = if train { *rate } else { 0.0 };
+                        let u = Uniform::new(gpu, &DropoutParams::new(a.len(), r, 0)?, "dropout");
+                        ds.push(dropout_forward(gpu, y, a, &u)?);
+                        if train {
+                            dropout.push((u, i, r));
+                        }
+                    }
+                    Op::Flatten | Op::Activation => {}
+                }
+                if let Some(act) = sep {
+                    let src = if matches!(node.op, Op::Activation) {
+                        a
+                    } else {
+                        out
+                    };
+                    ds.push(activation_forward(gpu, y, src, act)?);
+                }
+            }
+            Ok(ds)
+        };
+        let mut train_ds = if training {
+            forward(true, &mut dropout)?
+        } else {
+            Vec::new()
+        };
+        let mut eval = forward(false, &mut dropout)?;
+        let mut predict = forward(false, &mut dropout)?;
+        eval.push(softmax_xent_forward(
+            gpu, &probs, &loss, logits, &labels, &rows,
+        )?);
+        eval.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+        if head.softmax {
+            predict.push(softmax(gpu, &probs, logits, &rows)?);
+        }
+
+        if training {
+            // Gradients of each activation; views follow the views of the forward pass.
+            let dlogits = Tensor::zeros(gpu, &logits.shape, "logits gradient")?;
+            let mut grads: Vec<Option<Tensor>> = (0..=nodes.len()).map(|_| None).collect();
+            grads[nodes.len()] = Some(dlogits);
+            for i in (1..nodes.len()).rev() {
+                let next = grads[i + 1].as_ref().expect("filled from the end");
+                grads[i] = Some(
+                    if is_alias(&nodes[i]) || matches!(nodes[i].op, Op::Activation) {
+                        next.alias(&acts[i].shape)?
+                    } else {
+                        Tensor::zeros(
+                            gpu,
+                            &acts[i].shape,
+                            &format!("{} input gradient", nodes[i].name),
+                        )?
+                    },
+                );
+            }
+            train_ds.push(softmax_xent_forward(
+                gpu, &probs, &loss, logits, &labels, &rows,
+            )?);
+            train_ds.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+            train_ds.push(softmax_xent_backward(
+                gpu,
+                grads[nodes.len()].as_ref().expect("dlogits"),
+                &probs,
+                &labels,
+                &rows,
+            )?);
+            for (i, node) in nodes.iter().enumerate().rev() {
+                let dy = grads[i + 1].as_ref().expect("gradient of the output");
+                let da = grads[i].as_ref();
+                let a = &acts[i];
+                if let Some(act) = backward_activation(node) {
+                    train_ds.push(activation_backward(gpu, dy, &acts[i + 1], act)?);
+                }
+                match &node.op {
+                    Op::Conv { .. } => {
+                        let s = conv_shape(batch, &node.op).expect("conv op");
+                        if let Some(da) = da {
+                            train_ds.push(conv2d_backward_input(
+                                gpu,
+                                da,
+                                dy,
+                                &p.params[i][0],
+                                &s,
+                                false,
+                            )?);
+                        }
+                        train_ds.push(conv2d_backward_weight(
+                            gpu,
+                            &p.grads[i][0],
+                            dy,
+                            a,
+                            &s,
+                            false,
+                        )?);
+                        train_ds.push(bias_backward(
+                            gpu,
+                            &p.grads[i][1],
+                            dy,
+                            batch * s.out_h() * s.out_w(),
+                            s.out_c,
+                            false,
+                        )?);
+                    }
+                    Op::Dense { n_in, units } => {
+                        if let Some(da) = da {
+                            let s = MatmulShape {
+                                m: batch,
+                                n: *n_in,
+                                k: *units,
+                                trans_b: true,
+                                ..Default::default()
+                            };
+                            train_ds.push(matmul(gpu, da, dy, &p.params[i][0], None, &s)?);
+                        }
+                        let s = MatmulShape {
+                            m: *n_in,
+                            n: *units,
+                            k: batch,
+                            trans_a: true,
+                            ..Default::default()
+                        };
+                        train_ds.push(matmul(gpu, &p.grads[i][0], a, dy, None, &s)?);
+                        train_ds.push(bias_backward(
+                            gpu,
+                            &p.grads[i][1],
+                            dy,
+                            batch,
+                            *units,
+                            false,
+                        )?);
+                    }
+                    Op::MaxPool { .. } => {
+                        if let Some(da) = da {
+                            let s = pool_shape(batch, &node.op).expect("pool op");
+                            train_ds.push(maxpool2d_backward(
+                                gpu,
+                                da,
+                                dy,
+                                argmax[i].as_ref().expect("argmax"),
+                                &s,
+                                false,
+                            )?);
+                        }
+                    }
+                    Op::AvgPool { .. } => {
+                        if let Some(da) = da {
+                            train_ds.push(avgpool2d_backward(
+                                gpu,
+                                da,
+                                dy,
+                                &pool_shape(batch, &node.op).expect("pool op"),
+                                false,
+                            )?);
+                        }
+                    }
+                    Op::Dropout { .. } => {
+                        if let Some(da) = da {
+                            let (u, _, _) = dropout
+                                .iter()
+                                .find(|(_, j, _)| *j == i)
+                                .expect("dropout uniform");
+                            train_ds.push(dropout_backward(gpu, da, dy, u)?);
+                        }
+                    }
+                    Op::Flatten | Op::Activation => {}
+                }
+            }
+        }
+        let predict_probs = head.softmax;
+        Ok(Graph {
+            x,
+            labels,
+            acts,
+            probs,
+            totals,
+            staging,
+            rows,
+            dropout,
+            train: train_ds,
+            eval,
+            predict,
+            predict_probs,
+        })
+    }
+
+    /// Whether this graph was built with the training passes.
+    pub fn has_train(&self) -> bool {
+        !self.train.is_empty()
+    }
+
+    /// Queues one batch: `x` holds `valid` samples (≤ batch), `labels` as many labels.
+    pub fn load(&self, gpu: &Gpu, x: &[f32], labels: Option<&[u32]>, valid: usize) -> Result<()> {
+        self.x.write_at(gpu, 0, x)?;
+        if let Some(l) = labels {
+            self.labels.write_at(gpu, 0, l)?;
+        }
+        self.rows.set_valid(gpu, valid)
+    }
+
+    /// Records and submits one training step (forward, loss, backward, update) as one
+    /// command buffer. `step` is the 1-based optimizer step; `seed` varies dropout masks.
+    pub fn train_step(&self, p: &GpuParams, opt: &Optimizer, step: u64, seed: u64) -> Result<()> {
+        let gpu = &*p.gpu;
+        p.opt_uniform.set(gpu, &opt.params(step));
+        for (u, i, rate) in &self.dropout {
+            u.set(
+                gpu,
+                &DropoutParams::new(self.acts[*i].len(), *rate, dropout_seed(seed, step, *i))?,
+            );
+        }
+        let all: Vec<&Dispatch> = self.train.iter().chain(&p.updates).collect();
+        gpu.run(&all)
+    }
+
+    /// Forward pass plus loss and metrics (evaluate).
+    pub fn eval_step(&self, gpu: &Gpu) -> Result<()> {
+        gpu.run(&self.eval.iter().collect::<Vec<_>>())
+    }
+
+    /// Forward pass (plus softmax) for predict and feature maps.
+    pub fn predict_step(&self, gpu: &Gpu) -> Result<()> {
+        gpu.run(&self.predict.iter().collect::<Vec<_>>())
+    }
+
+    /// Resets the GPU-side loss/accuracy totals.
+    pub fn reset_totals(&self, gpu: &Gpu) -> Result<()> {
+        self.totals.write(gpu, &[0f32, 0.0])
+    }
+
+    /// Reads (loss sum, correct count) accumulated since the last reset.
+    pub fn read_totals(&self, gpu: &Gpu) -> Result<(f64, f64)> {
+        let raw = gpu.read_bytes(&self.totals.buffer, &self.staging, 8)?;
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+        Ok((f64::from(v[0]), f64::from(v[1])))
+    }
+}
+
+/// The dropout mask seed of node `node` at `step` (the CPU path uses the same).
+pub(crate) fn dropout_seed(seed: u64, step: u64, node: usize) -> u32 {
+    use crate::ops::dropout::pcg;
+    pcg(pcg(seed as u32 ^ (seed >> 32) as u32)
+        ^ pcg(step as u32)
+        ^ (node as u32).wrapping_mul(0x9E37_79B9))
+}

@@ -1,0 +1,756 @@
+//! `Sequential`: a Keras-style model trained on the GPU (or on the CPU reference path).
+//!
+//! ```no_run
+//! use wgcnn::prelude::*;
+//! # fn main() -> anyhow::Result<()> {
+//! let mut model = Sequential::new();
+//! model.add(Conv2D::new(64, 3).activation(Relu).input_shape([28, 28, 1]))?;
+//! model.add(Flatten())?;
+//! model.add(Dense::new(10).activation(Softmax))?;
+//! model.compile(Optimizer::adam(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+//! print!("{}", model.summary());
+//! # Ok(()) }
+//! ```
+
+mod cpu;
+mod graph;
+
+use crate::gpu::Gpu;
+use crate::layers::{self, Activation, Layer, Node};
+use crate::ops::optimizer::Optimizer;
+use anyhow::{Context, Result, bail, ensure};
+use cpu::CpuEngine;
+use graph::{GpuParams, Graph};
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a model runs.
+#[derive(Clone, Debug)]
+pub enum Device {
+    Gpu(Arc<Gpu>),
+    /// The plain-Rust reference path (slow; for validation and baselines).
+    Cpu,
+}
+
+impl Device {
+    /// The process-wide GPU device.
+    pub fn gpu() -> Result<Device> {
+        Ok(Device::Gpu(Gpu::shared()?))
+    }
+}
+
+/// Losses (integer class labels, as Keras' `sparse_categorical_crossentropy`). With a
+/// linear last layer the outputs are taken as logits (`from_logits=True`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    SparseCategoricalCrossentropy,
+}
+
+/// Metrics reported by fit/evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Accuracy,
+}
+
+/// Options of [`Sequential::fit`], Keras names and defaults (batch 32, shuffle on).
+#[derive(Clone, Debug)]
+pub struct FitConfig<'a> {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub validation_data: Option<(&'a [f32], &'a [u32])>,
+    pub shuffle: bool,
+    /// Show a progress bar.
+    pub verbose: bool,
+}
+
+impl Default for FitConfig<'_> {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 1,
+            batch_size: 32,
+            validation_data: None,
+            shuffle: true,
+            verbose: true,
+        }
+    }
+}
+
+/// Per-epoch results of [`Sequential::fit`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    pub loss: Vec<f32>,
+    pub accuracy: Vec<f32>,
+    pub val_loss: Vec<f32>,
+    pub val_accuracy: Vec<f32>,
+    /// Wall time of each epoch's training (validation excluded).
+    pub epoch_seconds: Vec<f64>,
+}
+
+/// A named tensor on the host: a layer's weights (`conv2d/kernel`) or outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// What the loss sees at the end of the model.
+pub(crate) struct LossHead {
+    pub classes: usize,
+    /// The last activation is softmax (fused with the loss); otherwise outputs are logits.
+    pub softmax: bool,
+}
+
+pub(crate) fn plan_head(nodes: &[Node]) -> Result<LossHead> {
+    let last = nodes.last().context("the model has no layers")?;
+    for n in &nodes[..nodes.len() - 1] {
+        ensure!(
+            n.activation != Activation::Softmax,
+            "layer '{}': softmax is supported only as the last activation (it is fused with the loss)",
+            n.name
+        );
+    }
+    let [classes] = last.out_shape[..] else {
+        bail!(
+            "the last layer '{}' outputs {:?}; classification needs a 1-D output (add Flatten and Dense)",
+            last.name,
+            last.out_shape
+        );
+    };
+    ensure!(
+        matches!(last.activation, Activation::Softmax | Activation::Linear),
+        "the last layer '{}' uses {:?}; the cross-entropy loss needs softmax (or linear logits)",
+        last.name,
+        last.activation
+    );
+    Ok(LossHead {
+        classes,
+        softmax: last.activation == Activation::Softmax,
+    })
+}
+
+struct GpuEngine {
+    params: GpuParams,
+    graphs: HashMap<usize, Graph>,
+}
+
+impl GpuEngine {
+    /// The graph for `batch`, built on first use (with the training passes if asked).
+    fn graph(
+        &mut self,
+        nodes: &[Node],
+        input: &[usize],
+        batch: usize,
+        training: bool,
+    ) -> Result<(&Graph, &GpuParams)> {
+        let rebuild = match self.graphs.get(&batch) {
+            None => true,
+            Some(_) if training => !self.graphs.get(&batch).is_some_and(|g| g.has_train()),
+            Some(_) => false,
+        };
+        if rebuild {
+            let g = Graph::new(&self.params, nodes, input, batch, training)?;
+            self.graphs.insert(batch, g);
+        }
+        Ok((&self.graphs[&batch], &self.params))
+    }
+}
+
+enum Engine {
+    Gpu(Box<GpuEngine>),
+    Cpu(CpuEngine),
+}
+
+struct Compiled {
+    optimizer: Optimizer,
+    engine: Engine,
+    step: u64,
+}
+
+/// A linear stack of layers, as Keras' `Sequential`.
+pub struct Sequential {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    nodes: Vec<Node>,
+    device: Option<Device>,
+    seed: u64,
+    compiled: Option<Compiled>,
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sequential {
+    pub fn new() -> Sequential {
+        Sequential {
+            name: "sequential".into(),
+            input_shape: None,
+            nodes: Vec::new(),
+            device: None,
+            seed: 0,
+            compiled: None,
+        }
+    }
+
+    /// Runs on `device` (default: the shared GPU). Call before `compile`.
+    pub fn set_device(&mut self, device: Device) -> &mut Self {
+        self.device = Some(device);
+        self.compiled = None;
+        self
+    }
+
+    /// The seed of weight initialisation, shuffling and dropout. Call before `compile`.
+    pub fn set_seed(&mut self, seed: u64) -> &mut Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Adds a layer, inferring its output shape; a layer that does not fit its input is an
+    /// error naming the layer and both shapes.
+    pub fn add(&mut self, layer: impl Into<Layer>) -> Result<&mut Self> {
+        let layer = layer.into();
+        let input = match (&self.input_shape, layer.input_shape(), self.nodes.last()) {
+            (_, Some(s), None) => {
+                self.input_shape = Some(s.to_vec());
+                s.to_vec()
+            }
+            (_, Some(_), Some(_)) => bail!("input_shape may only be given on the first layer"),
+            (_, None, Some(last)) => last.out_shape.clone(),
+            (Some(s), None, None) => s.clone(),
+            (None, None, None) => bail!(
+                "the first layer needs an input shape, e.g. Conv2D::new(..).input_shape([28, 28, 1])"
+            ),
+        };
+        let name = layers::auto_name(&layer, &self.nodes);
+        let node = layers::resolve(&layer, &input, name)?;
+        self.nodes.push(node);
+        self.compiled = None;
+        Ok(self)
+    }
+
+    /// The resolved layers.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Per-sample input shape.
+    pub fn input_shape(&self) -> Option<&[usize]> {
+        self.input_shape.as_deref()
+    }
+
+    /// Number of output classes.
+    pub fn classes(&self) -> Result<usize> {
+        Ok(plan_head(&self.nodes)?.classes)
+    }
+
+    pub fn count_params(&self) -> usize {
+        self.nodes.iter().map(Node::param_count).sum()
+    }
+
+    /// Keras' `model.summary()` table.
+    pub fn summary(&self) -> String {
+        layers::summary(&self.name, &self.nodes)
+    }
+
+    /// Initialises the weights (Glorot-uniform kernels, zero biases, from the seed) and
+    /// allocates everything on the device.
+    pub fn compile(
+        &mut self,
+        optimizer: Optimizer,
+        loss: Loss,
+        metrics: &[Metric],
+    ) -> Result<&mut Self> {
+        let _ = (loss, metrics); // one loss and one metric exist; the arguments mirror Keras
+        plan_head(&self.nodes)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let values: Vec<Vec<Vec<f32>>> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let (fan_in, fan_out) = n.fans();
+                n.param_shapes()
+                    .iter()
+                    .map(|(suffix, shape)| {
+                        let len: usize = shape.iter().product();
+                        if *suffix == "kernel" {
+                            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                            (0..len).map(|_| rng.random_range(-limit..limit)).collect()
+                        } else {
+                            vec![0.0; len]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let device = match &self.device {
+            Some(d) => d.clone(),
+            None => Device::gpu()?,
+        };
+        let engine = match device {
+            Device::Gpu(gpu) => Engine::Gpu(Box::new(GpuEngine {
+                params: GpuParams::new(gpu, &self.nodes, &values, &optimizer)?,
+                graphs: HashMap::new(),
+            })),
+            Device::Cpu => Engine::Cpu(CpuEngine::new(values, &optimizer)),
+        };
+        self.compiled = Some(Compiled {
+            optimizer,
+            engine,
+            step: 0,
+        });
+        Ok(self)
+    }
+
+    fn compiled(&mut self) -> Result<&mut Compiled> {
+        self.compiled
+            .as_mut()
+            .context("compile the model before training or inference")
+    }
+
+    /// Checks x/y against the model: sizes, label range; returns the sample count.
+    fn check_data(&self, x: &[f32], y: Option<&[u32]>, what: &str) -> Result<usize> {
+        let input = self
+            .input_shape
+            .as_deref()
+            .context("the model has no input shape")?;
+        let sample: usize = input.iter().product();
+        ensure!(!x.is_empty(), "{what}: the dataset is empty");
+        ensure!(
+            x.len().is_multiple_of(sample),
+            "{what}: {} input values are not a whole number of samples of shape {input:?} ({sample} values each)",
+            x.len()
+        );
+        let n = x.len() / sample;
+        if let Some(y) = y {
+            ensure!(y.len() == n, "{what}: {n} samples but {} labels", y.len());
+            let classes = self.classes()?;
+            if let Some((i, &l)) = y.iter().enumerate().find(|(_, l)| **l as usize >= classes) {
+                bail!("{what}: label {l} at index {i} is out of range for {classes} classes");
+            }
+        }
+        Ok(n)
+    }
+
+    /// Trains the model; see [`FitConfig`].
+    pub fn fit(&mut self, x: &[f32], y: &[u32], cfg: &FitConfig) -> Result<History> {
+        ensure!(cfg.batch_size > 0, "batch_size must be positive");
+        let n = self.check_data(x, Some(y), "fit")?;
+        if let Some((vx, vy)) = cfg.validation_data {
+            self.check_data(vx, Some(vy), "validation_data")?;
+        }
+        let input = self.input_shape.clone().context("no input shape")?;
+        let sample: usize = input.iter().product();
+        let batch = cfg.batch_size.min(n);
+        let steps = n.div_ceil(batch);
+        let seed = self.seed;
+        let nodes = self.nodes.clone();
+        let mut history = History::default();
+        let mut xb = vec![0f32; batch * sample];
+        let mut yb = vec![0u32; batch];
+        let mut order: Vec<usize> = (0..n).collect();
+        for epoch in 0..cfg.epochs {
+            if cfg.shuffle {
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ));
+            }
+            let bar = progress_bar(cfg.verbose, steps, epoch, cfg.epochs);
+            let start = Instant::now();
+            let c = self.compiled()?;
+            let opt = c.optimizer;
+            let mut cpu_totals = (0f64, 0usize);
+            if let Engine::Gpu(e) = &mut c.engine {
+                let (g, p) = e.graph(&nodes, &input, batch, true)?;
+                g.reset_totals(&p.gpu)?;
+            }
+            let mut last_read = Instant::now();
+            for step in 0..steps {
+                let idx = &order[step * batch..((step + 1) * batch).min(n)];
+                for (j, &i) in idx.iter().enumerate() {
+                    xb[j * sample..(j + 1) * sample]
+                        .copy_from_slice(&x[i * sample..(i + 1) * sample]);
+                    yb[j] = y[i];
+                }
+                let valid = idx.len();
+                c.step += 1;
+                let seen = step * batch + valid;
+                let totals = match &mut c.engine {
+                    Engine::Gpu(e) => {
+                        let (g, p) = e.graph(&nodes, &input, batch, true)?;
+                        g.load(&p.gpu, &xb[..valid * sample], Some(&yb[..valid]), valid)?;
+                        g.train_step(p, &opt, c.step, seed)?;
+                        // Read the totals only when the bar is due (or every 64 steps, to
+                        // catch a diverging loss early); never otherwise.
+                        let due = step + 1 == steps
+                            || step % 64 == 63
+                            || (cfg.verbose && last_read.elapsed() > Duration::from_millis(300));
+                        if due {
+                            Some(g.read_totals(&p.gpu)?)
+                        } else {
+                            None
+                        }
+                    }
+                    Engine::Cpu(e) => {
+                        let (l, h) = e.train_step(
+                            &nodes,
+                            &xb[..valid * sample],
+                            &yb[..valid],
+                            valid,
+                            &opt,
+                            c.step,
+                            seed,
+                        )?;
+                        cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h);
+                        Some((cpu_totals.0, cpu_totals.1 as f64))
+                    }
+                };
+                if let Some((l, h)) = totals {
+                    last_read = Instant::now();
+                    let (loss, acc) = (l / seen as f64, h / seen as f64);
+                    if !loss.is_finite() {
+                        bail!(
+                            "the loss became {loss} in epoch {} at or before step {} of {steps}; lower the learning rate or check the data",
+                            epoch + 1,
+                            step + 1
+                        );
+                    }
+                    let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!(
+                        "loss: {loss:.4} - accuracy: {acc:.4} - {rate:.0} img/s"
+                    ));
+                    if step + 1 == steps {
+                        history.loss.push(loss as f32);
+                        history.accuracy.push(acc as f32);
+                    }
+                }
+                bar.set_position(step as u64 + 1);
+            }
+            history.epoch_seconds.push(start.elapsed().as_secs_f64());
+            if let Some((vx, vy)) = cfg.validation_data {
+                let (vl, va) = self.evaluate_batched(vx, vy, batch)?;
+                history.val_loss.push(vl);
+                history.val_accuracy.push(va);
+                bar.set_message(format!(
+                    "loss: {:.4} - accuracy: {:.4} - val_loss: {vl:.4} - val_accuracy: {va:.4}",
+                    history.loss[epoch], history.accuracy[epoch]
+                ));
+            }
+            bar.finish();
+        }
+        Ok(history)
+    }
+
+    /// Mean loss and accuracy on (x, y), batch 32 like Keras.
+    pub fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<(f32, f32)> {
+        self.evaluate_batched(x, y, 32)
+    }
+
+    /// Mean loss and accuracy on (x, y) in batches of `batch_size`.
+    pub fn evaluate_batched(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        batch_size: usize,
+    ) -> Result<(f32, f32)> {
+        ensure!(batch_size > 0, "batch_size must be positive");
+        let n = self.check_data(x, Some(y), "evaluate")?;
+        let input = self.input_shape.clone().context("no input shape")?;
+        let sample: usize = input.iter().product();
+        let nodes = self.nodes.clone();
+        let batch = self.reuse_batch(batch_size.min(n));
+        let c = self.compiled()?;
+        let (sum, hits) = match &mut c.engine {
+            Engine::Gpu(e) => {
+                let gpu = e.params.gpu.clone();
+                let (g, _) = e.graph(&nodes, &input, batch, false)?;
+                g.reset_totals(&gpu)?;
+                for start in (0..n).step_by(batch) {
+                    let valid = batch.min(n - start);
+                    g.load(
+                        &gpu,
+                        &x[start * sample..(start + valid) * sample],
+                        Some(&y[start..start + valid]),
+                        valid,
+                    )?;
+                    g.eval_step(&gpu)?;
+                }
+                g.read_totals(&gpu)?
+            }
+            Engine::Cpu(e) => {
+                let mut t = (0f64, 0f64);
+                for start in (0..n).step_by(batch) {
+                    let valid = batch.min(n - start);
+                    let (l, h) = e.eval_batch(
+                        &nodes,
+                        &x[start * sample..(start + valid) * sample],
+                        &y[start..start + valid],
+                        valid,
+                    )?;
+                    t = (t.0 + l, t.1 + h as f64);
+                }
+                t
+            }
+        };
+        Ok(((sum / n as f64) as f32, (hits / n as f64) as f32))
+    }
+
+    /// A batch size whose graph already exists when `wanted` has none, to avoid
+    /// allocating a second set of activations for evaluation.
+    fn reuse_batch(&self, wanted: usize) -> usize {
+        match &self.compiled {
+            Some(Compiled {
+                engine: Engine::Gpu(e),
+                ..
+            }) if !e.graphs.contains_key(&wanted) => {
+                e.graphs.keys().copied().max().unwrap_or(wanted)
+            }
+            _ => wanted,
+        }
+    }
+
+    /// Model outputs for every sample of `x` (probabilities with a softmax head), row-major
+    /// `[n, classes]`.
+    pub fn predict(&mut self, x: &[f32], batch_size: usize) -> Result<Vec<f32>> {
+        ensure!(batch_size > 0, "batch_size must be positive");
+        let n = self.check_data(x, None, "predict")?;
+        let input = self.input_shape.clone().context("no input shape")?;
+        let sample: usize = input.iter().product();
+        let classes = self.classes()?;
+        let nodes = self.nodes.clone();
+        let batch = self.reuse_batch(batch_size.min(n));
+        let c = self.compiled()?;
+        let mut out = Vec::with_capacity(n * classes);
+        for start in (0..n).step_by(batch) {
+            let valid = batch.min(n - start);
+            let xs = &x[start * sample..(start + valid) * sample];
+            match &mut c.engine {
+                Engine::Gpu(e) => {
+                    let gpu = e.params.gpu.clone();
+                    let (g, _) = e.graph(&nodes, &input, batch, false)?;
+                    g.load(&gpu, xs, None, valid)?;
+                    g.predict_step(&gpu)?;
+                    let src = if g.predict_probs {
+                        &g.probs
+                    } else {
+                        g.acts.last().context("no layers")?
+                    };
+                    out.extend_from_slice(&src.read::<f32>(&gpu)?[..valid * classes]);
+                }
+                Engine::Cpu(e) => out.extend(e.predict_batch(&nodes, xs, valid)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every layer's output for one sample (layer name, per-sample shape, values).
+    pub fn layer_outputs(&mut self, sample_x: &[f32]) -> Result<Vec<NamedTensor>> {
+        let n = self.check_data(sample_x, None, "layer_outputs")?;
+        ensure!(n == 1, "layer_outputs takes one sample, got {n}");
+        let input = self.input_shape.clone().context("no input shape")?;
+        let nodes = self.nodes.clone();
+        let c = self.compiled()?;
+        let outs: Vec<Vec<f32>> = match &mut c.engine {
+            Engine::Gpu(e) => {
+                let gpu = e.params.gpu.clone();
+                let (g, _) = e.graph(&nodes, &input, 1, false)?;
+                g.load(&gpu, sample_x, None, 1)?;
+                g.predict_step(&gpu)?;
+                g.acts[1..]
+                    .iter()
+                    .map(|t| t.read::<f32>(&gpu))
+                    .collect::<Result<_>>()?
+            }
+            Engine::Cpu(e) => e.layer_outputs(&nodes, sample_x, 1),
+        };
+        Ok(nodes
+            .iter()
+            .zip(outs)
+            .map(|(n, values)| NamedTensor {
+                name: n.name.clone(),
+                shape: n.out_shape.clone(),
+                values,
+            })
+            .collect())
+    }
+
+    /// Every parameter tensor, named like Keras (`conv2d/kernel`, `conv2d/bias`, …).
+    pub fn get_weights(&self) -> Result<Vec<NamedTensor>> {
+        let c = self.compiled.as_ref().context("compile the model first")?;
+        let values = match &c.engine {
+            Engine::Gpu(e) => e.params.read()?,
+            Engine::Cpu(e) => e.params.clone(),
+        };
+        let mut out = Vec::new();
+        for (node, vals) in self.nodes.iter().zip(values) {
+            for ((suffix, shape), v) in node.param_shapes().into_iter().zip(vals) {
+                out.push(NamedTensor {
+                    name: format!("{}/{suffix}", node.name),
+                    shape,
+                    values: v,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets every parameter (all must be present, with matching shapes) and resets the
+    /// optimizer state.
+    pub fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
+        let by_name: HashMap<&str, (&Vec<usize>, &Vec<f32>)> = weights
+            .iter()
+            .map(|w| (w.name.as_str(), (&w.shape, &w.values)))
+            .collect();
+        let mut values = Vec::new();
+        for node in &self.nodes {
+            let mut vals = Vec::new();
+            for (suffix, shape) in node.param_shapes() {
+                let name = format!("{}/{suffix}", node.name);
+                let (s, v) = by_name.get(name.as_str()).with_context(|| {
+                    format!(
+                        "weights have no tensor '{name}' (model: {})",
+                        self.architecture()
+                    )
+                })?;
+                ensure!(
+                    **s == shape,
+                    "tensor '{name}' has shape {s:?} but the model needs {shape:?}"
+                );
+                ensure!(
+                    v.len() == shape.iter().product::<usize>(),
+                    "tensor '{name}' has {} values for shape {shape:?}",
+                    v.len()
+                );
+                vals.push((*v).clone());
+            }
+            values.push(vals);
+        }
+        let expected: usize = self.nodes.iter().map(|n| n.param_shapes().len()).sum();
+        if weights.len() != expected {
+            let known: Vec<String> = self
+                .nodes
+                .iter()
+                .flat_map(|n| {
+                    n.param_shapes()
+                        .into_iter()
+                        .map(move |(s, _)| format!("{}/{s}", n.name))
+                })
+                .collect();
+            let extra: Vec<&str> = weights
+                .iter()
+                .map(|w| w.name.as_str())
+                .filter(|n| !known.iter().any(|k| k == n))
+                .collect();
+            bail!("weights hold tensors the model does not have: {extra:?}");
+        }
+        let c = self.compiled.as_mut().context("compile the model first")?;
+        match &mut c.engine {
+            Engine::Gpu(e) => {
+                e.params.write(&values)?;
+                e.params.reset_state()?;
+            }
+            Engine::Cpu(e) => {
+                e.params = values;
+                e.reset_state();
+            }
+        }
+        c.step = 0;
+        Ok(())
+    }
+
+    fn architecture(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{} {:?}", n.name, n.out_shape))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Saves the weights as safetensors, one tensor per Keras weight name.
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        let weights = self.get_weights()?;
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+            .into_iter()
+            .map(|w| {
+                (
+                    w.name,
+                    w.shape,
+                    bytemuck::cast_slice::<f32, u8>(&w.values).to_vec(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, s, b)| {
+                Ok((
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+            .context("preparing tensors")?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        safetensors::serialize_to_file(views, None, path)
+            .with_context(|| format!("writing weights to {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Loads weights saved by [`save_weights`](Self::save_weights); a file of another
+    /// architecture is an error naming the mismatched tensor.
+    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        let data = std::fs::read(path)
+            .with_context(|| format!("reading weights file {}", path.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&data)
+            .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+        let mut weights = Vec::new();
+        for (name, view) in st.tensors() {
+            ensure!(
+                view.dtype() == safetensors::Dtype::F32,
+                "tensor '{name}' in {} is {:?}, expected F32",
+                path.display(),
+                view.dtype()
+            );
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+            weights.push(NamedTensor {
+                name,
+                shape: view.shape().to_vec(),
+                values,
+            });
+        }
+        self.set_weights(&weights)
+            .with_context(|| format!("loading {}", path.display()))
+    }
+
+    /// Optimizer steps taken since compile.
+    pub fn steps_taken(&self) -> u64 {
+        self.compiled.as_ref().map_or(0, |c| c.step)
+    }
+}
+
+fn progress_bar(
+    verbose: bool,
+    steps: usize,
+    epoch: usize,
+    epochs: usize,
+) -> indicatif::ProgressBar {
+    if !verbose {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "Epoch {}/{epochs} {{pos:>5}}/{{len}} [{{bar:25}}] {{elapsed}}<{{eta}} {{msg}}",
+        epoch + 1
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}

@@ -1,0 +1,405 @@
+//! The Sequential API: Keras-exact summaries, GPU training equal to CPU-reference training,
+//! convergence on a generated problem, the execution model (one submit per step, nothing
+//! allocated per step), weights on disk, and clear errors for bad input.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgcnn::experiments::{NAMES, experiment};
+use wgcnn::prelude::*;
+use wgcnn::testing::{assert_close, random_labels, random_vec};
+
+type R = anyhow::Result<()>;
+
+fn compiled(
+    mut m: Sequential,
+    device: Device,
+    opt: Optimizer,
+    seed: u64,
+) -> anyhow::Result<Sequential> {
+    m.set_device(device).set_seed(seed);
+    m.compile(
+        opt,
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    Ok(m)
+}
+
+fn gpu() -> Device {
+    Device::gpu().expect("a GPU adapter (lavapipe in CI) is required")
+}
+
+#[test]
+fn lecture_models_have_keras_parameter_counts_and_shapes() -> R {
+    type Row = (
+        &'static str,
+        usize,
+        &'static [usize],
+        &'static [&'static [usize]],
+    );
+    let expect: [Row; 5] = [
+        ("mnist-dense", 7_850, &[0, 7_850], &[&[784], &[10]]),
+        (
+            "mnist-conv",
+            433_290,
+            &[640, 0, 432_650],
+            &[&[26, 26, 64], &[43_264], &[10]],
+        ),
+        (
+            "cifar-conv",
+            1_845_354,
+            &[1_792, 0, 1_843_232, 330],
+            &[&[30, 30, 64], &[57_600], &[32], &[10]],
+        ),
+        (
+            "cifar-pool",
+            462_954,
+            &[1_792, 0, 0, 460_832, 330],
+            &[&[30, 30, 64], &[15, 15, 64], &[14_400], &[32], &[10]],
+        ),
+        (
+            "cifar-deep",
+            564_426,
+            &[1_792, 0, 36_928, 0, 0, 524_416, 1_290],
+            &[
+                &[32, 32, 64],
+                &[16, 16, 64],
+                &[16, 16, 64],
+                &[8, 8, 64],
+                &[4_096],
+                &[128],
+                &[10],
+            ],
+        ),
+    ];
+    for (name, total, per_layer, shapes) in expect {
+        let m = experiment(name)?.model()?;
+        assert_eq!(m.count_params(), total, "{name}");
+        let counts: Vec<usize> = m.nodes().iter().map(|n| n.param_count()).collect();
+        assert_eq!(counts, per_layer, "{name}");
+        let outs: Vec<&[usize]> = m.nodes().iter().map(|n| n.out_shape.as_slice()).collect();
+        assert_eq!(outs, shapes, "{name}");
+        let s = m.summary();
+        let total_line = format!("Total params: {}", wgcnn::layers::thousands(total));
+        assert!(
+            s.contains(&total_line) && s.contains("Non-trainable params: 0"),
+            "{name}:\n{s}"
+        );
+    }
+    assert_eq!(NAMES.len(), 5);
+    Ok(())
+}
+
+#[test]
+fn summary_text_is_keras_format() -> R {
+    // tf.keras 2.x prints exactly this for the lecture's cifar-pool model (the long
+    // "max_pooling2d (MaxPooling2D)" wraps, as in Keras).
+    let want = "\
+Model: \"sequential\"
+_________________________________________________________________
+ Layer (type)                Output Shape              Param #   
+=================================================================
+ conv2d (Conv2D)             (None, 30, 30, 64)        1792      
+                                                                 
+ max_pooling2d (MaxPooling2D  (None, 15, 15, 64)       0         
+ )                                                               
+                                                                 
+ flatten (Flatten)           (None, 14400)             0         
+                                                                 
+ dense (Dense)               (None, 32)                460832    
+                                                                 
+ dense_1 (Dense)             (None, 10)                330       
+                                                                 
+=================================================================
+Total params: 462,954
+Trainable params: 462,954
+Non-trainable params: 0
+_________________________________________________________________
+";
+    let got = experiment("cifar-pool")?.model()?.summary();
+    assert_eq!(got, want, "\n{got}");
+    Ok(())
+}
+
+#[test]
+fn layers_that_do_not_fit_are_errors_naming_both_shapes() {
+    let mut m = Sequential::new();
+    m.add(Conv2D::new(8, 3).input_shape([3, 3, 1])).unwrap();
+    let err = m.add(Conv2D::new(8, 5)).err().unwrap().to_string();
+    assert!(
+        err.contains("conv2d_1") && err.contains("(None, 1, 1, 8)") && err.contains("window of 5"),
+        "{err}"
+    );
+    let err = m.add(Dense::new(10)).err().unwrap().to_string();
+    assert!(err.contains("dense") && err.contains("Flatten"), "{err}");
+    let mut m = Sequential::new();
+    let err = m.add(Dense::new(10)).err().unwrap().to_string();
+    assert!(err.contains("input shape"), "{err}");
+    let mut m = Sequential::new();
+    m.add(Dense::new(4).input_shape(&[6])).unwrap();
+    let err = m.add(MaxPooling2D(2)).err().unwrap().to_string();
+    assert!(
+        err.contains("max_pooling2d") && err.contains("(None, 4)"),
+        "{err}"
+    );
+}
+
+/// A small model touching every layer type and activation.
+fn small_model(with_dropout: bool) -> Sequential {
+    let mut m = Sequential::new();
+    m.add(Conv2D::new(4, 3).activation(Relu).input_shape([9, 8, 2]))
+        .unwrap();
+    m.add(MaxPooling2D(2)).unwrap();
+    m.add(
+        Conv2D::new(5, 2)
+            .padding(Same)
+            .strides(1, 2)
+            .activation(Tanh),
+    )
+    .unwrap();
+    m.add(AveragePooling2D(2).padding(Same)).unwrap();
+    m.add(Flatten()).unwrap();
+    if with_dropout {
+        m.add(Dropout(0.25)).unwrap();
+    }
+    m.add(Dense::new(7).activation(Sigmoid)).unwrap();
+    m.add(Layer::Activation(Relu)).unwrap();
+    m.add(Dense::new(3).activation(Softmax)).unwrap();
+    m
+}
+
+#[test]
+fn gpu_training_matches_cpu_reference_training() -> R {
+    let n = 40; // batch 16 → steps of 16, 16 and a partial 8
+    let x = random_vec(n * 9 * 8 * 2, 1);
+    let y = random_labels(n, 3, 2);
+    for (opt, dropout) in [
+        (Optimizer::adam().with_lr(0.01), false),
+        (
+            Optimizer::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                nesterov: true,
+            },
+            true,
+        ),
+    ] {
+        let mut g = compiled(small_model(dropout), gpu(), opt, 7)?;
+        let mut c = compiled(small_model(dropout), Device::Cpu, opt, 7)?;
+        let cfg = FitConfig {
+            epochs: 2,
+            batch_size: 16,
+            verbose: false,
+            ..Default::default()
+        };
+        let hg = g.fit(&x, &y, &cfg)?;
+        let hc = c.fit(&x, &y, &cfg)?;
+        assert_eq!(g.steps_taken(), 6);
+        for (gw, cw) in g.get_weights()?.iter().zip(c.get_weights()?) {
+            assert_close(
+                &format!("{} after 6 steps {opt:?}", gw.name),
+                &gw.values,
+                &cw.values,
+                1e-4,
+                1e-3,
+            )?;
+        }
+        assert_close("history loss", &hg.loss, &hc.loss, 1e-4, 1e-3)?;
+        assert_close("history accuracy", &hg.accuracy, &hc.accuracy, 1e-6, 0.0)?;
+        let (lg, ag) = g.evaluate(&x, &y)?;
+        let (lc, ac) = c.evaluate(&x, &y)?;
+        assert_close("evaluate", &[lg, ag], &[lc, ac], 1e-4, 1e-3)?;
+        let pg = g.predict(&x, 16)?;
+        assert_close("predict", &pg, &c.predict(&x, 16)?, 1e-5, 1e-3)?;
+        assert_eq!(pg.len(), n * 3);
+    }
+    Ok(())
+}
+
+/// Oriented bars: class 0 horizontal, 1 vertical, 2 diagonal, at random positions, with
+/// noise. A conv model must learn it; a model that ignores the image cannot.
+fn bars(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let (h, w) = (12, 12);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = vec![0f32; n * h * w];
+    let mut y = vec![0u32; n];
+    for i in 0..n {
+        let class = rng.random_range(0..3u32);
+        y[i] = class;
+        let img = &mut x[i * h * w..(i + 1) * h * w];
+        img.iter_mut().for_each(|v| *v = rng.random_range(0.0..0.3));
+        let (r, c) = (rng.random_range(2..h - 2), rng.random_range(2..w - 2));
+        for t in -2i32..=2 {
+            let (rr, cc) = match class {
+                0 => (r as i32, c as i32 + t),
+                1 => (r as i32 + t, c as i32),
+                _ => (r as i32 + t, c as i32 + t),
+            };
+            img[rr as usize * w + cc as usize] = 1.0;
+        }
+    }
+    (x, y)
+}
+
+#[test]
+fn small_conv_model_converges_on_generated_bars() -> R {
+    let (x, y) = bars(1200, 3);
+    let (xt, yt) = bars(300, 4);
+    let mut m = Sequential::new();
+    m.add(Conv2D::new(8, 3).activation(Relu).input_shape([12, 12, 1]))?;
+    m.add(MaxPooling2D(2))?;
+    m.add(Flatten())?;
+    m.add(Dense::new(3).activation(Softmax))?;
+    let mut m = compiled(m, gpu(), Optimizer::adam().with_lr(0.01), 1)?;
+    let h = m.fit(
+        &x,
+        &y,
+        &FitConfig {
+            epochs: 6,
+            batch_size: 32,
+            validation_data: Some((&xt, &yt)),
+            verbose: false,
+            ..Default::default()
+        },
+    )?;
+    let (_, acc) = m.evaluate(&xt, &yt)?;
+    assert!(acc >= 0.95, "test accuracy {acc}, history {h:?}");
+    assert!(h.loss.last() < h.loss.first(), "{h:?}");
+    assert_eq!(h.val_accuracy.len(), 6);
+    Ok(())
+}
+
+#[test]
+fn a_training_step_is_one_submit_and_allocates_nothing() -> R {
+    // A device of its own: the shared one's counters move with every parallel test.
+    let g = std::sync::Arc::new(wgcnn::Gpu::new()?);
+    let d = Device::Gpu(g.clone());
+    let n = 64 * 10;
+    let x = random_vec(n * 9 * 8 * 2, 5);
+    let y = random_labels(n, 3, 6);
+    let mut m = compiled(small_model(true), d, Optimizer::adam(), 3)?;
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 64,
+        verbose: false,
+        ..Default::default()
+    };
+    m.fit(&x, &y, &cfg)?; // first epoch builds the graph
+    let (b0, s0, r0) = g.counters.snapshot();
+    m.fit(&x, &y, &cfg)?;
+    let (b1, s1, r1) = g.counters.snapshot();
+    assert_eq!(b1 - b0, 0, "buffers created during an epoch");
+    assert_eq!(s1 - s0, 10 + (r1 - r0), "submits: 10 steps + read-backs");
+    assert!(
+        r1 - r0 <= 1,
+        "read-backs in a quiet epoch of 10 steps: {}",
+        r1 - r0
+    );
+    Ok(())
+}
+
+#[test]
+fn weights_round_trip_through_safetensors() -> R {
+    let dir = std::env::temp_dir().join(format!("wgcnn-weights-{}", std::process::id()));
+    let path = dir.join("small.safetensors");
+    let x = random_vec(8 * 9 * 8 * 2, 9);
+    let mut a = compiled(small_model(false), gpu(), Optimizer::adam(), 11)?;
+    a.save_weights(&path)?;
+    let mut b = compiled(small_model(false), gpu(), Optimizer::adam(), 12)?;
+    assert_ne!(a.predict(&x, 8)?, b.predict(&x, 8)?);
+    b.load_weights(&path)?;
+    assert_eq!(a.predict(&x, 8)?, b.predict(&x, 8)?);
+    let names: Vec<String> = a.get_weights()?.into_iter().map(|w| w.name).collect();
+    assert_eq!(names[0], "conv2d/kernel");
+    assert_eq!(names[1], "conv2d/bias");
+
+    // Another architecture: the mismatched tensor is named.
+    let mut other = Sequential::new();
+    other.add(Conv2D::new(6, 3).input_shape([9, 8, 2]))?;
+    other.add(Flatten())?;
+    other.add(Dense::new(3).activation(Softmax))?;
+    let mut other = compiled(other, gpu(), Optimizer::adam(), 1)?;
+    let err = format!("{:#}", other.load_weights(&path).unwrap_err());
+    assert!(
+        err.contains("conv2d/kernel") && err.contains("[3, 3, 2, 6]"),
+        "{err}"
+    );
+
+    let err = format!(
+        "{:#}",
+        b.load_weights(&dir.join("missing.safetensors"))
+            .unwrap_err()
+    );
+    assert!(err.contains("missing.safetensors"), "{err}");
+    std::fs::write(
+        dir.join("corrupt.safetensors"),
+        b"\x10\0\0\0\0\0\0\0{not json",
+    )?;
+    let err = format!(
+        "{:#}",
+        b.load_weights(&dir.join("corrupt.safetensors"))
+            .unwrap_err()
+    );
+    assert!(err.contains("not a valid safetensors"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+#[test]
+fn bad_input_is_a_clear_error() -> R {
+    let mut m = compiled(small_model(false), gpu(), Optimizer::adam(), 1)?;
+    let sample = 9 * 8 * 2;
+    let x = random_vec(4 * sample, 1);
+    let cfg = FitConfig {
+        verbose: false,
+        ..Default::default()
+    };
+    let msg = |r: anyhow::Result<History>| r.unwrap_err().to_string();
+    assert!(msg(m.fit(&[], &[], &cfg)).contains("empty"));
+    assert!(msg(m.fit(&x, &[0, 1, 2], &cfg)).contains("4 samples but 3 labels"));
+    assert!(msg(m.fit(&x, &[0, 1, 2, 3], &cfg)).contains("label 3 at index 3"));
+    assert!(msg(m.fit(&x[..sample * 2 - 1], &[0, 1], &cfg)).contains("whole number of samples"));
+    assert!(
+        msg(m.fit(
+            &x,
+            &[0, 1, 2, 0],
+            &FitConfig {
+                batch_size: 0,
+                ..cfg.clone()
+            }
+        ))
+        .contains("batch_size")
+    );
+    let bad_val = FitConfig {
+        validation_data: Some((&x, &[0])),
+        ..cfg.clone()
+    };
+    assert!(msg(m.fit(&x, &[0, 1, 2, 0], &bad_val)).contains("validation_data"));
+
+    // A diverging loss stops training with the epoch and step.
+    let mut diverging = compiled(small_model(false), gpu(), Optimizer::sgd(1e38), 1)?;
+    let big: Vec<f32> = x.iter().map(|v| v * 1e30).collect();
+    let err = msg(diverging.fit(
+        &big,
+        &[0, 1, 2, 0],
+        &FitConfig {
+            epochs: 3,
+            batch_size: 2,
+            ..cfg.clone()
+        },
+    ));
+    assert!(
+        err.contains("epoch") && err.contains("step") && err.contains("loss became"),
+        "{err}"
+    );
+
+    let mut uncompiled = small_model(false);
+    assert!(
+        uncompiled
+            .predict(&x, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("compile")
+    );
+    Ok(())
+}
