@@ -532,6 +532,28 @@ impl Graph {
         gpu.run(&all)
     }
 
+    /// Wall time of each dispatch of a training step run alone (median of `reps`, after a
+    /// warm-up), in step order: where the time of a step goes.
+    pub fn profile(&self, p: &GpuParams, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+        let gpu = &*p.gpu;
+        let mut out = Vec::new();
+        for d in self.train.iter().chain(&p.updates) {
+            gpu.run(&[d])?;
+            gpu.wait()?;
+            let mut times: Vec<f64> = (0..reps.max(1))
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    gpu.run(&[d])?;
+                    gpu.wait()?;
+                    Ok(t.elapsed().as_secs_f64())
+                })
+                .collect::<Result<_>>()?;
+            times.sort_by(f64::total_cmp);
+            out.push((d.kernel.name(), times[times.len() / 2]));
+        }
+        Ok(out)
+    }
+
     /// Forward pass plus loss and metrics (evaluate).
     pub fn eval_step(&self, gpu: &Gpu) -> Result<()> {
         gpu.run(&self.eval.iter().collect::<Vec<_>>())

@@ -729,6 +729,20 @@ impl Sequential {
             .with_context(|| format!("loading {}", path.display()))
     }
 
+    /// Seconds per dispatch of one GPU training step at `batch` (each run alone, median of
+    /// `reps`), in step order. Empty on the CPU path.
+    pub fn profile_step(&mut self, batch: usize, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+        let input = self.input_shape.clone().context("no input shape")?;
+        let nodes = self.nodes.clone();
+        match &mut self.compiled()?.engine {
+            Engine::Gpu(e) => {
+                let (g, p) = e.graph(&nodes, &input, batch, true)?;
+                g.profile(p, reps)
+            }
+            Engine::Cpu(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Optimizer steps taken since compile.
     pub fn steps_taken(&self) -> u64 {
         self.compiled.as_ref().map_or(0, |c| c.step)
