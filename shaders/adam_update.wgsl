@@ -1,6 +1,7 @@
-// Adam (Keras semantics), in place. The host folds the bias correction into
-// lr_t = lr·sqrt(1 − β2ᵗ)/(1 − β1ᵗ) and rewrites this uniform every step:
+// Adam (Keras semantics), in place, one invocation per vec4. The host folds the bias
+// correction into lr_t = lr·sqrt(1 − β2ᵗ)/(1 − β1ᵗ) and rewrites this uniform every step:
 //   m ← m + (1 − β1)(g − m);  v ← v + (1 − β2)(g² − v);  w ← w − lr_t·m / (sqrt(v) + ε)
+// Padding lanes of the last vec4 have g = 0 and stay 0.
 
 struct Params {
     lr_t: f32,
@@ -10,17 +11,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> w: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(1) var<storage, read_write> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> g: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> v: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
-    if (i >= arrayLength(&w) || i >= arrayLength(&m) || i >= arrayLength(&v)) {
+    if (i >= arrayLength(&w) || i >= arrayLength(&m) || i >= arrayLength(&v) || i >= arrayLength(&g)) {
         return;
     }
     let gi = g[i];

@@ -2,21 +2,24 @@
 // output gradients of the windows that saw it.
 // dx[n, ih, iw, ci] = Σ_{kh, kw, co} dout[n, oh, ow, co] · w[kh, kw, ci, co]
 //   where oh·s = ih + pt − kh and ow·s = iw + pl − kw (exact division, in range).
-// GEMM: M = B·H·W, N = CI, K = KH·KW·CO.
+// GEMM: M = B·H·W, N = CI, K = KH·KW·CO. B is the kernel with its last two axes swapped,
+// wt[kh, kw, co, ci] (the launcher transposes it first), so both operands load as vec4
+// when the channel counts are multiples of 4.
 
-@group(0) @binding(1) var<storage, read> dout: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 fn gemm_dims() -> vec3<u32> {
     return vec3<u32>(p.batch * p.in_h * p.in_w, p.in_c, p.k_h * p.k_w * p.out_c);
 }
 
-fn dout_at(m: u32, k: u32) -> f32 {
+// Index into dout of (input pixel m, tap k = (kh, kw, co)), or (0, 0) if no window matches.
+fn dout_index(m: u32, k: u32) -> vec2<u32> {
     let kwc = p.k_w * p.out_c;
     let kh = k / kwc;
     if (kh >= p.k_h) {
-        return 0.0;
+        return vec2<u32>(0u, 0u);
     }
     let rem = k % kwc;
     let kw = rem / p.out_c;
@@ -29,38 +32,46 @@ fn dout_at(m: u32, k: u32) -> f32 {
     let th = i32(ih + p.pad_top) - i32(kh);
     let tw = i32(iw + p.pad_left) - i32(kw);
     if (th < 0 || tw < 0) {
-        return 0.0;
+        return vec2<u32>(0u, 0u);
     }
     let oh = u32(th) / p.stride_h;
     let ow = u32(tw) / p.stride_w;
     if (oh * p.stride_h != u32(th) || ow * p.stride_w != u32(tw) || oh >= p.out_h || ow >= p.out_w) {
-        return 0.0;
+        return vec2<u32>(0u, 0u);
     }
     let i = ((n * p.out_h + oh) * p.out_w + ow) * p.out_c + co;
-    if (i >= arrayLength(&dout)) {
+    return vec2<u32>(i, select(0u, 1u, i < arrayLength(&dout) * 4u));
+}
+
+fn dout_at(m: u32, k: u32) -> f32 {
+    let t = dout_index(m, k);
+    if (t.y == 0u) {
         return 0.0;
     }
-    return dout[i];
+    return dout[t.x >> 2u][t.x & 3u];
 }
 
 fn load_a4(m: u32, k: u32) -> vec4<f32> {
+    if ((p.out_c & 3u) == 0u) {
+        let t = dout_index(m, k);
+        return select(vec4<f32>(0.0), dout[t.x >> 2u], t.y != 0u);
+    }
     return vec4<f32>(dout_at(m, k), dout_at(m, k + 1u), dout_at(m, k + 2u), dout_at(m, k + 3u));
 }
 
-// B[k = (kh, kw, co), n = ci] = w[kh, kw, ci, co]
 fn wt_at(k: u32, n: u32) -> f32 {
-    let kwc = p.k_w * p.out_c;
-    let kh = k / kwc;
-    if (kh >= p.k_h || n >= p.in_c) {
+    if (k >= p.k_h * p.k_w * p.out_c || n >= p.in_c) {
         return 0.0;
     }
-    let rem = k % kwc;
-    let kw = rem / p.out_c;
-    let co = rem % p.out_c;
-    return w[((kh * p.k_w + kw) * p.in_c + n) * p.out_c + co];
+    let i = k * p.in_c + n;
+    return wt[i >> 2u][i & 3u];
 }
 
 fn load_b4(k: u32, n: u32) -> vec4<f32> {
+    if ((p.in_c & 3u) == 0u) {
+        let ok = k < p.k_h * p.k_w * p.out_c && n < p.in_c;
+        return select(vec4<f32>(0.0), wt[(k * p.in_c + n) >> 2u], ok);
+    }
     return vec4<f32>(wt_at(k, n), wt_at(k, n + 1u), wt_at(k, n + 2u), wt_at(k, n + 3u));
 }
 

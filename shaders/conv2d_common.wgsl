@@ -16,17 +16,18 @@ struct Conv {
     stride_w: u32,
     pad_top: u32,
     pad_left: u32,
-    flags: u32, // 1: relu (forward), 2: accumulate into the output (backward)
-    _pad0: u32,
+    flags: u32, // 1: relu (forward), 2: accumulate into the output (backward), 4: write split-K partials
+    k_chunk: u32, // K range of one workgroup (see the GEMM core)
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv;
 
 // Element (row, col) of the virtual im2col matrix: row = output pixel (n, oh, ow),
-// col = kernel tap (kh, kw, ci). Zero in the padding and past the last column.
+// col = kernel tap (kh, kw, ci). Returns (index into x, 1), or (0, 0) when the tap falls
+// in the padding or past the last column. When in_c % 4 == 0 and col % 4 == 0 the four
+// columns col..col+3 are four consecutive channels of one tap: one aligned vec4.
 fn im2col(x_len: u32, row: u32, col: u32) -> vec2<u32> {
-    // Returns (index into x, 1) or (0, 0) when the tap falls in the padding.
     let hw = p.out_h * p.out_w;
     let n = row / hw;
     let r = row % hw;
@@ -44,4 +45,8 @@ fn im2col(x_len: u32, row: u32, col: u32) -> vec2<u32> {
     }
     let i = ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + ci;
     return vec2<u32>(i, select(0u, 1u, i < x_len));
+}
+
+fn gemm_k_chunk() -> u32 {
+    return p.k_chunk;
 }

@@ -1,10 +1,15 @@
 // ---- GEMM core, portable variant (no subgroups, no workgroup memory) ----
 // C[M, N] = A[M, K] · B[K, N], where the op file above defines how A and B are read
 // (`load_a4`, `load_b4`: four consecutive k, resp. n, zero outside the matrix) and how a
-// result is written (`store`). 64 invocations; each keeps a 4×4 register block, so one
+// result is written (`store`); `gemm_k_chunk()` is the K range one workgroup sums (K
+// itself unless the op splits K over workgroups, then store() writes partial sums
+// selected by `split_index` and a reduction follows). 64 invocations; each keeps a 4×4 register block, so one
 // workgroup computes a 32×32 tile. Rows past M are clamped on load and never stored.
 
 const TILE: u32 = 32u;
+
+// Which K chunk this workgroup sums (split-K); read by the op's store().
+var<private> split_index: u32;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -13,10 +18,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let dims = gemm_dims();
     let tiles_n = (dims.y + TILE - 1u) / TILE;
     let tiles = ((dims.x + TILE - 1u) / TILE) * tiles_n;
-    let tile = wid.x + wid.y * nwg.x;
-    if (tile >= tiles) {
+    let chunk = gemm_k_chunk();
+    let splits = (dims.z + chunk - 1u) / chunk;
+    let linear = wid.x + wid.y * nwg.x;
+    if (linear >= tiles * max(splits, 1u)) {
         return;
     }
+    let tile = linear % tiles;
+    split_index = linear / tiles;
+    let k_begin = split_index * chunk;
+    let k_end = min(dims.z, k_begin + chunk);
     let m0 = (tile / tiles_n) * TILE + (lid / 8u) * 4u;
     let n0 = (tile % tiles_n) * TILE + (lid % 8u) * 4u;
     if (m0 >= dims.x || n0 >= dims.y) {
@@ -31,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     var c1 = vec4<f32>(0.0);
     var c2 = vec4<f32>(0.0);
     var c3 = vec4<f32>(0.0);
-    for (var k = 0u; k < dims.z; k += 4u) {
+    for (var k = k_begin; k < k_end; k += 4u) {
         let b0 = load_b4(k, n0);
         let b1 = load_b4(k + 1u, n0);
         let b2 = load_b4(k + 2u, n0);

@@ -10,6 +10,9 @@
 const TM: u32 = 32u;
 const TN: u32 = 64u;
 
+// Which K chunk this workgroup sums (split-K); read by the op's store().
+var<private> split_index: u32;
+
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
@@ -17,10 +20,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let dims = gemm_dims();
     let tiles_n = (dims.y + TN - 1u) / TN;
     let tiles = ((dims.x + TM - 1u) / TM) * tiles_n;
-    let tile = wid.x + wid.y * nwg.x;
-    if (tile >= tiles) {
+    let chunk = gemm_k_chunk();
+    let splits = (dims.z + chunk - 1u) / chunk;
+    let linear = wid.x + wid.y * nwg.x;
+    if (linear >= tiles * max(splits, 1u)) {
         return;
     }
+    let tile = linear % tiles;
+    split_index = linear / tiles;
+    let k_begin = split_index * chunk;
+    let k_end = min(dims.z, k_begin + chunk);
     let m0 = (tile / tiles_n) * TM;
     let n0 = (tile % tiles_n) * TN + lane * 8u;
     let last = dims.x - 1u;
@@ -29,7 +38,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let rc = min(m0 + 16u + lane, last);
     let rd = min(m0 + 24u + lane, last);
     var acc: array<vec4<f32>, 64>;
-    for (var k = 0u; k < dims.z; k += 4u) {
+    for (var k = k_begin; k < k_end; k += 4u) {
         let a0 = load_a4(ra, k);
         let a1 = load_a4(rb, k);
         let a2 = load_a4(rc, k);

@@ -5,7 +5,11 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    flags: u32, // 1: A is stored transposed (K×M), 2: B transposed (N×K), 4: add bias, 8: relu, 16: accumulate into C
+    flags: u32, // 1: A is stored transposed (K×M), 2: B transposed (N×K), 4: add bias, 8: relu, 16: accumulate into C, 32: write split-K partials
+    k_chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -16,6 +20,10 @@ struct Params {
 
 fn gemm_dims() -> vec3<u32> {
     return vec3<u32>(p.m, p.n, p.k);
+}
+
+fn gemm_k_chunk() -> u32 {
+    return p.k_chunk;
 }
 
 fn a_at(m: u32, k: u32) -> f32 {
@@ -55,6 +63,14 @@ fn load_b4(k: u32, n: u32) -> vec4<f32> {
 }
 
 fn store(m: u32, n: u32, v: f32) {
+    if ((p.flags & 32u) != 0u) {
+        // Split-K: C is the partial-sum buffer [splits, M, N]; split_k_reduce finishes.
+        let j = (split_index * p.m + m) * p.n + n;
+        if (j < arrayLength(&c)) {
+            c[j] = v;
+        }
+        return;
+    }
     let i = m * p.n + n;
     if (i >= arrayLength(&c)) {
         return;

@@ -1,37 +1,53 @@
 // Max pooling backward, gather-style: each input element sums the gradients of the
-// windows whose recorded maximum is this element.
+// windows whose recorded maximum is this element. `lanes()` channels per invocation.
 
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> argmax: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> argmax: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = linear_id(wid, nwg, lid);
-    let total = p.batch * p.in_h * p.in_w * p.c;
-    if (i >= total || i >= arrayLength(&dx)) {
+    if (i >= p.batch * p.in_h * p.in_w * p.c / lanes()) {
         return;
     }
-    let c = i % p.c;
-    let iw = (i / p.c) % p.in_w;
-    let ih = (i / (p.c * p.in_w)) % p.in_h;
-    let n = i / (p.c * p.in_w * p.in_h);
-    let hs = windows_of(ih, p.stride_h, p.pad_top, p.pool_h, p.out_h);
-    let ws = windows_of(iw, p.stride_w, p.pad_left, p.pool_w, p.out_w);
+    let q = coords(i, p.in_h, p.in_w);
+    let hs = windows_of(q.y, p.stride_h, p.pad_top, p.pool_h, p.out_h);
+    let ws = windows_of(q.z, p.stride_w, p.pad_left, p.pool_w, p.out_w);
+    let j = ((q.x * p.in_h + q.y) * p.in_w + q.z) * p.c + q.w; // this element's flat index
+    if ((j >> 2u) >= arrayLength(&dx)) {
+        return;
+    }
+    if (lanes() == 4u) {
+        let mine = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
+        var s = vec4<f32>(0.0);
+        for (var oh = hs.x; oh <= hs.y; oh++) {
+            for (var ow = ws.x; ow <= ws.y; ow++) {
+                let o = (((q.x * p.out_h + oh) * p.out_w + ow) * p.c + q.w) >> 2u;
+                s += select(vec4<f32>(0.0), dy[o], argmax[o] == mine);
+            }
+        }
+        if ((p.flags & 1u) != 0u) {
+            dx[j >> 2u] += s;
+        } else {
+            dx[j >> 2u] = s;
+        }
+        return;
+    }
     var s = 0.0;
     for (var oh = hs.x; oh <= hs.y; oh++) {
         for (var ow = ws.x; ow <= ws.y; ow++) {
-            let o = ((n * p.out_h + oh) * p.out_w + ow) * p.c + c;
-            if (argmax[o] == i) {
-                s += dy[o];
+            let o = ((q.x * p.out_h + oh) * p.out_w + ow) * p.c + q.w;
+            if (argmax[o >> 2u][o & 3u] == j) {
+                s += dy[o >> 2u][o & 3u];
             }
         }
     }
     if ((p.flags & 1u) != 0u) {
-        dx[i] += s;
+        dx[j >> 2u][j & 3u] += s;
     } else {
-        dx[i] = s;
+        dx[j >> 2u][j & 3u] = s;
     }
 }

@@ -26,6 +26,22 @@ fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * 256u + lid;
 }
 
+// Channels handled by one invocation: 4 (one vec4) when C % 4 == 0, else 1. The host
+// sizes the grid with the same rule (Pool2dShape::lanes).
+fn lanes() -> u32 {
+    return select(1u, 4u, (p.c & 3u) == 0u);
+}
+
+// (n, row, col, first channel) of the `i`-th invocation over a [batch, h, w, c] tensor.
+fn coords(i: u32, h: u32, w: u32) -> vec4<u32> {
+    let groups = p.c / lanes();
+    let c = (i % groups) * lanes();
+    let col = (i / groups) % w;
+    let row = (i / (groups * w)) % h;
+    let n = i / (groups * w * h);
+    return vec4<u32>(n, row, col, c);
+}
+
 // Valid input rows [start, end) of output row `o` along one axis.
 fn window(o: u32, stride: u32, pad: u32, size: u32, len: u32) -> vec2<u32> {
     let start = i32(o * stride) - i32(pad);

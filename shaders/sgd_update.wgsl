@@ -1,7 +1,7 @@
-// SGD with momentum (Keras semantics), in place:
+// SGD with momentum (Keras semantics), in place, one invocation per vec4:
 //   v ← momentum·v − lr·g;  w ← w + v            (plain)
 //   w ← w + momentum·v − lr·g                     (Nesterov, with the updated v)
-// With momentum 0 this is w ← w − lr·g.
+// With momentum 0 this is w ← w − lr·g. Padding lanes of the last vec4 stay 0.
 
 struct Params {
     lr: f32,
@@ -11,22 +11,23 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> w: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(1) var<storage, read_write> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> g: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> v: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
-    if (i >= arrayLength(&w) || i >= arrayLength(&v)) {
+    if (i >= arrayLength(&w) || i >= arrayLength(&v) || i >= arrayLength(&g)) {
         return;
     }
-    let vel = p.momentum * v[i] - p.lr * g[i];
+    let gi = g[i];
+    let vel = p.momentum * v[i] - p.lr * gi;
     v[i] = vel;
     if (p.nesterov != 0u) {
-        w[i] = w[i] + p.momentum * vel - p.lr * g[i];
+        w[i] = w[i] + p.momentum * vel - p.lr * gi;
     } else {
         w[i] = w[i] + vel;
     }

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod report;
 pub mod tensor;
 pub mod testing;
 pub mod viz;

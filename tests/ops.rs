@@ -66,6 +66,10 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         c(2, 6, 6, 2, 4, 3, 3, 2, 2, Padding::Same),
         c(1, 11, 5, 4, 70, 3, 3, 1, 1, Padding::Same),
         c(2, 8, 9, 5, 6, 4, 2, 3, 2, Padding::Valid),
+        // channel counts divisible by 4 take the vec4 paths
+        c(2, 9, 7, 8, 12, 3, 3, 2, 2, Padding::Same),
+        c(2, 6, 5, 16, 8, 3, 3, 1, 1, Padding::Valid),
+        c(1, 5, 6, 4, 4, 2, 3, 1, 2, Padding::Same),
     ]
 }
 
@@ -522,23 +526,33 @@ fn dropout_matches_cpu() -> R {
 #[test]
 fn dispatch_over_65535_workgroups_is_split() -> R {
     let g = gpu();
-    // bias_backward runs one workgroup per column: 70,001 columns → a 2-D grid.
-    let (rows, cols) = (3, 70_001);
-    let dy = random_vec(rows * cols, 3);
-    let tdy = Tensor::from_slice(&g, &[rows, cols], &dy, "dy")?;
-    let db = poisoned(&g, &[cols], "db");
-    let d = bias_backward(&g, &db, &tdy, rows, cols, false)?;
-    assert!(d.groups()[1] > 1, "grid {:?} should use y", d.groups());
+    // Max pooling with C = 1 runs one invocation per output element, 256 per workgroup:
+    // a 2048 × 2050 single-channel image pooled 1×1 needs 16,400 workgroups… so use
+    // 4 images of that size: 65,600 workgroups → a 2-D grid.
+    let s = Pool2dShape {
+        batch: 4,
+        in_h: 2048,
+        in_w: 2050,
+        c: 1,
+        pool_h: 1,
+        pool_w: 1,
+        stride_h: 1,
+        stride_w: 1,
+        padding: Padding::Valid,
+    };
+    let x = random_vec(s.input_len(), 3);
+    let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+    let y = poisoned(&g, &[s.output_len()], "y");
+    let arg = Tensor::zeros(&g, &[s.output_len()], "argmax")?;
+    let d = maxpool2d_forward(&g, &y, &arg, &tx, &s)?;
+    assert!(
+        d.groups()[1] > 1 && u64::from(d.groups()[0]) * u64::from(d.groups()[1]) > 65_535,
+        "grid {:?}",
+        d.groups()
+    );
     g.run(&[&d])?;
-    let mut want = vec![0.0; cols];
-    bias_backward_cpu(&mut want, &dy, rows, cols);
-    assert_close(
-        "bias_backward over 70,001 workgroups",
-        &db.read(&g)?,
-        &want,
-        1e-6,
-        1e-5,
-    )?;
+    // A 1×1 max pool is the identity: every element must have been written.
+    assert_close("maxpool over 65,600 workgroups", &y.read(&g)?, &x, 0.0, 0.0)?;
     Ok(())
 }
 

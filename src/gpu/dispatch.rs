@@ -11,6 +11,8 @@ pub struct Dispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    /// A dispatch that must follow this one (the reduction of a split-K GEMM).
+    next: Option<Box<Dispatch>>,
 }
 
 /// Splits `n` workgroups over x and y so that neither exceeds `max_per_dim` (WebGPU's
@@ -81,6 +83,7 @@ impl Dispatch {
             pipeline,
             bind_group,
             groups,
+            next: None,
         })
     }
 
@@ -89,14 +92,26 @@ impl Dispatch {
         self.groups
     }
 
-    /// Records into an open compute pass.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        if self.groups[0] == 0 {
-            return;
+    /// Appends `next` to run after this dispatch (and after anything already chained).
+    pub fn then(mut self, next: Dispatch) -> Dispatch {
+        let mut slot = &mut self.next;
+        while let Some(d) = slot {
+            slot = &mut d.next;
         }
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        *slot = Some(Box::new(next));
+        self
+    }
+
+    /// Records this dispatch (and its chain) into an open compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        if self.groups[0] != 0 {
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &self.bind_group, &[]);
+            pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        }
+        if let Some(next) = &self.next {
+            next.record(pass);
+        }
     }
 
     /// Records `dispatches`, in order, into one compute pass of `encoder`.

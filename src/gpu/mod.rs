@@ -216,7 +216,7 @@ impl Gpu {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
-            size: bytes.max(4).next_multiple_of(4),
+            size: bytes.max(16).next_multiple_of(16), // whole vec4s: kernels may view any tensor as array<vec4<f32>>
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_DST
                 | wgpu::BufferUsages::COPY_SRC,

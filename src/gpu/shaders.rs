@@ -35,6 +35,8 @@ const POOL2D_COMMON: &str = shader!("pool2d_common");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Matmul,
+    SplitKReduce,
+    Transpose,
     Conv2dForward,
     Conv2dBackwardInput,
     Conv2dBackwardWeight,
@@ -59,6 +61,8 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Matmul => "matmul",
+            Kernel::SplitKReduce => "split_k_reduce",
+            Kernel::Transpose => "transpose",
             Kernel::Conv2dForward => "conv2d_forward",
             Kernel::Conv2dBackwardInput => "conv2d_backward_input",
             Kernel::Conv2dBackwardWeight => "conv2d_backward_weight",
@@ -108,6 +112,8 @@ impl Kernel {
     pub fn source(self, variant: Variant) -> String {
         let body = match self {
             Kernel::Matmul => shader!("matmul"),
+            Kernel::SplitKReduce => shader!("split_k_reduce"),
+            Kernel::Transpose => shader!("transpose"),
             Kernel::Conv2dForward => shader!("conv2d_forward"),
             Kernel::Conv2dBackwardInput => shader!("conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => shader!("conv2d_backward_weight"),

@@ -62,7 +62,7 @@ pub fn activation_forward(gpu: &Gpu, out: &Tensor, inp: &Tensor, act: Act) -> Re
         Kernel::ActivationForward,
         &params,
         &[&inp.buffer, &out.buffer],
-        groups_for(inp.len(), 256),
+        groups_for(inp.len().div_ceil(4), 256),
     )
 }
 
@@ -79,7 +79,7 @@ pub fn activation_backward(gpu: &Gpu, grad: &Tensor, out: &Tensor, act: Act) -> 
         Kernel::ActivationBackward,
         &params,
         &[&out.buffer, &grad.buffer],
-        groups_for(out.len(), 256),
+        groups_for(out.len().div_ceil(4), 256),
     )
 }
 

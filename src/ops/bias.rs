@@ -1,6 +1,8 @@
 //! Bias gradient: column sums of `dout[rows, cols]`, for Dense (rows = batch) and Conv2D
-//! (rows = batch·OH·OW).
+//! (rows = batch·OH·OW). Two passes: chunks of rows into partial sums, then the split-K
+//! reduction adds the chunks (and accumulates into `dbias` when asked).
 
+use super::matmul::split_k_reduce;
 use super::{groups_for, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
@@ -11,7 +13,7 @@ use anyhow::Result;
 struct Params {
     rows: u32,
     cols: u32,
-    flags: u32,
+    chunk_rows: u32,
     _pad: u32,
 }
 
@@ -26,19 +28,33 @@ pub fn bias_backward(
 ) -> Result<Dispatch> {
     dout.expect_len(rows * cols, "bias_backward dout")?;
     dbias.expect_len(cols, "bias_backward dbias")?;
+    // Chunks of ~256 rows: enough parallel work, and the second pass stays small.
+    let chunk_rows = 256.min(rows.max(1));
+    let chunks = rows.max(1).div_ceil(chunk_rows);
     let params = Params {
         rows: u32_of(rows, "rows")?,
         cols: u32_of(cols, "cols")?,
-        flags: u32::from(accumulate),
+        chunk_rows: chunk_rows as u32,
         _pad: 0,
     };
-    Dispatch::new(
+    let lanes = if cols.is_multiple_of(4) { 4 } else { 1 };
+    let partial = Tensor::zeros(gpu, &[chunks, cols], "bias gradient partial sums")?;
+    let sums = Dispatch::new(
         gpu,
         Kernel::BiasBackward,
         &params,
-        &[&dout.buffer, &dbias.buffer],
-        groups_for(cols, 1),
-    )
+        &[&dout.buffer, &partial.buffer],
+        groups_for(chunks * cols / lanes, 64),
+    )?;
+    let flags = if accumulate { 16 } else { 0 };
+    Ok(sums.then(split_k_reduce(
+        gpu,
+        dbias,
+        &partial,
+        None,
+        (1, cols, chunks),
+        flags,
+    )?))
 }
 
 /// CPU reference, accumulating: `dbias += Σ_rows dout`.

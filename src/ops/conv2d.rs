@@ -2,7 +2,7 @@
 //! dedicated backward kernels: dX (gather over the windows that saw each input pixel), dW
 //! (im2col(X)ᵀ·dY without materialising im2col) and db ([`super::bias`]).
 
-use super::matmul::gemm_groups;
+use super::matmul::{gemm_groups, split_k_plan, split_k_reduce};
 use super::{Padding, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
@@ -69,7 +69,7 @@ impl Conv2dShape {
             * (self.k_h * self.k_w * self.in_c) as f64
     }
 
-    fn params(&self, flags: u32) -> Result<Params> {
+    fn params(&self, flags: u32, k_chunk: usize) -> Result<Params> {
         self.validate()?;
         Ok(Params {
             batch: u32_of(self.batch, "batch")?,
@@ -86,7 +86,8 @@ impl Conv2dShape {
             pad_top: self.pad_top() as u32,
             pad_left: self.pad_left() as u32,
             flags,
-            _pad: [0; 2],
+            k_chunk: u32_of(k_chunk.next_multiple_of(4).max(4), "k chunk")?,
+            _pad: 0,
         })
     }
 }
@@ -108,7 +109,17 @@ struct Params {
     pad_top: u32,
     pad_left: u32,
     flags: u32,
-    _pad: [u32; 2],
+    k_chunk: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TransposeParams {
+    batch: u32,
+    rows: u32,
+    cols: u32,
+    _pad: u32,
 }
 
 /// `out = conv2d(inp, weight) + bias`, relu fused when asked.
@@ -121,7 +132,7 @@ pub fn conv2d_forward(
     s: &Conv2dShape,
     relu: bool,
 ) -> Result<Dispatch> {
-    let params = s.params(u32::from(relu))?;
+    let params = s.params(u32::from(relu), s.k_h * s.k_w * s.in_c)?;
     inp.expect_len(s.input_len(), "conv2d input")?;
     weight.expect_len(s.weight_len(), "conv2d kernel")?;
     bias.expect_len(s.out_c, "conv2d bias")?;
@@ -145,18 +156,33 @@ pub fn conv2d_backward_input(
     s: &Conv2dShape,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    let params = s.params(u32::from(accumulate) << 1)?;
+    let params = s.params(u32::from(accumulate) << 1, s.k_h * s.k_w * s.out_c)?;
     dinp.expect_len(s.input_len(), "conv2d dinput")?;
     dout.expect_len(s.output_len(), "conv2d doutput")?;
     weight.expect_len(s.weight_len(), "conv2d kernel")?;
-    let groups = gemm_groups(gpu, s.batch * s.in_h * s.in_w, s.in_c);
-    Dispatch::new(
+    // The GEMM wants the kernel as [kh, kw, co, ci]: transpose it first (it is small).
+    let wt = Tensor::zeros(
         gpu,
-        Kernel::Conv2dBackwardInput,
-        &params,
-        &[&dout.buffer, &weight.buffer, &dinp.buffer],
-        groups,
-    )
+        &[s.k_h, s.k_w, s.out_c, s.in_c],
+        "conv2d transposed kernel",
+    )?;
+    let t = TransposeParams {
+        batch: (s.k_h * s.k_w) as u32,
+        rows: s.in_c as u32,
+        cols: s.out_c as u32,
+        _pad: 0,
+    };
+    let transpose = Dispatch::new(
+        gpu,
+        Kernel::Transpose,
+        &t,
+        &[&weight.buffer, &wt.buffer],
+        s.weight_len().div_ceil(256) as u64,
+    )?;
+    let groups = gemm_groups(gpu, s.batch * s.in_h * s.in_w, s.in_c);
+    let bufs = [&dout.buffer, &wt.buffer, &dinp.buffer];
+    let gemm = Dispatch::new(gpu, Kernel::Conv2dBackwardInput, &params, &bufs, groups)?;
+    Ok(transpose.then(gemm))
 }
 
 /// `dweight (+)= ∂L/∂weight` from `dout` and the layer input.
@@ -168,18 +194,43 @@ pub fn conv2d_backward_weight(
     s: &Conv2dShape,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    let params = s.params(u32::from(accumulate) << 1)?;
+    s.validate()?;
     dweight.expect_len(s.weight_len(), "conv2d dkernel")?;
     dout.expect_len(s.output_len(), "conv2d doutput")?;
     inp.expect_len(s.input_len(), "conv2d input")?;
-    let groups = gemm_groups(gpu, s.k_h * s.k_w * s.in_c, s.out_c);
-    Dispatch::new(
+    // K = B·OH·OW is long while M·N (the kernel) is small: split K over workgroups.
+    // The GEMM computes dWᵀ (M = CO, N = taps); the reduction sees the HWIO layout.
+    let (m, n, k) = (
+        s.out_c,
+        s.k_h * s.k_w * s.in_c,
+        s.batch * s.out_h() * s.out_w(),
+    );
+    let (splits, chunk) = split_k_plan(gpu, m, n, k);
+    let groups = gemm_groups(gpu, m, n) * splits as u64;
+    let kernel = Kernel::Conv2dBackwardWeight;
+    if splits == 1 {
+        let params = s.params(u32::from(accumulate) << 1, chunk)?;
+        let bufs = [&inp.buffer, &dout.buffer, &dweight.buffer];
+        return Dispatch::new(gpu, kernel, &params, &bufs, groups);
+    }
+    let partial = Tensor::zeros(gpu, &[splits, n, m], "conv2d dW partial sums")?;
+    let params = s.params(4, chunk)?;
+    let gemm = Dispatch::new(
         gpu,
-        Kernel::Conv2dBackwardWeight,
+        kernel,
         &params,
-        &[&inp.buffer, &dout.buffer, &dweight.buffer],
+        &[&inp.buffer, &dout.buffer, &partial.buffer],
         groups,
-    )
+    )?;
+    let accumulate_flag = if accumulate { 16 } else { 0 };
+    Ok(gemm.then(split_k_reduce(
+        gpu,
+        dweight,
+        &partial,
+        None,
+        (n, m, splits),
+        accumulate_flag,
+    )?))
 }
 
 /// Index of input element (n, ih, iw, c) for the output pixel (oh, ow) and tap (kh, kw),

@@ -27,7 +27,15 @@ struct Params {
     n: u32,
     k: u32,
     flags: u32,
+    k_chunk: u32,
+    _pad: [u32; 3],
 }
+
+/// matmul's flag bits (shared with split_k_reduce).
+const BIAS: u32 = 4;
+const RELU: u32 = 8;
+const ACCUMULATE: u32 = 16;
+const SPLIT: u32 = 32;
 
 impl MatmulShape {
     fn flags(&self) -> u32 {
@@ -50,6 +58,53 @@ pub(crate) fn gemm_groups(gpu: &Gpu, m: usize, n: usize) -> u64 {
     (m.div_ceil(tm as usize) * n.div_ceil(tn as usize)) as u64
 }
 
+/// How to split K so that a GEMM with few output tiles still fills the device:
+/// (number of splits, K per split — a multiple of 4, as the cores step K by 4).
+pub(crate) fn split_k_plan(gpu: &Gpu, m: usize, n: usize, k: usize) -> (usize, usize) {
+    // Enough workgroups for every core of a CPU adapter and a fair share of a GPU's;
+    // never chunks under 64 so that the reduction stays cheap.
+    const TARGET_GROUPS: usize = 128;
+    let tiles = gemm_groups(gpu, m, n) as usize;
+    let splits = TARGET_GROUPS.div_ceil(tiles).min(k / 64).max(1);
+    let chunk = k.div_ceil(splits).next_multiple_of(4).max(4);
+    (k.div_ceil(chunk).max(1), chunk)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ReduceParams {
+    m: u32,
+    n: u32,
+    splits: u32,
+    flags: u32,
+}
+
+/// The reduction finishing a split-K GEMM into `out` ([m, n]) with matmul's epilogue
+/// `flags` (bias, relu, accumulate).
+pub(crate) fn split_k_reduce(
+    gpu: &Gpu,
+    out: &Tensor,
+    partial: &Tensor,
+    bias: Option<&Tensor>,
+    (m, n, splits): (usize, usize, usize),
+    flags: u32,
+) -> Result<Dispatch> {
+    let params = ReduceParams {
+        m: m as u32,
+        n: n as u32,
+        splits: splits as u32,
+        flags: flags & (BIAS | RELU | ACCUMULATE),
+    };
+    let bias_buf = bias.map(|t| &t.buffer).unwrap_or(&partial.buffer);
+    Dispatch::new(
+        gpu,
+        Kernel::SplitKReduce,
+        &params,
+        &[&partial.buffer, bias_buf, &out.buffer],
+        (m * n).div_ceil(256) as u64,
+    )
+}
+
 /// `c = op(a)·op(b) (+ bias) (relu) (+ c)`. `bias` must be given iff `shape.bias`.
 pub fn matmul(
     gpu: &Gpu,
@@ -70,22 +125,30 @@ pub fn matmul(
     if let Some(bias) = bias {
         bias.expect_len(s.n, "matmul bias")?;
     }
-    let params = Params {
+    let (splits, chunk) = split_k_plan(gpu, s.m, s.n, s.k);
+    let mut params = Params {
         m: u32_of(s.m, "m")?,
         n: u32_of(s.n, "n")?,
         k: u32_of(s.k, "k")?,
         flags: s.flags(),
+        k_chunk: u32_of(chunk, "k")?,
+        _pad: [0; 3],
     };
     // Without a bias the binding still needs a buffer. B is already bound read-only; C is
     // not an option (read-only and read-write views of one buffer may not share a dispatch).
     let bias_buf = bias.map(|t| &t.buffer).unwrap_or(&b.buffer);
-    Dispatch::new(
-        gpu,
-        Kernel::Matmul,
-        &params,
-        &[&a.buffer, &b.buffer, bias_buf, &c.buffer],
-        gemm_groups(gpu, s.m, s.n),
-    )
+    let groups = gemm_groups(gpu, s.m, s.n) * splits as u64;
+    let kernel = Kernel::Matmul;
+    if splits == 1 {
+        let bufs = [&a.buffer, &b.buffer, bias_buf, &c.buffer];
+        return Dispatch::new(gpu, kernel, &params, &bufs, groups);
+    }
+    let partial = Tensor::zeros(gpu, &[splits, s.m, s.n], "split-K partial sums")?;
+    params.flags = (params.flags & (1 | 2)) | SPLIT;
+    let bufs = [&a.buffer, &b.buffer, bias_buf, &partial.buffer];
+    let gemm = Dispatch::new(gpu, kernel, &params, &bufs, groups)?;
+    let reduce = split_k_reduce(gpu, c, &partial, bias, (s.m, s.n, splits), s.flags())?;
+    Ok(gemm.then(reduce))
 }
 
 /// CPU reference of [`matmul`] (f64 accumulation); overwrites or accumulates like the GPU.

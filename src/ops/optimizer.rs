@@ -108,7 +108,7 @@ impl Optimizer {
             "optimizer needs {} state tensors",
             self.slots()
         );
-        let groups = groups_for(param.len(), 256);
+        let groups = groups_for(param.len().div_ceil(4), 256);
         match self {
             Optimizer::Sgd { .. } => Dispatch::with_uniform(
                 gpu,

@@ -53,6 +53,10 @@ impl Pool2dShape {
         self.padding
             .pad_before(self.in_w, self.pool_w, self.stride_w)
     }
+    /// Channels one shader invocation handles: a vec4 when C % 4 == 0 (as the shaders).
+    pub fn lanes(&self) -> usize {
+        if self.c.is_multiple_of(4) { 4 } else { 1 }
+    }
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.c
     }
@@ -120,7 +124,7 @@ pub fn maxpool2d_forward(
     inp.expect_len(s.input_len(), "maxpool input")?;
     out.expect_len(s.output_len(), "maxpool output")?;
     argmax.expect_len(s.output_len(), "maxpool argmax")?;
-    let groups = groups_for(s.output_len(), 256);
+    let groups = groups_for(s.output_len() / s.lanes(), 256);
     Dispatch::new(
         gpu,
         Kernel::MaxPool2dForward,
@@ -143,7 +147,7 @@ pub fn maxpool2d_backward(
     dinp.expect_len(s.input_len(), "maxpool dinput")?;
     dout.expect_len(s.output_len(), "maxpool doutput")?;
     argmax.expect_len(s.output_len(), "maxpool argmax")?;
-    let groups = groups_for(s.input_len(), 256);
+    let groups = groups_for(s.input_len() / s.lanes(), 256);
     Dispatch::new(
         gpu,
         Kernel::MaxPool2dBackward,
@@ -168,7 +172,7 @@ pub fn avgpool2d_forward(
         Kernel::AvgPool2dForward,
         &params,
         &[&inp.buffer, &out.buffer],
-        groups_for(s.output_len(), 256),
+        groups_for(s.output_len() / s.lanes(), 256),
     )
 }
 
@@ -188,7 +192,7 @@ pub fn avgpool2d_backward(
         Kernel::AvgPool2dBackward,
         &params,
         &[&dout.buffer, &dinp.buffer],
-        groups_for(s.input_len(), 256),
+        groups_for(s.input_len() / s.lanes(), 256),
     )
 }
 

@@ -1,0 +1,28 @@
+// Batched transpose of the last two axes: out[b, c, r] = inp[b, r, c]. Turns a conv kernel
+// [kh, kw, ci, co] into [kh, kw, co, ci] for the input-gradient GEMM.
+
+struct Params {
+    batch: u32,
+    rows: u32,
+    cols: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid; // index into out
+    let per = p.rows * p.cols;
+    if (i >= p.batch * per || i >= arrayLength(&out)) {
+        return;
+    }
+    let b = i / per;
+    let c = (i % per) / p.rows;
+    let r = i % p.rows;
+    out[i] = inp[b * per + r * p.cols + c];
+}

@@ -1,0 +1,276 @@
+//! `wgcnn`: reproduce the lecture "Redes Neuronales Convolucionales" one experiment at a
+//! time. `wgcnn train mnist-conv` trains, evaluates and writes `runs/mnist-conv/`.
+
+use anyhow::{Context, Result, ensure};
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use wgcnn::experiments::{self, NAMES};
+use wgcnn::report::{self, RunConfig};
+
+/// Train the CNNs of the lecture "Redes Neuronales Convolucionales" on any GPU wgpu
+/// reaches (Vulkan, Metal, DX12, GL; lavapipe without a GPU).
+#[derive(Parser, Debug)]
+#[command(name = "wgcnn", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train an experiment, print its report and write runs/<experiment>/.
+    Train(TrainArgs),
+    /// Print an experiment's model summary (no GPU needed).
+    Summary {
+        #[arg(value_parser = experiment_names())]
+        experiment: String,
+    },
+    /// Evaluate saved weights on the test set.
+    Eval(EvalArgs),
+    /// Classify PNG/JPEG images with saved weights; prints the top 3 classes.
+    Predict(PredictArgs),
+    /// List the GPU adapters wgpu sees, with the limits that matter for training.
+    Devices,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[arg(value_parser = experiment_names())]
+    experiment: String,
+    /// Epochs [default: the experiment's]
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Batch size [default: the experiment's]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+    /// Learning rate, replacing the optimizer's default
+    #[arg(long, value_name = "X")]
+    lr: Option<f32>,
+    /// Seed of weight initialisation and shuffling
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Run directory [default: runs/<experiment>]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Train on the first N training images only
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Test on the first N test images only
+    #[arg(long, value_name = "N")]
+    limit_test: Option<usize>,
+    /// No progress bar or report on the terminal (report.txt is still written)
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct DataArgs {
+    /// Folder holding mnist/ and cifar-10-batches-bin/ [default: $WGCNN_DATA, else the
+    /// user cache folder, e.g. ~/.cache/wgcnn]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Fail instead of downloading missing dataset files
+    #[arg(long)]
+    no_download: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    #[arg(value_parser = experiment_names())]
+    experiment: String,
+    #[command(flatten)]
+    weights: WeightsArg,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Test on the first N test images only
+    #[arg(long, value_name = "N")]
+    limit_test: Option<usize>,
+    /// Batch size [default: the experiment's]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    #[arg(value_parser = experiment_names())]
+    experiment: String,
+    #[command(flatten)]
+    weights: WeightsArg,
+    /// Invert grey levels (for dark digits on a light background; MNIST is light on dark)
+    #[arg(long)]
+    invert: bool,
+    /// PNG or JPEG files; resized to the experiment's input size
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct WeightsArg {
+    /// Weights saved by `wgcnn train` [default: runs/<experiment>/weights.safetensors]
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+}
+
+impl WeightsArg {
+    fn path(&self, experiment: &str) -> PathBuf {
+        self.weights
+            .clone()
+            .unwrap_or_else(|| report::default_out_dir(experiment).join("weights.safetensors"))
+    }
+}
+
+fn experiment_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(NAMES)
+}
+
+fn main() -> ExitCode {
+    // Usage errors and --help are clap's (exit 2 and 0); everything after parsing exits 1.
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Train(args) => train(args),
+        Command::Summary { experiment } => summary(&experiment),
+        Command::Eval(args) => eval(args),
+        Command::Predict(args) => predict(args),
+        Command::Devices => devices(),
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let cfg = RunConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+        data_root: wgcnn::data::data_root(args.data.data.as_deref()),
+        out_dir: args
+            .out
+            .unwrap_or_else(|| report::default_out_dir(&args.experiment)),
+        limit_train: args.limit,
+        limit_test: args.limit_test,
+        verbose: !args.quiet,
+        download: !args.data.no_download,
+        ..RunConfig::new(&args.experiment)
+    };
+    let run = report::train_experiment(&cfg)?;
+    if args.quiet {
+        println!(
+            "{}: train accuracy {:.4}, test accuracy {:.4}; wrote {}",
+            run.experiment,
+            run.train.accuracy,
+            run.test.accuracy,
+            run.out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn summary(name: &str) -> Result<()> {
+    let exp = experiments::experiment(name)?;
+    print!("{}", exp.model()?.summary());
+    println!(
+        "dataset: {}, epochs: {}, batch size: {}, optimizer: {}",
+        report::dataset_name(exp.dataset),
+        exp.epochs,
+        exp.batch_size,
+        report::describe_optimizer(&exp.optimizer)
+    );
+    println!("lecture: {}", exp.lecture);
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let weights = args.weights.path(&args.experiment);
+    ensure_file(&weights, "weights file")?;
+    let cfg = RunConfig {
+        batch_size: args.batch_size,
+        data_root: wgcnn::data::data_root(args.data.data.as_deref()),
+        limit_test: args.limit_test,
+        download: !args.data.no_download,
+        ..RunConfig::new(&args.experiment)
+    };
+    report::evaluate_weights(&cfg, &weights)?;
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    // Images are checked before the weights: they are what the user just typed.
+    let weights = args.weights.path(&args.experiment);
+    let predictions =
+        report::predict_images(&args.experiment, &weights, &args.images, args.invert)?;
+    for p in predictions {
+        let top: Vec<String> = p
+            .top
+            .iter()
+            .map(|(name, prob)| format!("{name} {:.1}%", prob * 100.0))
+            .collect();
+        println!("{}: {}", p.path.display(), top.join(", "));
+    }
+    Ok(())
+}
+
+/// A readable error for a file the user named that is not there (before any GPU work).
+fn ensure_file(path: &Path, what: &str) -> Result<()> {
+    ensure!(
+        path.is_file(),
+        "{what} not found: {} (train first with `wgcnn train`, or pass --weights FILE)",
+        path.display()
+    );
+    Ok(())
+}
+
+fn devices() -> Result<()> {
+    let adapters = wgcnn::gpu::enumerate_adapters();
+    ensure!(
+        !adapters.is_empty(),
+        "no GPU adapter found; install a GPU driver or a software Vulkan driver \
+         (Debian/Ubuntu: apt-get install mesa-vulkan-drivers)"
+    );
+    for (i, adapter) in adapters.iter().enumerate() {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let subgroups = if adapter.features().contains(wgpu::Features::SUBGROUP) {
+            format!(
+                "yes, {}..={} lanes",
+                info.subgroup_min_size, info.subgroup_max_size
+            )
+        } else {
+            "no".to_string()
+        };
+        println!("{i}: {}", info.name);
+        println!(
+            "   backend: {:?}, type: {:?}, driver: {} {}",
+            info.backend, info.device_type, info.driver, info.driver_info
+        );
+        println!(
+            "   max_storage_buffer_binding_size: {} MiB",
+            limits.max_storage_buffer_binding_size >> 20
+        );
+        println!(
+            "   max_compute_workgroups_per_dimension: {}",
+            limits.max_compute_workgroups_per_dimension
+        );
+        println!(
+            "   max_compute_invocations_per_workgroup: {}",
+            limits.max_compute_invocations_per_workgroup
+        );
+        println!("   subgroups: {subgroups}");
+    }
+    // Opening the device shows which adapter training would use (WGPU_ADAPTER_NAME picks).
+    let gpu = wgcnn::Gpu::shared().context("opening the default adapter")?;
+    println!("wgcnn uses: {}", gpu.describe());
+    Ok(())
+}

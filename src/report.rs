@@ -1,0 +1,465 @@
+//! Runs the lecture experiments end to end and writes what a student looks at: the model
+//! summary, training history, train/test scores, per-class report, confusion matrix,
+//! weights and pictures. The `wgcnn` binary, the examples and the tests all go through here.
+//!
+//! ```no_run
+//! use wgcnn::report::{RunConfig, train_experiment};
+//! # fn main() -> anyhow::Result<()> {
+//! let mut cfg = RunConfig::new("mnist-conv");
+//! cfg.epochs = Some(1);
+//! cfg.limit_train = Some(2_000);
+//! let run = train_experiment(&cfg)?;
+//! println!("test accuracy {:.3}, pictures in {}", run.test.accuracy, run.out_dir.display());
+//! # Ok(()) }
+//! ```
+//!
+//! A run directory (`runs/<experiment>/` by default) holds `weights.safetensors`,
+//! `report.txt` (everything the run printed), `history.csv`, and the pictures of
+//! [`pictures`]: `filters.png`, `feature_maps_<layer>.png`, `input.png`,
+//! `confusion_matrix.png` and `training_curves.png`.
+
+mod format;
+mod input;
+pub mod pictures;
+
+pub use input::{Prediction, TOP_K, load_input_image, predict_images};
+
+use crate::data::{self, Dataset, Split};
+use crate::experiments::{self, DatasetKind, Experiment};
+use crate::gpu::Gpu;
+use crate::metrics::{self, ConfusionMatrix};
+use crate::model::{FitConfig, History, Loss, Metric, Sequential};
+use crate::ops::optimizer::Optimizer;
+use anyhow::{Context, Result, ensure};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Everything one training run needs. [`RunConfig::new`] gives the defaults; `None` means
+/// "the experiment's own recipe" (see [`experiments::experiment`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    /// Experiment name, one of [`experiments::NAMES`] (or a label for a custom model given
+    /// to [`train_model`]).
+    pub experiment: String,
+    /// Epochs; `None` = the experiment's.
+    pub epochs: Option<usize>,
+    /// Batch size; `None` = the experiment's.
+    pub batch_size: Option<usize>,
+    /// Learning rate replacing the optimizer's default (only where this module compiles the
+    /// model, i.e. [`train_experiment`]).
+    pub lr: Option<f32>,
+    /// Seed of weight initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Folder holding `mnist/` and `cifar-10-batches-bin/` (see [`data::data_root`]).
+    pub data_root: PathBuf,
+    /// Where the run's files go.
+    pub out_dir: PathBuf,
+    /// Train on the first `n` training images only (quick looks, tests).
+    pub limit_train: Option<usize>,
+    /// Evaluate on the first `n` test images only.
+    pub limit_test: Option<usize>,
+    /// Print the report while running and show the progress bar.
+    pub verbose: bool,
+    /// Download missing dataset files.
+    pub download: bool,
+}
+
+impl RunConfig {
+    /// Defaults: the experiment's recipe, seed 0, data from [`data::data_root`]`(None)`,
+    /// output to `runs/<experiment>`, full datasets, verbose, download allowed.
+    pub fn new(experiment: &str) -> RunConfig {
+        RunConfig {
+            experiment: experiment.to_string(),
+            epochs: None,
+            batch_size: None,
+            lr: None,
+            seed: 0,
+            data_root: data::data_root(None),
+            out_dir: default_out_dir(experiment),
+            limit_train: None,
+            limit_test: None,
+            verbose: true,
+            download: true,
+        }
+    }
+
+    /// For the examples run from the repository: data from `WGCNN_DATA`, else
+    /// `../shared/datasets` (relative to the working directory); otherwise as [`new`](Self::new).
+    pub fn for_example(experiment: &str) -> RunConfig {
+        let data_root = std::env::var_os("WGCNN_DATA")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("../shared/datasets"), PathBuf::from);
+        RunConfig {
+            data_root,
+            ..RunConfig::new(experiment)
+        }
+    }
+}
+
+/// `runs/<experiment>`, the default run directory.
+pub fn default_out_dir(experiment: &str) -> PathBuf {
+    Path::new("runs").join(experiment)
+}
+
+/// Loss, accuracy and support (number of samples) on one dataset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scores {
+    pub loss: f32,
+    pub accuracy: f32,
+    pub support: usize,
+}
+
+/// The files of a run directory.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFiles {
+    pub weights: PathBuf,
+    pub report: PathBuf,
+    pub history: PathBuf,
+    /// First-layer filters; `None` for a model without convolutions.
+    pub filters: Option<PathBuf>,
+    /// One picture per convolution and pooling layer: (layer name, path).
+    pub feature_maps: Vec<(String, PathBuf)>,
+    /// The test image the feature maps show.
+    pub input: PathBuf,
+    pub confusion_matrix: PathBuf,
+    pub training_curves: PathBuf,
+}
+
+impl RunFiles {
+    /// Every file, in the order they are listed in the report.
+    pub fn all(&self) -> Vec<&Path> {
+        let mut out = vec![
+            self.weights.as_path(),
+            self.report.as_path(),
+            self.history.as_path(),
+        ];
+        out.extend(self.filters.as_deref());
+        out.extend(self.feature_maps.iter().map(|(_, p)| p.as_path()));
+        out.extend([
+            self.input.as_path(),
+            self.confusion_matrix.as_path(),
+            self.training_curves.as_path(),
+        ]);
+        out
+    }
+
+    /// Only the paths the pictures will use, before anything is written.
+    fn plan(out_dir: &Path) -> RunFiles {
+        RunFiles {
+            weights: out_dir.join("weights.safetensors"),
+            report: out_dir.join("report.txt"),
+            history: out_dir.join("history.csv"),
+            input: out_dir.join("input.png"),
+            confusion_matrix: out_dir.join("confusion_matrix.png"),
+            training_curves: out_dir.join("training_curves.png"),
+            ..RunFiles::default()
+        }
+    }
+}
+
+/// What a training run measured and wrote.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub experiment: String,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Scores of the trained model on the (possibly limited) training set.
+    pub train: Scores,
+    /// Scores on the (possibly limited) test set.
+    pub test: Scores,
+    /// Per-epoch loss/accuracy and wall time, as `fit` returned them.
+    pub history: History,
+    /// Training images per second over all epochs (validation excluded).
+    pub images_per_second: f64,
+    /// Test-set confusion matrix (rows = true class).
+    pub confusion: ConfusionMatrix,
+    pub class_names: Vec<String>,
+    pub out_dir: PathBuf,
+    pub files: RunFiles,
+    /// Everything the run printed (also in `report.txt`).
+    pub text: String,
+}
+
+impl RunReport {
+    /// Wall seconds of each epoch's training.
+    pub fn seconds_per_epoch(&self) -> &[f64] {
+        &self.history.epoch_seconds
+    }
+}
+
+/// Test-set results of a trained model: scores, confusion matrix and the text report.
+#[derive(Clone, Debug)]
+pub struct TestReport {
+    pub scores: Scores,
+    pub confusion: ConfusionMatrix,
+    pub class_names: Vec<String>,
+    /// Per-class precision/recall/F1 and the confusion matrix as text.
+    pub text: String,
+}
+
+/// Collects the report text, echoing it to stdout when verbose.
+struct Transcript {
+    text: String,
+    echo: bool,
+}
+
+impl Transcript {
+    fn new(echo: bool) -> Transcript {
+        Transcript {
+            text: String::new(),
+            echo,
+        }
+    }
+
+    fn print(&mut self, s: &str) {
+        if self.echo {
+            print!("{s}");
+            // Flushed so that the text appears before the progress bar starts drawing.
+            let _ = std::io::stdout().flush();
+        }
+        self.text.push_str(s);
+    }
+}
+
+/// The experiment's dataset, cut to `limit_train` / `limit_test` images.
+pub fn load_data(cfg: &RunConfig) -> Result<Split> {
+    let exp = experiments::experiment(&cfg.experiment)?;
+    let split = match exp.dataset {
+        DatasetKind::Mnist => data::mnist(&cfg.data_root, cfg.download),
+        DatasetKind::Cifar10 => data::cifar10(&cfg.data_root, cfg.download),
+    }
+    .with_context(|| format!("loading the data of '{}'", exp.name))?;
+    Ok(Split {
+        train: first(split.train, cfg.limit_train)?,
+        test: first(split.test, cfg.limit_test)?,
+    })
+}
+
+/// The first `limit` images of `ds` (all of them when `limit` is `None` or larger).
+fn first(ds: Dataset, limit: Option<usize>) -> Result<Dataset> {
+    match limit {
+        Some(n) if n < ds.len() => {
+            ensure!(
+                n > 0,
+                "a limit of 0 images leaves nothing to train or test on"
+            );
+            ds.subset(0..n)
+        }
+        _ => Ok(ds),
+    }
+}
+
+/// "MNIST" or "CIFAR-10".
+pub fn dataset_name(kind: DatasetKind) -> &'static str {
+    match kind {
+        DatasetKind::Mnist => "MNIST",
+        DatasetKind::Cifar10 => "CIFAR-10",
+    }
+}
+
+/// "Adam, lr 0.001": the optimizer as the report prints it.
+pub fn describe_optimizer(opt: &Optimizer) -> String {
+    format::optimizer(opt)
+}
+
+/// The class names of a dataset without loading it (for `predict`).
+pub fn class_names(kind: DatasetKind) -> Vec<String> {
+    let names: &[&str] = match kind {
+        DatasetKind::Mnist => &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+        DatasetKind::Cifar10 => &[
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ],
+    };
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// The experiment's model, compiled with its optimizer (lr replaced by `lr` if given).
+pub fn compiled_model(
+    exp: &Experiment,
+    seed: u64,
+    lr: Option<f32>,
+) -> Result<(Sequential, Optimizer)> {
+    let optimizer = lr.map_or(exp.optimizer, |lr| exp.optimizer.with_lr(lr));
+    let mut model = exp.model()?;
+    model.set_seed(seed);
+    model
+        .compile(
+            optimizer,
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .context("setting up the model on the GPU")?;
+    Ok((model, optimizer))
+}
+
+/// Trains one of the lecture experiments as `cfg` says and writes its run directory.
+pub fn train_experiment(cfg: &RunConfig) -> Result<RunReport> {
+    let exp = experiments::experiment(&cfg.experiment)?;
+    if let Some(lr) = cfg.lr {
+        ensure!(
+            lr.is_finite() && lr > 0.0,
+            "the learning rate must be positive, got {lr}"
+        );
+    }
+    // Data first: a missing dataset should fail before the GPU is set up.
+    let data = load_data(cfg)?;
+    let (mut model, optimizer) = compiled_model(&exp, cfg.seed, cfg.lr)?;
+    let optimizer_line = format!("optimizer: {}\n", describe_optimizer(&optimizer));
+    run(&mut model, &data, cfg, &optimizer_line)
+}
+
+/// Trains an already compiled `model` on `data` and writes the run directory, like
+/// [`train_experiment`] (which builds the model from [`experiments`]). The examples use
+/// this to spell their model out layer by layer. Epochs and batch size default to the
+/// experiment named in `cfg` (Keras' 1 epoch, batch 32 for other names).
+pub fn train_model(model: &mut Sequential, data: &Split, cfg: &RunConfig) -> Result<RunReport> {
+    run(model, data, cfg, "")
+}
+
+fn run(
+    model: &mut Sequential,
+    data: &Split,
+    cfg: &RunConfig,
+    header_extra: &str,
+) -> Result<RunReport> {
+    let recipe = experiments::experiment(&cfg.experiment).ok();
+    let epochs = cfg
+        .epochs
+        .or(recipe.as_ref().map(|r| r.epochs))
+        .unwrap_or(1);
+    let batch_size = cfg
+        .batch_size
+        .or(recipe.as_ref().map(|r| r.batch_size))
+        .unwrap_or(32);
+    ensure!(epochs > 0, "the number of epochs must be at least 1");
+    ensure!(batch_size > 0, "the batch size must be at least 1");
+    let out_dir = &cfg.out_dir;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("creating the run directory {}", out_dir.display()))?;
+
+    let mut out = Transcript::new(cfg.verbose);
+    out.print(&format::header(&cfg.experiment, data, epochs, batch_size));
+    out.print(header_extra);
+    if let Ok(gpu) = Gpu::shared() {
+        out.print(&format!("device: {}\n", gpu.describe()));
+    }
+    if let Some(r) = &recipe {
+        out.print(&format!("lecture: {}\n", r.lecture));
+    }
+    out.print(&format!("\n{}\n", model.summary()));
+
+    let fit = FitConfig {
+        epochs,
+        batch_size,
+        validation_data: Some((&data.test.images, &data.test.labels)),
+        shuffle: true,
+        verbose: cfg.verbose,
+    };
+    let history = model.fit(&data.train.images, &data.train.labels, &fit)?;
+    out.print(&format::history_table(&history, epochs));
+
+    let train = scores(model, &data.train, batch_size).context("evaluating on the training set")?;
+    let test = test_report(model, &data.test, batch_size)?;
+    let train_seconds: f64 = history.epoch_seconds.iter().sum();
+    let images_per_second = (data.train.len() * epochs) as f64 / train_seconds.max(1e-9);
+    out.print(&format::scores_table(&train, &test.scores));
+    out.print(&format::timing(&history.epoch_seconds, images_per_second));
+    out.print(&test.text);
+
+    let mut files = RunFiles::plan(out_dir);
+    model.save_weights(&files.weights)?;
+    std::fs::write(&files.history, format::history_csv(&history))
+        .with_context(|| format!("writing {}", files.history.display()))?;
+    pictures::write_all(
+        model,
+        data,
+        &test.confusion,
+        &cfg.experiment,
+        &history,
+        &mut files,
+    )?;
+
+    out.print(&format::files_list(out_dir, &files.all()));
+    std::fs::write(&files.report, &out.text)
+        .with_context(|| format!("writing {}", files.report.display()))?;
+
+    Ok(RunReport {
+        experiment: cfg.experiment.clone(),
+        epochs,
+        batch_size,
+        train,
+        test: test.scores,
+        history,
+        images_per_second,
+        confusion: test.confusion,
+        class_names: test.class_names,
+        out_dir: out_dir.clone(),
+        files,
+        text: out.text,
+    })
+}
+
+/// Loss and accuracy of `model` on `ds`.
+fn scores(model: &mut Sequential, ds: &Dataset, batch_size: usize) -> Result<Scores> {
+    let (loss, accuracy) = model.evaluate_batched(&ds.images, &ds.labels, batch_size)?;
+    Ok(Scores {
+        loss,
+        accuracy,
+        support: ds.len(),
+    })
+}
+
+/// Scores, per-class report and confusion matrix of `model` on the test set `test`.
+pub fn test_report(
+    model: &mut Sequential,
+    test: &Dataset,
+    batch_size: usize,
+) -> Result<TestReport> {
+    let scores = scores(model, test, batch_size).context("evaluating on the test set")?;
+    let probs = model.predict(&test.images, batch_size)?;
+    let predicted = metrics::argmax_rows(&probs, model.classes()?);
+    let confusion =
+        ConfusionMatrix::from_predictions(&test.labels, &predicted, test.num_classes())?;
+    let text = format::test_text(&confusion, &test.class_names);
+    Ok(TestReport {
+        scores,
+        confusion,
+        class_names: test.class_names.clone(),
+        text,
+    })
+}
+
+/// `wgcnn eval`: loads `weights` into the experiment's model and reports on the test set
+/// (`cfg.limit_test`, `data_root`, `download` and `batch_size` apply). Prints the report
+/// when `cfg.verbose`.
+pub fn evaluate_weights(cfg: &RunConfig, weights: &Path) -> Result<TestReport> {
+    let exp = experiments::experiment(&cfg.experiment)?;
+    let data = load_data(&RunConfig {
+        limit_train: Some(1), // only the test set is needed; keep the copy small
+        ..cfg.clone()
+    })?;
+    let (mut model, _) = compiled_model(&exp, cfg.seed, None)?;
+    model.load_weights(weights)?;
+    let batch_size = cfg.batch_size.unwrap_or(exp.batch_size);
+    let mut report = test_report(&mut model, &data.test, batch_size)?;
+    report.text = format!(
+        "{}weights: {}\n{}{}",
+        format::eval_header(exp.name, &data.test),
+        weights.display(),
+        format::scores_table_one("test", &report.scores),
+        report.text
+    );
+    if cfg.verbose {
+        print!("{}", report.text);
+    }
+    Ok(report)
+}

@@ -1,0 +1,147 @@
+//! The text of the run report: header, history table, scores, timing and file list, and
+//! `history.csv`.
+
+use super::Scores;
+use crate::data::{Dataset, Split};
+use crate::layers::thousands;
+use crate::metrics::{ConfusionMatrix, classification_report};
+use crate::model::History;
+use crate::ops::optimizer::Optimizer;
+use std::fmt::Write;
+use std::path::Path;
+
+/// The experiment, data and recipe lines that open a training report.
+pub(super) fn header(experiment: &str, data: &Split, epochs: usize, batch_size: usize) -> String {
+    let counts = format!(
+        "{} train and {} test",
+        thousands(data.train.len()),
+        thousands(data.test.len())
+    );
+    format!(
+        "experiment: {experiment}\ndata: {counts} images of {}\nepochs: {epochs}, batch size: {batch_size}\n",
+        image_shape(&data.train)
+    )
+}
+
+/// The experiment and data lines that open an evaluation report.
+pub(super) fn eval_header(experiment: &str, test: &Dataset) -> String {
+    format!(
+        "experiment: {experiment}\ndata: {} test images of {}\n",
+        thousands(test.len()),
+        image_shape(test)
+    )
+}
+
+fn image_shape(ds: &Dataset) -> String {
+    format!("{}x{}x{}", ds.height, ds.width, ds.channels)
+}
+
+/// "Adam, lr 0.001".
+pub(super) fn optimizer(opt: &Optimizer) -> String {
+    match opt {
+        Optimizer::Adam { lr, .. } => format!("Adam, lr {lr}"),
+        Optimizer::Sgd {
+            lr,
+            momentum,
+            nesterov,
+        } => format!("SGD, lr {lr}, momentum {momentum}, nesterov {nesterov}"),
+    }
+}
+
+/// One Keras-style line per epoch.
+pub(super) fn history_table(h: &History, epochs: usize) -> String {
+    let mut s = String::from("\nTraining history\n");
+    for e in 0..h.loss.len() {
+        let _ = write!(
+            s,
+            "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}",
+            e + 1,
+            h.epoch_seconds.get(e).copied().unwrap_or(f64::NAN),
+            h.loss[e],
+            h.accuracy.get(e).copied().unwrap_or(f32::NAN),
+        );
+        if let (Some(vl), Some(va)) = (h.val_loss.get(e), h.val_accuracy.get(e)) {
+            let _ = write!(s, " - val_loss: {vl:.4} - val_accuracy: {va:.4}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The train and test rows: loss, accuracy and support.
+pub(super) fn scores_table(train: &Scores, test: &Scores) -> String {
+    format!(
+        "\nResults\n{}{}{}",
+        scores_head(),
+        scores_row("train", train),
+        scores_row("test", test)
+    )
+}
+
+/// Scores of one set, with the table head.
+pub(super) fn scores_table_one(part: &str, scores: &Scores) -> String {
+    format!("\n{}{}", scores_head(), scores_row(part, scores))
+}
+
+fn scores_head() -> String {
+    format!(
+        "{:<8}{:>10}{:>10}{:>10}\n",
+        "", "loss", "accuracy", "support"
+    )
+}
+
+fn scores_row(part: &str, s: &Scores) -> String {
+    format!(
+        "{part:<8}{:>10.4}{:>10.4}{:>10}\n",
+        s.loss, s.accuracy, s.support
+    )
+}
+
+/// Seconds of each epoch and the training throughput.
+pub(super) fn timing(epoch_seconds: &[f64], images_per_second: f64) -> String {
+    let each: Vec<String> = epoch_seconds.iter().map(|s| format!("{s:.1}")).collect();
+    format!(
+        "\nseconds per epoch: {} (training only); {images_per_second:.0} img/s\n",
+        each.join(", ")
+    )
+}
+
+/// Per-class precision/recall/F1 and the confusion matrix of the test set.
+pub(super) fn test_text(cm: &ConfusionMatrix, class_names: &[String]) -> String {
+    format!(
+        "\nClassification report (test set)\n{}\nConfusion matrix (test set; rows: true class, columns: predicted)\n{}",
+        classification_report(cm, class_names),
+        cm.to_table(class_names)
+    )
+}
+
+/// The files written, relative to the run directory.
+pub(super) fn files_list(out_dir: &Path, files: &[&Path]) -> String {
+    let mut s = format!("\nWritten to {}:\n", out_dir.display());
+    for f in files {
+        let shown = f.strip_prefix(out_dir).unwrap_or(f);
+        let _ = writeln!(s, "  {}", shown.display());
+    }
+    s
+}
+
+/// `history.csv`: one row per epoch.
+pub(super) fn history_csv(h: &History) -> String {
+    let mut s = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+    let cell = |v: Option<&f32>| v.map_or(String::new(), |v| v.to_string());
+    for e in 0..h.loss.len() {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{}",
+            e + 1,
+            h.loss[e],
+            cell(h.accuracy.get(e)),
+            cell(h.val_loss.get(e)),
+            cell(h.val_accuracy.get(e)),
+            h.epoch_seconds
+                .get(e)
+                .map_or(String::new(), |v| format!("{v:.3}"))
+        );
+    }
+    s
+}

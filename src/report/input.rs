@@ -1,0 +1,106 @@
+//! `wgcnn predict`: PNG/JPEG files in, the experiment's top classes out.
+
+use super::{class_names, compiled_model};
+use crate::experiments;
+use anyhow::{Context, Result, bail, ensure};
+use image::imageops::FilterType;
+use std::path::{Path, PathBuf};
+
+/// How many classes [`predict_images`] reports per image.
+pub const TOP_K: usize = 3;
+
+/// The best classes for one image, most probable first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    pub path: PathBuf,
+    /// (class name, probability), [`TOP_K`] entries.
+    pub top: Vec<(String, f32)>,
+}
+
+/// Loads `path` as the model input of `shape` `[h, w, c]`: grey for `c == 1`, RGB for
+/// `c == 3`, resized to `h` x `w` if needed, values in `[0, 1]` (HWC). `invert` turns dark
+/// ink on a light page into MNIST's light digit on a dark background.
+pub fn load_input_image(path: &Path, shape: [usize; 3], invert: bool) -> Result<Vec<f32>> {
+    let [h, w, c] = shape;
+    if !path.is_file() {
+        bail!("image file not found: {}", path.display());
+    }
+    let img = image::open(path)
+        .with_context(|| format!("{} is not a readable PNG or JPEG image", path.display()))?;
+    let (h32, w32) = (u32::try_from(h)?, u32::try_from(w)?);
+    let img = if (img.height(), img.width()) == (h32, w32) {
+        img
+    } else {
+        // Exact size, not aspect-preserving: the model needs exactly h x w.
+        img.resize_exact(w32, h32, FilterType::Triangle)
+    };
+    let bytes = match c {
+        1 => img.to_luma8().into_raw(),
+        3 => img.to_rgb8().into_raw(),
+        _ => bail!("the model expects {c} channels; only grey (1) and RGB (3) images load"),
+    };
+    let values: Vec<f32> = bytes
+        .iter()
+        .map(|&b| {
+            let v = f32::from(b) / 255.0;
+            if invert { 1.0 - v } else { v }
+        })
+        .collect();
+    ensure!(
+        values.len() == h * w * c,
+        "converted image has the wrong size"
+    );
+    Ok(values)
+}
+
+/// Loads `weights` into the experiment's model and returns the [`TOP_K`] classes of each
+/// image. Every image is checked before the GPU is set up.
+pub fn predict_images(
+    experiment: &str,
+    weights: &Path,
+    images: &[PathBuf],
+    invert: bool,
+) -> Result<Vec<Prediction>> {
+    let exp = experiments::experiment(experiment)?;
+    ensure!(!images.is_empty(), "no image files given");
+    let shape = exp.input_shape();
+    let mut x = Vec::new();
+    for path in images {
+        x.extend(load_input_image(path, shape, invert)?);
+    }
+    if !weights.is_file() {
+        bail!(
+            "weights file not found: {} (train first with `wgcnn train`, or pass --weights FILE)",
+            weights.display()
+        );
+    }
+    let (mut model, _) = compiled_model(&exp, 0, None)?;
+    model.load_weights(weights)?;
+    let classes = model.classes()?;
+    let probs = model.predict(&x, images.len().min(32))?;
+    let names = class_names(exp.dataset);
+    Ok(images
+        .iter()
+        .zip(probs.chunks_exact(classes))
+        .map(|(path, row)| Prediction {
+            path: path.clone(),
+            top: top_k(row, &names, TOP_K),
+        })
+        .collect())
+}
+
+/// The `k` largest entries of `row` with their class names, largest first.
+fn top_k(row: &[f32], names: &[String], k: usize) -> Vec<(String, f32)> {
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| {
+            (
+                names.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                row[i],
+            )
+        })
+        .collect()
+}

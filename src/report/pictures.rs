@@ -1,0 +1,133 @@
+//! The pictures of a run, drawn with [`crate::viz`]: what the first layer learned, what
+//! each convolution and pooling layer makes of one test image, the confusion matrix and the
+//! training curves.
+
+use super::RunFiles;
+use crate::data::Split;
+use crate::layers::{Node, Op};
+use crate::metrics::ConfusionMatrix;
+use crate::model::{History, Sequential};
+use crate::viz::{self, Curves};
+use anyhow::{Context, Result, ensure};
+use std::path::Path;
+
+/// `input.png` is upscaled (nearest neighbour) to at least this many pixels a side, so a
+/// 28x28 digit becomes 224x224 and a 32x32 CIFAR image 224x224.
+pub const INPUT_PX: u32 = 224;
+
+/// Which test image `input.png` and the feature maps show.
+pub const SAMPLE_INDEX: usize = 0;
+
+/// Layers whose output is an image worth drawing: convolutions and poolings.
+pub fn has_feature_maps(node: &Node) -> bool {
+    matches!(
+        node.op,
+        Op::Conv { .. } | Op::MaxPool { .. } | Op::AvgPool { .. }
+    )
+}
+
+/// The upscale factor of `input.png` for an `h` x `w` image.
+pub fn input_scale(h: usize, w: usize) -> u32 {
+    viz::upscale(h.max(w), INPUT_PX)
+}
+
+/// Writes every picture into the run directory and records their paths in `files`.
+pub(super) fn write_all(
+    model: &mut Sequential,
+    data: &Split,
+    confusion: &ConfusionMatrix,
+    experiment: &str,
+    history: &History,
+    files: &mut RunFiles,
+) -> Result<()> {
+    let dir = files
+        .weights
+        .parent()
+        .context("the run directory has no parent")?
+        .to_path_buf();
+    files.filters = first_layer_filters(model, &dir.join("filters.png"))?;
+    files.feature_maps = sample_pictures(model, data, &dir, &files.input)?;
+    let title = format!(
+        "{experiment}: test set, accuracy {:.3}",
+        confusion.accuracy()
+    );
+    viz::save_confusion_matrix(
+        confusion,
+        &data.test.class_names,
+        &title,
+        &files.confusion_matrix,
+    )?;
+    let curves = Curves {
+        loss: &history.loss,
+        accuracy: &history.accuracy,
+        val_loss: &history.val_loss,
+        val_accuracy: &history.val_accuracy,
+    };
+    viz::save_training_curves(&curves, experiment, &files.training_curves)?;
+    Ok(())
+}
+
+/// Draws the kernel of the first convolution (HWIO) to `path`; `None` when the model has
+/// no convolution.
+fn first_layer_filters(model: &Sequential, path: &Path) -> Result<Option<std::path::PathBuf>> {
+    let Some(conv) = model
+        .nodes()
+        .iter()
+        .find(|n| matches!(n.op, Op::Conv { .. }))
+    else {
+        return Ok(None);
+    };
+    let name = format!("{}/kernel", conv.name);
+    let weights = model.get_weights()?;
+    let kernel = weights
+        .iter()
+        .find(|w| w.name == name)
+        .with_context(|| format!("the model has no weight '{name}'"))?;
+    let [kh, kw, cin, cout] = kernel.shape[..] else {
+        anyhow::bail!("'{name}' has shape {:?}, expected 4-D HWIO", kernel.shape);
+    };
+    viz::save_filters(&kernel.values, kh, kw, cin, cout, path)?;
+    Ok(Some(path.to_path_buf()))
+}
+
+/// Draws test image [`SAMPLE_INDEX`] to `input_path` and its feature maps after each
+/// convolution and pooling layer to `dir/feature_maps_<layer>.png`.
+fn sample_pictures(
+    model: &mut Sequential,
+    data: &Split,
+    dir: &Path,
+    input_path: &Path,
+) -> Result<Vec<(String, std::path::PathBuf)>> {
+    let test = &data.test;
+    ensure!(
+        !test.is_empty(),
+        "the test set is empty; no sample image to draw"
+    );
+    let (h, w, c) = (test.height, test.width, test.channels);
+    let image = test.image(SAMPLE_INDEX);
+    viz::save_image(image, h, w, c, input_scale(h, w), input_path)?;
+
+    let drawn: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter(|n| has_feature_maps(n))
+        .map(|n| n.name.clone())
+        .collect();
+    let mut written = Vec::new();
+    for out in model.layer_outputs(image)? {
+        if !drawn.contains(&out.name) {
+            continue;
+        }
+        let [h, w, c] = out.shape[..] else {
+            anyhow::bail!(
+                "layer '{}' outputs {:?}, expected [h, w, c]",
+                out.name,
+                out.shape
+            );
+        };
+        let path = dir.join(format!("feature_maps_{}.png", out.name));
+        viz::save_feature_maps(&out.values, h, w, c, &path)?;
+        written.push((out.name, path));
+    }
+    Ok(written)
+}
