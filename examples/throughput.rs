@@ -1,48 +1,344 @@
-//! Prints training and inference images/s of the lecture models on random data.
-//! `cargo run --release --example throughput -- [model…] [--batch N] [--steps N] [--cpu]`
+//! Training and inference throughput of the lecture models, as one Markdown table.
+//!
+//! ```text
+//! cargo run --release --example throughput                       # all models, batch 32 and 128
+//! cargo run --release --example throughput -- mnist-conv cifar-deep --batch 32 --repeats 3
+//! cargo run --release --example throughput -- --cpu               # add the CPU reference path
+//! cargo run --release --example throughput -- cifar-pool --profile # per-dispatch step profile
+//! ```
+//!
+//! Every figure is the median of `--repeats` measurements. One measurement is `fit` over
+//! `--steps` batches of random data (forward, loss, backward, optimizer update; no shuffle,
+//! no progress bar; it ends with a read-back, so the GPU's work is inside the time) and
+//! `predict` over the same batches. `--steps 0` (the default) picks about one second of
+//! training per measurement from the warm-up. Shader compiles happen in a warm-up before.
+//!
+//! GFLOP/s counts the conv and dense passes only: forward = 2·B·OH·OW·CO·KH·KW·CI per
+//! conv and 2·B·in·out per dense; a training step is forward + dX + dW = 3× forward for
+//! layers that need dX (a layer with parameters before them), 2× for the others (the first).
+//! Progress goes to stderr; stdout is the table, ready to paste.
+
+use anyhow::{Result, bail};
+use clap::Parser;
 use std::time::Instant;
-use wgcnn::experiments::{NAMES, experiment};
+use wgcnn::experiments::{Experiment, NAMES, experiment};
+use wgcnn::layers::{Node, Op};
 use wgcnn::prelude::*;
 use wgcnn::testing::{random_labels, random_vec};
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str, default: usize| -> usize {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-    };
-    let batch = flag("--batch", 32);
-    let steps = flag("--steps", 30);
-    let cpu = args.iter().any(|a| a == "--cpu");
-    let names: Vec<&str> = NAMES.iter().copied().filter(|n| args.iter().any(|a| a == n)).collect();
-    let names = if names.is_empty() { NAMES.to_vec() } else { names };
-    if !cpu {
-        println!("adapter: {}", wgcnn::Gpu::shared()?.describe());
+#[derive(Parser)]
+#[command(about = "Training and inference images/s of the lecture models, as a Markdown table")]
+struct Args {
+    /// Models to measure (default: all of them, in the lecture's order).
+    models: Vec<String>,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    batch: Vec<usize>,
+    /// Training steps (and predict batches) per measurement; 0 = about one second's worth.
+    #[arg(long, default_value_t = 0)]
+    steps: usize,
+    /// Measurements per figure; the table shows their median.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Add columns for the CPU reference path (`Device::Cpu`).
+    #[arg(long)]
+    cpu: bool,
+    /// Steps (and predict batches) per CPU measurement.
+    #[arg(long, default_value_t = 1)]
+    cpu_steps: usize,
+    /// Measurements per CPU figure.
+    #[arg(long, default_value_t = 3)]
+    cpu_repeats: usize,
+    /// Skip the CPU path where one training step takes longer than this (seconds).
+    #[arg(long, default_value_t = 5.0)]
+    cpu_limit: f64,
+    /// After the table, the time of every dispatch of one GPU training step, each run alone
+    /// (`Sequential::profile_step`, median of 5).
+    #[arg(long)]
+    profile: bool,
+}
+
+/// Forward FLOPs of one sample through `node` (conv and dense; 0 for the rest).
+fn forward_flops(node: &Node) -> f64 {
+    match node.op {
+        Op::Conv { in_hwc, kernel, .. } => {
+            let out: f64 = node.out_shape.iter().map(|&d| d as f64).product();
+            2.0 * out * (kernel.0 * kernel.1 * in_hwc[2]) as f64
+        }
+        Op::Dense { n_in, units } => 2.0 * (n_in * units) as f64,
+        _ => 0.0,
     }
-    println!("{:<12} {:>6} {:>12} {:>12}", "model", "batch", "train img/s", "infer img/s");
+}
+
+/// (training step, inference) FLOPs per sample.
+fn model_flops(nodes: &[Node]) -> (f64, f64) {
+    let mut train = 0.0;
+    let mut infer = 0.0;
+    for (i, node) in nodes.iter().enumerate() {
+        let f = forward_flops(node);
+        let needs_dx = nodes[..i].iter().any(|n| n.param_count() > 0);
+        train += f * if needs_dx { 3.0 } else { 2.0 };
+        infer += f;
+    }
+    (train, infer)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `batches` batches of random images in [0, 1) and labels.
+struct Data {
+    x: Vec<f32>,
+    y: Vec<u32>,
+    sample: usize,
+    batch: usize,
+}
+
+impl Data {
+    fn new(exp: &Experiment, batch: usize, batches: usize, seed: u64) -> Data {
+        let sample: usize = exp.input_shape().iter().product();
+        let n = batch * batches;
+        Data {
+            x: random_vec(n * sample, seed)
+                .iter()
+                .map(|v| v.abs())
+                .collect(),
+            y: random_labels(n, 10, seed + 1),
+            sample,
+            batch,
+        }
+    }
+    fn batches(&self) -> usize {
+        self.y.len() / self.batch
+    }
+    /// Seconds for one `fit` over all batches.
+    fn train(&self, m: &mut Sequential) -> Result<f64> {
+        let cfg = FitConfig {
+            epochs: 1,
+            batch_size: self.batch,
+            validation_data: None,
+            shuffle: false,
+            verbose: false,
+        };
+        let t = Instant::now();
+        m.fit(&self.x, &self.y, &cfg)?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+    /// Seconds for one `predict` over all batches.
+    fn infer(&self, m: &mut Sequential) -> Result<f64> {
+        let t = Instant::now();
+        std::hint::black_box(m.predict(&self.x, self.batch)?);
+        Ok(t.elapsed().as_secs_f64())
+    }
+    /// The first `n` batches as a dataset of their own.
+    fn head(&self, n: usize) -> Data {
+        let n = n.min(self.batches()) * self.batch;
+        Data {
+            x: self.x[..n * self.sample].to_vec(),
+            y: self.y[..n].to_vec(),
+            sample: self.sample,
+            batch: self.batch,
+        }
+    }
+}
+
+fn compiled(exp: &Experiment, device: Device) -> Result<Sequential> {
+    let mut m = exp.model()?;
+    m.set_device(device).set_seed(1);
+    m.compile(
+        exp.optimizer,
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    Ok(m)
+}
+
+/// Median (train img/s, infer img/s) over `repeats` measurements on `data`.
+fn measure(m: &mut Sequential, data: &Data, repeats: usize) -> Result<(f64, f64)> {
+    let images = (data.batches() * data.batch) as f64;
+    let mut train = Vec::new();
+    let mut infer = Vec::new();
+    for _ in 0..repeats.max(1) {
+        train.push(images / data.train(m)?);
+        infer.push(images / data.infer(m)?);
+    }
+    Ok((median(train), median(infer)))
+}
+
+/// The CPU cells of one row: measured, or why not.
+enum CpuCells {
+    Measured(f64, f64),
+    Skipped(f64),
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    for name in &args.models {
+        if !NAMES.contains(&name.as_str()) {
+            bail!("unknown model '{name}'; choose from {}", NAMES.join(", "));
+        }
+    }
+    if args.batch.contains(&0) {
+        bail!("batch sizes must be positive");
+    }
+    let names: Vec<&str> = if args.models.is_empty() {
+        NAMES.to_vec()
+    } else {
+        NAMES
+            .iter()
+            .copied()
+            .filter(|n| args.models.iter().any(|m| m == n))
+            .collect()
+    };
+    let gpu = wgcnn::Gpu::shared()?;
+
+    println!("**Adapter:** {}\n", gpu.describe());
+    println!(
+        "Training = `Sequential::fit` (forward, loss, backward, optimizer update) on random data, \
+         inference = `predict`; images/s are medians of {} measurements of {} each{}. GFLOP/s \
+         counts conv and dense passes (training step = forward + dX + dW).\n",
+        args.repeats.max(1),
+        if args.steps == 0 {
+            "about 1 s".to_string()
+        } else {
+            format!("{} steps", args.steps)
+        },
+        if args.cpu {
+            format!(
+                "; CPU: medians of {} measurements of {} step(s), skipped over {} s per step",
+                args.cpu_repeats.max(1),
+                args.cpu_steps.max(1),
+                args.cpu_limit
+            )
+        } else {
+            String::new()
+        }
+    );
+    let mut header = String::from(
+        "| model | batch | train img/s | infer img/s | train GFLOP/s | infer GFLOP/s |",
+    );
+    let mut rule = String::from("|---|---:|---:|---:|---:|---:|");
+    if args.cpu {
+        header.push_str(" CPU train img/s | CPU infer img/s |");
+        rule.push_str("---:|---:|");
+    }
+    println!("{header}\n{rule}");
+
+    let mut profiles = Vec::new();
     for name in names {
         let exp = experiment(name)?;
-        let mut m = exp.model()?;
-        m.set_device(if cpu { Device::Cpu } else { Device::gpu()? }).set_seed(1);
-        m.compile(Optimizer::adam(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
-        let sample: usize = exp.input_shape().iter().product();
-        let n = batch * steps;
-        let x = random_vec(n * sample, 1).iter().map(|v| v.abs()).collect::<Vec<_>>();
-        let y = random_labels(n, 10, 2);
-        let cfg = FitConfig { epochs: 1, batch_size: batch, verbose: false, shuffle: false, ..Default::default() };
-        m.fit(&x[..batch * 2 * sample], &y[..batch * 2], &cfg)?; // warm-up: shader compiles
-        let t = Instant::now();
-        m.fit(&x, &y, &cfg)?;
-        let train = n as f64 / t.elapsed().as_secs_f64();
-        m.predict(&x[..batch * sample], batch)?;
-        let t = Instant::now();
-        m.predict(&x, batch)?;
-        let infer = n as f64 / t.elapsed().as_secs_f64();
-        println!("{name:<12} {batch:>6} {train:>12.0} {infer:>12.0}");
-        if args.iter().any(|a| a == "--profile") {
-            for (k, t) in m.profile_step(batch, 5)? {
-                println!("    {k:<24} {:>8.3} ms", t * 1e3);
+        // CPU seconds per step at the batch sizes measured so far (for estimates).
+        let mut cpu_step: Vec<(usize, f64)> = Vec::new();
+        for &batch in &args.batch {
+            eprintln!("{name} batch {batch}: GPU warm-up (shader compiles)…");
+            let mut m = compiled(&exp, Device::Gpu(gpu.clone()))?;
+            let warm = Data::new(&exp, batch, 2, 7);
+            let first = warm.head(1).train(&mut m)?;
+            let step = warm.train(&mut m)? / 2.0;
+            warm.head(1).infer(&mut m)?;
+            let steps = match args.steps {
+                0 => ((1.0 / step).ceil() as usize).clamp(4, 100),
+                n => n,
+            };
+            eprintln!(
+                "{name} batch {batch}: first step {:.0} ms, then {:.1} ms; measuring {} × {steps} steps…",
+                first * 1e3,
+                step * 1e3,
+                args.repeats.max(1)
+            );
+            let data = Data::new(&exp, batch, steps, 1);
+            let (train, infer) = measure(&mut m, &data, args.repeats)?;
+            let (train_f, infer_f) = model_flops(m.nodes());
+            let mut row = format!(
+                "| {name} | {batch} | {train:.0} | {infer:.0} | {:.2} | {:.2} |",
+                train * train_f / 1e9,
+                infer * infer_f / 1e9
+            );
+            if args.profile {
+                profiles.push((
+                    name,
+                    batch,
+                    1e3 * batch as f64 / train,
+                    m.profile_step(batch, 5)?,
+                ));
             }
+            drop(m);
+
+            if args.cpu {
+                let cells = cpu_cells(&args, &exp, batch, &data, &mut cpu_step)?;
+                match cells {
+                    CpuCells::Measured(t, i) => row.push_str(&format!(" {t:.0} | {i:.0} |")),
+                    CpuCells::Skipped(s) => {
+                        row.push_str(&format!(" skipped ({s:.1} s/step) | — |"))
+                    }
+                }
+            }
+            println!("{row}");
+        }
+    }
+
+    for (name, batch, step_ms, dispatches) in profiles {
+        let total: f64 = dispatches.iter().map(|(_, t)| t).sum::<f64>() * 1e3;
+        println!(
+            "\n**{name}, batch {batch}**: one training step, each dispatch run alone \
+             (median of 5); sum {total:.2} ms, measured step {step_ms:.2} ms\n"
+        );
+        println!("| # | kernel | ms | share |\n|---:|---|---:|---:|");
+        for (i, (k, t)) in dispatches.iter().enumerate() {
+            println!(
+                "| {} | {k} | {:.3} | {:.1}% |",
+                i + 1,
+                t * 1e3,
+                100.0 * t * 1e3 / total.max(1e-12)
+            );
         }
     }
     Ok(())
+}
+
+/// Measures the CPU reference path at `batch`, or skips it when one step (estimated from a
+/// smaller batch, else timed) exceeds the limit.
+fn cpu_cells(
+    args: &Args,
+    exp: &Experiment,
+    batch: usize,
+    data: &Data,
+    cpu_step: &mut Vec<(usize, f64)>,
+) -> Result<CpuCells> {
+    if let Some(&(b, s)) = cpu_step
+        .iter()
+        .filter(|(b, _)| *b < batch)
+        .max_by_key(|(b, _)| *b)
+    {
+        let estimate = s * batch as f64 / b as f64;
+        if estimate > args.cpu_limit {
+            eprintln!(
+                "{} batch {batch}: CPU skipped (≈{estimate:.1} s/step, from batch {b})",
+                exp.name
+            );
+            return Ok(CpuCells::Skipped(estimate));
+        }
+    }
+    eprintln!("{} batch {batch}: CPU reference path…", exp.name);
+    let mut m = compiled(exp, Device::Cpu)?;
+    let probe = data.head(1).train(&mut m)?;
+    cpu_step.push((batch, probe));
+    if probe > args.cpu_limit {
+        eprintln!(
+            "{} batch {batch}: CPU skipped ({probe:.1} s/step)",
+            exp.name
+        );
+        return Ok(CpuCells::Skipped(probe));
+    }
+    let (t, i) = measure(&mut m, &data.head(args.cpu_steps.max(1)), args.cpu_repeats)?;
+    Ok(CpuCells::Measured(t, i))
 }

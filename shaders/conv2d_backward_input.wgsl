@@ -75,6 +75,16 @@ fn load_b4(k: u32, n: u32) -> vec4<f32> {
     return vec4<f32>(wt_at(k, n), wt_at(k, n + 1u), wt_at(k, n + 2u), wt_at(k, n + 3u));
 }
 
+// For the subgroup core: out_c % 4 == 0 and in_c % 4 == 0 (the launcher checks).
+fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
+    let t = dout_index(m, k);
+    return select(vec4<f32>(0.0), dout[t.x >> 2u], t.y != 0u);
+}
+
+fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
+    return wt[(k * p.in_c + min(n, p.in_c - 4u)) >> 2u];
+}
+
 fn store(m: u32, n: u32, v: f32) {
     let i = m * p.in_c + n;
     if (i >= arrayLength(&dx)) {

@@ -45,6 +45,17 @@ fn load_b4(k: u32, n: u32) -> vec4<f32> {
     return vec4<f32>(x_at(k, n), x_at(k, n + 1u), x_at(k, n + 2u), x_at(k, n + 3u));
 }
 
+// For the subgroup core: in_c % 4 == 0 and K = B·OH·OW % 4 == 0 (the launcher checks).
+fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
+    let c = p.out_c;
+    return vec4<f32>(dout[k * c + m], dout[(k + 1u) * c + m], dout[(k + 2u) * c + m], dout[(k + 3u) * c + m]);
+}
+
+fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
+    let t = im2col(arrayLength(&x) * 4u, k, min(n, p.k_h * p.k_w * p.in_c - 4u));
+    return select(vec4<f32>(0.0), x[t.x >> 2u], t.y != 0u);
+}
+
 // (m, n) = (co, tap) lands at dw[tap, co], the HWIO layout.
 fn store(m: u32, n: u32, v: f32) {
     let taps = p.k_h * p.k_w * p.in_c;

@@ -45,6 +45,16 @@ fn load_b4(k: u32, n: u32) -> vec4<f32> {
     return vec4<f32>(w_at(k, n), w_at(k, n + 1u), w_at(k, n + 2u), w_at(k, n + 3u));
 }
 
+// For the subgroup core: in_c % 4 == 0 and out_c % 4 == 0 (the launcher checks).
+fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
+    let t = im2col(arrayLength(&x) * 4u, m, k);
+    return select(vec4<f32>(0.0), x[t.x >> 2u], t.y != 0u);
+}
+
+fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
+    return w[(k * p.out_c + min(n, p.out_c - 4u)) >> 2u];
+}
+
 fn store(m: u32, n: u32, v: f32) {
     let i = m * p.out_c + n;
     if (i >= arrayLength(&out)) {

@@ -1,6 +1,9 @@
 // ---- GEMM core, subgroup variant ----
 // C[M, N] = A[M, K] · B[K, N] with A, B, C defined by the op file above (see
-// gemm_portable.wgsl for the contract). Tuned for lavapipe, where each invocation is one
+// gemm_portable.wgsl for the contract). This core calls the op's *aligned* loaders,
+// `sg_load_a4(m, k)` / `sg_load_b4(k, n)`: the launcher picks this variant only
+// when K and the vec4-loaded axes are multiples of 4, so they need no bounds logic in the
+// hot loop (rows arrive clamped; columns past N are clamped by the loader). Tuned for lavapipe, where each invocation is one
 // SIMD lane and workgroup memory is slow: a workgroup is 8 lanes of one subgroup; each
 // lane owns 8 columns (two vec4) of a 32×64 tile, loads four rows of A as vec4 along K and
 // shares them with subgroupBroadcast, so every lane reuses each A and B load 8–32 times.
@@ -39,18 +42,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let rd = min(m0 + 24u + lane, last);
     var acc: array<vec4<f32>, 64>;
     for (var k = k_begin; k < k_end; k += 4u) {
-        let a0 = load_a4(ra, k);
-        let a1 = load_a4(rb, k);
-        let a2 = load_a4(rc, k);
-        let a3 = load_a4(rd, k);
-        let b0l = load_b4(k, n0);
-        let b0h = load_b4(k, n0 + 4u);
-        let b1l = load_b4(k + 1u, n0);
-        let b1h = load_b4(k + 1u, n0 + 4u);
-        let b2l = load_b4(k + 2u, n0);
-        let b2h = load_b4(k + 2u, n0 + 4u);
-        let b3l = load_b4(k + 3u, n0);
-        let b3h = load_b4(k + 3u, n0 + 4u);
+        let a0 = sg_load_a4(ra, k);
+        let a1 = sg_load_a4(rb, k);
+        let a2 = sg_load_a4(rc, k);
+        let a3 = sg_load_a4(rd, k);
+        let b0l = sg_load_b4(k, n0);
+        let b0h = sg_load_b4(k, n0 + 4u);
+        let b1l = sg_load_b4(k + 1u, n0);
+        let b1h = sg_load_b4(k + 1u, n0 + 4u);
+        let b2l = sg_load_b4(k + 2u, n0);
+        let b2h = sg_load_b4(k + 2u, n0 + 4u);
+        let b3l = sg_load_b4(k + 3u, n0);
+        let b3h = sg_load_b4(k + 3u, n0 + 4u);
         { let a = subgroupBroadcast(a0, 0u); acc[0] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[1] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
         { let a = subgroupBroadcast(a0, 1u); acc[2] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[3] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
         { let a = subgroupBroadcast(a0, 2u); acc[4] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[5] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
@@ -84,15 +87,51 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         { let a = subgroupBroadcast(a3, 6u); acc[60] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[61] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
         { let a = subgroupBroadcast(a3, 7u); acc[62] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[63] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
     }
-    for (var i = 0u; i < TM; i++) {
-        let m = m0 + i;
-        if (m < dims.x) {
-            for (var j = 0u; j < 8u; j++) {
-                let n = n0 + j;
-                if (n < dims.y) {
-                    store(m, n, acc[2u * i + j / 4u][j % 4u]);
-                }
-            }
+    // Constant indices only: a dynamically indexed `acc` would live in memory, not registers.
+    store_row8(m0 + 0u, n0, acc[0], acc[1], dims);
+    store_row8(m0 + 1u, n0, acc[2], acc[3], dims);
+    store_row8(m0 + 2u, n0, acc[4], acc[5], dims);
+    store_row8(m0 + 3u, n0, acc[6], acc[7], dims);
+    store_row8(m0 + 4u, n0, acc[8], acc[9], dims);
+    store_row8(m0 + 5u, n0, acc[10], acc[11], dims);
+    store_row8(m0 + 6u, n0, acc[12], acc[13], dims);
+    store_row8(m0 + 7u, n0, acc[14], acc[15], dims);
+    store_row8(m0 + 8u, n0, acc[16], acc[17], dims);
+    store_row8(m0 + 9u, n0, acc[18], acc[19], dims);
+    store_row8(m0 + 10u, n0, acc[20], acc[21], dims);
+    store_row8(m0 + 11u, n0, acc[22], acc[23], dims);
+    store_row8(m0 + 12u, n0, acc[24], acc[25], dims);
+    store_row8(m0 + 13u, n0, acc[26], acc[27], dims);
+    store_row8(m0 + 14u, n0, acc[28], acc[29], dims);
+    store_row8(m0 + 15u, n0, acc[30], acc[31], dims);
+    store_row8(m0 + 16u, n0, acc[32], acc[33], dims);
+    store_row8(m0 + 17u, n0, acc[34], acc[35], dims);
+    store_row8(m0 + 18u, n0, acc[36], acc[37], dims);
+    store_row8(m0 + 19u, n0, acc[38], acc[39], dims);
+    store_row8(m0 + 20u, n0, acc[40], acc[41], dims);
+    store_row8(m0 + 21u, n0, acc[42], acc[43], dims);
+    store_row8(m0 + 22u, n0, acc[44], acc[45], dims);
+    store_row8(m0 + 23u, n0, acc[46], acc[47], dims);
+    store_row8(m0 + 24u, n0, acc[48], acc[49], dims);
+    store_row8(m0 + 25u, n0, acc[50], acc[51], dims);
+    store_row8(m0 + 26u, n0, acc[52], acc[53], dims);
+    store_row8(m0 + 27u, n0, acc[54], acc[55], dims);
+    store_row8(m0 + 28u, n0, acc[56], acc[57], dims);
+    store_row8(m0 + 29u, n0, acc[58], acc[59], dims);
+    store_row8(m0 + 30u, n0, acc[60], acc[61], dims);
+    store_row8(m0 + 31u, n0, acc[62], acc[63], dims);
+}
+
+fn store_row8(m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>, dims: vec3<u32>) {
+    if (m >= dims.x) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < dims.y) {
+            store(m, n0 + j, lo[j]);
+        }
+        if (n0 + 4u + j < dims.y) {
+            store(m, n0 + 4u + j, hi[j]);
         }
     }
 }

@@ -1,11 +1,13 @@
-// Dense matmul: C[M, N] = op(A) · op(B) (+ bias[N]) (relu) (+ C), where op() optionally
-// transposes. Forward uses A·B with bias (and relu); dX uses A·Bᵀ; dW uses Aᵀ·B.
+// Dense matmul: C[M, N] = A[M, K] · B[K, N] (+ bias[N]) (relu) (+ C). The launcher
+// transposes an operand first when the op needs Aᵀ or Bᵀ (dX = dY·Wᵀ, dW = Xᵀ·dY), so
+// this kernel only reads row-major operands — as aligned vec4s when K (for A) or N (for
+// B) is a multiple of 4.
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
-    flags: u32, // 1: A is stored transposed (K×M), 2: B transposed (N×K), 4: add bias, 8: relu, 16: accumulate into C, 32: write split-K partials
+    flags: u32, // 4: add bias, 8: relu, 16: accumulate into C, 32: write split-K partials
     k_chunk: u32,
     _pad0: u32,
     _pad1: u32,
@@ -13,8 +15,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
@@ -30,36 +32,40 @@ fn a_at(m: u32, k: u32) -> f32 {
     if (k >= p.k) {
         return 0.0;
     }
-    if ((p.flags & 1u) != 0u) {
-        return a[k * p.m + m];
-    }
-    return a[m * p.k + k];
+    let i = m * p.k + k;
+    return a[i >> 2u][i & 3u];
 }
 
 fn b_at(k: u32, n: u32) -> f32 {
     if (k >= p.k || n >= p.n) {
         return 0.0;
     }
-    if ((p.flags & 2u) != 0u) {
-        return b[n * p.k + k];
-    }
-    return b[k * p.n + n];
+    let i = k * p.n + n;
+    return b[i >> 2u][i & 3u];
 }
 
 fn load_a4(m: u32, k: u32) -> vec4<f32> {
-    if ((p.flags & 1u) == 0u && k + 3u < p.k) {
-        let i = m * p.k + k;
-        return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]);
+    if ((p.k & 3u) == 0u) {
+        // k is a multiple of 4: k < K means all four exist.
+        return select(vec4<f32>(0.0), a[(m * p.k + k) >> 2u], k < p.k);
     }
     return vec4<f32>(a_at(m, k), a_at(m, k + 1u), a_at(m, k + 2u), a_at(m, k + 3u));
 }
 
 fn load_b4(k: u32, n: u32) -> vec4<f32> {
-    if ((p.flags & 2u) == 0u && k < p.k && n + 3u < p.n) {
-        let i = k * p.n + n;
-        return vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i + 3u]);
+    if ((p.n & 3u) == 0u) {
+        return select(vec4<f32>(0.0), b[(k * p.n + n) >> 2u], k < p.k && n < p.n);
     }
     return vec4<f32>(b_at(k, n), b_at(k, n + 1u), b_at(k, n + 2u), b_at(k, n + 3u));
+}
+
+// For the subgroup core: K % 4 == 0 and N % 4 == 0 (the launcher checks).
+fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
+    return a[(m * p.k + k) >> 2u];
+}
+
+fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
+    return b[(k * p.n + min(n, p.n - 4u)) >> 2u];
 }
 
 fn store(m: u32, n: u32, v: f32) {

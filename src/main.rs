@@ -255,9 +255,10 @@ fn devices() -> Result<()> {
             "   backend: {:?}, type: {:?}, driver: {} {}",
             info.backend, info.device_type, info.driver, info.driver_info
         );
+        let storage = limits.max_storage_buffer_binding_size;
         println!(
-            "   max_storage_buffer_binding_size: {} MiB",
-            limits.max_storage_buffer_binding_size >> 20
+            "   max_storage_buffer_binding_size: {storage} bytes ({} MiB)",
+            storage >> 20
         );
         println!(
             "   max_compute_workgroups_per_dimension: {}",

@@ -84,16 +84,44 @@ impl RunConfig {
     }
 
     /// For the examples run from the repository: data from `WGCNN_DATA`, else
-    /// `../shared/datasets` (relative to the working directory); otherwise as [`new`](Self::new).
+    /// `../shared/datasets` (relative to the working directory); output to
+    /// `runs/<experiment>`. Reads the program's arguments for quick looks: `--epochs N`,
+    /// `--limit N` (training images), `--limit-test N` and `--quiet`; prints usage and exits
+    /// on `--help` or a bad argument, as command-line programs do.
     pub fn for_example(experiment: &str) -> RunConfig {
+        let args = <ExampleArgs as clap::Parser>::parse();
         let data_root = std::env::var_os("WGCNN_DATA")
             .filter(|v| !v.is_empty())
             .map_or_else(|| PathBuf::from("../shared/datasets"), PathBuf::from);
         RunConfig {
             data_root,
+            epochs: args.epochs,
+            limit_train: args.limit,
+            limit_test: args.limit_test,
+            verbose: !args.quiet,
             ..RunConfig::new(experiment)
         }
     }
+}
+
+/// The arguments [`RunConfig::for_example`] understands.
+#[derive(clap::Parser, Debug)]
+#[command(
+    about = "Trains a lecture experiment and writes runs/<experiment>/ (data: $WGCNN_DATA or ../shared/datasets)"
+)]
+struct ExampleArgs {
+    /// Epochs [default: the experiment's]
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Train on the first N training images only
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Test on the first N test images only
+    #[arg(long, value_name = "N")]
+    limit_test: Option<usize>,
+    /// No progress bar or report on the terminal
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// `runs/<experiment>`, the default run directory.
@@ -143,7 +171,8 @@ impl RunFiles {
         out
     }
 
-    /// Only the paths the pictures will use, before anything is written.
+    /// The fixed paths in `out_dir`; `filters` and `feature_maps` are filled in as they are
+    /// drawn, since they depend on the model's layers.
     fn plan(out_dir: &Path) -> RunFiles {
         RunFiles {
             weights: out_dir.join("weights.safetensors"),
@@ -310,6 +339,7 @@ pub fn train_experiment(cfg: &RunConfig) -> Result<RunReport> {
             "the learning rate must be positive, got {lr}"
         );
     }
+    schedule(cfg)?; // bad options fail before the slow steps
     // Data first: a missing dataset should fail before the GPU is set up.
     let data = load_data(cfg)?;
     let (mut model, optimizer) = compiled_model(&exp, cfg.seed, cfg.lr)?;
@@ -331,17 +361,8 @@ fn run(
     cfg: &RunConfig,
     header_extra: &str,
 ) -> Result<RunReport> {
+    let (epochs, batch_size) = schedule(cfg)?;
     let recipe = experiments::experiment(&cfg.experiment).ok();
-    let epochs = cfg
-        .epochs
-        .or(recipe.as_ref().map(|r| r.epochs))
-        .unwrap_or(1);
-    let batch_size = cfg
-        .batch_size
-        .or(recipe.as_ref().map(|r| r.batch_size))
-        .unwrap_or(32);
-    ensure!(epochs > 0, "the number of epochs must be at least 1");
-    ensure!(batch_size > 0, "the batch size must be at least 1");
     let out_dir = &cfg.out_dir;
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("creating the run directory {}", out_dir.display()))?;
@@ -379,14 +400,14 @@ fn run(
     model.save_weights(&files.weights)?;
     std::fs::write(&files.history, format::history_csv(&history))
         .with_context(|| format!("writing {}", files.history.display()))?;
-    pictures::write_all(
-        model,
+    let run_pictures = pictures::RunPictures {
+        experiment: &cfg.experiment,
         data,
-        &test.confusion,
-        &cfg.experiment,
-        &history,
-        &mut files,
-    )?;
+        confusion: &test.confusion,
+        history: &history,
+        out_dir,
+    };
+    run_pictures.write(model, &mut files)?;
 
     out.print(&format::files_list(out_dir, &files.all()));
     std::fs::write(&files.report, &out.text)
@@ -406,6 +427,22 @@ fn run(
         files,
         text: out.text,
     })
+}
+
+/// Epochs and batch size: `cfg`'s, else the experiment's, else Keras' 1 and 32.
+fn schedule(cfg: &RunConfig) -> Result<(usize, usize)> {
+    let recipe = experiments::experiment(&cfg.experiment).ok();
+    let epochs = cfg
+        .epochs
+        .or(recipe.as_ref().map(|r| r.epochs))
+        .unwrap_or(1);
+    let batch_size = cfg
+        .batch_size
+        .or(recipe.as_ref().map(|r| r.batch_size))
+        .unwrap_or(32);
+    ensure!(epochs > 0, "the number of epochs must be at least 1");
+    ensure!(batch_size > 0, "the batch size must be at least 1");
+    Ok((epochs, batch_size))
 }
 
 /// Loss and accuracy of `model` on `ds`.

@@ -601,3 +601,27 @@ fn wrong_sizes_are_errors_not_panics() {
         .to_string();
     assert!(err.contains("does not fit"), "{err}");
 }
+
+#[test]
+fn transpose_matches_cpu() -> R {
+    let g = gpu();
+    for (batch, rows, cols) in [(1, 1, 1), (1, 7, 13), (9, 3, 64), (2, 130, 5)] {
+        let n = batch * rows * cols;
+        let x = random_vec(n, n as u64);
+        let tx = Tensor::from_slice(&g, &[n], &x, "x")?;
+        let out = poisoned(&g, &[n], "out");
+        g.run(&[&wgcnn::ops::transpose::transpose(
+            &g, &out, &tx, batch, rows, cols,
+        )?])?;
+        let mut want = vec![0.0; n];
+        wgcnn::ops::transpose::transpose_cpu(&mut want, &x, batch, rows, cols);
+        assert_close(
+            &format!("transpose {batch}x{rows}x{cols}"),
+            &out.read(&g)?,
+            &want,
+            0.0,
+            0.0,
+        )?;
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! A dispatch recorded once (pipeline + bind group + grid) and replayed every step.
 
-use super::{Gpu, Kernel};
+use super::{Gpu, Kernel, Variant};
 use anyhow::{Result, bail};
 use std::sync::Arc;
 
@@ -57,7 +57,31 @@ impl Dispatch {
         buffers: &[&wgpu::Buffer],
         workgroups: u64,
     ) -> Result<Dispatch> {
-        let pipeline = gpu.pipeline(kernel)?;
+        Self::build(gpu, kernel, Variant::Portable, uniform, buffers, workgroups)
+    }
+
+    /// A GEMM-kernel dispatch on the kernel family `variant` (see [`Variant`]).
+    pub fn gemm<P: bytemuck::Pod>(
+        gpu: &Gpu,
+        kernel: Kernel,
+        variant: Variant,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) -> Result<Dispatch> {
+        let uniform = gpu.uniform(params, kernel.name());
+        Self::build(gpu, kernel, variant, &uniform, buffers, workgroups)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        kernel: Kernel,
+        variant: Variant,
+        uniform: &wgpu::Buffer,
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) -> Result<Dispatch> {
+        let pipeline = gpu.pipeline(kernel, variant)?;
         let groups = grid(workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,

@@ -56,7 +56,7 @@ pub struct Gpu {
     /// Which kernel family this adapter gets (chosen once, from its features).
     pub variant: Variant,
     pub counters: Counters,
-    pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, Variant), Arc<wgpu::ComputePipeline>>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -98,12 +98,13 @@ impl Gpu {
             && info.subgroup_min_size >= 4
             && info.subgroup_max_size <= 64;
         let variant = match variant {
-            Some(Variant::Subgroup) if !subgroups => {
+            Some(Variant::Subgroup | Variant::SubgroupAligned) if !subgroups => {
                 bail!(
                     "subgroup kernels requested but adapter '{}' has no usable subgroups",
                     info.name
                 )
             }
+            Some(Variant::SubgroupAligned) => Variant::Subgroup,
             Some(v) => v,
             None if subgroups => Variant::Subgroup,
             None => Variant::Portable,
@@ -157,16 +158,23 @@ impl Gpu {
         )
     }
 
-    /// The compiled pipeline for `kernel`, compiled on first use and cached.
-    pub fn pipeline(&self, kernel: Kernel) -> Result<Arc<wgpu::ComputePipeline>> {
+    /// The compiled pipeline for `kernel` in the kernel family `variant` (which matters
+    /// only for GEMM kernels), compiled on first use and cached.
+    pub fn pipeline(&self, kernel: Kernel, variant: Variant) -> Result<Arc<wgpu::ComputePipeline>> {
+        let variant = if kernel.is_gemm() {
+            variant
+        } else {
+            Variant::Portable
+        };
+        let key = (kernel, variant);
         let mut cache = self
             .pipelines
             .lock()
             .map_err(|_| anyhow!("pipeline cache poisoned"))?;
-        if let Some(p) = cache.get(&kernel) {
+        if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
-        let source = kernel.source(self.variant);
+        let source = kernel.source(variant);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
             .device
@@ -188,7 +196,7 @@ impl Gpu {
             bail!("compiling shader '{}': {err}", kernel.name());
         }
         let pipeline = Arc::new(pipeline);
-        cache.insert(kernel, pipeline.clone());
+        cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 

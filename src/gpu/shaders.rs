@@ -5,14 +5,19 @@
 //! `store()`, and the source is the op file followed by the core. That is plain
 //! concatenation, not templating: every piece is a valid WGSL fragment you can read.
 
-/// The kernel family, chosen once per device from its features.
+/// The GEMM kernel family. The device's family is chosen once from its features; a
+/// launcher falls back to `Portable` for a shape the subgroup core cannot take (an axis
+/// it loads as vec4 that is not a multiple of 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Variant {
     /// Register-blocked GEMM without subgroups: runs everywhere.
     Portable,
     /// Subgroup-broadcast GEMM with a large register block (fast on lavapipe and on GPUs
-    /// with subgroups).
+    /// with subgroups), with the op's general loaders.
     Subgroup,
+    /// The subgroup GEMM with the op's aligned vec4 loaders (shapes whose K and
+    /// vec4-loaded axes are multiples of 4).
+    SubgroupAligned,
 }
 
 macro_rules! shader {
@@ -104,7 +109,7 @@ impl Kernel {
     pub fn gemm_tile(variant: Variant) -> (u32, u32) {
         match variant {
             Variant::Portable => (32, 32),
-            Variant::Subgroup => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
+            Variant::Subgroup | Variant::SubgroupAligned => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
         }
     }
 
@@ -146,10 +151,17 @@ impl Kernel {
         }
         src.push_str(body);
         if self.is_gemm() {
-            src.push_str(match variant {
-                Variant::Portable => GEMM_PORTABLE,
-                Variant::Subgroup => GEMM_SUBGROUP,
-            });
+            match variant {
+                Variant::Portable => src.push_str(GEMM_PORTABLE),
+                // The core loads through sg_load_a4/sg_load_b4: bind them to the op's general
+                // or aligned loaders by name (a run-time `if` between them was 2× slower).
+                Variant::Subgroup => src.push_str(&GEMM_SUBGROUP.replace("sg_load_", "load_")),
+                Variant::SubgroupAligned => src.push_str(
+                    &GEMM_SUBGROUP
+                        .replace("sg_load_a4", "load_a4_aligned")
+                        .replace("sg_load_b4", "load_b4_aligned"),
+                ),
+            }
         }
         src
     }

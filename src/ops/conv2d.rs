@@ -2,7 +2,8 @@
 //! dedicated backward kernels: dX (gather over the windows that saw each input pixel), dW
 //! (im2col(X)ᵀ·dY without materialising im2col) and db ([`super::bias`]).
 
-use super::matmul::{gemm_groups, split_k_plan, split_k_reduce};
+use super::matmul::{gemm_groups, gemm_variant, split_k_plan, split_k_reduce};
+use super::transpose::transpose;
 use super::{Padding, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
@@ -113,15 +114,6 @@ struct Params {
     _pad: u32,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TransposeParams {
-    batch: u32,
-    rows: u32,
-    cols: u32,
-    _pad: u32,
-}
-
 /// `out = conv2d(inp, weight) + bias`, relu fused when asked.
 pub fn conv2d_forward(
     gpu: &Gpu,
@@ -137,10 +129,12 @@ pub fn conv2d_forward(
     weight.expect_len(s.weight_len(), "conv2d kernel")?;
     bias.expect_len(s.out_c, "conv2d bias")?;
     out.expect_len(s.output_len(), "conv2d output")?;
-    let groups = gemm_groups(gpu, s.batch * s.out_h() * s.out_w(), s.out_c);
-    Dispatch::new(
+    let variant = gemm_variant(gpu, s.in_c.is_multiple_of(4) && s.out_c.is_multiple_of(4));
+    let groups = gemm_groups(variant, s.batch * s.out_h() * s.out_w(), s.out_c);
+    Dispatch::gemm(
         gpu,
         Kernel::Conv2dForward,
+        variant,
         &params,
         &[&inp.buffer, &weight.buffer, &bias.buffer, &out.buffer],
         groups,
@@ -166,22 +160,12 @@ pub fn conv2d_backward_input(
         &[s.k_h, s.k_w, s.out_c, s.in_c],
         "conv2d transposed kernel",
     )?;
-    let t = TransposeParams {
-        batch: (s.k_h * s.k_w) as u32,
-        rows: s.in_c as u32,
-        cols: s.out_c as u32,
-        _pad: 0,
-    };
-    let transpose = Dispatch::new(
-        gpu,
-        Kernel::Transpose,
-        &t,
-        &[&weight.buffer, &wt.buffer],
-        s.weight_len().div_ceil(256) as u64,
-    )?;
-    let groups = gemm_groups(gpu, s.batch * s.in_h * s.in_w, s.in_c);
+    let transpose = transpose(gpu, &wt, weight, s.k_h * s.k_w, s.in_c, s.out_c)?;
+    let variant = gemm_variant(gpu, s.in_c.is_multiple_of(4) && s.out_c.is_multiple_of(4));
+    let groups = gemm_groups(variant, s.batch * s.in_h * s.in_w, s.in_c);
     let bufs = [&dout.buffer, &wt.buffer, &dinp.buffer];
-    let gemm = Dispatch::new(gpu, Kernel::Conv2dBackwardInput, &params, &bufs, groups)?;
+    let kernel = Kernel::Conv2dBackwardInput;
+    let gemm = Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?;
     Ok(transpose.then(gemm))
 }
 
@@ -205,19 +189,21 @@ pub fn conv2d_backward_weight(
         s.k_h * s.k_w * s.in_c,
         s.batch * s.out_h() * s.out_w(),
     );
-    let (splits, chunk) = split_k_plan(gpu, m, n, k);
-    let groups = gemm_groups(gpu, m, n) * splits as u64;
+    let variant = gemm_variant(gpu, s.in_c.is_multiple_of(4) && k.is_multiple_of(4));
+    let (splits, chunk) = split_k_plan(variant, m, n, k);
+    let groups = gemm_groups(variant, m, n) * splits as u64;
     let kernel = Kernel::Conv2dBackwardWeight;
     if splits == 1 {
         let params = s.params(u32::from(accumulate) << 1, chunk)?;
         let bufs = [&inp.buffer, &dout.buffer, &dweight.buffer];
-        return Dispatch::new(gpu, kernel, &params, &bufs, groups);
+        return Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups);
     }
     let partial = Tensor::zeros(gpu, &[splits, n, m], "conv2d dW partial sums")?;
     let params = s.params(4, chunk)?;
-    let gemm = Dispatch::new(
+    let gemm = Dispatch::gemm(
         gpu,
         kernel,
+        variant,
         &params,
         &[&inp.buffer, &dout.buffer, &partial.buffer],
         groups,

@@ -1,8 +1,9 @@
 //! Dense matmul `C = op(A)·op(B) (+ bias) (relu) (+ C)`: the forward pass of Dense
 //! (`A·B + b`) and its gradients (`dX = dY·Wᵀ`, `dW = Xᵀ·dY`), on the shared GEMM core.
 
+use super::transpose::transpose;
 use super::u32_of;
-use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::gpu::{Dispatch, Gpu, Kernel, Variant};
 use crate::tensor::Tensor;
 use anyhow::{Result, ensure};
 
@@ -52,19 +53,28 @@ impl MatmulShape {
     }
 }
 
-/// Workgroups for a GEMM of `m × n` on this device's kernel family.
-pub(crate) fn gemm_groups(gpu: &Gpu, m: usize, n: usize) -> u64 {
-    let (tm, tn) = Kernel::gemm_tile(gpu.variant);
+/// The kernel family for a GEMM: the device's, with the aligned loaders when `aligned`
+/// (K and the vec4-loaded axes are multiples of 4) allows.
+pub(crate) fn gemm_variant(gpu: &Gpu, aligned: bool) -> Variant {
+    match gpu.variant {
+        Variant::Subgroup | Variant::SubgroupAligned if aligned => Variant::SubgroupAligned,
+        other => other,
+    }
+}
+
+/// Workgroups for a GEMM of `m × n` on kernel family `variant`.
+pub(crate) fn gemm_groups(variant: Variant, m: usize, n: usize) -> u64 {
+    let (tm, tn) = Kernel::gemm_tile(variant);
     (m.div_ceil(tm as usize) * n.div_ceil(tn as usize)) as u64
 }
 
 /// How to split K so that a GEMM with few output tiles still fills the device:
 /// (number of splits, K per split — a multiple of 4, as the cores step K by 4).
-pub(crate) fn split_k_plan(gpu: &Gpu, m: usize, n: usize, k: usize) -> (usize, usize) {
+pub(crate) fn split_k_plan(variant: Variant, m: usize, n: usize, k: usize) -> (usize, usize) {
     // Enough workgroups for every core of a CPU adapter and a fair share of a GPU's;
     // never chunks under 64 so that the reduction stays cheap.
     const TARGET_GROUPS: usize = 128;
-    let tiles = gemm_groups(gpu, m, n) as usize;
+    let tiles = gemm_groups(variant, m, n) as usize;
     let splits = TARGET_GROUPS.div_ceil(tiles).min(k / 64).max(1);
     let chunk = k.div_ceil(splits).next_multiple_of(4).max(4);
     (k.div_ceil(chunk).max(1), chunk)
@@ -125,30 +135,60 @@ pub fn matmul(
     if let Some(bias) = bias {
         bias.expect_len(s.n, "matmul bias")?;
     }
-    let (splits, chunk) = split_k_plan(gpu, s.m, s.n, s.k);
+    // The kernel reads row-major operands only: transpose Aᵀ / Bᵀ into scratch first.
+    let mut pre = Vec::new();
+    let a_rm = if s.trans_a {
+        let t = Tensor::zeros(gpu, &[s.m, s.k], "matmul A, transposed")?;
+        pre.push(transpose(gpu, &t, a, 1, s.k, s.m)?);
+        Some(t)
+    } else {
+        None
+    };
+    let b_rm = if s.trans_b {
+        let t = Tensor::zeros(gpu, &[s.k, s.n], "matmul B, transposed")?;
+        pre.push(transpose(gpu, &t, b, 1, s.n, s.k)?);
+        Some(t)
+    } else {
+        None
+    };
+    let (a, b) = (a_rm.as_ref().unwrap_or(a), b_rm.as_ref().unwrap_or(b));
+    let variant = gemm_variant(gpu, s.k.is_multiple_of(4) && s.n.is_multiple_of(4));
+    let (splits, chunk) = split_k_plan(variant, s.m, s.n, s.k);
+    let flags = s.flags() & (BIAS | RELU | ACCUMULATE);
     let mut params = Params {
         m: u32_of(s.m, "m")?,
         n: u32_of(s.n, "n")?,
         k: u32_of(s.k, "k")?,
-        flags: s.flags(),
+        flags,
         k_chunk: u32_of(chunk, "k")?,
         _pad: [0; 3],
     };
     // Without a bias the binding still needs a buffer. B is already bound read-only; C is
     // not an option (read-only and read-write views of one buffer may not share a dispatch).
     let bias_buf = bias.map(|t| &t.buffer).unwrap_or(&b.buffer);
-    let groups = gemm_groups(gpu, s.m, s.n) * splits as u64;
+    let groups = gemm_groups(variant, s.m, s.n) * splits as u64;
     let kernel = Kernel::Matmul;
-    if splits == 1 {
+    let gemm = if splits == 1 {
         let bufs = [&a.buffer, &b.buffer, bias_buf, &c.buffer];
-        return Dispatch::new(gpu, kernel, &params, &bufs, groups);
-    }
-    let partial = Tensor::zeros(gpu, &[splits, s.m, s.n], "split-K partial sums")?;
-    params.flags = (params.flags & (1 | 2)) | SPLIT;
-    let bufs = [&a.buffer, &b.buffer, bias_buf, &partial.buffer];
-    let gemm = Dispatch::new(gpu, kernel, &params, &bufs, groups)?;
-    let reduce = split_k_reduce(gpu, c, &partial, bias, (s.m, s.n, splits), s.flags())?;
-    Ok(gemm.then(reduce))
+        Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?
+    } else {
+        let partial = Tensor::zeros(gpu, &[splits, s.m, s.n], "split-K partial sums")?;
+        params.flags = SPLIT;
+        let bufs = [&a.buffer, &b.buffer, bias_buf, &partial.buffer];
+        let gemm = Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?;
+        gemm.then(split_k_reduce(
+            gpu,
+            c,
+            &partial,
+            bias,
+            (s.m, s.n, splits),
+            flags,
+        )?)
+    };
+    Ok(match pre.into_iter().reduce(Dispatch::then) {
+        Some(first) => first.then(gemm),
+        None => gemm,
+    })
 }
 
 /// CPU reference of [`matmul`] (f64 accumulation); overwrites or accumulates like the GPU.

@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod optimizer;
 pub mod pool2d;
 pub mod softmax_xent;
+pub mod transpose;
 
 use anyhow::{Result, bail};
 

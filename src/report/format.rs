@@ -101,7 +101,7 @@ fn scores_row(part: &str, s: &Scores) -> String {
 pub(super) fn timing(epoch_seconds: &[f64], images_per_second: f64) -> String {
     let each: Vec<String> = epoch_seconds.iter().map(|s| format!("{s:.1}")).collect();
     format!(
-        "\nseconds per epoch: {} (training only); {images_per_second:.0} img/s\n",
+        "\nseconds per epoch: {} (training only; the first includes compiling the shaders); {images_per_second:.0} img/s\n",
         each.join(", ")
     )
 }

@@ -22,9 +22,8 @@ pub struct Prediction {
 /// ink on a light page into MNIST's light digit on a dark background.
 pub fn load_input_image(path: &Path, shape: [usize; 3], invert: bool) -> Result<Vec<f32>> {
     let [h, w, c] = shape;
-    if !path.is_file() {
-        bail!("image file not found: {}", path.display());
-    }
+    ensure!(path.exists(), "image file not found: {}", path.display());
+    ensure!(path.is_file(), "{} is not a file", path.display());
     let img = image::open(path)
         .with_context(|| format!("{} is not a readable PNG or JPEG image", path.display()))?;
     let (h32, w32) = (u32::try_from(h)?, u32::try_from(w)?);

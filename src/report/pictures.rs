@@ -8,8 +8,8 @@ use crate::layers::{Node, Op};
 use crate::metrics::ConfusionMatrix;
 use crate::model::{History, Sequential};
 use crate::viz::{self, Curves};
-use anyhow::{Context, Result, ensure};
-use std::path::Path;
+use anyhow::{Context, Result, bail, ensure};
+use std::path::{Path, PathBuf};
 
 /// `input.png` is upscaled (nearest neighbour) to at least this many pixels a side, so a
 /// 28x28 digit becomes 224x224 and a 32x32 CIFAR image 224x224.
@@ -31,45 +31,42 @@ pub fn input_scale(h: usize, w: usize) -> u32 {
     viz::upscale(h.max(w), INPUT_PX)
 }
 
-/// Writes every picture into the run directory and records their paths in `files`.
-pub(super) fn write_all(
-    model: &mut Sequential,
-    data: &Split,
-    confusion: &ConfusionMatrix,
-    experiment: &str,
-    history: &History,
-    files: &mut RunFiles,
-) -> Result<()> {
-    let dir = files
-        .weights
-        .parent()
-        .context("the run directory has no parent")?
-        .to_path_buf();
-    files.filters = first_layer_filters(model, &dir.join("filters.png"))?;
-    files.feature_maps = sample_pictures(model, data, &dir, &files.input)?;
-    let title = format!(
-        "{experiment}: test set, accuracy {:.3}",
-        confusion.accuracy()
-    );
-    viz::save_confusion_matrix(
-        confusion,
-        &data.test.class_names,
-        &title,
-        &files.confusion_matrix,
-    )?;
-    let curves = Curves {
-        loss: &history.loss,
-        accuracy: &history.accuracy,
-        val_loss: &history.val_loss,
-        val_accuracy: &history.val_accuracy,
-    };
-    viz::save_training_curves(&curves, experiment, &files.training_curves)?;
-    Ok(())
+/// What the pictures of a finished run are drawn from.
+pub(super) struct RunPictures<'a> {
+    pub experiment: &'a str,
+    pub data: &'a Split,
+    /// Of the test set.
+    pub confusion: &'a ConfusionMatrix,
+    pub history: &'a History,
+    pub out_dir: &'a Path,
+}
+
+impl RunPictures<'_> {
+    /// Writes every picture into the run directory and records the paths that depend on
+    /// the model (filters, feature maps) in `files`.
+    pub fn write(&self, model: &mut Sequential, files: &mut RunFiles) -> Result<()> {
+        files.filters = first_layer_filters(model, &self.out_dir.join("filters.png"))?;
+        files.feature_maps = sample_pictures(model, self.data, self.out_dir, &files.input)?;
+        let title = format!(
+            "{}: test set, accuracy {:.3}",
+            self.experiment,
+            self.confusion.accuracy()
+        );
+        let names = &self.data.test.class_names;
+        viz::save_confusion_matrix(self.confusion, names, &title, &files.confusion_matrix)?;
+        let curves = Curves {
+            loss: &self.history.loss,
+            accuracy: &self.history.accuracy,
+            val_loss: &self.history.val_loss,
+            val_accuracy: &self.history.val_accuracy,
+        };
+        viz::save_training_curves(&curves, self.experiment, &files.training_curves)
+    }
 }
 
 /// Draws the kernel of the first convolution (HWIO) to `path`; `None` when the model has
 /// no convolution.
-fn first_layer_filters(model: &Sequential, path: &Path) -> Result<Option<std::path::PathBuf>> {
+fn first_layer_filters(model: &Sequential, path: &Path) -> Result<Option<PathBuf>> {
     let Some(conv) = model
         .nodes()
         .iter()
@@ -84,7 +81,7 @@ fn first_layer_filters(model: &Sequential, path: &Path) -> Result<Option<std::pa
         .find(|w| w.name == name)
         .with_context(|| format!("the model has no weight '{name}'"))?;
     let [kh, kw, cin, cout] = kernel.shape[..] else {
-        anyhow::bail!("'{name}' has shape {:?}, expected 4-D HWIO", kernel.shape);
+        bail!("'{name}' has shape {:?}, expected 4-D HWIO", kernel.shape);
     };
     viz::save_filters(&kernel.values, kh, kw, cin, cout, path)?;
     Ok(Some(path.to_path_buf()))
@@ -97,7 +94,7 @@ fn sample_pictures(
     data: &Split,
     dir: &Path,
     input_path: &Path,
-) -> Result<Vec<(String, std::path::PathBuf)>> {
+) -> Result<Vec<(String, PathBuf)>> {
     let test = &data.test;
     ensure!(
         !test.is_empty(),
@@ -119,7 +116,7 @@ fn sample_pictures(
             continue;
         }
         let [h, w, c] = out.shape[..] else {
-            anyhow::bail!(
+            bail!(
                 "layer '{}' outputs {:?}, expected [h, w, c]",
                 out.name,
                 out.shape

@@ -1,0 +1,104 @@
+//! Times single kernels at one shape (median of repeated runs): a quick loop for kernel work.
+//! `cargo run --release --example opbench`
+use std::time::Instant;
+use wgcnn::Tensor;
+use wgcnn::gpu::{Dispatch, Gpu};
+use wgcnn::ops::Padding;
+use wgcnn::ops::conv2d::*;
+use wgcnn::ops::matmul::*;
+use wgcnn::testing::random_vec;
+
+fn time(g: &Gpu, d: &Dispatch, reps: usize) -> anyhow::Result<f64> {
+    g.run(&[d])?;
+    g.wait()?;
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            g.run(&[d]).unwrap();
+            g.wait().unwrap();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    Ok(t[reps / 2])
+}
+
+fn main() -> anyhow::Result<()> {
+    let g = Gpu::shared()?;
+    println!("{}", g.describe());
+    let batch: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
+    let only_gemm = std::env::args().any(|a| a == "gemm");
+    for (in_hw, in_c, out_c, pad) in [
+        (28, 1, 64, Padding::Valid),
+        (32, 3, 64, Padding::Same),
+        (16, 64, 64, Padding::Same),
+    ] {
+        let s = Conv2dShape {
+            batch,
+            in_h: in_hw,
+            in_w: in_hw,
+            in_c,
+            out_c,
+            k_h: 3,
+            k_w: 3,
+            stride_h: 1,
+            stride_w: 1,
+            padding: pad,
+        };
+        let x = Tensor::from_slice(&g, &[s.input_len()], &random_vec(s.input_len(), 1), "x")?;
+        let w = Tensor::from_slice(&g, &[s.weight_len()], &random_vec(s.weight_len(), 2), "w")?;
+        let b = Tensor::zeros(&g, &[out_c], "b")?;
+        let y = Tensor::zeros(&g, &[s.output_len()], "y")?;
+        let dy = Tensor::from_slice(&g, &[s.output_len()], &random_vec(s.output_len(), 3), "dy")?;
+        let dx = Tensor::zeros(&g, &[s.input_len()], "dx")?;
+        let dw = Tensor::zeros(&g, &[s.weight_len()], "dw")?;
+        if only_gemm {
+            break;
+        }
+        let f = s.flops() / 1e9;
+        let tf = time(&g, &conv2d_forward(&g, &y, &x, &w, &b, &s, true)?, 9)?;
+        let tx = time(&g, &conv2d_backward_input(&g, &dx, &dy, &w, &s, false)?, 9)?;
+        let tw = time(&g, &conv2d_backward_weight(&g, &dw, &dy, &x, &s, false)?, 9)?;
+        println!(
+            "conv {in_hw}x{in_hw}x{in_c}->{out_c} b{batch}: fwd {:.2} ms ({:.1} GF/s)  dX {:.2} ms ({:.1})  dW {:.2} ms ({:.1})",
+            tf * 1e3,
+            f / tf,
+            tx * 1e3,
+            f / tx,
+            tw * 1e3,
+            f / tw
+        );
+    }
+    for (m, n, k) in [
+        (1024, 1024, 1024),
+        (batch, 10, 43264),
+        (43264, 10, batch),
+        (batch, 43264, 10),
+        (batch, 128, 4096),
+        (4096, 128, batch),
+        (1024, 1024, 1024),
+    ] {
+        let a = Tensor::from_slice(&g, &[m * k], &random_vec(m * k, 4), "a")?;
+        let bt = Tensor::from_slice(&g, &[k * n], &random_vec(k * n, 5), "b")?;
+        let c = Tensor::zeros(&g, &[m * n], "c")?;
+        let s = MatmulShape {
+            m,
+            n,
+            k,
+            ..Default::default()
+        };
+        let t = time(&g, &matmul(&g, &c, &a, &bt, None, &s)?, 7)?;
+        println!(
+            "matmul {m}x{n}x{k}: {:.2} ms ({:.1} GF/s)",
+            t * 1e3,
+            s.flops() / 1e9 / t
+        );
+        if only_gemm {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Runs the `wgcnn` binary as a user would and checks its output, exit codes and errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn wgcnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args(args)
+        .output()
+        .expect("running the wgcnn binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failed run whose stderr names every one of `words`, without a panic.
+fn assert_fails_mentioning(o: &Output, words: &[&str]) {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout:\n{}",
+        stdout(o)
+    );
+    for w in words {
+        assert!(err.contains(w), "stderr should mention {w:?}:\n{err}");
+    }
+    assert!(
+        !err.contains("panicked"),
+        "a panic instead of an error:\n{err}"
+    );
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = wgcnn(&["--help"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for cmd in ["train", "summary", "eval", "predict", "devices"] {
+        assert!(text.contains(cmd), "--help lacks {cmd}:\n{text}");
+    }
+    let train = stdout(&wgcnn(&["train", "--help"]));
+    for flag in [
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--data",
+        "--out",
+        "--limit",
+        "--quiet",
+        "--no-download",
+    ] {
+        assert!(train.contains(flag), "train --help lacks {flag}:\n{train}");
+    }
+}
+
+#[test]
+fn summary_prints_the_lecture_parameter_counts() {
+    for (name, total) in [
+        ("cifar-pool", "Total params: 462,954"),
+        ("cifar-conv", "Total params: 1,845,354"),
+        ("cifar-deep", "Total params: 564,426"),
+        ("mnist-dense", "Total params: 7,850"),
+    ] {
+        let o = wgcnn(&["summary", name]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(stdout(&o).contains(total), "{name}:\n{}", stdout(&o));
+    }
+}
+
+#[test]
+fn unknown_experiment_names_the_valid_ones() {
+    for cmd in ["train", "summary"] {
+        let o = wgcnn(&[cmd, "mnist-lstm"]);
+        assert_fails_mentioning(
+            &o,
+            &[
+                "mnist-lstm",
+                "mnist-dense",
+                "mnist-conv",
+                "cifar-conv",
+                "cifar-pool",
+                "cifar-deep",
+            ],
+        );
+    }
+}
+
+#[test]
+fn missing_data_directory_is_named() {
+    let o = wgcnn(&[
+        "train",
+        "mnist-conv",
+        "--data",
+        "/nonexistent",
+        "--no-download",
+        "--out",
+        tmp("no-data").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "stderr:\n{}", stderr(&o));
+    assert_fails_mentioning(&o, &["error:", "/nonexistent/mnist", "--data"]);
+}
+
+#[test]
+fn predict_reports_a_missing_image() {
+    let o = wgcnn(&[
+        "predict",
+        "mnist-conv",
+        "--weights",
+        "whatever.safetensors",
+        "no-such-digit.png",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_fails_mentioning(&o, &["error:", "no-such-digit.png", "not found"]);
+}
+
+#[test]
+fn eval_reports_missing_weights() {
+    let o = wgcnn(&[
+        "eval",
+        "cifar-pool",
+        "--weights",
+        "/nonexistent/w.safetensors",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_fails_mentioning(&o, &["error:", "/nonexistent/w.safetensors"]);
+}
+
+#[test]
+fn devices_lists_adapter_limits() {
+    let o = wgcnn(&["devices"]);
+    assert!(o.status.success(), "stderr:\n{}", stderr(&o));
+    let text = stdout(&o);
+    for key in [
+        "backend:",
+        "max_storage_buffer_binding_size",
+        "max_compute_workgroups_per_dimension",
+        "max_compute_invocations_per_workgroup",
+        "subgroups:",
+        "wgcnn uses:",
+    ] {
+        assert!(text.contains(key), "devices lacks {key}:\n{text}");
+    }
+}
+
+/// The quick start end to end on a tiny slice: train, then eval and predict its weights.
+#[test]
+fn train_eval_predict_round_trip() {
+    let root = std::env::var_os("WGCNN_DATA")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"),
+            PathBuf::from,
+        );
+    if !root.join("mnist").is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but {} is missing",
+            root.display()
+        );
+        eprintln!("skipping: no MNIST under {}", root.display());
+        return;
+    }
+    let (root, out) = (root.to_str().unwrap(), tmp("round-trip"));
+    let out_s = out.to_str().unwrap();
+    let o = wgcnn(&[
+        "train",
+        "mnist-dense",
+        "--data",
+        root,
+        "--no-download",
+        "--out",
+        out_s,
+        "--epochs",
+        "1",
+        "--limit",
+        "512",
+        "--limit-test",
+        "128",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    assert!(stdout(&o).contains("test accuracy"), "{}", stdout(&o));
+    let weights = out.join("weights.safetensors");
+    assert!(out.join("report.txt").is_file() && weights.is_file());
+
+    let weights = weights.to_str().unwrap();
+    let o = wgcnn(&[
+        "eval",
+        "mnist-dense",
+        "--weights",
+        weights,
+        "--data",
+        root,
+        "--no-download",
+        "--limit-test",
+        "128",
+    ]);
+    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
+    for part in ["accuracy", "precision", "true \\ predicted"] {
+        assert!(
+            stdout(&o).contains(part),
+            "eval output lacks {part:?}:\n{}",
+            stdout(&o)
+        );
+    }
+
+    let input = out.join("input.png");
+    let o = wgcnn(&[
+        "predict",
+        "mnist-dense",
+        "--weights",
+        weights,
+        input.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "predict failed:\n{}", stderr(&o));
+    let line = stdout(&o);
+    assert!(
+        line.contains("input.png:") && line.matches('%').count() == 3,
+        "{line}"
+    );
+
+    // Weights of another architecture: a clear error, not a panic.
+    let o = wgcnn(&[
+        "predict",
+        "mnist-conv",
+        "--weights",
+        weights,
+        input.to_str().unwrap(),
+    ]);
+    assert_fails_mentioning(&o, &["error:", "weights.safetensors"]);
+}
