@@ -1,13 +1,13 @@
-// Dense matmul: C[M, N] = A[M, K] · B[K, N] (+ bias[N]) (relu) (+ C). The launcher
-// transposes an operand first when the op needs Aᵀ or Bᵀ (dX = dY·Wᵀ, dW = Xᵀ·dY), so
-// this kernel only reads row-major operands — as aligned vec4s when K (for A) or N (for
-// B) is a multiple of 4.
+// Dense matmul: C[M, N] = A[M, K] · B[K, N] (+ bias[N]) (relu) (+ C). The kernel reads
+// row-major operands only — as aligned vec4s when K (for A) or N (for B) is a multiple of
+// 4. For Aᵀ or Bᵀ (dX = dY·Wᵀ, dW = Xᵀ·dY) the launcher either transposes an operand
+// first or computes Cᵀ = Bᵀ·Aᵀ with a transposed store, whichever moves less data.
 
 struct Params {
     m: u32,
     n: u32,
     k: u32,
-    flags: u32, // 4: add bias, 8: relu, 16: accumulate into C, 32: write split-K partials
+    flags: u32, // 4: add bias, 8: relu, 16: accumulate into C, 32: write split-K partials, 64: C stored transposed ([N, M])
     k_chunk: u32,
     _pad0: u32,
     _pad1: u32,
@@ -77,7 +77,9 @@ fn store(m: u32, n: u32, v: f32) {
         }
         return;
     }
-    let i = m * p.n + n;
+    // Transposed store: the launcher computed Cᵀ = Bᵀ·Aᵀ because that needed no (or a
+    // smaller) operand transpose; the result still lands in C's layout.
+    let i = select(m * p.n + n, n * p.m + m, (p.flags & 64u) != 0u);
     if (i >= arrayLength(&c)) {
         return;
     }

@@ -6,7 +6,7 @@ struct Params {
     m: u32,
     n: u32,
     splits: u32,
-    flags: u32, // 4: add bias, 8: relu, 16: accumulate into out (matmul's bits)
+    flags: u32, // 4: add bias, 8: relu, 16: accumulate into out, 64: out is [N, M] (matmul's bits)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -20,7 +20,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     let mn = p.m * p.n;
-    if (i >= mn || i >= arrayLength(&out)) {
+    let o = select(i, (i % p.n) * p.m + i / p.n, (p.flags & 64u) != 0u);
+    if (i >= mn || o >= arrayLength(&out)) {
         return;
     }
     var v = 0.0;
@@ -34,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         v = max(v, 0.0);
     }
     if ((p.flags & 16u) != 0u) {
-        v += out[i];
+        v += out[o];
     }
-    out[i] = v;
+    out[o] = v;
 }

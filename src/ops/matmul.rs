@@ -37,6 +37,7 @@ const BIAS: u32 = 4;
 const RELU: u32 = 8;
 const ACCUMULATE: u32 = 16;
 const SPLIT: u32 = 32;
+const TRANSPOSED_C: u32 = 64;
 
 impl MatmulShape {
     fn flags(&self) -> u32 {
@@ -103,7 +104,7 @@ pub(crate) fn split_k_reduce(
         m: m as u32,
         n: n as u32,
         splits: splits as u32,
-        flags: flags & (BIAS | RELU | ACCUMULATE),
+        flags: flags & (BIAS | RELU | ACCUMULATE | TRANSPOSED_C),
     };
     let bias_buf = bias.map(|t| &t.buffer).unwrap_or(&partial.buffer);
     Dispatch::new(
@@ -135,26 +136,34 @@ pub fn matmul(
     if let Some(bias) = bias {
         bias.expect_len(s.n, "matmul bias")?;
     }
-    // The kernel reads row-major operands only: transpose Aᵀ / Bᵀ into scratch first.
+    // The kernel reads row-major operands only. Either transpose Aᵀ / Bᵀ into scratch,
+    // or compute Cᵀ = op(B)ᵀ·op(A)ᵀ with a transposed store — a stored-transposed operand
+    // is then already row-major. Pick whichever transposes fewer elements.
+    let direct_cost = usize::from(s.trans_a) * s.m * s.k + usize::from(s.trans_b) * s.k * s.n;
+    let swapped_cost = usize::from(!s.trans_b) * s.k * s.n + usize::from(!s.trans_a) * s.m * s.k;
+    let swap = !s.bias && swapped_cost < direct_cost;
+    // (rows, cols) of the GEMM the kernel runs, and its operands' needed transposes.
+    let (gm, gn) = if swap { (s.n, s.m) } else { (s.m, s.n) };
     let mut pre = Vec::new();
-    let a_rm = if s.trans_a {
-        let t = Tensor::zeros(gpu, &[s.m, s.k], "matmul A, transposed")?;
-        pre.push(transpose(gpu, &t, a, 1, s.k, s.m)?);
-        Some(t)
-    } else {
-        None
+    let mut row_major = |t: &Tensor, rows: usize, cols: usize, stored_transposed: bool, what: &str| -> Result<Option<Tensor>> {
+        if !stored_transposed {
+            return Ok(None);
+        }
+        // `t` holds the [cols, rows] matrix; make it [rows, cols].
+        let out = Tensor::zeros(gpu, &[rows, cols], what)?;
+        pre.push(transpose(gpu, &out, t, 1, cols, rows)?);
+        Ok(Some(out))
     };
-    let b_rm = if s.trans_b {
-        let t = Tensor::zeros(gpu, &[s.k, s.n], "matmul B, transposed")?;
-        pre.push(transpose(gpu, &t, b, 1, s.n, s.k)?);
-        Some(t)
-    } else {
-        None
-    };
-    let (a, b) = (a_rm.as_ref().unwrap_or(a), b_rm.as_ref().unwrap_or(b));
+    let (a_src, b_src) = if swap { (b, a) } else { (a, b) };
+    // Operand 1 is [gm, k]: A itself (direct) or op(B)ᵀ (swapped, stored transposed iff !trans_b).
+    let a_t = row_major(a_src, gm, s.k, if swap { !s.trans_b } else { s.trans_a }, "matmul operand, transposed")?;
+    // Operand 2 is [k, gn]: B itself (direct) or op(A)ᵀ (swapped, stored transposed iff !trans_a).
+    let b_t = row_major(b_src, s.k, gn, if swap { !s.trans_a } else { s.trans_b }, "matmul operand, transposed")?;
+    let (a, b) = (a_t.as_ref().unwrap_or(a_src), b_t.as_ref().unwrap_or(b_src));
+    let s = &MatmulShape { m: gm, n: gn, ..*s };
     let variant = gemm_variant(gpu, s.k.is_multiple_of(4) && s.n.is_multiple_of(4));
     let (splits, chunk) = split_k_plan(variant, s.m, s.n, s.k);
-    let flags = s.flags() & (BIAS | RELU | ACCUMULATE);
+    let flags = s.flags() & (BIAS | RELU | ACCUMULATE) | if swap { TRANSPOSED_C } else { 0 };
     let mut params = Params {
         m: u32_of(s.m, "m")?,
         n: u32_of(s.n, "n")?,
@@ -173,7 +182,7 @@ pub fn matmul(
         Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?
     } else {
         let partial = Tensor::zeros(gpu, &[splits, s.m, s.n], "split-K partial sums")?;
-        params.flags = SPLIT;
+        params.flags = SPLIT; // partials are [splits, gm, gn]; the reduction transposes
         let bufs = [&a.buffer, &b.buffer, bias_buf, &partial.buffer];
         let gemm = Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?;
         gemm.then(split_k_reduce(
