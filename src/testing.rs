@@ -57,7 +57,10 @@ pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) 
             bad.join("\n")
         );
     }
-    Ok(max_abs_diff(gpu, cpu))
+    let worst = max_abs_diff(gpu, cpu);
+    // Shown with `cargo test -- --nocapture`: the largest error each check saw.
+    eprintln!("{what}: max |gpu − cpu| = {worst:.2e}");
+    Ok(worst)
 }
 
 /// Central finite difference of `f` w.r.t. `x[i]`, in f64.

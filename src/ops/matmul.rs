@@ -145,7 +145,12 @@ pub fn matmul(
     // (rows, cols) of the GEMM the kernel runs, and its operands' needed transposes.
     let (gm, gn) = if swap { (s.n, s.m) } else { (s.m, s.n) };
     let mut pre = Vec::new();
-    let mut row_major = |t: &Tensor, rows: usize, cols: usize, stored_transposed: bool, what: &str| -> Result<Option<Tensor>> {
+    let mut row_major = |t: &Tensor,
+                         rows: usize,
+                         cols: usize,
+                         stored_transposed: bool,
+                         what: &str|
+     -> Result<Option<Tensor>> {
         if !stored_transposed {
             return Ok(None);
         }
@@ -156,9 +161,21 @@ pub fn matmul(
     };
     let (a_src, b_src) = if swap { (b, a) } else { (a, b) };
     // Operand 1 is [gm, k]: A itself (direct) or op(B)ᵀ (swapped, stored transposed iff !trans_b).
-    let a_t = row_major(a_src, gm, s.k, if swap { !s.trans_b } else { s.trans_a }, "matmul operand, transposed")?;
+    let a_t = row_major(
+        a_src,
+        gm,
+        s.k,
+        if swap { !s.trans_b } else { s.trans_a },
+        "matmul operand, transposed",
+    )?;
     // Operand 2 is [k, gn]: B itself (direct) or op(A)ᵀ (swapped, stored transposed iff !trans_a).
-    let b_t = row_major(b_src, s.k, gn, if swap { !s.trans_a } else { s.trans_b }, "matmul operand, transposed")?;
+    let b_t = row_major(
+        b_src,
+        s.k,
+        gn,
+        if swap { !s.trans_a } else { s.trans_b },
+        "matmul operand, transposed",
+    )?;
     let (a, b) = (a_t.as_ref().unwrap_or(a_src), b_t.as_ref().unwrap_or(b_src));
     let s = &MatmulShape { m: gm, n: gn, ..*s };
     let variant = gemm_variant(gpu, s.k.is_multiple_of(4) && s.n.is_multiple_of(4));

@@ -1,0 +1,195 @@
+//! Finite-difference checks of every CPU backward reference: the CPU path is the ground
+//! truth the GPU kernels are compared with, so its gradients are proven here against
+//! central differences of its own forward pass. Loss: L = Σ out·r for a fixed random r,
+//! so ∂L/∂out = r (the softmax-CE check uses its own mean loss).
+
+use wgcnn::ops::Padding;
+use wgcnn::ops::conv2d::*;
+use wgcnn::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
+use wgcnn::ops::pool2d::*;
+use wgcnn::ops::softmax_xent::{softmax_xent_backward_cpu, softmax_xent_forward_cpu};
+use wgcnn::testing::{finite_diff, random_labels, random_vec};
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
+}
+
+/// Compares analytic and numeric gradients at `count` spread-out indices.
+fn check(
+    what: &str,
+    analytic: &[f32],
+    x: &mut [f32],
+    eps: f32,
+    tol: f64,
+    mut loss: impl FnMut(&[f32]) -> f64,
+) {
+    let step = (x.len() / 23).max(1);
+    let mut worst = 0f64;
+    for i in (0..x.len()).step_by(step) {
+        let numeric = finite_diff(x, i, eps, &mut loss);
+        let err = (numeric - f64::from(analytic[i])).abs();
+        worst = worst.max(err);
+        assert!(
+            err <= tol * (1.0 + numeric.abs()),
+            "{what}[{i}]: analytic {} numeric {numeric} (err {err})",
+            analytic[i]
+        );
+    }
+    eprintln!("{what}: worst |analytic − numeric| = {worst:.2e}");
+}
+
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    for (i, s) in [
+        Conv2dShape {
+            batch: 2,
+            in_h: 6,
+            in_w: 5,
+            in_c: 3,
+            out_c: 4,
+            k_h: 3,
+            k_w: 2,
+            stride_h: 2,
+            stride_w: 1,
+            padding: Padding::Same,
+        },
+        Conv2dShape {
+            batch: 1,
+            in_h: 7,
+            in_w: 7,
+            in_c: 2,
+            out_c: 3,
+            k_h: 3,
+            k_w: 3,
+            stride_h: 1,
+            stride_w: 1,
+            padding: Padding::Valid,
+        },
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 10 * i as u64;
+        let (mut x, mut w, mut b) = (
+            random_vec(s.input_len(), seed),
+            random_vec(s.weight_len(), seed + 1),
+            random_vec(s.out_c, seed + 2),
+        );
+        let r = random_vec(s.output_len(), seed + 3);
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        conv2d_backward_cpu(Some(&mut dx), &mut dw, &mut db, &r, &x, &w, s);
+        let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+            let mut y = vec![0.0; s.output_len()];
+            conv2d_forward_cpu(&mut y, x, w, b, s, false);
+            dot(&y, &r)
+        };
+        let (w0, b0, x0) = (w.clone(), b.clone(), x.clone());
+        check("conv2d dX", &dx, &mut x, 1e-2, 1e-3, |x| fwd(x, &w0, &b0));
+        check("conv2d dW", &dw, &mut w, 1e-2, 1e-3, |w| fwd(&x0, w, &b0));
+        check("conv2d db", &db, &mut b, 1e-2, 1e-3, |b| fwd(&x0, &w0, b));
+    }
+}
+
+#[test]
+fn dense_gradients_match_finite_differences() {
+    let (batch, n_in, n_out) = (3, 7, 5);
+    let (mut x, mut w, mut b) = (
+        random_vec(batch * n_in, 1),
+        random_vec(n_in * n_out, 2),
+        random_vec(n_out, 3),
+    );
+    let r = random_vec(batch * n_out, 4);
+    let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; n_out]);
+    dense_backward_cpu(
+        Some(&mut dx),
+        &mut dw,
+        &mut db,
+        &r,
+        &x,
+        &w,
+        batch,
+        n_in,
+        n_out,
+    );
+    let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+        let mut y = vec![0.0; batch * n_out];
+        dense_forward_cpu(&mut y, x, w, b, batch, n_in, n_out);
+        dot(&y, &r)
+    };
+    let (w0, b0, x0) = (w.clone(), b.clone(), x.clone());
+    check("dense dX", &dx, &mut x, 1e-2, 1e-3, |x| fwd(x, &w0, &b0));
+    check("dense dW", &dw, &mut w, 1e-2, 1e-3, |w| fwd(&x0, w, &b0));
+    check("dense db", &db, &mut b, 1e-2, 1e-3, |b| fwd(&x0, &w0, b));
+}
+
+#[test]
+fn pooling_gradients_match_finite_differences() {
+    for s in [
+        Pool2dShape {
+            batch: 2,
+            in_h: 6,
+            in_w: 7,
+            c: 3,
+            pool_h: 2,
+            pool_w: 2,
+            stride_h: 2,
+            stride_w: 2,
+            padding: Padding::Same,
+        },
+        Pool2dShape {
+            batch: 1,
+            in_h: 7,
+            in_w: 6,
+            c: 2,
+            pool_h: 3,
+            pool_w: 2,
+            stride_h: 1,
+            stride_w: 2,
+            padding: Padding::Valid,
+        },
+    ] {
+        let mut x = random_vec(s.input_len(), 5);
+        let r = random_vec(s.output_len(), 6);
+        // Max pooling: a step of 1e-3 must not change which element is the maximum; random
+        // values in [-1, 1) are far enough apart for that at these sizes.
+        let mut y = vec![0.0; s.output_len()];
+        let mut arg = vec![0u32; s.output_len()];
+        maxpool2d_forward_cpu(&mut y, &mut arg, &x, &s);
+        let mut dx = vec![0.0; x.len()];
+        maxpool2d_backward_cpu(&mut dx, &r, &arg, &s);
+        check("maxpool dX", &dx, &mut x, 1e-3, 1e-3, |x| {
+            let (mut y, mut a) = (vec![0.0; s.output_len()], vec![0u32; s.output_len()]);
+            maxpool2d_forward_cpu(&mut y, &mut a, x, &s);
+            dot(&y, &r)
+        });
+        let mut dx = vec![0.0; x.len()];
+        avgpool2d_backward_cpu(&mut dx, &r, &s);
+        check("avgpool dX", &dx, &mut x, 1e-2, 1e-3, |x| {
+            let mut y = vec![0.0; s.output_len()];
+            avgpool2d_forward_cpu(&mut y, x, &s);
+            dot(&y, &r)
+        });
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_gradient_matches_finite_differences() {
+    let (rows, cols) = (5, 7);
+    for valid in [5, 3] {
+        let mut z: Vec<f32> = random_vec(rows * cols, 8).iter().map(|v| v * 3.0).collect();
+        let labels = random_labels(rows, cols, 9);
+        let (mut p, mut loss) = (vec![0.0; rows * cols], vec![0.0; rows]);
+        softmax_xent_forward_cpu(&mut p, &mut loss, &z, &labels, cols, valid);
+        let mut dz = vec![0.0; rows * cols];
+        softmax_xent_backward_cpu(&mut dz, &p, &labels, cols, valid);
+        // The backward is the gradient of the mean loss over the valid rows.
+        check("softmax-CE dlogits", &dz, &mut z, 1e-2, 1e-3, |z| {
+            let (mut p, mut loss) = (vec![0.0; rows * cols], vec![0.0; rows]);
+            softmax_xent_forward_cpu(&mut p, &mut loss, z, &labels, cols, valid);
+            loss.iter().map(|&l| f64::from(l)).sum::<f64>() / valid as f64
+        });
+    }
+}
