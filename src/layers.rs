@@ -4,6 +4,8 @@
 
 use crate::ops::Padding;
 use crate::ops::activation::Act;
+use crate::ops::conv2d::Conv2dShape;
+use crate::ops::pool2d::Pool2dShape;
 use anyhow::{Result, bail, ensure};
 
 /// Activation functions, as in Keras' `activation=` argument.
@@ -262,6 +264,62 @@ pub enum Op {
     Dropout {
         rate: f32,
     },
+}
+
+impl Op {
+    /// The conv2d shapes of this op at `batch` (None unless it is a convolution).
+    pub fn conv_shape(&self, batch: usize) -> Option<Conv2dShape> {
+        match *self {
+            Op::Conv {
+                in_hwc,
+                filters,
+                kernel,
+                strides,
+                padding,
+            } => Some(Conv2dShape {
+                batch,
+                in_h: in_hwc[0],
+                in_w: in_hwc[1],
+                in_c: in_hwc[2],
+                out_c: filters,
+                k_h: kernel.0,
+                k_w: kernel.1,
+                stride_h: strides.0,
+                stride_w: strides.1,
+                padding,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The pooling shapes of this op at `batch` (None unless it is a pooling layer).
+    pub fn pool_shape(&self, batch: usize) -> Option<Pool2dShape> {
+        match *self {
+            Op::MaxPool {
+                in_hwc,
+                pool,
+                strides,
+                padding,
+            }
+            | Op::AvgPool {
+                in_hwc,
+                pool,
+                strides,
+                padding,
+            } => Some(Pool2dShape {
+                batch,
+                in_h: in_hwc[0],
+                in_w: in_hwc[1],
+                c: in_hwc[2],
+                pool_h: pool.0,
+                pool_w: pool.1,
+                stride_h: strides.0,
+                stride_w: strides.1,
+                padding,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// One resolved layer: its Keras name, the op, the activation that follows it, and the

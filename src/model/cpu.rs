@@ -5,13 +5,12 @@
 use super::plan_head;
 use crate::layers::{Activation, Node, Op};
 use crate::ops::activation::{activation_backward_cpu, activation_forward_cpu};
-use crate::ops::conv2d::{Conv2dShape, conv2d_backward_cpu, conv2d_forward_cpu};
+use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use crate::ops::optimizer::Optimizer;
 use crate::ops::pool2d::{
-    Pool2dShape, avgpool2d_backward_cpu, avgpool2d_forward_cpu, maxpool2d_backward_cpu,
-    maxpool2d_forward_cpu,
+    avgpool2d_backward_cpu, avgpool2d_forward_cpu, maxpool2d_backward_cpu, maxpool2d_forward_cpu,
 };
 use crate::ops::softmax_xent::{
     loss_metrics_cpu, softmax_cpu, softmax_xent_backward_cpu, softmax_xent_forward_cpu,
@@ -28,60 +27,6 @@ pub(crate) struct CpuEngine {
 struct Trace {
     acts: Vec<Vec<f32>>,
     argmax: Vec<Vec<u32>>,
-}
-
-fn conv(batch: usize, op: &Op) -> Conv2dShape {
-    let Op::Conv {
-        in_hwc,
-        filters,
-        kernel,
-        strides,
-        padding,
-    } = *op
-    else {
-        unreachable!("conv op")
-    };
-    Conv2dShape {
-        batch,
-        in_h: in_hwc[0],
-        in_w: in_hwc[1],
-        in_c: in_hwc[2],
-        out_c: filters,
-        k_h: kernel.0,
-        k_w: kernel.1,
-        stride_h: strides.0,
-        stride_w: strides.1,
-        padding,
-    }
-}
-
-fn pool(batch: usize, op: &Op) -> Pool2dShape {
-    let (Op::MaxPool {
-        in_hwc,
-        pool,
-        strides,
-        padding,
-    }
-    | Op::AvgPool {
-        in_hwc,
-        pool,
-        strides,
-        padding,
-    }) = *op
-    else {
-        unreachable!("pool op")
-    };
-    Pool2dShape {
-        batch,
-        in_h: in_hwc[0],
-        in_w: in_hwc[1],
-        c: in_hwc[2],
-        pool_h: pool.0,
-        pool_w: pool.1,
-        stride_h: strides.0,
-        stride_w: strides.1,
-        padding,
-    }
 }
 
 impl CpuEngine {
@@ -123,7 +68,7 @@ impl CpuEngine {
                     a,
                     &self.params[i][0],
                     &self.params[i][1],
-                    &conv(batch, &node.op),
+                    &node.op.conv_shape(batch).expect("conv op"),
                     false,
                 ),
                 Op::Dense { n_in, units } => dense_forward_cpu(
@@ -137,9 +82,16 @@ impl CpuEngine {
                 ),
                 Op::MaxPool { .. } => {
                     am = vec![0u32; n_out];
-                    maxpool2d_forward_cpu(&mut y, &mut am, a, &pool(batch, &node.op));
+                    maxpool2d_forward_cpu(
+                        &mut y,
+                        &mut am,
+                        a,
+                        &node.op.pool_shape(batch).expect("pool op"),
+                    );
                 }
-                Op::AvgPool { .. } => avgpool2d_forward_cpu(&mut y, a, &pool(batch, &node.op)),
+                Op::AvgPool { .. } => {
+                    avgpool2d_forward_cpu(&mut y, a, &node.op.pool_shape(batch).expect("pool op"))
+                }
                 Op::Dropout { rate } => match dropout_seed {
                     Some((seed, step)) => {
                         let p = DropoutParams::new(
@@ -222,7 +174,7 @@ impl CpuEngine {
                         &dy,
                         a,
                         &self.params[i][0],
-                        &conv(batch, &node.op),
+                        &node.op.conv_shape(batch).expect("conv op"),
                     );
                 }
                 Op::Dense { n_in, units } => {
@@ -239,10 +191,17 @@ impl CpuEngine {
                         *units,
                     );
                 }
-                Op::MaxPool { .. } => {
-                    maxpool2d_backward_cpu(&mut da, &dy, &t.argmax[i], &pool(batch, &node.op))
-                }
-                Op::AvgPool { .. } => avgpool2d_backward_cpu(&mut da, &dy, &pool(batch, &node.op)),
+                Op::MaxPool { .. } => maxpool2d_backward_cpu(
+                    &mut da,
+                    &dy,
+                    &t.argmax[i],
+                    &node.op.pool_shape(batch).expect("pool op"),
+                ),
+                Op::AvgPool { .. } => avgpool2d_backward_cpu(
+                    &mut da,
+                    &dy,
+                    &node.op.pool_shape(batch).expect("pool op"),
+                ),
                 Op::Dropout { rate } => {
                     let p = DropoutParams::new(
                         a.len(),

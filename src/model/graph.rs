@@ -7,14 +7,12 @@ use crate::gpu::{Dispatch, Gpu, Uniform};
 use crate::layers::{Activation, Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
 use crate::ops::bias::bias_backward;
-use crate::ops::conv2d::{
-    Conv2dShape, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
-};
+use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
 use crate::ops::matmul::{MatmulShape, matmul};
 use crate::ops::optimizer::Optimizer;
 use crate::ops::pool2d::{
-    Pool2dShape, avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward,
+    avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward,
 };
 use crate::ops::softmax_xent::{
     BatchRows, loss_metrics, softmax, softmax_xent_backward, softmax_xent_forward,
@@ -124,58 +122,6 @@ pub(crate) struct Graph {
     pub predict_probs: bool,
 }
 
-fn conv_shape(batch: usize, op: &Op) -> Option<Conv2dShape> {
-    match *op {
-        Op::Conv {
-            in_hwc,
-            filters,
-            kernel,
-            strides,
-            padding,
-        } => Some(Conv2dShape {
-            batch,
-            in_h: in_hwc[0],
-            in_w: in_hwc[1],
-            in_c: in_hwc[2],
-            out_c: filters,
-            k_h: kernel.0,
-            k_w: kernel.1,
-            stride_h: strides.0,
-            stride_w: strides.1,
-            padding,
-        }),
-        _ => None,
-    }
-}
-
-fn pool_shape(batch: usize, op: &Op) -> Option<Pool2dShape> {
-    match *op {
-        Op::MaxPool {
-            in_hwc,
-            pool,
-            strides,
-            padding,
-        }
-        | Op::AvgPool {
-            in_hwc,
-            pool,
-            strides,
-            padding,
-        } => Some(Pool2dShape {
-            batch,
-            in_h: in_hwc[0],
-            in_w: in_hwc[1],
-            c: in_hwc[2],
-            pool_h: pool.0,
-            pool_w: pool.1,
-            stride_h: strides.0,
-            stride_w: strides.1,
-            padding,
-        }),
-        _ => None,
-    }
-}
-
 /// Nodes whose output is a view of their input (no kernel runs).
 fn is_alias(node: &Node) -> bool {
     matches!(node.op, Op::Flatten)
@@ -273,7 +219,7 @@ impl Graph {
                 let relu = node.activation == Activation::Relu;
                 match &node.op {
                     Op::Conv { .. } => {
-                        let s = conv_shape(batch, &node.op).expect("conv op");
+                        let s = node.op.conv_shape(batch).expect("conv op");
                         ds.push(conv2d_forward(
                             gpu,
                             out,
@@ -303,7 +249,7 @@ impl Graph {
                         )?);
                     }
                     Op::MaxPool { .. } => {
-                        let s = pool_shape(batch, &node.op).expect("pool op");
+                        let s = node.op.pool_shape(batch).expect("pool op");
                         ds.push(maxpool2d_forward(
                             gpu,
                             y,
@@ -316,7 +262,7 @@ impl Graph {
                         gpu,
                         y,
                         a,
-                        &pool_shape(batch, &node.op).expect("pool op"),
+                        &node.op.pool_shape(batch).expect("pool op"),
                     )?),
                     Op::Dropout { rate } => {
                         let r = if train { *rate } else { 0.0 };
@@ -393,7 +339,7 @@ impl Graph {
                 }
                 match &node.op {
                     Op::Conv { .. } => {
-                        let s = conv_shape(batch, &node.op).expect("conv op");
+                        let s = node.op.conv_shape(batch).expect("conv op");
                         if let Some(da) = da {
                             train_ds.push(conv2d_backward_input(
                                 gpu,
@@ -451,7 +397,7 @@ impl Graph {
                     }
                     Op::MaxPool { .. } => {
                         if let Some(da) = da {
-                            let s = pool_shape(batch, &node.op).expect("pool op");
+                            let s = node.op.pool_shape(batch).expect("pool op");
                             train_ds.push(maxpool2d_backward(
                                 gpu,
                                 da,
@@ -468,7 +414,7 @@ impl Graph {
                                 gpu,
                                 da,
                                 dy,
-                                &pool_shape(batch, &node.op).expect("pool op"),
+                                &node.op.pool_shape(batch).expect("pool op"),
                                 false,
                             )?);
                         }
