@@ -9,7 +9,7 @@ struct Params {
     flags: u32, // 4: add bias, 8: relu, 16: accumulate into out, 64: out is [N, M] (matmul's bits)
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<storage, read> p: Params;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

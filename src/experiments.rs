@@ -68,15 +68,15 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         "mnist-conv" => e(
             name_of(name),
             DatasetKind::Mnist,
-            3,
-            64,
+            2,
+            32,
             adam,
             "train 1.00, test 0.98",
         ),
         "cifar-conv" => e(
             name_of(name),
             DatasetKind::Cifar10,
-            2,
+            1,
             64,
             adam,
             "1,845,354 params",
@@ -84,7 +84,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         "cifar-pool" => e(
             name_of(name),
             DatasetKind::Cifar10,
-            6,
+            4,
             64,
             adam,
             "462,954 params; train 0.78, test 0.65",
@@ -92,7 +92,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         "cifar-deep" => e(
             name_of(name),
             DatasetKind::Cifar10,
-            6,
+            4,
             64,
             adam,
             "564,426 params; test 0.70",

@@ -236,14 +236,18 @@ impl Gpu {
         Ok(buffer)
     }
 
-    /// A uniform buffer holding `params`.
+    /// A buffer holding a kernel's `params`. Shaders read it as `var<storage, read>`, not
+    /// `var<uniform>`: lavapipe inlines uniform values into loop bounds and compiles a
+    /// shader variant per value set, which for some GEMM shapes recompiled on every
+    /// dispatch and leaked ~10 MB each time (found by a training run hitting the OOM
+    /// killer; `examples/leakcheck.rs` reproduces the pattern).
     pub fn uniform<P: bytemuck::Pod>(&self, params: &P, what: &str) -> wgpu::Buffer {
         let bytes = bytemuck::bytes_of(params);
         bump(&self.counters.buffers_created);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes.len() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         self.queue.write_buffer(&buffer, 0, bytes);
@@ -268,6 +272,8 @@ impl Gpu {
         Dispatch::record_all(&mut encoder, dispatches);
         bump(&self.counters.submits);
         self.queue.submit([encoder.finish()]);
+        // Non-blocking maintenance: lets wgpu free what finished submissions held.
+        let _ = self.device.poll(wgpu::PollType::Poll);
         if let Some(err) = pollster::block_on(scope.pop()) {
             bail!("GPU submission failed validation: {err}");
         }
