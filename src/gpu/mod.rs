@@ -240,14 +240,16 @@ impl Gpu {
     /// `var<uniform>`: lavapipe inlines uniform values into loop bounds and compiles a
     /// shader variant per value set, which for some GEMM shapes recompiled on every
     /// dispatch and leaked ~10 MB each time (found by a training run hitting the OOM
-    /// killer; `examples/leakcheck.rs` reproduces the pattern).
+    /// killer; `tests/memory.rs` guards against it).
     pub fn uniform<P: bytemuck::Pod>(&self, params: &P, what: &str) -> wgpu::Buffer {
         let bytes = bytemuck::bytes_of(params);
         bump(&self.counters.buffers_created);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes.len() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         self.queue.write_buffer(&buffer, 0, bytes);
