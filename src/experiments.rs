@@ -92,7 +92,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         "cifar-deep" => e(
             name_of(name),
             DatasetKind::Cifar10,
-            4,
+            3,
             64,
             adam,
             "564,426 params; test 0.70",
