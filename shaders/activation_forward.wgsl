@@ -8,7 +8,9 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> params: Params;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
@@ -25,6 +27,7 @@ fn f(v: vec4<f32>) -> vec4<f32> {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    p = params;
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i * 4u >= p.n || i >= arrayLength(&y)) {
         return;

@@ -10,7 +10,9 @@ struct Params {
     eps: f32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> params: Params;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read_write> w: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;
@@ -20,6 +22,7 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    p = params;
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= arrayLength(&w) || i >= arrayLength(&m) || i >= arrayLength(&v) || i >= arrayLength(&g)) {
         return;

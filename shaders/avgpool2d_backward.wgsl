@@ -8,6 +8,7 @@
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    p = params;
     let i = linear_id(wid, nwg, lid);
     if (i >= p.batch * p.in_h * p.in_w * p.c / lanes()) {
         return;

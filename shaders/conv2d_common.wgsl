@@ -21,7 +21,9 @@ struct Conv {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Conv;
+@group(0) @binding(0) var<storage, read> params: Conv;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Conv;
 
 // Element (row, col) of the virtual im2col matrix: row = output pixel (n, oh, ow),
 // col = kernel tap (kh, kw, ci). Returns (index into x, 1), or (0, 0) when the tap falls

@@ -8,7 +8,9 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> params: Params;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
@@ -23,6 +25,7 @@ fn pcg(v: u32) -> u32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    p = params;
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= p.n || i >= arrayLength(&y)) {
         return;

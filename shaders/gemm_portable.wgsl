@@ -15,6 +15,7 @@ var<private> split_index: u32;
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    p = params;
     let dims = gemm_dims();
     let tiles_n = (dims.y + TILE - 1u) / TILE;
     let tiles = ((dims.x + TILE - 1u) / TILE) * tiles_n;

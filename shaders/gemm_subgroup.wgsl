@@ -20,6 +20,7 @@ var<private> split_index: u32;
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
+    p = params;
     let dims = gemm_dims();
     let tiles_n = (dims.y + TN - 1u) / TN;
     let tiles = ((dims.x + TM - 1u) / TM) * tiles_n;

@@ -9,7 +9,9 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> params: Params;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> probs: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read> loss: array<f32>;
@@ -20,6 +22,7 @@ var<workgroup> hit_part: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) lid: u32) {
+    p = params;
     var l = 0.0;
     var hits = 0.0;
     for (var r = lid; r < min(p.valid, p.rows); r += 64u) {

@@ -20,7 +20,9 @@ struct Pool {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> p: Pool;
+@group(0) @binding(0) var<storage, read> params: Pool;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Pool;
 
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * 256u + lid;

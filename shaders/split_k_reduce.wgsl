@@ -9,7 +9,9 @@ struct Params {
     flags: u32, // 4: add bias, 8: relu, 16: accumulate into out, 64: out is [N, M] (matmul's bits)
 }
 
-@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(0) var<storage, read> params: Params;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -18,6 +20,7 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
+    p = params;
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     let mn = p.m * p.n;
     let o = select(i, (i % p.n) * p.m + i / p.n, (p.flags & 64u) != 0u);
