@@ -16,30 +16,30 @@ fn gemm_dims() -> vec3<u32> {
 
 // Index into dout of (input pixel m, tap k = (kh, kw, co)), or (0, 0) if no window matches.
 fn dout_index(m: u32, k: u32) -> vec2<u32> {
-    let kwc = p.k_w * p.out_c;
-    let kh = k / kwc;
+    let kh_rem = divmod(k, p.k_w * p.out_c);
+    let kh = kh_rem.x;
     if (kh >= p.k_h) {
         return vec2<u32>(0u, 0u);
     }
-    let rem = k % kwc;
-    let kw = rem / p.out_c;
-    let co = rem % p.out_c;
-    let hw = p.in_h * p.in_w;
-    let n = m / hw;
-    let r = m % hw;
-    let ih = r / p.in_w;
-    let iw = r % p.in_w;
+    let kw_co = divmod(kh_rem.y, p.out_c);
+    let kw = kw_co.x;
+    let co = kw_co.y;
+    let n_r = divmod(m, p.in_h * p.in_w);
+    let n = n_r.x;
+    let ih_iw = divmod(n_r.y, p.in_w);
+    let ih = ih_iw.x;
+    let iw = ih_iw.y;
     let th = i32(ih + p.pad_top) - i32(kh);
     let tw = i32(iw + p.pad_left) - i32(kw);
     if (th < 0 || tw < 0) {
         return vec2<u32>(0u, 0u);
     }
-    let oh = u32(th) / p.stride_h;
-    let ow = u32(tw) / p.stride_w;
-    if (oh * p.stride_h != u32(th) || ow * p.stride_w != u32(tw) || oh >= p.out_h || ow >= p.out_w) {
+    let oh = divmod(u32(th), p.stride_h);
+    let ow = divmod(u32(tw), p.stride_w);
+    if (oh.y != 0u || ow.y != 0u || oh.x >= p.out_h || ow.x >= p.out_w) {
         return vec2<u32>(0u, 0u);
     }
-    let i = ((n * p.out_h + oh) * p.out_w + ow) * p.out_c + co;
+    let i = ((n * p.out_h + oh.x) * p.out_w + ow.x) * p.out_c + co;
     return vec2<u32>(i, select(0u, 1u, i < arrayLength(&dout) * 4u));
 }
 

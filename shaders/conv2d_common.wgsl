@@ -25,21 +25,32 @@ struct Conv {
 // Read once into a private copy: on lavapipe every storage read is a per-lane loop.
 var<private> p: Conv;
 
+// (n / d, n % d) through an f32 divide: lavapipe has no SIMD integer division (each `/`
+// or `%` becomes eight scalar divides), a float divide is one instruction. Exact for
+// n < 2^24, which the launcher checks: the rounded quotient is never too small and at
+// most one too large.
+fn divmod(n: u32, d: u32) -> vec2<u32> {
+    var q = u32(f32(n) / f32(d));
+    q = select(q, q - 1u, q * d > n);
+    return vec2<u32>(q, n - q * d);
+}
+
 // Element (row, col) of the virtual im2col matrix: row = output pixel (n, oh, ow),
 // col = kernel tap (kh, kw, ci). Returns (index into x, 1), or (0, 0) when the tap falls
 // in the padding or past the last column. When in_c % 4 == 0 and col % 4 == 0 the four
 // columns col..col+3 are four consecutive channels of one tap: one aligned vec4.
 fn im2col(x_len: u32, row: u32, col: u32) -> vec2<u32> {
     let hw = p.out_h * p.out_w;
-    let n = row / hw;
-    let r = row % hw;
-    let oh = r / p.out_w;
-    let ow = r % p.out_w;
-    let kwc = p.k_w * p.in_c;
-    let kh = col / kwc;
-    let rem = col % kwc;
-    let kw = rem / p.in_c;
-    let ci = rem % p.in_c;
+    let n_r = divmod(row, hw);
+    let oh_ow = divmod(n_r.y, p.out_w);
+    let kh_rem = divmod(col, p.k_w * p.in_c);
+    let kw_ci = divmod(kh_rem.y, p.in_c);
+    let n = n_r.x;
+    let oh = oh_ow.x;
+    let ow = oh_ow.y;
+    let kh = kh_rem.x;
+    let kw = kw_ci.x;
+    let ci = kw_ci.y;
     let ih = i32(oh * p.stride_h + kh) - i32(p.pad_top);
     let iw = i32(ow * p.stride_w + kw) - i32(p.pad_left);
     if (kh >= p.k_h || ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
