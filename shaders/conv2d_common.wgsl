@@ -25,16 +25,6 @@ struct Conv {
 // Read once into a private copy: on lavapipe every storage read is a per-lane loop.
 var<private> p: Conv;
 
-// (n / d, n % d) through an f32 divide: lavapipe has no SIMD integer division (each `/`
-// or `%` becomes eight scalar divides), a float divide is one instruction. Exact for
-// n < 2^24, which the launcher checks: the rounded quotient is never too small and at
-// most one too large.
-fn divmod(n: u32, d: u32) -> vec2<u32> {
-    var q = u32(f32(n) / f32(d));
-    q = select(q, q - 1u, q * d > n);
-    return vec2<u32>(q, n - q * d);
-}
-
 // Element (row, col) of the virtual im2col matrix: row = output pixel (n, oh, ow),
 // col = kernel tap (kh, kw, ci). Returns (index into x, 1), or (0, 0) when the tap falls
 // in the padding or past the last column. When in_c % 4 == 0 and col % 4 == 0 the four

@@ -37,11 +37,10 @@ fn lanes() -> u32 {
 // (n, row, col, first channel) of the `i`-th invocation over a [batch, h, w, c] tensor.
 fn coords(i: u32, h: u32, w: u32) -> vec4<u32> {
     let groups = p.c / lanes();
-    let c = (i % groups) * lanes();
-    let col = (i / groups) % w;
-    let row = (i / (groups * w)) % h;
-    let n = i / (groups * w * h);
-    return vec4<u32>(n, row, col, c);
+    let pix_g = divmod(i, groups);
+    let n_row_col = divmod(pix_g.x, w);
+    let n_row = divmod(n_row_col.x, h);
+    return vec4<u32>(n_row.x, n_row.y, n_row_col.y, pix_g.y * lanes());
 }
 
 // Valid input rows [start, end) of output row `o` along one axis.
@@ -57,8 +56,8 @@ fn windows_of(i: u32, stride: u32, pad: u32, size: u32, out_len: u32) -> vec2<u3
     let t = i + pad; // position in padded coordinates
     var first = 0u;
     if (t + 1u > size) {
-        first = (t + 1u - size + stride - 1u) / stride;
+        first = divmod(t + 1u - size + stride - 1u, stride).x;
     }
-    let last = min(t / stride, out_len - 1u);
+    let last = min(divmod(t, stride).x, out_len - 1u);
     return vec2<u32>(first, last);
 }

@@ -23,7 +23,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     p = params;
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     let mn = p.m * p.n;
-    let o = select(i, (i % p.n) * p.m + i / p.n, (p.flags & 64u) != 0u);
+    let row_col = divmod(i, p.n);
+    let o = select(i, row_col.y * p.m + row_col.x, (p.flags & 64u) != 0u);
     if (i >= mn || o >= arrayLength(&out)) {
         return;
     }
@@ -32,7 +33,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         v += partial[s * mn + i];
     }
     if ((p.flags & 4u) != 0u) {
-        v += bias[i % p.n];
+        v += bias[row_col.y];
     }
     if ((p.flags & 8u) != 0u) {
         v = max(v, 0.0);

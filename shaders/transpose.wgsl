@@ -24,8 +24,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.batch * per || i >= arrayLength(&out)) {
         return;
     }
-    let b = i / per;
-    let c = (i % per) / p.rows;
-    let r = i % p.rows;
+    let b_rem = divmod(i, per);
+    let c_r = divmod(b_rem.y, p.rows);
+    let b = b_rem.x;
+    let c = c_r.x;
+    let r = c_r.y;
     out[i] = inp[b * per + r * p.cols + c];
 }

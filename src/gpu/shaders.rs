@@ -35,6 +35,7 @@ const GEMM_PORTABLE: &str = shader!("gemm_portable");
 const GEMM_SUBGROUP: &str = shader!("gemm_subgroup");
 const CONV2D_COMMON: &str = shader!("conv2d_common");
 const POOL2D_COMMON: &str = shader!("pool2d_common");
+const DIVMOD: &str = shader!("divmod");
 
 /// Every compute kernel wgcnn dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,6 +106,23 @@ impl Kernel {
         )
     }
 
+    /// True for the kernels that split indices with `divmod` (exact below 2^24; their
+    /// launchers check the sizes).
+    fn uses_divmod(self) -> bool {
+        matches!(
+            self,
+            Kernel::Conv2dForward
+                | Kernel::Conv2dBackwardInput
+                | Kernel::Conv2dBackwardWeight
+                | Kernel::MaxPool2dForward
+                | Kernel::MaxPool2dBackward
+                | Kernel::AvgPool2dForward
+                | Kernel::AvgPool2dBackward
+                | Kernel::Transpose
+                | Kernel::SplitKReduce
+        )
+    }
+
     /// Rows × columns of the output tile one workgroup of a GEMM kernel computes.
     pub fn gemm_tile(variant: Variant) -> (u32, u32) {
         match variant {
@@ -139,6 +157,9 @@ impl Kernel {
             Kernel::DropoutBackward => shader!("dropout_backward"),
         };
         let mut src = String::new();
+        if self.uses_divmod() {
+            src.push_str(DIVMOD);
+        }
         match self {
             Kernel::Conv2dForward | Kernel::Conv2dBackwardInput | Kernel::Conv2dBackwardWeight => {
                 src.push_str(CONV2D_COMMON)

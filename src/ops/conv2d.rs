@@ -36,15 +36,6 @@ impl Conv2dShape {
         );
         self.padding.out_len(self.in_h, self.k_h, self.stride_h)?;
         self.padding.out_len(self.in_w, self.k_w, self.stride_w)?;
-        // The kernels split indices with an f32 divide (conv2d_common.wgsl), exact below 2^24.
-        const EXACT: usize = 1 << 24;
-        let pixels = self.batch * self.in_h.max(self.out_h()) * self.in_w.max(self.out_w());
-        let taps = self.k_h * self.k_w * self.in_c.max(self.out_c);
-        ensure!(
-            pixels < EXACT && taps < EXACT,
-            "conv2d: {pixels} pixels per batch or {taps} kernel taps; the kernels index \
-             below 2^24 = {EXACT}: use a smaller batch"
-        );
         Ok(())
     }
     pub fn out_h(&self) -> usize {
