@@ -70,6 +70,10 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         c(2, 9, 7, 8, 12, 3, 3, 2, 2, Padding::Same),
         c(2, 6, 5, 16, 8, 3, 3, 1, 1, Padding::Valid),
         c(1, 5, 6, 4, 4, 2, 3, 1, 2, Padding::Same),
+        // long K = B·OH·OW: dW splits K over workgroups (both dW layouts, aligned or not)
+        c(4, 28, 28, 1, 8, 3, 3, 1, 1, Padding::Valid),
+        c(3, 17, 19, 3, 12, 3, 3, 1, 1, Padding::Same),
+        c(3, 12, 12, 8, 8, 3, 3, 1, 1, Padding::Same),
     ]
 }
 

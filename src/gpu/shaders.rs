@@ -46,6 +46,7 @@ pub enum Kernel {
     Conv2dForward,
     Conv2dBackwardInput,
     Conv2dBackwardWeight,
+    Conv2dBackwardWeightTaps,
     BiasBackward,
     MaxPool2dForward,
     MaxPool2dBackward,
@@ -72,6 +73,7 @@ impl Kernel {
             Kernel::Conv2dForward => "conv2d_forward",
             Kernel::Conv2dBackwardInput => "conv2d_backward_input",
             Kernel::Conv2dBackwardWeight => "conv2d_backward_weight",
+            Kernel::Conv2dBackwardWeightTaps => "conv2d_backward_weight_taps",
             Kernel::BiasBackward => "bias_backward",
             Kernel::MaxPool2dForward => "maxpool2d_forward",
             Kernel::MaxPool2dBackward => "maxpool2d_backward",
@@ -103,6 +105,7 @@ impl Kernel {
                 | Kernel::Conv2dForward
                 | Kernel::Conv2dBackwardInput
                 | Kernel::Conv2dBackwardWeight
+                | Kernel::Conv2dBackwardWeightTaps
         )
     }
 
@@ -114,6 +117,7 @@ impl Kernel {
             Kernel::Conv2dForward
                 | Kernel::Conv2dBackwardInput
                 | Kernel::Conv2dBackwardWeight
+                | Kernel::Conv2dBackwardWeightTaps
                 | Kernel::MaxPool2dForward
                 | Kernel::MaxPool2dBackward
                 | Kernel::AvgPool2dForward
@@ -140,6 +144,7 @@ impl Kernel {
             Kernel::Conv2dForward => shader!("conv2d_forward"),
             Kernel::Conv2dBackwardInput => shader!("conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => shader!("conv2d_backward_weight"),
+            Kernel::Conv2dBackwardWeightTaps => shader!("conv2d_backward_weight_taps"),
             Kernel::BiasBackward => shader!("bias_backward"),
             Kernel::MaxPool2dForward => shader!("maxpool2d_forward"),
             Kernel::MaxPool2dBackward => shader!("maxpool2d_backward"),
@@ -161,9 +166,10 @@ impl Kernel {
             src.push_str(DIVMOD);
         }
         match self {
-            Kernel::Conv2dForward | Kernel::Conv2dBackwardInput | Kernel::Conv2dBackwardWeight => {
-                src.push_str(CONV2D_COMMON)
-            }
+            Kernel::Conv2dForward
+            | Kernel::Conv2dBackwardInput
+            | Kernel::Conv2dBackwardWeight
+            | Kernel::Conv2dBackwardWeightTaps => src.push_str(CONV2D_COMMON),
             Kernel::MaxPool2dForward
             | Kernel::MaxPool2dBackward
             | Kernel::AvgPool2dForward

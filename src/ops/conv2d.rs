@@ -183,22 +183,29 @@ pub fn conv2d_backward_weight(
     dout.expect_len(s.output_len(), "conv2d doutput")?;
     inp.expect_len(s.input_len(), "conv2d input")?;
     // K = B·OH·OW is long while M·N (the kernel) is small: split K over workgroups.
-    // The GEMM computes dWᵀ (M = CO, N = taps); the reduction sees the HWIO layout.
-    let (m, n, k) = (
-        s.out_c,
-        s.k_h * s.k_w * s.in_c,
-        s.batch * s.out_h() * s.out_w(),
-    );
-    let variant = gemm_variant(gpu, s.in_c.is_multiple_of(4) && k.is_multiple_of(4));
+    // With channels in multiples of 4 the GEMM computes dWᵀ (M = CO, N = taps) so that
+    // im2col loads vec4 along the channels; otherwise (a first layer on 1 or 3 channels)
+    // it computes dW itself (M = taps, N = CO) and loads dout as vec4 along CO.
+    let k = s.batch * s.out_h() * s.out_w();
+    let taps = s.k_h * s.k_w * s.in_c;
+    let by_taps = !s.in_c.is_multiple_of(4);
+    let (kernel, m, n, aligned) = if by_taps {
+        let aligned = s.out_c.is_multiple_of(4) && k.is_multiple_of(4);
+        (Kernel::Conv2dBackwardWeightTaps, taps, s.out_c, aligned)
+    } else {
+        let aligned = k.is_multiple_of(4);
+        (Kernel::Conv2dBackwardWeight, s.out_c, taps, aligned)
+    };
+    let variant = gemm_variant(gpu, aligned);
     let (splits, chunk) = split_k_plan(variant, m, n, k);
     let groups = gemm_groups(variant, m, n) * splits as u64;
-    let kernel = Kernel::Conv2dBackwardWeight;
     if splits == 1 {
         let params = s.params(u32::from(accumulate) << 1, chunk)?;
         let bufs = [&inp.buffer, &dout.buffer, &dweight.buffer];
         return Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups);
     }
-    let partial = Tensor::zeros(gpu, &[splits, n, m], "conv2d dW partial sums")?;
+    // Both kernels write partial sums in dW's own layout, [splits, taps, CO].
+    let partial = Tensor::zeros(gpu, &[splits, taps, s.out_c], "conv2d dW partial sums")?;
     let params = s.params(4, chunk)?;
     let gemm = Dispatch::gemm(
         gpu,
@@ -214,7 +221,7 @@ pub fn conv2d_backward_weight(
         dweight,
         &partial,
         None,
-        (n, m, splits),
+        (taps, s.out_c, splits),
         accumulate_flag,
     )?))
 }
