@@ -6,6 +6,7 @@ use wgcnn::gpu::{Dispatch, Gpu};
 use wgcnn::ops::Padding;
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::matmul::*;
+use wgcnn::ops::pool2d::*;
 use wgcnn::testing::random_vec;
 
 fn time(g: &Gpu, d: &Dispatch, reps: usize) -> anyhow::Result<f64> {
@@ -70,6 +71,30 @@ fn main() -> anyhow::Result<()> {
             f / tx,
             tw * 1e3,
             f / tw
+        );
+    }
+    for (hw, c) in [(26, 64), (32, 64)] {
+        let s = Pool2dShape {
+            batch,
+            in_h: hw,
+            in_w: hw,
+            c,
+            pool_h: 2,
+            pool_w: 2,
+            stride_h: 2,
+            stride_w: 2,
+            padding: Padding::Valid,
+        };
+        let x = Tensor::from_slice(&g, &[s.input_len()], &random_vec(s.input_len(), 6), "x")?;
+        let y = Tensor::zeros(&g, &[s.output_len()], "y")?;
+        let arg = Tensor::zeros(&g, &[s.output_len()], "argmax")?;
+        let dx = Tensor::zeros(&g, &[s.input_len()], "dx")?;
+        let tf = time(&g, &maxpool2d_forward(&g, &y, &arg, &x, &s)?, 9)?;
+        let tb = time(&g, &maxpool2d_backward(&g, &dx, &y, &arg, &s, false)?, 9)?;
+        println!(
+            "maxpool {hw}x{hw}x{c} b{batch}: fwd {:.2} ms  bwd {:.2} ms",
+            tf * 1e3,
+            tb * 1e3
         );
     }
     for (m, n, k) in [

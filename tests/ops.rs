@@ -293,6 +293,10 @@ fn pool_shapes() -> Vec<Pool2dShape> {
         p(2, 8, 7, 1, 3, 3, 2, 2, Padding::Same),
         p(1, 10, 11, 4, 3, 2, 1, 2, Padding::Valid),
         p(2, 5, 5, 2, 3, 3, 1, 1, Padding::Same),
+        // windows that tile the input (the scatter kernel), odd sizes and 'same' padding
+        p(2, 9, 11, 8, 3, 3, 3, 3, Padding::Valid),
+        p(1, 8, 11, 4, 3, 2, 3, 2, Padding::Same),
+        p(2, 11, 13, 3, 2, 3, 2, 3, Padding::Same),
     ]
 }
 
@@ -335,6 +339,18 @@ fn maxpool_matches_cpu() -> R {
             &format!("maxpool backward {s:?}"),
             &dx.read(&g)?,
             &wdx,
+            1e-6,
+            1e-5,
+        )?;
+        // Accumulating into a gradient that already holds values.
+        let prior = random_vec(s.input_len(), 60 + i as u64);
+        let dx = Tensor::from_slice(&g, &[prior.len()], &prior, "dx")?;
+        g.run(&[&maxpool2d_backward(&g, &dx, &tdy, &arg, s, true)?])?;
+        let want: Vec<f32> = prior.iter().zip(&wdx).map(|(a, b)| a + b).collect();
+        assert_close(
+            &format!("maxpool backward, accumulating {s:?}"),
+            &dx.read(&g)?,
+            &want,
             1e-6,
             1e-5,
         )?;

@@ -50,6 +50,7 @@ pub enum Kernel {
     BiasBackward,
     MaxPool2dForward,
     MaxPool2dBackward,
+    MaxPool2dBackwardWindows,
     AvgPool2dForward,
     AvgPool2dBackward,
     ActivationForward,
@@ -77,6 +78,7 @@ impl Kernel {
             Kernel::BiasBackward => "bias_backward",
             Kernel::MaxPool2dForward => "maxpool2d_forward",
             Kernel::MaxPool2dBackward => "maxpool2d_backward",
+            Kernel::MaxPool2dBackwardWindows => "maxpool2d_backward_windows",
             Kernel::AvgPool2dForward => "avgpool2d_forward",
             Kernel::AvgPool2dBackward => "avgpool2d_backward",
             Kernel::ActivationForward => "activation_forward",
@@ -120,6 +122,7 @@ impl Kernel {
                 | Kernel::Conv2dBackwardWeightTaps
                 | Kernel::MaxPool2dForward
                 | Kernel::MaxPool2dBackward
+                | Kernel::MaxPool2dBackwardWindows
                 | Kernel::AvgPool2dForward
                 | Kernel::AvgPool2dBackward
                 | Kernel::Transpose
@@ -148,6 +151,7 @@ impl Kernel {
             Kernel::BiasBackward => shader!("bias_backward"),
             Kernel::MaxPool2dForward => shader!("maxpool2d_forward"),
             Kernel::MaxPool2dBackward => shader!("maxpool2d_backward"),
+            Kernel::MaxPool2dBackwardWindows => shader!("maxpool2d_backward_windows"),
             Kernel::AvgPool2dForward => shader!("avgpool2d_forward"),
             Kernel::AvgPool2dBackward => shader!("avgpool2d_backward"),
             Kernel::ActivationForward => shader!("activation_forward"),
@@ -172,6 +176,7 @@ impl Kernel {
             | Kernel::Conv2dBackwardWeightTaps => src.push_str(CONV2D_COMMON),
             Kernel::MaxPool2dForward
             | Kernel::MaxPool2dBackward
+            | Kernel::MaxPool2dBackwardWindows
             | Kernel::AvgPool2dForward
             | Kernel::AvgPool2dBackward => src.push_str(POOL2D_COMMON),
             _ => {}

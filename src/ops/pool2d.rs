@@ -147,14 +147,20 @@ pub fn maxpool2d_backward(
     dinp.expect_len(s.input_len(), "maxpool dinput")?;
     dout.expect_len(s.output_len(), "maxpool doutput")?;
     argmax.expect_len(s.output_len(), "maxpool argmax")?;
+    let bufs = [&dout.buffer, &argmax.buffer, &dinp.buffer];
+    if s.stride_h == s.pool_h && s.stride_w == s.pool_w {
+        // Windows tile the input: scatter from each window, 1/(pool area) the invocations.
+        let groups = groups_for(s.output_len() / s.lanes(), 256);
+        return Dispatch::new(
+            gpu,
+            Kernel::MaxPool2dBackwardWindows,
+            &params,
+            &bufs,
+            groups,
+        );
+    }
     let groups = groups_for(s.input_len() / s.lanes(), 256);
-    Dispatch::new(
-        gpu,
-        Kernel::MaxPool2dBackward,
-        &params,
-        &[&dout.buffer, &argmax.buffer, &dinp.buffer],
-        groups,
-    )
+    Dispatch::new(gpu, Kernel::MaxPool2dBackward, &params, &bufs, groups)
 }
 
 /// `out = avgpool(inp)` (mean over the unpadded part of each window).
