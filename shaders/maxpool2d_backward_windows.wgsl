@@ -3,11 +3,14 @@
 // argmax and zero elsewhere. Nothing is gathered and each input element is written once;
 // the last window of a row or column also owns the input rows or columns no window
 // covers ('valid' pooling of an odd size) and writes them zero. Overlapping windows use
-// the gather kernel (maxpool2d_backward.wgsl).
+// the gather kernel (maxpool2d_backward.wgsl). Flag 2 fuses the backward of a relu before
+// the pooling: the gradient passes only where the pooled output (= the relu output at the
+// argmax) is positive.
 
 @group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> argmax: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> y: array<vec4<f32>>; // pooled output (flag 2)
+@group(0) @binding(4) var<storage, read_write> dx: array<vec4<f32>>;
 
 // Input rows (or columns) [lo, hi) that output position o owns.
 fn region(o: u32, stride: u32, pad: u32, out_len: u32, in_len: u32) -> vec2<u32> {
@@ -33,7 +36,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let accumulate = (p.flags & 1u) != 0u;
     let n = arrayLength(&dx);
     if (lanes() == 4u) {
-        let g = dy[o >> 2u];
+        var g = dy[o >> 2u];
+        if ((p.flags & 2u) != 0u) {
+            g = select(vec4<f32>(0.0), g, y[o >> 2u] > vec4<f32>(0.0));
+        }
         let a = argmax[o >> 2u];
         for (var ih = hr.x; ih < hr.y; ih++) {
             for (var iw = wr.x; iw < wr.y; iw++) {
@@ -46,7 +52,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         return;
     }
-    let g = dy[o >> 2u][o & 3u];
+    var g = dy[o >> 2u][o & 3u];
+    if ((p.flags & 2u) != 0u) {
+        g = select(0.0, g, y[o >> 2u][o & 3u] > 0.0);
+    }
     let a = argmax[o >> 2u][o & 3u];
     for (var ih = hr.x; ih < hr.y; ih++) {
         for (var iw = wr.x; iw < wr.y; iw++) {

@@ -354,6 +354,29 @@ fn maxpool_matches_cpu() -> R {
             1e-6,
             1e-5,
         )?;
+        // Fused with the backward of a relu before the pooling (input = relu output).
+        let xr: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+        let txr = Tensor::from_slice(&g, &[xr.len()], &xr, "relu(x)")?;
+        let dx = poisoned(&g, &[s.input_len()], "dx");
+        g.run(&[
+            &maxpool2d_forward(&g, &y, &arg, &txr, s)?,
+            &maxpool2d_relu_backward(&g, &dx, &tdy, &arg, &y, s, false)?,
+        ])?;
+        let mut wdx = vec![0.0; s.input_len()];
+        maxpool2d_forward_cpu(&mut wy, &mut warg, &xr, s);
+        maxpool2d_backward_cpu(&mut wdx, &dy, &warg, s);
+        let want: Vec<f32> = wdx
+            .iter()
+            .zip(&xr)
+            .map(|(d, v)| if *v > 0.0 { *d } else { 0.0 })
+            .collect();
+        assert_close(
+            &format!("maxpool backward fused with relu {s:?}"),
+            &dx.read(&g)?,
+            &want,
+            1e-6,
+            1e-5,
+        )?;
     }
     Ok(())
 }

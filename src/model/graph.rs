@@ -13,6 +13,7 @@ use crate::ops::matmul::{MatmulShape, matmul};
 use crate::ops::optimizer::Optimizer;
 use crate::ops::pool2d::{
     avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward,
+    maxpool2d_relu_backward,
 };
 use crate::ops::softmax_xent::{
     BatchRows, loss_metrics, softmax, softmax_xent_backward, softmax_xent_forward,
@@ -330,11 +331,13 @@ impl Graph {
                 &labels,
                 &rows,
             )?);
+            // Nodes whose relu backward a following max pooling already applied.
+            let mut relu_fused = vec![false; nodes.len()];
             for (i, node) in nodes.iter().enumerate().rev() {
                 let dy = grads[i + 1].as_ref().expect("gradient of the output");
                 let da = grads[i].as_ref();
                 let a = &acts[i];
-                if let Some(act) = backward_activation(node) {
+                if let Some(act) = backward_activation(node).filter(|_| !relu_fused[i]) {
                     train_ds.push(activation_backward(gpu, dy, &acts[i + 1], act)?);
                 }
                 match &node.op {
@@ -398,14 +401,17 @@ impl Graph {
                     Op::MaxPool { .. } => {
                         if let Some(da) = da {
                             let s = node.op.pool_shape(batch).expect("pool op");
-                            train_ds.push(maxpool2d_backward(
-                                gpu,
-                                da,
-                                dy,
-                                argmax[i].as_ref().expect("argmax"),
-                                &s,
-                                false,
-                            )?);
+                            let arg = argmax[i].as_ref().expect("argmax");
+                            // A relu right before the pooling: mask by the pooled output
+                            // here instead of a relu-backward pass over the larger input.
+                            let relu_before =
+                                i > 0 && backward_activation(&nodes[i - 1]) == Some(Act::Relu);
+                            train_ds.push(if relu_before {
+                                relu_fused[i - 1] = true;
+                                maxpool2d_relu_backward(gpu, da, dy, arg, &acts[i + 1], &s, false)?
+                            } else {
+                                maxpool2d_backward(gpu, da, dy, arg, &s, false)?
+                            });
                         }
                     }
                     Op::AvgPool { .. } => {

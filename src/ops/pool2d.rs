@@ -143,11 +143,43 @@ pub fn maxpool2d_backward(
     s: &Pool2dShape,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    let params = s.params(accumulate)?;
+    maxpool_backward(gpu, dinp, dout, argmax, None, s, accumulate)
+}
+
+/// [`maxpool2d_backward`] fused with the backward of a relu that precedes the pooling:
+/// `dinp += relu'(x) ⊙ maxpool'(dout)`. `pooled` is the forward output; a gradient
+/// passes where it is positive (it equals the relu output at the argmax), which saves
+/// the separate relu-backward pass over the larger input.
+pub fn maxpool2d_relu_backward(
+    gpu: &Gpu,
+    dinp: &Tensor,
+    dout: &Tensor,
+    argmax: &Tensor,
+    pooled: &Tensor,
+    s: &Pool2dShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    pooled.expect_len(s.output_len(), "maxpool output")?;
+    maxpool_backward(gpu, dinp, dout, argmax, Some(pooled), s, accumulate)
+}
+
+fn maxpool_backward(
+    gpu: &Gpu,
+    dinp: &Tensor,
+    dout: &Tensor,
+    argmax: &Tensor,
+    pooled: Option<&Tensor>,
+    s: &Pool2dShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let mut params = s.params(accumulate)?;
+    params.flags |= if pooled.is_some() { 2 } else { 0 };
     dinp.expect_len(s.input_len(), "maxpool dinput")?;
     dout.expect_len(s.output_len(), "maxpool doutput")?;
     argmax.expect_len(s.output_len(), "maxpool argmax")?;
-    let bufs = [&dout.buffer, &argmax.buffer, &dinp.buffer];
+    // Without the relu mask the shader never reads `y`; dout stands in for the binding.
+    let y = pooled.unwrap_or(dout);
+    let bufs = [&dout.buffer, &argmax.buffer, &y.buffer, &dinp.buffer];
     if s.stride_h == s.pool_h && s.stride_w == s.pool_w {
         // Windows tile the input: scatter from each window, 1/(pool area) the invocations.
         let groups = groups_for(s.output_len() / s.lanes(), 256);
