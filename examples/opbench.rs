@@ -97,14 +97,16 @@ fn main() -> anyhow::Result<()> {
             tb * 1e3
         );
     }
-    for (m, n, k) in [
-        (1024, 1024, 1024),
-        (batch, 10, 43264),
-        (43264, 10, batch),
-        (batch, 43264, 10),
-        (batch, 128, 4096),
-        (4096, 128, batch),
-        (1024, 1024, 1024),
+    // Dense passes as the graph records them: forward A·W, dX = dY·Wᵀ, dW = Xᵀ·dY.
+    for (m, n, k, trans_a, trans_b, what) in [
+        (1024, 1024, 1024, false, false, "gemm"),
+        (batch, 10, 43264, false, false, "dense fwd"),
+        (batch, 43264, 10, false, true, "dense dX"),
+        (43264, 10, batch, true, false, "dense dW"),
+        (batch, 128, 4096, false, false, "dense fwd"),
+        (batch, 4096, 128, false, true, "dense dX"),
+        (4096, 128, batch, true, false, "dense dW"),
+        (1024, 1024, 1024, false, false, "gemm"),
     ] {
         let a = Tensor::from_slice(&g, &[m * k], &random_vec(m * k, 4), "a")?;
         let bt = Tensor::from_slice(&g, &[k * n], &random_vec(k * n, 5), "b")?;
@@ -113,11 +115,13 @@ fn main() -> anyhow::Result<()> {
             m,
             n,
             k,
+            trans_a,
+            trans_b,
             ..Default::default()
         };
         let t = time(&g, &matmul(&g, &c, &a, &bt, None, &s)?, 7)?;
         println!(
-            "matmul {m}x{n}x{k}: {:.2} ms ({:.1} GF/s)",
+            "{what} {m}x{n}x{k}: {:.2} ms ({:.1} GF/s)",
             t * 1e3,
             s.flops() / 1e9 / t
         );
