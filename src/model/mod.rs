@@ -24,6 +24,7 @@ use graph::{GpuParams, Graph};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +89,24 @@ pub struct History {
     pub val_accuracy: Vec<f32>,
     /// Wall time of each epoch's training (validation excluded).
     pub epoch_seconds: Vec<f64>,
+}
+
+impl History {
+    /// Keras' line for epoch `e` (0-based): "Epoch 3/10 - 41.2s - loss: … - accuracy: …",
+    /// with " - val_loss: … - val_accuracy: …" when validation ran.
+    pub fn epoch_line(&self, e: usize, epochs: usize) -> String {
+        let mut line = format!(
+            "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}",
+            e + 1,
+            self.epoch_seconds.get(e).copied().unwrap_or(f64::NAN),
+            self.loss.get(e).copied().unwrap_or(f32::NAN),
+            self.accuracy.get(e).copied().unwrap_or(f32::NAN),
+        );
+        if let (Some(vl), Some(va)) = (self.val_loss.get(e), self.val_accuracy.get(e)) {
+            line.push_str(&format!(" - val_loss: {vl:.4} - val_accuracy: {va:.4}"));
+        }
+        line
+    }
 }
 
 /// A named tensor on the host: a layer's weights (`conv2d/kernel`) or outputs.
@@ -443,6 +462,11 @@ impl Sequential {
                 ));
             }
             bar.finish();
+            if cfg.verbose && !std::io::stderr().is_terminal() {
+                // No bar without a terminal (a log file): one line per epoch, like Keras'
+                // verbose=2.
+                eprintln!("{}", history.epoch_line(epoch, cfg.epochs));
+            }
         }
         Ok(history)
     }

@@ -52,17 +52,7 @@ pub(super) fn optimizer(opt: &Optimizer) -> String {
 pub(super) fn history_table(h: &History, epochs: usize) -> String {
     let mut s = String::from("\nTraining history\n");
     for e in 0..h.loss.len() {
-        let _ = write!(
-            s,
-            "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}",
-            e + 1,
-            h.epoch_seconds.get(e).copied().unwrap_or(f64::NAN),
-            h.loss[e],
-            h.accuracy.get(e).copied().unwrap_or(f32::NAN),
-        );
-        if let (Some(vl), Some(va)) = (h.val_loss.get(e), h.val_accuracy.get(e)) {
-            let _ = write!(s, " - val_loss: {vl:.4} - val_accuracy: {va:.4}");
-        }
+        s.push_str(&h.epoch_line(e, epochs));
         s.push('\n');
     }
     s
