@@ -7,7 +7,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    flags: u32, // 4: add bias, 8: relu, 16: accumulate into C, 32: write split-K partials, 64: C stored transposed ([N, M])
+    flags: u32, // 4: add bias, 8: relu, 16: accumulate into C, 32: write split-K partials, 64: C stored transposed ([N, M]), 128: B stored transposed (narrow core)
     k_chunk: u32,
     _pad0: u32,
     _pad1: u32,
@@ -68,6 +68,19 @@ fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
 
 fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
     return b[(k * p.n + min(n, p.n - 4u)) >> 2u];
+}
+
+// For the narrow-output core: B[k..k+4, n] read in place, from B ([K, N]) or, with flag
+// 128, from Bᵀ ([N, K]). Four scalar loads cost about one vec4 load on lavapipe (each is a
+// per-lane loop), far less than transposing B first.
+fn load_bt4_aligned(n: u32, k: u32) -> vec4<f32> {
+    let bt = (p.flags & 128u) != 0u;
+    let step = select(p.n, 1u, bt);
+    let i = select(k * p.n + n, n * p.k + k, bt);
+    let j = i + step;
+    let l = j + step;
+    let o = l + step;
+    return vec4<f32>(b[i >> 2u][i & 3u], b[j >> 2u][j & 3u], b[l >> 2u][l & 3u], b[o >> 2u][o & 3u]);
 }
 
 fn store(m: u32, n: u32, v: f32) {

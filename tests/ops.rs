@@ -174,6 +174,10 @@ fn matmul_all_transposes_match_cpu() -> R {
             (33, 65, 31),
             (70, 5, 129),
             (128, 130, 67),
+            // N ≤ 16 with K % 4 == 0: the narrow-output core (long K: split over K)
+            (33, 10, 64),
+            (70, 16, 36),
+            (9, 3, 1024),
         ] {
             for flags in 0..32u32 {
                 let s = MatmulShape {

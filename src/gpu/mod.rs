@@ -95,16 +95,18 @@ impl Gpu {
         let adapter_features = adapter.features();
         let subgroups = adapter_features.contains(wgpu::Features::SUBGROUP)
             // Our subgroup kernels broadcast within groups of 8..=64 lanes.
-            && info.subgroup_min_size >= 4
+            && info.subgroup_min_size >= 8
             && info.subgroup_max_size <= 64;
         let variant = match variant {
-            Some(Variant::Subgroup | Variant::SubgroupAligned) if !subgroups => {
+            Some(Variant::Subgroup | Variant::SubgroupAligned | Variant::SubgroupNarrow)
+                if !subgroups =>
+            {
                 bail!(
                     "subgroup kernels requested but adapter '{}' has no usable subgroups",
                     info.name
                 )
             }
-            Some(Variant::SubgroupAligned) => Variant::Subgroup,
+            Some(Variant::SubgroupAligned | Variant::SubgroupNarrow) => Variant::Subgroup,
             Some(v) => v,
             None if subgroups => Variant::Subgroup,
             None => Variant::Portable,

@@ -18,6 +18,9 @@ pub enum Variant {
     /// The subgroup GEMM with the op's aligned vec4 loaders (shapes whose K and
     /// vec4-loaded axes are multiples of 4).
     SubgroupAligned,
+    /// The subgroup core for narrow outputs (N ≤ 16, K % 4 == 0): B supplied transposed,
+    /// 2 columns per lane (`gemm_subgroup_nt.wgsl`; matmul only).
+    SubgroupNarrow,
 }
 
 macro_rules! shader {
@@ -33,6 +36,7 @@ macro_rules! shader {
 
 const GEMM_PORTABLE: &str = shader!("gemm_portable");
 const GEMM_SUBGROUP: &str = shader!("gemm_subgroup");
+const GEMM_SUBGROUP_NT: &str = shader!("gemm_subgroup_nt");
 const CONV2D_COMMON: &str = shader!("conv2d_common");
 const POOL2D_COMMON: &str = shader!("pool2d_common");
 const DIVMOD: &str = shader!("divmod");
@@ -135,6 +139,7 @@ impl Kernel {
         match variant {
             Variant::Portable => (32, 32),
             Variant::Subgroup | Variant::SubgroupAligned => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
+            Variant::SubgroupNarrow => (32, 16),
         }
     }
 
@@ -192,6 +197,11 @@ impl Kernel {
                     &GEMM_SUBGROUP
                         .replace("sg_load_a4", "load_a4_aligned")
                         .replace("sg_load_b4", "load_b4_aligned"),
+                ),
+                Variant::SubgroupNarrow => src.push_str(
+                    &GEMM_SUBGROUP_NT
+                        .replace("sg_load_a4", "load_a4_aligned")
+                        .replace("sg_load_bt4", "load_bt4_aligned"),
                 ),
             }
         }

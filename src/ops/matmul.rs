@@ -38,6 +38,7 @@ const RELU: u32 = 8;
 const ACCUMULATE: u32 = 16;
 const SPLIT: u32 = 32;
 const TRANSPOSED_C: u32 = 64;
+const B_TRANSPOSED: u32 = 128;
 
 impl MatmulShape {
     fn flags(&self) -> u32 {
@@ -136,6 +137,9 @@ pub fn matmul(
     if let Some(bias) = bias {
         bias.expect_len(s.n, "matmul bias")?;
     }
+    if narrow(gpu, s) {
+        return matmul_narrow(gpu, c, a, b, bias, s);
+    }
     // The kernel reads row-major operands only. Either transpose Aᵀ / Bᵀ into scratch,
     // or compute Cᵀ = op(B)ᵀ·op(A)ᵀ with a transposed store — a stored-transposed operand
     // is then already row-major. Pick whichever moves fewer elements: a transposed store
@@ -182,8 +186,47 @@ pub fn matmul(
     let (a, b) = (a_t.as_ref().unwrap_or(a_src), b_t.as_ref().unwrap_or(b_src));
     let s = &MatmulShape { m: gm, n: gn, ..*s };
     let variant = gemm_variant(gpu, s.k.is_multiple_of(4) && s.n.is_multiple_of(4));
-    let (splits, chunk) = split_k_plan(variant, s.m, s.n, s.k);
     let flags = s.flags() & (BIAS | RELU | ACCUMULATE) | if swap { TRANSPOSED_C } else { 0 };
+    gemm(gpu, (c, a, b, bias), s, variant, flags, pre)
+}
+
+/// True when the narrow-output core applies: a subgroup device, N ≤ 16 (a classifier
+/// layer), K a multiple of 4 and A row-major (its transpose would cost more than it saves).
+fn narrow(gpu: &Gpu, s: &MatmulShape) -> bool {
+    gpu.variant != Variant::Portable && s.n <= 16 && s.k.is_multiple_of(4) && !s.trans_a
+}
+
+/// `c = a·op(b)` on the narrow-output core, which reads B in place, stored transposed or
+/// not.
+fn matmul_narrow(
+    gpu: &Gpu,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    s: &MatmulShape,
+) -> Result<Dispatch> {
+    let flags = s.flags() & (BIAS | RELU | ACCUMULATE) | if s.trans_b { B_TRANSPOSED } else { 0 };
+    gemm(
+        gpu,
+        (c, a, b, bias),
+        s,
+        Variant::SubgroupNarrow,
+        flags,
+        Vec::new(),
+    )
+}
+
+/// Records the GEMM (split over K when it has few tiles) after the `pre` dispatches.
+fn gemm(
+    gpu: &Gpu,
+    (c, a, b, bias): (&Tensor, &Tensor, &Tensor, Option<&Tensor>),
+    s: &MatmulShape,
+    variant: Variant,
+    flags: u32,
+    pre: Vec<Dispatch>,
+) -> Result<Dispatch> {
+    let (splits, chunk) = split_k_plan(variant, s.m, s.n, s.k);
     let mut params = Params {
         m: u32_of(s.m, "m")?,
         n: u32_of(s.n, "n")?,
@@ -202,7 +245,9 @@ pub fn matmul(
         Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?
     } else {
         let partial = Tensor::zeros(gpu, &[splits, s.m, s.n], "split-K partial sums")?;
-        params.flags = SPLIT; // partials are [splits, gm, gn]; the reduction transposes
+        // Partials are [splits, gm, gn]; the reduction adds the bias, relu, accumulation
+        // and transposed store.
+        params.flags = SPLIT | flags & B_TRANSPOSED;
         let bufs = [&a.buffer, &b.buffer, bias_buf, &partial.buffer];
         let gemm = Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?;
         gemm.then(split_k_reduce(
