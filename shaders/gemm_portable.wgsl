@@ -8,29 +8,20 @@
 
 const TILE: u32 = 32u;
 
-// Which K chunk this workgroup sums (split-K); read by the op's store().
-var<private> split_index: u32;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     p = params;
     let dims = gemm_dims();
-    let tiles_n = (dims.y + TILE - 1u) / TILE;
-    let tiles = ((dims.x + TILE - 1u) / TILE) * tiles_n;
-    let chunk = gemm_k_chunk();
-    let splits = (dims.z + chunk - 1u) / chunk;
-    let linear = wid.x + wid.y * nwg.x;
-    if (linear >= tiles * max(splits, 1u)) {
+    let t = gemm_tile(wid, nwg, dims, TILE, TILE);
+    if (!t.valid) {
         return;
     }
-    let tile = linear % tiles;
-    split_index = linear / tiles;
-    let k_begin = split_index * chunk;
-    let k_end = min(dims.z, k_begin + chunk);
-    let m0 = (tile / tiles_n) * TILE + (lid / 8u) * 4u;
-    let n0 = (tile % tiles_n) * TILE + (lid % 8u) * 4u;
+    let k_begin = t.k_begin;
+    let k_end = t.k_end;
+    let m0 = t.m0 + (lid / 8u) * 4u;
+    let n0 = t.n0 + (lid % 8u) * 4u;
     if (m0 >= dims.x || n0 >= dims.y) {
         return;
     }

@@ -10,29 +10,20 @@
 const TM: u32 = 32u;
 const TN: u32 = 16u;
 
-// Which K chunk this workgroup sums (split-K); read by the op's store().
-var<private> split_index: u32;
-
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(subgroup_invocation_id) lane: u32) {
     p = params;
     let dims = gemm_dims();
-    let tiles_n = (dims.y + TN - 1u) / TN;
-    let tiles = ((dims.x + TM - 1u) / TM) * tiles_n;
-    let chunk = gemm_k_chunk();
-    let splits = (dims.z + chunk - 1u) / chunk;
-    let linear = wid.x + wid.y * nwg.x;
-    if (linear >= tiles * max(splits, 1u)) {
+    let t = gemm_tile(wid, nwg, dims, TM, TN);
+    if (!t.valid) {
         return;
     }
-    let tile = linear % tiles;
-    split_index = linear / tiles;
-    let k_begin = split_index * chunk;
-    let k_end = min(dims.z, k_begin + chunk);
-    let m0 = (tile / tiles_n) * TM;
-    let n0 = (tile % tiles_n) * TN + lane * 2u;
+    let k_begin = t.k_begin;
+    let k_end = t.k_end;
+    let m0 = t.m0;
+    let n0 = t.n0 + lane * 2u;
     let last_m = dims.x - 1u;
     let last_n = dims.y - 1u;
     let ra = min(m0 + lane, last_m);

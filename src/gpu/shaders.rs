@@ -34,6 +34,7 @@ macro_rules! shader {
     };
 }
 
+const GEMM_COMMON: &str = shader!("gemm_common");
 const GEMM_PORTABLE: &str = shader!("gemm_portable");
 const GEMM_SUBGROUP: &str = shader!("gemm_subgroup");
 const GEMM_SUBGROUP_NT: &str = shader!("gemm_subgroup_nt");
@@ -188,6 +189,7 @@ impl Kernel {
         }
         src.push_str(body);
         if self.is_gemm() {
+            src.push_str(GEMM_COMMON);
             match variant {
                 Variant::Portable => src.push_str(GEMM_PORTABLE),
                 // The core loads through sg_load_a4/sg_load_b4: bind them to the op's general
