@@ -1,9 +1,11 @@
 //! The shader table: every kernel's WGSL, loaded with `include_str!`.
 //!
-//! GEMM-shaped ops (dense matmul and the three conv passes) share one GEMM core per
+//! GEMM-shaped ops (dense matmul and the conv passes) share one GEMM core per
 //! [`Variant`]; the op's file supplies `gemm_dims()`, `load_a4()`, `load_b4()` and
-//! `store()`, and the source is the op file followed by the core. That is plain
-//! concatenation, not templating: every piece is a valid WGSL fragment you can read.
+//! `store()`, and the source is the op file followed by `gemm_common.wgsl` and the core.
+//! Kernels that split indices get `divmod.wgsl` first, and conv and pooling kernels their
+//! `*_common.wgsl`. That is plain concatenation, not templating: every piece is a valid
+//! WGSL fragment you can read.
 
 /// The GEMM kernel family. The device's family is chosen once from its features; a
 /// launcher falls back to `Portable` for a shape the subgroup core cannot take (an axis
