@@ -403,3 +403,47 @@ fn bad_input_is_a_clear_error() -> R {
     );
     Ok(())
 }
+
+/// The lecture's own shapes (long split-K dW of a first layer, the narrow classifier core,
+/// tiling max pools fused with relu, flatten views): a few steps on GPU and CPU agree.
+#[test]
+fn lecture_models_train_like_the_cpu_reference() -> R {
+    for name in ["mnist-conv", "cifar-pool", "cifar-deep"] {
+        let e = experiment(name)?;
+        let [h, w, ch] = e.input_shape();
+        let n = 48; // a step of 32 and a partial one of 16
+        let x: Vec<f32> = random_vec(n * h * w * ch, 3)
+            .iter()
+            .map(|v| v.abs())
+            .collect();
+        let y = random_labels(n, 10, 4);
+        // Plain SGD: a weight's change is proportional to its gradient (Adam's first steps
+        // move every weight by about ±lr whatever the gradient's size).
+        let sgd = Optimizer::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+            nesterov: false,
+        };
+        let mut g = compiled(e.model()?, gpu(), sgd, 5)?;
+        let mut c = compiled(e.model()?, Device::Cpu, sgd, 5)?;
+        let cfg = FitConfig {
+            epochs: 1,
+            batch_size: 32,
+            verbose: false,
+            ..Default::default()
+        };
+        let hg = g.fit(&x, &y, &cfg)?;
+        let hc = c.fit(&x, &y, &cfg)?;
+        for (gw, cw) in g.get_weights()?.iter().zip(c.get_weights()?) {
+            assert_close(
+                &format!("{name}: {} after 2 steps", gw.name),
+                &gw.values,
+                &cw.values,
+                1e-4,
+                1e-3,
+            )?;
+        }
+        assert_close(&format!("{name}: loss"), &hg.loss, &hc.loss, 1e-4, 1e-3)?;
+    }
+    Ok(())
+}
