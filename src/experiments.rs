@@ -84,7 +84,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         "cifar-pool" => e(
             name_of(name),
             DatasetKind::Cifar10,
-            4,
+            12,
             64,
             adam,
             "462,954 params; train 0.78, test 0.65",
@@ -92,7 +92,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         "cifar-deep" => e(
             name_of(name),
             DatasetKind::Cifar10,
-            3,
+            6,
             64,
             adam,
             "564,426 params; test 0.70",
