@@ -177,7 +177,7 @@ fn maxpool_backward(
     dinp.expect_len(s.input_len(), "maxpool dinput")?;
     dout.expect_len(s.output_len(), "maxpool doutput")?;
     argmax.expect_len(s.output_len(), "maxpool argmax")?;
-    // Without the relu mask the shader never reads `y`; dout stands in for the binding.
+    // Without the relu mask the kernels ignore `y`; dout (same length) fills its binding.
     let y = pooled.unwrap_or(dout);
     let bufs = [&dout.buffer, &argmax.buffer, &y.buffer, &dinp.buffer];
     if s.stride_h == s.pool_h && s.stride_w == s.pool_w {
