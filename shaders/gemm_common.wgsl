@@ -30,3 +30,16 @@ fn gemm_tile(wid: vec3<u32>, nwg: vec3<u32>, dims: vec3<u32>, tm: u32, tn: u32) 
         linear < tiles * splits,
     );
 }
+
+// Stores columns n0 .. n0+4 of row m, skipping what lies outside the `dims` = (M, N, K)
+// output (the portable and tiled cores' 4×4 blocks).
+fn store_row(m: u32, n0: u32, v: vec4<f32>, dims: vec3<u32>) {
+    if (m >= dims.x) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < dims.y) {
+            store(m, n0 + j, v[j]);
+        }
+    }
+}

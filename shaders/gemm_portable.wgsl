@@ -53,14 +53,3 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     store_row(m0 + 2u, n0, c2, dims);
     store_row(m0 + 3u, n0, c3, dims);
 }
-
-fn store_row(m: u32, n0: u32, v: vec4<f32>, dims: vec3<u32>) {
-    if (m >= dims.x) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        if (n0 + j < dims.y) {
-            store(m, n0 + j, v[j]);
-        }
-    }
-}

@@ -1,6 +1,6 @@
 //! GPU kernels against their CPU references: random data, odd shapes, outputs poisoned
 //! with NaN first so that an unwritten element fails. GEMM-based kernels run on every
-//! kernel family the adapter supports (the portable one is always forced once).
+//! kernel family (the adapter's own, plus portable and tiled forced).
 
 use std::sync::{Arc, OnceLock};
 use wgcnn::Tensor;
@@ -22,17 +22,21 @@ fn gpu() -> Arc<Gpu> {
     Gpu::shared().expect("a GPU adapter (lavapipe in CI) is required")
 }
 
-/// The default device plus, when it uses subgroup kernels, a second one forced portable.
+/// The default device plus devices forced onto the other GEMM families it does not use:
+/// portable always, tiled where the adapter's limits allow (lavapipe's do).
 fn gpus() -> Vec<Arc<Gpu>> {
-    static PORTABLE: OnceLock<Arc<Gpu>> = OnceLock::new();
+    static OTHERS: OnceLock<Vec<Arc<Gpu>>> = OnceLock::new();
     let main = gpu();
-    if main.variant == Variant::Portable {
-        return vec![main];
-    }
-    let portable = PORTABLE.get_or_init(|| {
-        Arc::new(Gpu::with_variant(Some(Variant::Portable)).expect("portable device"))
+    let others = OTHERS.get_or_init(|| {
+        [Variant::Portable, Variant::Tiled]
+            .into_iter()
+            .filter(|v| *v != main.variant)
+            .map(|v| Arc::new(Gpu::with_variant(Some(v)).expect("a forced kernel family")))
+            .collect()
     });
-    vec![main, portable.clone()]
+    std::iter::once(main)
+        .chain(others.iter().cloned())
+        .collect()
 }
 
 fn poisoned(g: &Gpu, shape: &[usize], name: &str) -> Tensor {

@@ -74,15 +74,18 @@ pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
 
 impl Gpu {
     /// Opens the adapter chosen by `WGPU_ADAPTER_NAME` (substring, case-insensitive) or the
-    /// default one, with the adapter's own limits. `WGCNN_KERNELS=portable` forces the
-    /// kernels that need no subgroups (to test them on adapters that have subgroups).
+    /// default one, with the adapter's own limits. `WGCNN_KERNELS=portable|tiled|subgroup`
+    /// forces a GEMM kernel family (to test or time one the adapter would not get).
     pub fn new() -> Result<Gpu> {
         let forced = std::env::var("WGCNN_KERNELS").ok();
         let variant = match forced.as_deref() {
             None | Some("") | Some("auto") => None,
             Some("portable") => Some(Variant::Portable),
+            Some("tiled") => Some(Variant::Tiled),
             Some("subgroup") => Some(Variant::Subgroup),
-            Some(other) => bail!("WGCNN_KERNELS={other}: expected auto, portable or subgroup"),
+            Some(other) => {
+                bail!("WGCNN_KERNELS={other}: expected auto, portable, tiled or subgroup")
+            }
         };
         Self::with_variant(variant)
     }
@@ -97,6 +100,9 @@ impl Gpu {
             // Our subgroup kernels broadcast within groups of 8..=64 lanes.
             && info.subgroup_min_size >= 8
             && info.subgroup_max_size <= 64;
+        let tiled = limits.max_compute_invocations_per_workgroup >= 256
+            && limits.max_compute_workgroup_size_x >= 256
+            && limits.max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
         let variant = match variant {
             Some(Variant::Subgroup | Variant::SubgroupAligned | Variant::SubgroupNarrow)
                 if !subgroups =>
@@ -106,10 +112,16 @@ impl Gpu {
                     info.name
                 )
             }
+            Some(Variant::Tiled) if !tiled => bail!(
+                "tiled kernels requested but adapter '{}' allows only {} invocations and {} bytes \
+                 of workgroup memory per workgroup (they need 256 and {TILED_WORKGROUP_BYTES})",
+                info.name,
+                limits.max_compute_invocations_per_workgroup,
+                limits.max_compute_workgroup_storage_size
+            ),
             Some(Variant::SubgroupAligned | Variant::SubgroupNarrow) => Variant::Subgroup,
             Some(v) => v,
-            None if subgroups => Variant::Subgroup,
-            None => Variant::Portable,
+            None => default_variant(info.device_type, subgroups, tiled),
         };
         let features = if subgroups {
             wgpu::Features::SUBGROUP
@@ -334,6 +346,23 @@ impl Gpu {
     }
 }
 
+/// The GEMM family for an adapter of `device_type` (no run-time autotuning): tiled on a
+/// real GPU, whose on-chip workgroup memory pays (README: H100 figures); subgroup
+/// broadcasts on a CPU adapter such as lavapipe, where barriers are expensive and the
+/// tiled core ran 4-5× slower; portable where neither is available.
+pub fn default_variant(device_type: wgpu::DeviceType, subgroups: bool, tiled: bool) -> Variant {
+    match device_type {
+        wgpu::DeviceType::Cpu if subgroups => Variant::Subgroup,
+        wgpu::DeviceType::Cpu => Variant::Portable,
+        _ if tiled => Variant::Tiled,
+        _ if subgroups => Variant::Subgroup,
+        _ => Variant::Portable,
+    }
+}
+
+/// Workgroup memory of the tiled GEMM core: two 256-vec4 tiles and the K range.
+const TILED_WORKGROUP_BYTES: u32 = 2 * 256 * 16 + 8;
+
 fn pick_adapter() -> Result<wgpu::Adapter> {
     let adapters = enumerate_adapters();
     if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
@@ -362,4 +391,20 @@ fn pick_adapter() -> Result<wgpu::Adapter> {
         .into_iter()
         .min_by_key(|a| (rank(a), backend_rank(a)))
         .ok_or_else(|| anyhow!(NO_ADAPTER_HINT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgpu::DeviceType::*;
+
+    #[test]
+    fn kernel_family_follows_the_adapter() {
+        assert_eq!(default_variant(DiscreteGpu, true, true), Variant::Tiled);
+        assert_eq!(default_variant(IntegratedGpu, false, true), Variant::Tiled);
+        assert_eq!(default_variant(DiscreteGpu, true, false), Variant::Subgroup);
+        assert_eq!(default_variant(Other, false, false), Variant::Portable);
+        assert_eq!(default_variant(Cpu, true, true), Variant::Subgroup);
+        assert_eq!(default_variant(Cpu, false, true), Variant::Portable);
+    }
 }

@@ -12,8 +12,11 @@
 /// it loads as vec4 that is not a multiple of 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Variant {
-    /// Register-blocked GEMM without subgroups: runs everywhere.
+    /// Register-blocked GEMM without subgroups or workgroup memory: runs everywhere.
     Portable,
+    /// Workgroup-memory tiled GEMM (64×64 tiles staged 16 k at a time): the family for
+    /// real GPUs, whose on-chip memory serves the re-reads.
+    Tiled,
     /// Subgroup-broadcast GEMM with a large register block (fast on lavapipe and on GPUs
     /// with subgroups), with the op's general loaders.
     Subgroup,
@@ -38,6 +41,7 @@ macro_rules! shader {
 
 const GEMM_COMMON: &str = shader!("gemm_common");
 const GEMM_PORTABLE: &str = shader!("gemm_portable");
+const GEMM_TILED: &str = shader!("gemm_tiled");
 const GEMM_SUBGROUP: &str = shader!("gemm_subgroup");
 const GEMM_SUBGROUP_NT: &str = shader!("gemm_subgroup_nt");
 const CONV2D_COMMON: &str = shader!("conv2d_common");
@@ -141,6 +145,7 @@ impl Kernel {
     pub fn gemm_tile(variant: Variant) -> (u32, u32) {
         match variant {
             Variant::Portable => (32, 32),
+            Variant::Tiled => (64, 64),
             Variant::Subgroup | Variant::SubgroupAligned => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
             Variant::SubgroupNarrow => (32, 16),
         }
@@ -194,6 +199,7 @@ impl Kernel {
             src.push_str(GEMM_COMMON);
             match variant {
                 Variant::Portable => src.push_str(GEMM_PORTABLE),
+                Variant::Tiled => src.push_str(GEMM_TILED),
                 // The core loads through sg_load_a4/sg_load_b4: bind them to the op's general
                 // or aligned loaders by name (a run-time `if` between them was 2× slower).
                 Variant::Subgroup => src.push_str(&GEMM_SUBGROUP.replace("sg_load_", "load_")),

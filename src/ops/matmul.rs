@@ -193,7 +193,7 @@ pub fn matmul(
 /// True when the narrow-output core applies: a subgroup device, N ≤ 16 (a classifier
 /// layer), K a multiple of 4 and A row-major (its transpose would cost more than it saves).
 fn narrow(gpu: &Gpu, s: &MatmulShape) -> bool {
-    gpu.variant != Variant::Portable && s.n <= 16 && s.k.is_multiple_of(4) && !s.trans_a
+    gpu.variant == Variant::Subgroup && s.n <= 16 && s.k.is_multiple_of(4) && !s.trans_a
 }
 
 /// `c = a·op(b)` on the narrow-output core, which reads B in place, stored transposed or
