@@ -664,7 +664,18 @@ fn wrong_sizes_are_errors_not_panics() {
 #[test]
 fn transpose_matches_cpu() -> R {
     let g = gpu();
-    for (batch, rows, cols) in [(1, 1, 1), (1, 7, 13), (9, 3, 64), (2, 130, 5)] {
+    // Every alignment case of the 4×4-block kernel: rows and/or cols multiples of 4 or not.
+    let shapes = [
+        (1, 1, 1),
+        (1, 7, 13),
+        (9, 3, 64),
+        (2, 130, 5),
+        (3, 8, 12),
+        (2, 12, 5),
+        (1, 32, 4100),
+        (1, 43264, 10),
+    ];
+    for (batch, rows, cols) in shapes {
         let n = batch * rows * cols;
         let x = random_vec(n, n as u64);
         let tx = Tensor::from_slice(&g, &[n], &x, "x")?;

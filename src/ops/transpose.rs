@@ -39,7 +39,8 @@ pub fn transpose(
         Kernel::Transpose,
         &params,
         &[&inp.buffer, &out.buffer],
-        groups_for(n, 256),
+        // One invocation per 4×4 block, 64 per workgroup.
+        groups_for(batch * rows.div_ceil(4) * cols.div_ceil(4), 64),
     )
 }
 
