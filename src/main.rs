@@ -48,9 +48,9 @@ struct TrainArgs {
     /// Learning rate, replacing the optimizer's default
     #[arg(long, value_name = "X")]
     lr: Option<f32>,
-    /// Seed of weight initialisation and shuffling
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
+    /// Seed of weight initialisation and shuffling [default: the experiment's]
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
     #[command(flatten)]
     data: DataArgs,
     /// Run directory [default: runs/<experiment>]
@@ -150,11 +150,12 @@ fn run(command: Command) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    let recipe = RunConfig::new(&args.experiment);
     let cfg = RunConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
-        seed: args.seed,
+        seed: args.seed.unwrap_or(recipe.seed),
         data_root: wgcnn::data::data_root(args.data.data.as_deref()),
         out_dir: args
             .out
@@ -163,7 +164,7 @@ fn train(args: TrainArgs) -> Result<()> {
         limit_test: args.limit_test,
         verbose: !args.quiet,
         download: !args.data.no_download,
-        ..RunConfig::new(&args.experiment)
+        ..recipe
     };
     let run = report::train_experiment(&cfg)?;
     if args.quiet {
@@ -182,11 +183,12 @@ fn summary(name: &str) -> Result<()> {
     let exp = experiments::experiment(name)?;
     print!("{}", exp.model()?.summary());
     println!(
-        "dataset: {}, epochs: {}, batch size: {}, optimizer: {}",
+        "dataset: {}, epochs: {}, batch size: {}, optimizer: {}, seed: {}",
         report::dataset_name(exp.dataset),
         exp.epochs,
         exp.batch_size,
-        report::describe_optimizer(&exp.optimizer)
+        report::describe_optimizer(&exp.optimizer),
+        exp.seed
     );
     println!("lecture: {}", exp.lecture);
     Ok(())

@@ -65,7 +65,7 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Defaults: the experiment's recipe, seed 0, data from [`data::data_root`]`(None)`,
+    /// Defaults: the experiment's recipe (and seed; 0 for other names), data from [`data::data_root`]`(None)`,
     /// output to `runs/<experiment>`, full datasets, verbose, download allowed.
     pub fn new(experiment: &str) -> RunConfig {
         RunConfig {
@@ -73,7 +73,7 @@ impl RunConfig {
             epochs: None,
             batch_size: None,
             lr: None,
-            seed: 0,
+            seed: experiments::experiment(experiment).map_or(0, |e| e.seed),
             data_root: data::data_root(None),
             out_dir: default_out_dir(experiment),
             limit_train: None,
@@ -343,7 +343,11 @@ pub fn train_experiment(cfg: &RunConfig) -> Result<RunReport> {
     // Data first: a missing dataset should fail before the GPU is set up.
     let data = load_data(cfg)?;
     let (mut model, optimizer) = compiled_model(&exp, cfg.seed, cfg.lr)?;
-    let optimizer_line = format!("optimizer: {}\n", describe_optimizer(&optimizer));
+    let optimizer_line = format!(
+        "optimizer: {}, seed: {}\n",
+        describe_optimizer(&optimizer),
+        cfg.seed
+    );
     run(&mut model, &data, cfg, &optimizer_line)
 }
 

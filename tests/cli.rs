@@ -80,6 +80,14 @@ fn summary_prints_the_lecture_parameter_counts() {
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         assert!(stdout(&o).contains(total), "{name}:\n{}", stdout(&o));
     }
+    // The recipe line records what a plain `wgcnn train <name>` runs, seed included.
+    let o = wgcnn(&["summary", "cifar-pool"]);
+    assert!(
+        stdout(&o).contains("epochs: 20, batch size: 32, optimizer: Adam, lr 0.0003")
+            && stdout(&o).contains("seed: 1"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
