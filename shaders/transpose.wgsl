@@ -53,6 +53,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let v3 = inp[(at + 3u * p.cols) >> 2u];
         let o = (base + c0 * p.rows + r0) >> 2u;
         let s = p.rows >> 2u;
+        if (o + 3u * s >= arrayLength(&out)) {
+            return; // cannot happen for a buffer of batch·rows·cols elements
+        }
         out[o] = vec4<f32>(v0.x, v1.x, v2.x, v3.x);
         out[o + s] = vec4<f32>(v0.y, v1.y, v2.y, v3.y);
         out[o + 2u * s] = vec4<f32>(v0.z, v1.z, v2.z, v3.z);
