@@ -94,6 +94,7 @@ fn train_steps(m: &mut Sequential, data: &Data, steps: u64) {
         batch_size: data.batch,
         validation_data: None,
         shuffle: false,
+        horizontal_flip: false,
         verbose: false,
     };
     if full > 0 {

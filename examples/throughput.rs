@@ -127,6 +127,7 @@ impl Data {
             batch_size: self.batch,
             validation_data: None,
             shuffle: false,
+            horizontal_flip: false,
             verbose: false,
         };
         let t = Instant::now();

@@ -23,6 +23,8 @@ pub struct Experiment {
     pub optimizer: Optimizer,
     /// Seed of weight initialisation and shuffling of the recorded run (`--seed` overrides).
     pub seed: u64,
+    /// Mirror training images left-right at random (see [`crate::model::FitConfig`]).
+    pub horizontal_flip: bool,
     /// What the lecture reports, for the README and the run report.
     pub lecture: &'static str,
 }
@@ -54,6 +56,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         batch_size,
         optimizer,
         seed: 0,
+        horizontal_flip: false,
         lecture,
     };
     // Recipes sized for a 2-core software adapter (the README's results table was made
@@ -89,6 +92,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         // 0.60-0.62 on this test file.
         "cifar-pool" => Experiment {
             seed: 1,
+            horizontal_flip: false,
             ..e(
                 name_of(name),
                 DatasetKind::Cifar10,

@@ -51,6 +51,9 @@ struct TrainArgs {
     /// Seed of weight initialisation and shuffling [default: the experiment's]
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Mirror training images left-right at random [default: the experiment's]
+    #[arg(long, value_name = "BOOL")]
+    horizontal_flip: Option<bool>,
     #[command(flatten)]
     data: DataArgs,
     /// Run directory [default: runs/<experiment>]
@@ -156,6 +159,7 @@ fn train(args: TrainArgs) -> Result<()> {
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed.unwrap_or(recipe.seed),
+        horizontal_flip: args.horizontal_flip,
         data_root: wgcnn::data::data_root(args.data.data.as_deref()),
         out_dir: args
             .out
@@ -183,12 +187,17 @@ fn summary(name: &str) -> Result<()> {
     let exp = experiments::experiment(name)?;
     print!("{}", exp.model()?.summary());
     println!(
-        "dataset: {}, epochs: {}, batch size: {}, optimizer: {}, seed: {}",
+        "dataset: {}, epochs: {}, batch size: {}, optimizer: {}, seed: {}{}",
         report::dataset_name(exp.dataset),
         exp.epochs,
         exp.batch_size,
         report::describe_optimizer(&exp.optimizer),
-        exp.seed
+        exp.seed,
+        if exp.horizontal_flip {
+            ", augmentation: horizontal flip"
+        } else {
+            ""
+        }
     );
     println!("lecture: {}", exp.lecture);
     Ok(())

@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub lr: Option<f32>,
     /// Seed of weight initialisation, shuffling and dropout.
     pub seed: u64,
+    /// Random left-right mirroring of training images; `None` = the experiment's.
+    pub horizontal_flip: Option<bool>,
     /// Folder holding `mnist/` and `cifar-10-batches-bin/` (see [`data::data_root`]).
     pub data_root: PathBuf,
     /// Where the run's files go.
@@ -74,6 +76,7 @@ impl RunConfig {
             batch_size: None,
             lr: None,
             seed: experiments::experiment(experiment).map_or(0, |e| e.seed),
+            horizontal_flip: None,
             data_root: data::data_root(None),
             out_dir: default_out_dir(experiment),
             limit_train: None,
@@ -367,6 +370,10 @@ fn run(
 ) -> Result<RunReport> {
     let (epochs, batch_size) = schedule(cfg)?;
     let recipe = experiments::experiment(&cfg.experiment).ok();
+    let horizontal_flip = cfg
+        .horizontal_flip
+        .or(recipe.as_ref().map(|r| r.horizontal_flip))
+        .unwrap_or(false);
     let out_dir = &cfg.out_dir;
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("creating the run directory {}", out_dir.display()))?;
@@ -374,6 +381,9 @@ fn run(
     let mut out = Transcript::new(cfg.verbose);
     out.print(&format::header(&cfg.experiment, data, epochs, batch_size));
     out.print(header_extra);
+    if horizontal_flip {
+        out.print("augmentation: random horizontal flip of training images\n");
+    }
     if let Ok(gpu) = Gpu::shared() {
         out.print(&format!("device: {}\n", gpu.describe()));
     }
@@ -387,6 +397,7 @@ fn run(
         batch_size,
         validation_data: Some((&data.test.images, &data.test.labels)),
         shuffle: true,
+        horizontal_flip,
         verbose: cfg.verbose,
     };
     let history = model.fit(&data.train.images, &data.train.labels, &fit)?;

@@ -58,6 +58,7 @@ fn help_lists_the_subcommands() {
         "--batch-size",
         "--lr",
         "--seed",
+        "--horizontal-flip",
         "--data",
         "--out",
         "--limit",

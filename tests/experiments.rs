@@ -174,6 +174,8 @@ fn mnist_dense_has_no_conv_pictures() {
         run.test.accuracy
     );
     assert_common_files(&run, 1);
+    // Only cifar-pool's recipe mirrors its training images.
+    assert!(!run.text.contains("augmentation"), "{}", run.text);
     assert_eq!(run.files.filters, None);
     assert!(run.files.feature_maps.is_empty());
     let stray: Vec<_> = std::fs::read_dir(&run.out_dir)

@@ -270,6 +270,58 @@ fn small_conv_model_converges_on_generated_bars() -> R {
 }
 
 #[test]
+fn mirror_horizontal_reverses_columns_and_keeps_channels() {
+    // A 2×3 image with 2 channels; pixel (r, c) holds [10r + c, 100 + 10r + c].
+    let px = |r: usize, c: usize| [(10 * r + c) as f32, (100 + 10 * r + c) as f32];
+    let src: Vec<f32> = (0..2)
+        .flat_map(|r| (0..3).flat_map(move |c| px(r, c)))
+        .collect();
+    let want: Vec<f32> = (0..2)
+        .flat_map(|r| (0..3).flat_map(move |c| px(r, 2 - c)))
+        .collect();
+    let mut dst = vec![f32::NAN; src.len()];
+    wgcnn::model::mirror_horizontal(&src, &mut dst, [2, 3, 2]);
+    assert_eq!(dst, want);
+}
+
+/// Class 0: the left half is bright; class 1: the right half. Mirroring turns one class
+/// into the other, so with random flips the labels cannot be learnt (training accuracy
+/// near 1/2), while without them the problem is trivial. Flipping every image, or none,
+/// would show as accuracy near 1 in both runs.
+#[test]
+fn horizontal_flip_mirrors_about_half_the_training_images() -> R {
+    let (n, h, w) = (640, 4, 6);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let y: Vec<u32> = (0..n).map(|_| rng.random_range(0..2u32)).collect();
+    let x: Vec<f32> = y
+        .iter()
+        .flat_map(|&class| (0..h * w).map(move |i| (i % w >= w / 2) as u32 == class))
+        .map(|bright| f32::from(u8::from(bright)) + rng.random_range(0.0..0.3))
+        .collect();
+    let train = |horizontal_flip| -> anyhow::Result<f32> {
+        let mut m = Sequential::new();
+        m.add(Layer::Flatten(Some(vec![h, w, 1])))?;
+        m.add(Dense::new(2).activation(Softmax))?;
+        let mut m = compiled(m, gpu(), Optimizer::adam().with_lr(0.05), 2)?;
+        let cfg = FitConfig {
+            epochs: 3,
+            horizontal_flip,
+            verbose: false,
+            ..Default::default()
+        };
+        Ok(*m.fit(&x, &y, &cfg)?.accuracy.last().unwrap())
+    };
+    let plain = train(false)?;
+    assert!(plain >= 0.95, "without flips: training accuracy {plain}");
+    let flipped = train(true)?;
+    assert!(
+        (0.35..=0.65).contains(&flipped),
+        "with flips: training accuracy {flipped}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_training_step_is_one_submit_and_allocates_nothing() -> R {
     // A device of its own: the shared one's counters move with every parallel test.
     let g = std::sync::Arc::new(wgcnn::Gpu::new()?);
@@ -375,6 +427,14 @@ fn bad_input_is_a_clear_error() -> R {
         ..cfg.clone()
     };
     assert!(msg(m.fit(&x, &[0, 1, 2, 0], &bad_val)).contains("validation_data"));
+    let mut flat = Sequential::new();
+    flat.add(Dense::new(3).input_shape(&[sample]))?;
+    let mut flat = compiled(flat, gpu(), Optimizer::adam(), 1)?;
+    let flip = FitConfig {
+        horizontal_flip: true,
+        ..cfg.clone()
+    };
+    assert!(msg(flat.fit(&x, &[0, 1, 2, 0], &flip)).contains("(height, width, channels)"));
 
     // A diverging loss stops training with the epoch and step.
     let mut diverging = compiled(small_model(false), gpu(), Optimizer::sgd(1e38), 1)?;

@@ -64,6 +64,11 @@ pub struct FitConfig<'a> {
     pub batch_size: usize,
     pub validation_data: Option<(&'a [f32], &'a [u32])>,
     pub shuffle: bool,
+    /// Mirror each training image left-right with probability 1/2, drawn afresh every epoch
+    /// from the model's seed (Keras' `RandomFlip("horizontal")` in front of the model, or
+    /// `ImageDataGenerator(horizontal_flip=True)`). Needs (height, width, channels) inputs.
+    /// Validation data is never flipped.
+    pub horizontal_flip: bool,
     /// Show a progress bar.
     pub verbose: bool,
 }
@@ -75,6 +80,7 @@ impl Default for FitConfig<'_> {
             batch_size: 32,
             validation_data: None,
             shuffle: true,
+            horizontal_flip: false,
             verbose: true,
         }
     }
@@ -115,6 +121,16 @@ pub struct NamedTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub values: Vec<f32>,
+}
+
+/// Writes `src`, an (h, w, c) image, mirrored left-right into `dst`.
+pub fn mirror_horizontal(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3]) {
+    let row = w * c;
+    for (s, d) in src.chunks_exact(row).zip(dst.chunks_exact_mut(row)).take(h) {
+        for (sp, dp) in s.chunks_exact(c).zip(d.chunks_exact_mut(c).rev()) {
+            dp.copy_from_slice(sp);
+        }
+    }
 }
 
 /// What the loss sees at the end of the model.
@@ -366,6 +382,13 @@ impl Sequential {
         }
         let input = self.input_shape.clone().context("no input shape")?;
         let sample: usize = input.iter().product();
+        let flip_shape = match (cfg.horizontal_flip, input.as_slice()) {
+            (false, _) => None,
+            (true, &[h, w, c]) => Some([h, w, c]),
+            (true, _) => bail!(
+                "horizontal_flip needs (height, width, channels) inputs; the model's input shape is {input:?}"
+            ),
+        };
         let batch = cfg.batch_size.min(n);
         let steps = n.div_ceil(batch);
         let seed = self.seed;
@@ -380,6 +403,10 @@ impl Sequential {
                     seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 ));
             }
+            // Its own stream, so turning flips on leaves the shuffle order unchanged.
+            let mut flip_rng = ChaCha8Rng::seed_from_u64(
+                !seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            );
             let bar = progress_bar(cfg.verbose, steps, epoch, cfg.epochs);
             let start = Instant::now();
             let c = self.compiled()?;
@@ -393,8 +420,14 @@ impl Sequential {
             for step in 0..steps {
                 let idx = &order[step * batch..((step + 1) * batch).min(n)];
                 for (j, &i) in idx.iter().enumerate() {
-                    xb[j * sample..(j + 1) * sample]
-                        .copy_from_slice(&x[i * sample..(i + 1) * sample]);
+                    let (src, dst) = (
+                        &x[i * sample..(i + 1) * sample],
+                        &mut xb[j * sample..(j + 1) * sample],
+                    );
+                    match flip_shape {
+                        Some(hwc) if flip_rng.random::<bool>() => mirror_horizontal(src, dst, hwc),
+                        _ => dst.copy_from_slice(src),
+                    }
                     yb[j] = y[i];
                 }
                 let valid = idx.len();
