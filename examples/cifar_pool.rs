@@ -23,6 +23,8 @@ fn main() -> anyhow::Result<()> {
         &[Metric::Accuracy],
     )?;
 
+    // The recipe also mirrors training images left-right at random (cfg.horizontal_flip
+    // is None: the experiment's, on).
     // Summary, fit with a progress bar, scores, per-class report, pictures.
     report::train_model(&mut model, &data, &cfg)?;
     Ok(())

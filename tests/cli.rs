@@ -85,10 +85,12 @@ fn summary_prints_the_lecture_parameter_counts() {
     let o = wgcnn(&["summary", "cifar-pool"]);
     assert!(
         stdout(&o).contains("epochs: 20, batch size: 32, optimizer: Adam, lr 0.0003")
-            && stdout(&o).contains("seed: 1"),
+            && stdout(&o).contains("seed: 1, augmentation: horizontal flip"),
         "{}",
         stdout(&o)
     );
+    let o = wgcnn(&["summary", "cifar-deep"]);
+    assert!(!stdout(&o).contains("augmentation"), "{}", stdout(&o));
 }
 
 #[test]
