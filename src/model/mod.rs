@@ -123,9 +123,12 @@ pub struct NamedTensor {
     pub values: Vec<f32>,
 }
 
-/// Writes `src`, an (h, w, c) image, mirrored left-right into `dst`.
+/// Writes `src`, an (h, w, c) image, mirrored left-right into `dst` (as far as both reach).
 pub fn mirror_horizontal(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3]) {
     let row = w * c;
+    if row == 0 {
+        return; // nothing to mirror (and chunks of 0 would panic)
+    }
     for (s, d) in src.chunks_exact(row).zip(dst.chunks_exact_mut(row)).take(h) {
         for (sp, dp) in s.chunks_exact(c).zip(d.chunks_exact_mut(c).rev()) {
             dp.copy_from_slice(sp);
