@@ -288,18 +288,20 @@ fn main() -> Result<()> {
     }
 
     for (name, batch, step_ms, dispatches) in profiles {
-        let total: f64 = dispatches.iter().map(|(_, t)| t).sum::<f64>() * 1e3;
+        let total: f64 = dispatches.iter().map(|t| t.warm_s).sum::<f64>() * 1e3;
         println!(
             "\n**{name}, batch {batch}**: one training step, each dispatch run alone \
              (median of 5); sum {total:.2} ms, measured step {step_ms:.2} ms\n"
         );
-        println!("| # | kernel | ms | share |\n|---:|---|---:|---:|");
-        for (i, (k, t)) in dispatches.iter().enumerate() {
+        println!("| # | kernel | family | ms | share |\n|---:|---|---|---:|---:|");
+        for (i, t) in dispatches.iter().enumerate() {
             println!(
-                "| {} | {k} | {:.3} | {:.1}% |",
+                "| {} | {} | {:?} | {:.3} | {:.1}% |",
                 i + 1,
-                t * 1e3,
-                100.0 * t * 1e3 / total.max(1e-12)
+                t.kernel.name(),
+                t.variant,
+                t.warm_s * 1e3,
+                100.0 * t.warm_s * 1e3 / total.max(1e-12)
             );
         }
     }

@@ -79,39 +79,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         { let a = subgroupBroadcast(a3, 6u); acc[60] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[61] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
         { let a = subgroupBroadcast(a3, 7u); acc[62] += a.x * b0l + a.y * b1l + a.z * b2l + a.w * b3l; acc[63] += a.x * b0h + a.y * b1h + a.z * b2h + a.w * b3h; }
     }
-    // Constant indices only: a dynamically indexed `acc` would live in memory, not registers.
-    store_row8(m0 + 0u, n0, acc[0], acc[1], dims);
-    store_row8(m0 + 1u, n0, acc[2], acc[3], dims);
-    store_row8(m0 + 2u, n0, acc[4], acc[5], dims);
-    store_row8(m0 + 3u, n0, acc[6], acc[7], dims);
-    store_row8(m0 + 4u, n0, acc[8], acc[9], dims);
-    store_row8(m0 + 5u, n0, acc[10], acc[11], dims);
-    store_row8(m0 + 6u, n0, acc[12], acc[13], dims);
-    store_row8(m0 + 7u, n0, acc[14], acc[15], dims);
-    store_row8(m0 + 8u, n0, acc[16], acc[17], dims);
-    store_row8(m0 + 9u, n0, acc[18], acc[19], dims);
-    store_row8(m0 + 10u, n0, acc[20], acc[21], dims);
-    store_row8(m0 + 11u, n0, acc[22], acc[23], dims);
-    store_row8(m0 + 12u, n0, acc[24], acc[25], dims);
-    store_row8(m0 + 13u, n0, acc[26], acc[27], dims);
-    store_row8(m0 + 14u, n0, acc[28], acc[29], dims);
-    store_row8(m0 + 15u, n0, acc[30], acc[31], dims);
-    store_row8(m0 + 16u, n0, acc[32], acc[33], dims);
-    store_row8(m0 + 17u, n0, acc[34], acc[35], dims);
-    store_row8(m0 + 18u, n0, acc[36], acc[37], dims);
-    store_row8(m0 + 19u, n0, acc[38], acc[39], dims);
-    store_row8(m0 + 20u, n0, acc[40], acc[41], dims);
-    store_row8(m0 + 21u, n0, acc[42], acc[43], dims);
-    store_row8(m0 + 22u, n0, acc[44], acc[45], dims);
-    store_row8(m0 + 23u, n0, acc[46], acc[47], dims);
-    store_row8(m0 + 24u, n0, acc[48], acc[49], dims);
-    store_row8(m0 + 25u, n0, acc[50], acc[51], dims);
-    store_row8(m0 + 26u, n0, acc[52], acc[53], dims);
-    store_row8(m0 + 27u, n0, acc[54], acc[55], dims);
-    store_row8(m0 + 28u, n0, acc[56], acc[57], dims);
-    store_row8(m0 + 29u, n0, acc[58], acc[59], dims);
-    store_row8(m0 + 30u, n0, acc[60], acc[61], dims);
-    store_row8(m0 + 31u, n0, acc[62], acc[63], dims);
+    // Rows leave through acc[0] and acc[1]: one copy of the op's store() in a loop instead
+    // of 32 inlined ones (see shift_rows in gemm_common.wgsl).
+    let rows = min(TM, dims.x - m0);
+    for (var r = 0u; r < rows; r++) {
+        store_row8(m0 + r, n0, acc[0], acc[1], dims);
+        shift_rows(&acc);
+    }
 }
 
 fn store_row8(m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>, dims: vec3<u32>) {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 /// recording is then only `set_pipeline`, `set_bind_group` and `dispatch_workgroups`.
 pub struct Dispatch {
     pub kernel: Kernel,
+    /// The kernel family its pipeline was compiled for (Portable for non-GEMM kernels).
+    pub variant: Variant,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -104,6 +106,11 @@ impl Dispatch {
         }
         Ok(Dispatch {
             kernel,
+            variant: if kernel.is_gemm() {
+                variant
+            } else {
+                Variant::Portable
+            },
             pipeline,
             bind_group,
             groups,
@@ -126,16 +133,40 @@ impl Dispatch {
         self
     }
 
-    /// Records this dispatch (and its chain) into an open compute pass.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+    /// This dispatch and the ones chained after it, in order.
+    pub fn links(&self) -> impl Iterator<Item = &Dispatch> {
+        std::iter::successors(Some(self), |d| d.next.as_deref())
+    }
+
+    /// Records this dispatch alone, without its chain.
+    fn record_one(&self, pass: &mut wgpu::ComputePass<'_>) {
         if self.groups[0] != 0 {
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &self.bind_group, &[]);
             pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
         }
-        if let Some(next) = &self.next {
-            next.record(pass);
+    }
+
+    /// Records this dispatch (and its chain) into an open compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in self.links() {
+            d.record_one(pass);
         }
+    }
+
+    /// Submits this dispatch alone (not its chain) and waits: for profiling.
+    pub fn run_alone(&self, gpu: &Gpu) -> Result<()> {
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        self.record_one(&mut encoder.begin_compute_pass(&Default::default()));
+        gpu.counters
+            .submits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        gpu.queue.submit([encoder.finish()]);
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            bail!("GPU submission failed validation: {err}");
+        }
+        gpu.wait()
     }
 
     /// Records `dispatches`, in order, into one compute pass of `encoder`.

@@ -214,6 +214,14 @@ impl Gpu {
         Ok(pipeline)
     }
 
+    /// The (kernel, family) of every pipeline created so far.
+    pub fn pipelines(&self) -> Vec<(Kernel, Variant)> {
+        self.pipelines
+            .lock()
+            .map(|c| c.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Checks that a storage binding of `bytes` fits this device.
     pub fn check_binding(&self, bytes: u64, what: &str) -> Result<()> {
         let max = self

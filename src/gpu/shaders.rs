@@ -77,6 +77,53 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every kernel, in the order of the enum.
+    pub const ALL: [Kernel; 23] = [
+        Kernel::Matmul,
+        Kernel::SplitKReduce,
+        Kernel::Transpose,
+        Kernel::Conv2dForward,
+        Kernel::Conv2dBackwardInput,
+        Kernel::Conv2dBackwardWeight,
+        Kernel::Conv2dBackwardWeightTaps,
+        Kernel::BiasBackward,
+        Kernel::MaxPool2dForward,
+        Kernel::MaxPool2dBackward,
+        Kernel::MaxPool2dBackwardWindows,
+        Kernel::AvgPool2dForward,
+        Kernel::AvgPool2dBackward,
+        Kernel::ActivationForward,
+        Kernel::ActivationBackward,
+        Kernel::Softmax,
+        Kernel::SoftmaxXentForward,
+        Kernel::SoftmaxXentBackward,
+        Kernel::LossMetrics,
+        Kernel::SgdUpdate,
+        Kernel::AdamUpdate,
+        Kernel::DropoutForward,
+        Kernel::DropoutBackward,
+    ];
+
+    /// The kernel families this kernel is built for (one source each).
+    pub fn variants(self) -> &'static [Variant] {
+        match self {
+            Kernel::Matmul => &[
+                Variant::Portable,
+                Variant::Tiled,
+                Variant::Subgroup,
+                Variant::SubgroupAligned,
+                Variant::SubgroupNarrow,
+            ],
+            k if k.is_gemm() => &[
+                Variant::Portable,
+                Variant::Tiled,
+                Variant::Subgroup,
+                Variant::SubgroupAligned,
+            ],
+            _ => &[Variant::Portable],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Matmul => "matmul",

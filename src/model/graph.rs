@@ -3,7 +3,7 @@
 //! that a step is: queue the batch, record the dispatch list into one encoder, submit.
 
 use super::{LossHead, plan_head};
-use crate::gpu::{Dispatch, Gpu, Uniform};
+use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
 use crate::layers::{Activation, Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
 use crate::ops::bias::bias_backward;
@@ -484,24 +484,33 @@ impl Graph {
         gpu.run(&all)
     }
 
-    /// Wall time of each dispatch of a training step run alone (median of `reps`, after a
-    /// warm-up), in step order: where the time of a step goes.
-    pub fn profile(&self, p: &GpuParams, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+    /// Wall time of every dispatch of a training step (each link of a chained dispatch
+    /// on its own), in step order: its first run, which on a CPU adapter includes the
+    /// shader compile when its pipeline had not run before, and the median of `reps`
+    /// runs after it. Where the time of a step, and of a cold start, goes.
+    pub fn profile(&self, p: &GpuParams, reps: usize) -> Result<Vec<DispatchTime>> {
         let gpu = &*p.gpu;
         let mut out = Vec::new();
-        for d in self.train.iter().chain(&p.updates) {
-            gpu.run(&[d])?;
-            gpu.wait()?;
-            let mut times: Vec<f64> = (0..reps.max(1))
-                .map(|_| {
-                    let t = std::time::Instant::now();
-                    gpu.run(&[d])?;
-                    gpu.wait()?;
-                    Ok(t.elapsed().as_secs_f64())
-                })
-                .collect::<Result<_>>()?;
+        for d in self
+            .train
+            .iter()
+            .chain(&p.updates)
+            .flat_map(Dispatch::links)
+        {
+            let time = || -> Result<f64> {
+                let t = std::time::Instant::now();
+                d.run_alone(gpu)?;
+                Ok(t.elapsed().as_secs_f64())
+            };
+            let first = time()?;
+            let mut times: Vec<f64> = (0..reps.max(1)).map(|_| time()).collect::<Result<_>>()?;
             times.sort_by(f64::total_cmp);
-            out.push((d.kernel.name(), times[times.len() / 2]));
+            out.push(DispatchTime {
+                kernel: d.kernel,
+                variant: d.variant,
+                first_s: first,
+                warm_s: times[times.len() / 2],
+            });
         }
         Ok(out)
     }
@@ -527,6 +536,17 @@ impl Graph {
         let v: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
         Ok((f64::from(v[0]), f64::from(v[1])))
     }
+}
+
+/// One dispatch's times from [`Graph::profile`].
+#[derive(Clone, Copy, Debug)]
+pub struct DispatchTime {
+    pub kernel: Kernel,
+    pub variant: Variant,
+    /// Seconds of its first run (with the shader compile when cold).
+    pub first_s: f64,
+    /// Median seconds of the runs after it.
+    pub warm_s: f64,
 }
 
 /// The dropout mask seed of node `node` at `step` (the CPU path uses the same).

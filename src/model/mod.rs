@@ -20,6 +20,7 @@ use crate::layers::{self, Activation, Layer, Node};
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, bail, ensure};
 use cpu::CpuEngine;
+pub use graph::DispatchTime;
 use graph::{GpuParams, Graph};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
@@ -789,9 +790,9 @@ impl Sequential {
             .with_context(|| format!("loading {}", path.display()))
     }
 
-    /// Seconds per dispatch of one GPU training step at `batch` (each run alone, median of
-    /// `reps`), in step order. Empty on the CPU path.
-    pub fn profile_step(&mut self, batch: usize, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+    /// The times of every dispatch of one GPU training step at `batch` (each run alone:
+    /// its first run and the median of `reps` more), in step order. Empty on the CPU path.
+    pub fn profile_step(&mut self, batch: usize, reps: usize) -> Result<Vec<DispatchTime>> {
         let input = self.input_shape.clone().context("no input shape")?;
         let nodes = self.nodes.clone();
         match &mut self.compiled()?.engine {
