@@ -237,16 +237,54 @@ fn kernels(filters: &[String]) -> Result<()> {
 /// (first, second) wall time of one workgroup of `pipeline` over zero-filled buffers, one
 /// per `@binding` of `source`.
 fn first_dispatch(gpu: &Gpu, pipeline: &wgpu::ComputePipeline, source: &str) -> Result<(f64, f64)> {
-    let bindings = source.matches("@binding(").count() as u32;
-    let buffers: Vec<wgpu::Buffer> = (0..bindings)
+    // One zero-filled resource per `@binding(i)` line: a small texture where the shader
+    // declares one, else a buffer.
+    let mut declared: Vec<(u32, bool)> = source
+        .lines()
+        .filter_map(|l| {
+            let n = l
+                .split("@binding(")
+                .nth(1)?
+                .split(')')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((n, l.contains("texture_2d")))
+        })
+        .collect();
+    declared.sort();
+    let is_texture: Vec<bool> = declared.iter().map(|&(_, t)| t).collect();
+    let buffers: Vec<wgpu::Buffer> = (0..is_texture.len())
         .map(|_| gpu.storage_buffer(4096, "zeros"))
         .collect::<Result<_>>()?;
+    let view = gpu
+        .device
+        .create_texture(&wgpu::TextureDescriptor {
+            label: Some("zeros"),
+            size: wgpu::Extent3d {
+                width: 64,
+                height: 4,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING,
+            view_formats: &[],
+        })
+        .create_view(&Default::default());
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
+        .zip(&is_texture)
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
+        .map(|(i, (b, &t))| wgpu::BindGroupEntry {
             binding: i as u32,
-            resource: b.as_entire_binding(),
+            resource: if t {
+                wgpu::BindingResource::TextureView(&view)
+            } else {
+                b.as_entire_binding()
+            },
         })
         .collect();
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {

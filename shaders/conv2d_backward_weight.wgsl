@@ -3,9 +3,8 @@
 // as the GEMM doutᵀ · im2col(x): M = CO, N = KH·KW·CI, K = B·OH·OW. This way the operand
 // that needs the im2col index maths (B) is read as vec4 along its contiguous channels,
 // and A needs none; K is long, so the launcher splits it over workgroups.
+// Operands (gemm_operands_*.wgsl): input1 = x (NHWC), input2 = dout.
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
 fn gemm_dims() -> vec3<u32> {
@@ -16,44 +15,55 @@ fn dout_at(k: u32, m: u32) -> f32 {
     if (k >= p.batch * p.out_h * p.out_w) {
         return 0.0;
     }
-    return dout[k * p.out_c + m];
+    let i = k * p.out_c + m;
+    return input2_elem(i);
 }
 
-// A[m = co, k = output pixel]
+// A[m = co, k = output pixel]: four pixels are out_c apart, never one vec4.
 fn load_a4(m: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(dout_at(k, m), dout_at(k + 1u, m), dout_at(k + 2u, m), dout_at(k + 3u, m));
 }
 
-fn x_at(k: u32, n: u32) -> f32 {
-    if (k >= p.batch * p.out_h * p.out_w) {
-        return 0.0;
-    }
-    let t = im2col(arrayLength(&x) * 4u, k, n);
-    if (t.y == 0u) {
-        return 0.0;
-    }
-    return x[t.x >> 2u][t.x & 3u];
-}
-
-// B[k = output pixel, n = tap (kh, kw, ci)]
+// B[k = output pixel, n = tap (kh, kw, ci)]: the launcher uses this kernel only with
+// in_c % 4 == 0 (conv2d_backward_weight_taps takes the others), so the four taps
+// n .. n+3 are four channels of one pixel: one texel.
 fn load_b4(k: u32, n: u32) -> vec4<f32> {
-    if ((p.in_c & 3u) == 0u) {
-        let t = im2col(arrayLength(&x) * 4u, k, n);
-        let ok = t.y != 0u && k < p.batch * p.out_h * p.out_w;
-        return select(vec4<f32>(0.0), x[t.x >> 2u], ok);
-    }
-    return vec4<f32>(x_at(k, n), x_at(k, n + 1u), x_at(k, n + 2u), x_at(k, n + 3u));
+    return load_b4_unaligned(k, n);
 }
 
-// For the subgroup core: in_c % 4 == 0 and K = B·OH·OW % 4 == 0 (the launcher checks).
+// Unaligned loaders (subgroup cores): "unaligned" is K = B·OH·OW % 4 != 0 here, and pixels
+// past K load as zero.
+fn load_a4_unaligned(m: u32, k: u32) -> vec4<f32> {
+    return load_a4(m, k);
+}
+
+fn load_b4_unaligned(k: u32, n: u32) -> vec4<f32> {
+    let t = im2col(input1_len(), k, n);
+    let ok = t.y != 0u && k < p.batch * p.out_h * p.out_w;
+    return select(vec4<f32>(0.0), input1_texel(t.x >> 2u), ok);
+}
+
+// Aligned loaders (subgroup cores): in_c % 4 == 0 and K % 4 == 0 (the launcher checks).
 fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
     let c = p.out_c;
-    return vec4<f32>(dout[k * c + m], dout[(k + 1u) * c + m], dout[(k + 2u) * c + m], dout[(k + 3u) * c + m]);
+    let i = k * c + m;
+    return vec4<f32>(
+        input2_elem(i),
+        input2_elem((i + c)),
+        input2_elem((i + 2u * c)),
+        input2_elem((i + 3u * c)),
+    );
 }
 
 fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
-    let t = im2col(arrayLength(&x) * 4u, k, min(n, p.k_h * p.k_w * p.in_c - 4u));
-    return select(vec4<f32>(0.0), x[t.x >> 2u], t.y != 0u);
+    let t = im2col(input1_len(), k, min(n, p.k_h * p.k_w * p.in_c - 4u));
+    return select(vec4<f32>(0.0), input1_texel(t.x >> 2u), t.y != 0u);
+}
+
+// For the texture core's AlignedB form: B is always aligned here (in_c % 4 == 0), so this
+// is the unaligned loader, which zeroes pixels past K.
+fn load_b4_aligned_k(k: u32, n: u32) -> vec4<f32> {
+    return load_b4_unaligned(k, n);
 }
 
 // (m, n) = (co, tap) lands at dw[tap, co], the HWIO layout.

@@ -4,27 +4,29 @@
 // with M = taps (kh, kw, ci), N = CO, K = B·OH·OW. conv2d_backward_weight.wgsl puts CO on
 // the rows so that im2col loads vec4 along the channels; with 1 or 3 channels there is no
 // such vec4, and this layout instead reads dout as aligned vec4 along CO and writes dw in
-// its HWIO layout directly.
+// its HWIO layout directly. Operands (gemm_operands_*.wgsl): input1 = x, input2 = dout.
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dout: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
 fn gemm_dims() -> vec3<u32> {
     return vec3<u32>(p.k_h * p.k_w * p.in_c, p.out_c, p.batch * p.out_h * p.out_w);
 }
 
-// A[m = tap, k = output pixel]: zero in the padding and past the last pixel.
-fn x_at(m: u32, k: u32) -> f32 {
-    if (k >= p.batch * p.out_h * p.out_w) {
-        return 0.0;
-    }
-    let t = im2col(arrayLength(&x), k, m);
-    return select(0.0, x[t.x], t.y != 0u);
+// A[m = tap, k .. k+4 = output pixels], zero in the padding (pixels past the batch are
+// left to the caller).
+fn x_col4(m: u32, k: u32) -> vec4<f32> {
+    let len = input1_len();
+    let t = tap_of(m, p.in_c);
+    let o0 = pixel_of(k, p.out_h, p.out_w);
+    let o1 = next_pixel(o0, p.out_h, p.out_w);
+    let o2 = next_pixel(o1, p.out_h, p.out_w);
+    let o3 = next_pixel(o2, p.out_h, p.out_w);
+    return vec4<f32>(x_elem(x_index(len, o0, t)), x_elem(x_index(len, o1, t)), x_elem(x_index(len, o2, t)), x_elem(x_index(len, o3, t)));
 }
 
+// General loader: zero past the last pixel.
 fn load_a4(m: u32, k: u32) -> vec4<f32> {
-    return vec4<f32>(x_at(m, k), x_at(m, k + 1u), x_at(m, k + 2u), x_at(m, k + 3u));
+    return select(vec4<f32>(0.0), x_col4(m, k), below4(k, p.batch * p.out_h * p.out_w));
 }
 
 fn dout_at(k: u32, n: u32) -> f32 {
@@ -32,31 +34,38 @@ fn dout_at(k: u32, n: u32) -> f32 {
         return 0.0;
     }
     let i = k * p.out_c + n;
-    return dout[i >> 2u][i & 3u];
+    return input2_elem(i);
 }
 
-// B[k = output pixel, n = co]
+// B[k = output pixel, n = co]; general loader (portable and tiled cores).
 fn load_b4(k: u32, n: u32) -> vec4<f32> {
     return vec4<f32>(dout_at(k, n), dout_at(k, n + 1u), dout_at(k, n + 2u), dout_at(k, n + 3u));
 }
 
-// For the subgroup core: K = B·OH·OW % 4 == 0 and CO % 4 == 0 (the launcher checks).
+// Unaligned loaders (subgroup cores): one path each, no branch.
+fn load_a4_unaligned(m: u32, k: u32) -> vec4<f32> {
+    return load_a4(m, k);
+}
+
+fn load_b4_unaligned(k: u32, n: u32) -> vec4<f32> {
+    let i = k * p.out_c + n;
+    let v = blend4(input2_texel(i >> 2u), input2_texel((i >> 2u) + 1u), i & 3u);
+    return select(vec4<f32>(0.0), v, below4(n, p.out_c) & vec4<bool>(k < p.batch * p.out_h * p.out_w));
+}
+
+// Aligned loaders (subgroup cores): K = B·OH·OW % 4 == 0 and CO % 4 == 0 (the launcher checks).
 fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
-    let len = arrayLength(&x);
-    let t0 = im2col(len, k, m);
-    let t1 = im2col(len, k + 1u, m);
-    let t2 = im2col(len, k + 2u, m);
-    let t3 = im2col(len, k + 3u, m);
-    return vec4<f32>(
-        select(0.0, x[t0.x], t0.y != 0u),
-        select(0.0, x[t1.x], t1.y != 0u),
-        select(0.0, x[t2.x], t2.y != 0u),
-        select(0.0, x[t3.x], t3.y != 0u),
-    );
+    return x_col4(m, k);
 }
 
 fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
-    return dout[(k * p.out_c + min(n, p.out_c - 4u)) >> 2u];
+    return input2_texel((k * p.out_c + min(n, p.out_c - 4u)) >> 2u);
+}
+
+// For the texture core's AlignedB form (CO % 4 == 0, K = B·OH·OW not): aligned along N,
+// pixels past K zero.
+fn load_b4_aligned_k(k: u32, n: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), load_b4_aligned(k, n), k < p.batch * p.out_h * p.out_w);
 }
 
 // (m, n) = (tap, co) is dw[tap, co], the HWIO layout.

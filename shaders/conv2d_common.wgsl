@@ -25,29 +25,62 @@ struct Conv {
 // Read once into a private copy: on lavapipe every storage read is a per-lane loop.
 var<private> p: Conv;
 
-// Element (row, col) of the virtual im2col matrix: row = output pixel (n, oh, ow),
-// col = kernel tap (kh, kw, ci). Returns (index into x, 1), or (0, 0) when the tap falls
-// in the padding or past the last column. When in_c % 4 == 0 and col % 4 == 0 the four
-// columns col..col+3 are four consecutive channels of one tap: one aligned vec4.
-fn im2col(x_len: u32, row: u32, col: u32) -> vec2<u32> {
-    let hw = p.out_h * p.out_w;
-    let n_r = divmod(row, hw);
-    let oh_ow = divmod(n_r.y, p.out_w);
-    let kh_rem = divmod(col, p.k_w * p.in_c);
-    let kw_ci = divmod(kh_rem.y, p.in_c);
-    let n = n_r.x;
-    let oh = oh_ow.x;
-    let ow = oh_ow.y;
-    let kh = kh_rem.x;
-    let kw = kw_ci.x;
-    let ci = kw_ci.y;
-    let ih = i32(oh * p.stride_h + kh) - i32(p.pad_top);
-    let iw = i32(ow * p.stride_w + kw) - i32(p.pad_left);
-    if (kh >= p.k_h || ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
+// The GEMM axes of a conv are a pixel axis (n, y, x) and a tap axis (kh, kw, c). A loader
+// that needs four consecutive elements along one of them splits the first index and steps
+// to the next three (next_pixel, next_tap) instead of splitting all four: the divides
+// were most of those loaders' code, and of their compile time on lavapipe.
+
+// (n, y, x) of pixel `row` on an [N, h, w] pixel axis.
+fn pixel_of(row: u32, h: u32, w: u32) -> vec3<u32> {
+    let n_r = divmod(row, h * w);
+    let y_x = divmod(n_r.y, w);
+    return vec3<u32>(n_r.x, y_x.x, y_x.y);
+}
+
+// The pixel after `q`: x, rolling over into y, then n.
+fn next_pixel(q: vec3<u32>, h: u32, w: u32) -> vec3<u32> {
+    let x = q.z + 1u;
+    let y = q.y + select(0u, 1u, x == w);
+    return vec3<u32>(q.x + select(0u, 1u, y == h), select(y, 0u, y == h), select(x, 0u, x == w));
+}
+
+// (kh, kw, c) of column `col` on a [KH, KW, channels] tap axis.
+fn tap_of(col: u32, channels: u32) -> vec3<u32> {
+    let kh_rem = divmod(col, p.k_w * channels);
+    let kw_c = divmod(kh_rem.y, channels);
+    return vec3<u32>(kh_rem.x, kw_c.x, kw_c.y);
+}
+
+// The tap after `t`: the channel, rolling over into kw, then kh (past the last kh the
+// tap is outside the kernel, which x_index and dout_index treat as zero).
+fn next_tap(t: vec3<u32>, channels: u32) -> vec3<u32> {
+    let c = t.z + 1u;
+    let kw = t.y + select(0u, 1u, c == channels);
+    return vec3<u32>(t.x + select(0u, 1u, kw == p.k_w), select(kw, 0u, kw == p.k_w), select(c, 0u, c == channels));
+}
+
+// Index into x of output pixel `o` = (n, oh, ow) and tap `t` = (kh, kw, ci): (index, 1),
+// or (0, 0) when the tap falls in the padding or outside the kernel. When in_c % 4 == 0 and
+// ci % 4 == 0 the four channels ci..ci+3 of one tap are one aligned vec4.
+fn x_index(x_len: u32, o: vec3<u32>, t: vec3<u32>) -> vec2<u32> {
+    let ih = i32(o.y * p.stride_h + t.x) - i32(p.pad_top);
+    let iw = i32(o.z * p.stride_w + t.y) - i32(p.pad_left);
+    if (t.x >= p.k_h || ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
         return vec2<u32>(0u, 0u);
     }
-    let i = ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + ci;
+    let i = ((o.x * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + t.z;
     return vec2<u32>(i, select(0u, 1u, i < x_len));
+}
+
+// Element (row, col) of the virtual im2col matrix: row = output pixel, col = tap.
+fn im2col(x_len: u32, row: u32, col: u32) -> vec2<u32> {
+    return x_index(x_len, pixel_of(row, p.out_h, p.out_w), tap_of(col, p.in_c));
+}
+
+// x[i] for an x_index result, zero where it is not valid (x is operand 1 of every kernel
+// that reads it).
+fn x_elem(t: vec2<u32>) -> f32 {
+    return select(0.0, input1_elem(t.x), t.y != 0u);
 }
 
 fn gemm_k_chunk() -> u32 {

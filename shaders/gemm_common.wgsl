@@ -67,3 +67,19 @@ fn shift_rows(acc: ptr<function, array<vec4<f32>, 64>>) {
     (*acc)[56] = (*acc)[58]; (*acc)[57] = (*acc)[59]; (*acc)[58] = (*acc)[60]; (*acc)[59] = (*acc)[61];
     (*acc)[60] = (*acc)[62]; (*acc)[61] = (*acc)[63];
 }
+
+// Elements o .. o+3 of the eight in the consecutive texels t0, t1 (o < 4): a vec4 of four
+// contiguous elements at any offset, for the unaligned loaders, in two texel reads and
+// selects (a branch between a vec4 and a scalar path would compile both).
+fn blend4(t0: vec4<f32>, t1: vec4<f32>, o: u32) -> vec4<f32> {
+    var r = t0;
+    r = select(r, vec4<f32>(t0.yzw, t1.x), o == 1u);
+    r = select(r, vec4<f32>(t0.zw, t1.xy), o == 2u);
+    r = select(r, vec4<f32>(t0.w, t1.xyz), o == 3u);
+    return r;
+}
+
+// True for the lanes j of (i + j < end).
+fn below4(i: u32, end: u32) -> vec4<bool> {
+    return vec4<u32>(i, i + 1u, i + 2u, i + 3u) < vec4<u32>(end);
+}

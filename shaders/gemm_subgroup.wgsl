@@ -1,9 +1,10 @@
 // ---- GEMM core, subgroup variant ----
 // C[M, N] = A[M, K] · B[K, N] with A, B, C defined by the op file above (see
-// gemm_portable.wgsl for the contract). This core calls the op's *aligned* loaders,
-// `sg_load_a4(m, k)` / `sg_load_b4(k, n)`: the launcher picks this variant only
-// when K and the vec4-loaded axes are multiples of 4, so they need no bounds logic in the
-// hot loop (rows arrive clamped; columns past N are clamped by the loader). Tuned for lavapipe, where each invocation is one
+// gemm_portable.wgsl for the contract). This core loads through `sg_load_a4(m, k)` /
+// `sg_load_b4(k, n)`, bound by name to the op's aligned loaders (K and the vec4-loaded
+// axes multiples of 4: no bounds logic in the hot loop; rows arrive clamped, columns past
+// N are clamped by the loader) or to its unaligned ones (one branch-free path each, zero
+// past the matrix). Tuned for lavapipe, where each invocation is one
 // SIMD lane and workgroup memory is slow: a workgroup is 8 lanes of one subgroup; each
 // lane owns 8 columns (two vec4) of a 32×64 tile, loads four rows of A as vec4 along K and
 // shares them with subgroupBroadcast, so every lane reuses each A and B load 8–32 times.

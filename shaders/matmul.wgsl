@@ -17,8 +17,7 @@ struct Params {
 @group(0) @binding(0) var<storage, read> params: Params;
 // Read once into a private copy: on lavapipe every storage read is a per-lane loop.
 var<private> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+// Operands (gemm_operands_*.wgsl): input1 = A, input2 = B.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
@@ -35,39 +34,62 @@ fn a_at(m: u32, k: u32) -> f32 {
         return 0.0;
     }
     let i = m * p.k + k;
-    return a[i >> 2u][i & 3u];
+    return input1_elem(i);
+}
+
+fn b_elem(i: u32) -> f32 {
+    return input2_elem(i);
 }
 
 fn b_at(k: u32, n: u32) -> f32 {
     if (k >= p.k || n >= p.n) {
         return 0.0;
     }
-    let i = k * p.n + n;
-    return b[i >> 2u][i & 3u];
+    return b_elem(k * p.n + n);
 }
 
+// General loaders (portable and tiled cores): a vec4 path where the shape allows.
 fn load_a4(m: u32, k: u32) -> vec4<f32> {
     if ((p.k & 3u) == 0u) {
         // k is a multiple of 4: k < K means all four exist.
-        return select(vec4<f32>(0.0), a[(m * p.k + k) >> 2u], k < p.k);
+        return select(vec4<f32>(0.0), input1_texel((m * p.k + k) >> 2u), k < p.k);
     }
     return vec4<f32>(a_at(m, k), a_at(m, k + 1u), a_at(m, k + 2u), a_at(m, k + 3u));
 }
 
 fn load_b4(k: u32, n: u32) -> vec4<f32> {
     if ((p.n & 3u) == 0u) {
-        return select(vec4<f32>(0.0), b[(k * p.n + n) >> 2u], k < p.k && n < p.n);
+        return select(vec4<f32>(0.0), input2_texel((k * p.n + n) >> 2u), k < p.k && n < p.n);
     }
     return vec4<f32>(b_at(k, n), b_at(k, n + 1u), b_at(k, n + 2u), b_at(k, n + 3u));
 }
 
-// For the subgroup core: K % 4 == 0 and N % 4 == 0 (the launcher checks).
+// Unaligned loaders (subgroup cores): four contiguous elements from two texels, one path.
+fn load_a4_unaligned(m: u32, k: u32) -> vec4<f32> {
+    let i = m * p.k + k;
+    let v = blend4(input1_texel(i >> 2u), input1_texel((i >> 2u) + 1u), i & 3u);
+    return select(vec4<f32>(0.0), v, below4(k, p.k));
+}
+
+fn load_b4_unaligned(k: u32, n: u32) -> vec4<f32> {
+    let i = k * p.n + n;
+    let v = blend4(input2_texel(i >> 2u), input2_texel((i >> 2u) + 1u), i & 3u);
+    return select(vec4<f32>(0.0), v, below4(n, p.n) & vec4<bool>(k < p.k));
+}
+
+// Aligned loaders (subgroup cores): K % 4 == 0 and N % 4 == 0 (the launcher checks).
 fn load_a4_aligned(m: u32, k: u32) -> vec4<f32> {
-    return a[(m * p.k + k) >> 2u];
+    return input1_texel((m * p.k + k) >> 2u);
 }
 
 fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
-    return b[(k * p.n + min(n, p.n - 4u)) >> 2u];
+    return input2_texel((k * p.n + min(n, p.n - 4u)) >> 2u);
+}
+
+// For the texture core's AlignedB form (N % 4 == 0, K not): aligned along N, rows past K
+// zero.
+fn load_b4_aligned_k(k: u32, n: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), load_b4_aligned(k, n), k < p.k);
 }
 
 // For the narrow-output core: B[k..k+4, n] read in place, from B ([K, N]) or, with flag
@@ -80,7 +102,7 @@ fn load_bt4_aligned(n: u32, k: u32) -> vec4<f32> {
     let j = i + step;
     let l = j + step;
     let o = l + step;
-    return vec4<f32>(b[i >> 2u][i & 3u], b[j >> 2u][j & 3u], b[l >> 2u][l & 3u], b[o >> 2u][o & 3u]);
+    return vec4<f32>(b_elem(i), b_elem(j), b_elem(l), b_elem(o));
 }
 
 fn store(m: u32, n: u32, v: f32) {

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 use wgcnn::Tensor;
-use wgcnn::gpu::{Dispatch, Gpu, Uniform, Variant};
+use wgcnn::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
 use wgcnn::ops::Padding;
 use wgcnn::ops::activation::*;
 use wgcnn::ops::bias::*;
@@ -23,28 +23,48 @@ fn gpu() -> Arc<Gpu> {
 }
 
 /// The default device plus devices forced onto every other GEMM family the adapter can
-/// run: portable always, tiled and subgroup where its limits and features allow (lavapipe
-/// runs all three).
+/// run: portable always, tiled, subgroup and texture where its limits and features allow
+/// (lavapipe runs them all), and a texture device whose textures hold one row, so that
+/// operands past 4,096 texels take the storage-buffer fallback.
 fn gpus() -> Vec<Arc<Gpu>> {
     static OTHERS: OnceLock<Vec<Arc<Gpu>>> = OnceLock::new();
     let main = gpu();
     let others = OTHERS.get_or_init(|| {
-        [Variant::Portable, Variant::Tiled, Variant::Subgroup]
-            .into_iter()
-            .filter(|v| *v != main.variant)
-            .filter_map(|v| match Gpu::with_variant(Some(v)) {
-                Ok(g) => Some(Arc::new(g)),
-                Err(e) if v != Variant::Portable => {
-                    eprintln!("not testing the {v:?} family here: {e:#}");
-                    None
-                }
-                Err(e) => panic!("a portable device: {e:#}"),
-            })
-            .collect()
+        let mut others: Vec<Arc<Gpu>> = [
+            Variant::Portable,
+            Variant::Tiled,
+            Variant::Subgroup,
+            Variant::Texture,
+        ]
+        .into_iter()
+        .filter(|v| *v != main.variant)
+        .filter_map(|v| match Gpu::with_variant(Some(v)) {
+            Ok(g) => Some(Arc::new(g)),
+            Err(e) if v != Variant::Portable => {
+                eprintln!("not testing the {v:?} family here: {e:#}");
+                None
+            }
+            Err(e) => panic!("a portable device: {e:#}"),
+        })
+        .collect();
+        if let Ok(mut g) = Gpu::with_variant(Some(Variant::Texture)) {
+            g.max_texture_rows = 1;
+            others.push(Arc::new(g));
+        }
+        others
     });
     std::iter::once(main)
         .chain(others.iter().cloned())
         .collect()
+}
+
+/// Names a device in assertion messages: its family, and a lowered texture size.
+fn family(g: &Gpu) -> String {
+    if g.max_texture_rows == 1 {
+        format!("{:?} (1-row textures)", g.variant)
+    } else {
+        format!("{:?}", g.variant)
+    }
 }
 
 fn poisoned(g: &Gpu, shape: &[usize], name: &str) -> Tensor {
@@ -107,7 +127,7 @@ fn conv2d_forward_matches_cpu() -> R {
                 let mut want = vec![0.0; s.output_len()];
                 conv2d_forward_cpu(&mut want, &x, &w, &b, s, relu);
                 assert_close(
-                    &format!("conv2d forward {s:?} relu={relu} {:?}", g.variant),
+                    &format!("conv2d forward {s:?} relu={relu} {}", family(&g)),
                     &out.read(&g)?,
                     &want,
                     1e-4,
@@ -141,7 +161,7 @@ fn conv2d_backward_matches_cpu() -> R {
             let (mut wdx, mut wdw, mut wdb) =
                 (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; s.out_c]);
             conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, s);
-            let tag = format!("{s:?} {:?}", g.variant);
+            let tag = format!("{s:?} {}", family(&g));
             assert_close(&format!("conv2d dX {tag}"), &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
             assert_close(&format!("conv2d dW {tag}"), &dw.read(&g)?, &wdw, 1e-3, 1e-3)?;
             assert_close(&format!("conv2d db {tag}"), &db.read(&g)?, &wdb, 1e-3, 1e-3)?;
@@ -177,32 +197,112 @@ fn conv2d_backward_accumulates() -> R {
     Ok(())
 }
 
+/// Every (m, n, k) below with all 32 combinations of transposes, bias, relu, accumulate.
+fn matmul_shapes() -> Vec<MatmulShape> {
+    let sizes = [
+        (1, 1, 1),
+        (7, 10, 13),
+        (33, 65, 31),
+        (70, 5, 129),
+        (128, 130, 67),
+        // N ≤ 16 with K % 4 == 0: the narrow-output core (long K: split over K)
+        (33, 10, 64),
+        (70, 16, 36),
+        (9, 3, 1024),
+        // operands past 4,096 texels: the 1-row texture device reads their buffers
+        (130, 129, 200),
+    ];
+    let mut shapes = Vec::new();
+    for (m, n, k) in sizes {
+        for flags in 0..32u32 {
+            shapes.push(MatmulShape {
+                m,
+                n,
+                k,
+                trans_a: flags & 1 != 0,
+                trans_b: flags & 2 != 0,
+                bias: flags & 4 != 0,
+                relu: flags & 8 != 0,
+                accumulate: flags & 16 != 0,
+            });
+        }
+    }
+    shapes
+}
+
+/// The shapes above reach every form of every GEMM kernel on the devices under test
+/// (aligned, unaligned, narrow; buffers and textures), so each is checked against the CPU.
+#[test]
+fn test_shapes_reach_every_gemm_kernel_form() -> R {
+    let mut seen = std::collections::HashSet::new();
+    let mut families = std::collections::HashSet::new();
+    let mut fallbacks = 0;
+    for g in gpus() {
+        families.insert(g.variant);
+        let one_row = g.max_texture_rows == 1;
+        let mut add = |d: &Dispatch| {
+            for l in d.links() {
+                seen.insert((l.kernel, l.variant));
+                if one_row && l.kernel.is_gemm() && !l.variant.uses_textures() {
+                    fallbacks += 1;
+                }
+            }
+        };
+        for s in conv_shapes() {
+            let t = |n: usize| Tensor::zeros(&g, &[n], "t").unwrap();
+            let (x, w, b, y) = (
+                t(s.input_len()),
+                t(s.weight_len()),
+                t(s.out_c),
+                t(s.output_len()),
+            );
+            add(&conv2d_forward(&g, &y, &x, &w, &b, &s, false)?);
+            add(&conv2d_backward_input(&g, &x, &y, &w, &s, false)?);
+            add(&conv2d_backward_weight(&g, &w, &y, &x, &s, false)?);
+        }
+        for s in matmul_shapes() {
+            let t = |n: usize| Tensor::zeros(&g, &[n], "t").unwrap();
+            let (a, b, bias, c) = (t(s.m * s.k), t(s.k * s.n), t(s.n), t(s.m * s.n));
+            add(&matmul(&g, &c, &a, &b, s.bias.then_some(&bias), &s)?);
+        }
+    }
+    let mut missing = Vec::new();
+    for kernel in Kernel::ALL.into_iter().filter(|k| k.is_gemm()) {
+        for &v in kernel.variants() {
+            let family_tested = match v {
+                Variant::SubgroupAligned | Variant::SubgroupNarrow => {
+                    families.contains(&Variant::Subgroup) || families.contains(&Variant::Texture)
+                }
+                Variant::TextureAligned | Variant::TextureAlignedB => {
+                    families.contains(&Variant::Texture)
+                }
+                other => families.contains(&other),
+            };
+            if family_tested && !seen.contains(&(kernel, v)) {
+                missing.push(format!("{}:{v:?}", kernel.name()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "never reached by the test shapes: {missing:?}"
+    );
+    if families.contains(&Variant::Texture) {
+        assert!(
+            fallbacks > 0,
+            "no shape took the storage-buffer fallback of the texture family"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn matmul_all_transposes_match_cpu() -> R {
     for g in gpus() {
-        for (m, n, k) in [
-            (1, 1, 1),
-            (7, 10, 13),
-            (33, 65, 31),
-            (70, 5, 129),
-            (128, 130, 67),
-            // N ≤ 16 with K % 4 == 0: the narrow-output core (long K: split over K)
-            (33, 10, 64),
-            (70, 16, 36),
-            (9, 3, 1024),
-        ] {
-            for flags in 0..32u32 {
-                let s = MatmulShape {
-                    m,
-                    n,
-                    k,
-                    trans_a: flags & 1 != 0,
-                    trans_b: flags & 2 != 0,
-                    bias: flags & 4 != 0,
-                    relu: flags & 8 != 0,
-                    accumulate: flags & 16 != 0,
-                };
-                let seed = (m * 1000 + n * 10 + k) as u64 + u64::from(flags) * 7;
+        for (i, s) in matmul_shapes().into_iter().enumerate() {
+            let MatmulShape { m, n, k, .. } = s;
+            {
+                let seed = 7 * i as u64;
                 let a = random_vec(m * k, seed);
                 let b = random_vec(k * n, seed + 1);
                 let bias = random_vec(n, seed + 2);
@@ -224,7 +324,7 @@ fn matmul_all_transposes_match_cpu() -> R {
                 let mut want = c0.clone();
                 matmul_cpu(&mut want, &a, &b, s.bias.then_some(&bias[..]), &s);
                 assert_close(
-                    &format!("matmul {s:?} {:?}", g.variant),
+                    &format!("matmul {s:?} {}", family(&g)),
                     &tc.read(&g)?,
                     &want,
                     1e-4,

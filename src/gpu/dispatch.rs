@@ -1,6 +1,7 @@
 //! A dispatch recorded once (pipeline + bind group + grid) and replayed every step.
 
-use super::{Gpu, Kernel, Variant};
+use super::{Gpu, Kernel, TextureOperand, Variant};
+use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ pub struct Dispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    /// Operand textures of a texture-family GEMM, refilled from their buffers before
+    /// every run.
+    textures: Vec<TextureOperand>,
     /// A dispatch that must follow this one (the reduction of a split-K GEMM).
     next: Option<Box<Dispatch>>,
 }
@@ -62,17 +66,51 @@ impl Dispatch {
         Self::build(gpu, kernel, Variant::Portable, uniform, buffers, workgroups)
     }
 
-    /// A GEMM-kernel dispatch on the kernel family `variant` (see [`Variant`]).
+    /// A GEMM-kernel dispatch on the kernel family `variant` (see [`Variant`]): its two
+    /// operands at bindings 1 and 2 (storage buffers, or textures for the texture
+    /// family), then `buffers` from binding 3.
+    #[allow(clippy::too_many_arguments)]
     pub fn gemm<P: bytemuck::Pod>(
         gpu: &Gpu,
         kernel: Kernel,
         variant: Variant,
         params: &P,
+        operands: [&Tensor; 2],
         buffers: &[&wgpu::Buffer],
         workgroups: u64,
     ) -> Result<Dispatch> {
         let uniform = gpu.uniform(params, kernel.name());
-        Self::build(gpu, kernel, variant, &uniform, buffers, workgroups)
+        if !variant.uses_textures() {
+            let all: Vec<&wgpu::Buffer> = operands
+                .iter()
+                .map(|t| &t.buffer)
+                .chain(buffers.iter().copied())
+                .collect();
+            return Self::build(gpu, kernel, variant, &uniform, &all, workgroups);
+        }
+        let textures = [
+            TextureOperand::new(gpu, operands[0], kernel.name())?,
+            TextureOperand::new(gpu, operands[1], kernel.name())?,
+        ];
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: wgpu::BindingResource::TextureView(&textures[0].view),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: wgpu::BindingResource::TextureView(&textures[1].view),
+            },
+        ];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 3,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let mut d = Self::bind(gpu, kernel, variant, &uniform, entries, workgroups)?;
+        d.textures = textures.into();
+        Ok(d)
     }
 
     fn build(
@@ -83,18 +121,35 @@ impl Dispatch {
         buffers: &[&wgpu::Buffer],
         workgroups: u64,
     ) -> Result<Dispatch> {
-        let pipeline = gpu.pipeline(kernel, variant)?;
-        let groups = grid(workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
+        let entries = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource: b.as_entire_binding(),
-            });
-        }
+            })
+            .collect();
+        Self::bind(gpu, kernel, variant, uniform, entries, workgroups)
+    }
+
+    /// Binds `uniform` at binding 0 and `entries` after it.
+    fn bind<'a>(
+        gpu: &Gpu,
+        kernel: Kernel,
+        variant: Variant,
+        uniform: &'a wgpu::Buffer,
+        mut entries: Vec<wgpu::BindGroupEntry<'a>>,
+        workgroups: u64,
+    ) -> Result<Dispatch> {
+        let pipeline = gpu.pipeline(kernel, variant)?;
+        let groups = grid(workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
+        entries.insert(
+            0,
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            },
+        );
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
@@ -114,6 +169,7 @@ impl Dispatch {
             pipeline,
             bind_group,
             groups,
+            textures: Vec::new(),
             next: None,
         })
     }
@@ -138,7 +194,7 @@ impl Dispatch {
         std::iter::successors(Some(self), |d| d.next.as_deref())
     }
 
-    /// Records this dispatch alone, without its chain.
+    /// Records this dispatch alone, without its chain, into an open compute pass.
     fn record_one(&self, pass: &mut wgpu::ComputePass<'_>) {
         if self.groups[0] != 0 {
             pass.set_pipeline(&self.pipeline);
@@ -147,10 +203,24 @@ impl Dispatch {
         }
     }
 
-    /// Records this dispatch (and its chain) into an open compute pass.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in self.links() {
-            d.record_one(pass);
+    /// Records `dispatches` and their chains, in order, into `encoder`: compute passes,
+    /// ended where an operand texture must be refilled first (copies cannot sit inside a
+    /// pass).
+    pub fn record_all(encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
+        let mut pass: Option<wgpu::ComputePass<'static>> = None;
+        for d in dispatches.iter().flat_map(|d| d.links()) {
+            if !d.textures.is_empty() && d.groups[0] != 0 {
+                drop(pass.take());
+                for t in &d.textures {
+                    t.record_copy(encoder);
+                }
+            }
+            let p = pass.get_or_insert_with(|| {
+                encoder
+                    .begin_compute_pass(&Default::default())
+                    .forget_lifetime()
+            });
+            d.record_one(p);
         }
     }
 
@@ -158,6 +228,9 @@ impl Dispatch {
     pub fn run_alone(&self, gpu: &Gpu) -> Result<()> {
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        for t in &self.textures {
+            t.record_copy(&mut encoder);
+        }
         self.record_one(&mut encoder.begin_compute_pass(&Default::default()));
         gpu.counters
             .submits
@@ -167,14 +240,6 @@ impl Dispatch {
             bail!("GPU submission failed validation: {err}");
         }
         gpu.wait()
-    }
-
-    /// Records `dispatches`, in order, into one compute pass of `encoder`.
-    pub fn record_all(encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        for d in dispatches {
-            d.record(&mut pass);
-        }
     }
 }
 

@@ -7,9 +7,11 @@
 
 mod dispatch;
 mod shaders;
+mod texture;
 
 pub use dispatch::{Dispatch, Uniform, grid};
 pub use shaders::{Kernel, Variant};
+pub use texture::{TEXTURE_WIDTH, TextureOperand, texture_rows};
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::HashMap;
@@ -55,6 +57,10 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Which kernel family this adapter gets (chosen once, from its features).
     pub variant: Variant,
+    /// Rows of the tallest texture a GEMM operand may use (the adapter's
+    /// `max_texture_dimension_2d`); an operand needing more reads from its buffer instead.
+    /// Tests lower it to reach that fallback with small shapes.
+    pub max_texture_rows: u32,
     pub counters: Counters,
     pipelines: Mutex<HashMap<(Kernel, Variant), Arc<wgpu::ComputePipeline>>>,
 }
@@ -83,8 +89,9 @@ impl Gpu {
             Some("portable") => Some(Variant::Portable),
             Some("tiled") => Some(Variant::Tiled),
             Some("subgroup") => Some(Variant::Subgroup),
+            Some("texture") => Some(Variant::Texture),
             Some(other) => {
-                bail!("WGCNN_KERNELS={other}: expected auto, portable, tiled or subgroup")
+                bail!("WGCNN_KERNELS={other}: expected auto, portable, tiled, subgroup or texture")
             }
         };
         Self::with_variant(variant)
@@ -100,6 +107,7 @@ impl Gpu {
             // Our subgroup kernels broadcast within groups of 8..=64 lanes.
             && info.subgroup_min_size >= 8
             && info.subgroup_max_size <= 64;
+        let textures = subgroups && limits.max_texture_dimension_2d >= TEXTURE_WIDTH;
         let tiled = limits.max_compute_invocations_per_workgroup >= 256
             && limits.max_compute_workgroup_size_x >= 256
             && limits.max_compute_workgroup_storage_size >= TILED_WORKGROUP_BYTES;
@@ -119,15 +127,26 @@ impl Gpu {
                 limits.max_compute_invocations_per_workgroup,
                 limits.max_compute_workgroup_storage_size
             ),
+            Some(Variant::Texture | Variant::TextureAligned | Variant::TextureAlignedB)
+                if !textures =>
+            {
+                bail!(
+                    "texture kernels requested but adapter '{}' lacks usable subgroups or \
+                     {TEXTURE_WIDTH}-texel textures",
+                    info.name
+                )
+            }
             Some(Variant::SubgroupAligned | Variant::SubgroupNarrow) => Variant::Subgroup,
+            Some(Variant::TextureAligned | Variant::TextureAlignedB) => Variant::Texture,
             Some(v) => v,
-            None => default_variant(info.device_type, subgroups, tiled),
+            None => default_variant(info.device_type, subgroups && textures, subgroups, tiled),
         };
         let features = if subgroups {
             wgpu::Features::SUBGROUP
         } else {
             wgpu::Features::empty()
         };
+        let max_texture_rows = limits.max_texture_dimension_2d;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgcnn"),
             required_features: features,
@@ -144,6 +163,7 @@ impl Gpu {
             limits,
             features,
             variant,
+            max_texture_rows,
             counters: Counters::default(),
             pipelines: Mutex::new(HashMap::new()),
         })
@@ -220,6 +240,11 @@ impl Gpu {
             .lock()
             .map(|c| c.keys().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether a tensor of `len` elements fits a GEMM operand texture on this device.
+    pub fn fits_texture(&self, len: usize) -> bool {
+        texture_rows(len) <= u64::from(self.max_texture_rows)
     }
 
     /// Checks that a storage binding of `bytes` fits this device.
@@ -356,10 +381,17 @@ impl Gpu {
 
 /// The GEMM family for an adapter of `device_type` (no run-time autotuning): tiled on a
 /// real GPU, whose on-chip workgroup memory pays (README: H100 figures); subgroup
-/// broadcasts on a CPU adapter such as lavapipe, where barriers are expensive and the
-/// tiled core ran 4-5× slower; portable where neither is available.
-pub fn default_variant(device_type: wgpu::DeviceType, subgroups: bool, tiled: bool) -> Variant {
+/// broadcasts with texture operands on a CPU adapter such as lavapipe, where barriers are
+/// expensive (the tiled core ran 4-5× slower) and texel fetches are vectorised where
+/// buffer loads are not; portable where neither is available.
+pub fn default_variant(
+    device_type: wgpu::DeviceType,
+    textures: bool,
+    subgroups: bool,
+    tiled: bool,
+) -> Variant {
     match device_type {
+        wgpu::DeviceType::Cpu if textures => Variant::Texture,
         wgpu::DeviceType::Cpu if subgroups => Variant::Subgroup,
         wgpu::DeviceType::Cpu => Variant::Portable,
         _ if tiled => Variant::Tiled,
@@ -408,11 +440,24 @@ mod tests {
 
     #[test]
     fn kernel_family_follows_the_adapter() {
-        assert_eq!(default_variant(DiscreteGpu, true, true), Variant::Tiled);
-        assert_eq!(default_variant(IntegratedGpu, false, true), Variant::Tiled);
-        assert_eq!(default_variant(DiscreteGpu, true, false), Variant::Subgroup);
-        assert_eq!(default_variant(Other, false, false), Variant::Portable);
-        assert_eq!(default_variant(Cpu, true, true), Variant::Subgroup);
-        assert_eq!(default_variant(Cpu, false, true), Variant::Portable);
+        assert_eq!(
+            default_variant(DiscreteGpu, true, true, true),
+            Variant::Tiled
+        );
+        assert_eq!(
+            default_variant(IntegratedGpu, false, false, true),
+            Variant::Tiled
+        );
+        assert_eq!(
+            default_variant(DiscreteGpu, true, true, false),
+            Variant::Subgroup
+        );
+        assert_eq!(
+            default_variant(Other, false, false, false),
+            Variant::Portable
+        );
+        assert_eq!(default_variant(Cpu, true, true, true), Variant::Texture);
+        assert_eq!(default_variant(Cpu, false, true, true), Variant::Subgroup);
+        assert_eq!(default_variant(Cpu, false, false, true), Variant::Portable);
     }
 }

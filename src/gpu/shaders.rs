@@ -1,15 +1,17 @@
 //! The shader table: every kernel's WGSL, loaded with `include_str!`.
 //!
 //! GEMM-shaped ops (dense matmul and the conv passes) share one GEMM core per
-//! [`Variant`]; the op's file supplies `gemm_dims()`, `load_a4()`, `load_b4()` and
-//! `store()`, and the source is the op file followed by `gemm_common.wgsl` and the core.
-//! Kernels that split indices get `divmod.wgsl` first, and conv and pooling kernels their
-//! `*_common.wgsl`. That is plain concatenation, not templating: every piece is a valid
-//! WGSL fragment you can read.
+//! [`Variant`]; the op's file supplies `gemm_dims()`, its loaders (`load_a4()`,
+//! `load_b4()` and their `_unaligned` / `_aligned` forms) and `store()`, reading its two
+//! operands through `gemm_operands_buffer.wgsl` or `gemm_operands_texture.wgsl`. The
+//! source is: `divmod.wgsl` and the op's `*_common.wgsl` where it needs them, the operand
+//! fragment, the op file, `gemm_common.wgsl`, the core. That is plain concatenation, not
+//! templating: every piece is a valid WGSL fragment you can read.
 
-/// The GEMM kernel family. The device's family is chosen once from its features; a
-/// launcher falls back to `Portable` for a shape the subgroup core cannot take (an axis
-/// it loads as vec4 that is not a multiple of 4).
+/// The GEMM kernel family. The device's family (`Portable`, `Tiled`, `Subgroup` or
+/// `Texture`) is chosen once from the adapter; a launcher then picks the aligned or narrow
+/// form of the subgroup cores where the shape allows, and falls back from textures to
+/// storage buffers for an operand past the device's texture size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Variant {
     /// Register-blocked GEMM without subgroups or workgroup memory: runs everywhere.
@@ -26,6 +28,37 @@ pub enum Variant {
     /// The subgroup core for narrow outputs (N ≤ 16, K % 4 == 0): B supplied transposed,
     /// 2 columns per lane (`gemm_subgroup_nt.wgsl`; matmul only).
     SubgroupNarrow,
+    /// The subgroup core reading both operands from textures (the family for CPU
+    /// adapters such as lavapipe, whose texel fetches are vectorised where storage-buffer
+    /// loads are not), with the unaligned loaders; its narrow outputs use
+    /// `SubgroupNarrow`.
+    Texture,
+    /// The texture core with the aligned loaders.
+    TextureAligned,
+    /// The texture core with the unaligned A loader and the aligned B loader: shapes
+    /// whose B rows are whole texels but A's are not (a first conv layer on 1 or 3
+    /// channels, a dense gradient with K = 10 classes).
+    TextureAlignedB,
+}
+
+impl Variant {
+    /// Whether this variant's kernels read their GEMM operands from textures.
+    pub fn uses_textures(self) -> bool {
+        matches!(
+            self,
+            Variant::Texture | Variant::TextureAligned | Variant::TextureAlignedB
+        )
+    }
+
+    /// The same core and loaders reading storage buffers (for operands past the texture
+    /// size).
+    pub fn with_buffers(self) -> Variant {
+        match self {
+            Variant::Texture | Variant::TextureAlignedB => Variant::Subgroup,
+            Variant::TextureAligned => Variant::SubgroupAligned,
+            other => other,
+        }
+    }
 }
 
 macro_rules! shader {
@@ -40,6 +73,8 @@ macro_rules! shader {
 }
 
 const GEMM_COMMON: &str = shader!("gemm_common");
+const GEMM_OPERANDS_BUFFER: &str = shader!("gemm_operands_buffer");
+const GEMM_OPERANDS_TEXTURE: &str = shader!("gemm_operands_texture");
 const GEMM_PORTABLE: &str = shader!("gemm_portable");
 const GEMM_TILED: &str = shader!("gemm_tiled");
 const GEMM_SUBGROUP: &str = shader!("gemm_subgroup");
@@ -113,12 +148,28 @@ impl Kernel {
                 Variant::Subgroup,
                 Variant::SubgroupAligned,
                 Variant::SubgroupNarrow,
+                Variant::Texture,
+                Variant::TextureAligned,
+                Variant::TextureAlignedB,
+            ],
+            // Its B operand is always aligned (in_c % 4 == 0), so the unaligned texture
+            // form never runs.
+            Kernel::Conv2dBackwardWeight => &[
+                Variant::Portable,
+                Variant::Tiled,
+                Variant::Subgroup,
+                Variant::SubgroupAligned,
+                Variant::TextureAligned,
+                Variant::TextureAlignedB,
             ],
             k if k.is_gemm() => &[
                 Variant::Portable,
                 Variant::Tiled,
                 Variant::Subgroup,
                 Variant::SubgroupAligned,
+                Variant::Texture,
+                Variant::TextureAligned,
+                Variant::TextureAlignedB,
             ],
             _ => &[Variant::Portable],
         }
@@ -193,7 +244,11 @@ impl Kernel {
         match variant {
             Variant::Portable => (32, 32),
             Variant::Tiled => (64, 64),
-            Variant::Subgroup | Variant::SubgroupAligned => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
+            Variant::Subgroup
+            | Variant::SubgroupAligned
+            | Variant::Texture
+            | Variant::TextureAligned
+            | Variant::TextureAlignedB => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
             Variant::SubgroupNarrow => (32, 16),
         }
     }
@@ -241,19 +296,36 @@ impl Kernel {
             | Kernel::AvgPool2dBackward => src.push_str(POOL2D_COMMON),
             _ => {}
         }
+        if self.is_gemm() {
+            src.push_str(if variant.uses_textures() {
+                GEMM_OPERANDS_TEXTURE
+            } else {
+                GEMM_OPERANDS_BUFFER
+            });
+        }
         src.push_str(body);
         if self.is_gemm() {
             src.push_str(GEMM_COMMON);
             match variant {
                 Variant::Portable => src.push_str(GEMM_PORTABLE),
                 Variant::Tiled => src.push_str(GEMM_TILED),
-                // The core loads through sg_load_a4/sg_load_b4: bind them to the op's general
-                // or aligned loaders by name (a run-time `if` between them was 2× slower).
-                Variant::Subgroup => src.push_str(&GEMM_SUBGROUP.replace("sg_load_", "load_")),
-                Variant::SubgroupAligned => src.push_str(
+                // The core loads through sg_load_a4/sg_load_b4: bind them to the op's
+                // unaligned or aligned loaders by name (a run-time `if` between them was 2×
+                // slower, and compiling both paths cost more than either).
+                Variant::Subgroup | Variant::Texture => src.push_str(
+                    &GEMM_SUBGROUP
+                        .replace("sg_load_a4", "load_a4_unaligned")
+                        .replace("sg_load_b4", "load_b4_unaligned"),
+                ),
+                Variant::SubgroupAligned | Variant::TextureAligned => src.push_str(
                     &GEMM_SUBGROUP
                         .replace("sg_load_a4", "load_a4_aligned")
                         .replace("sg_load_b4", "load_b4_aligned"),
+                ),
+                Variant::TextureAlignedB => src.push_str(
+                    &GEMM_SUBGROUP
+                        .replace("sg_load_a4", "load_a4_unaligned")
+                        .replace("sg_load_b4", "load_b4_aligned_k"),
                 ),
                 Variant::SubgroupNarrow => src.push_str(
                     &GEMM_SUBGROUP_NT

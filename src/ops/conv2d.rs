@@ -129,14 +129,16 @@ pub fn conv2d_forward(
     weight.expect_len(s.weight_len(), "conv2d kernel")?;
     bias.expect_len(s.out_c, "conv2d bias")?;
     out.expect_len(s.output_len(), "conv2d output")?;
-    let variant = gemm_variant(gpu, s.in_c.is_multiple_of(4) && s.out_c.is_multiple_of(4));
+    let (a_aligned, b_aligned) = (s.in_c.is_multiple_of(4), s.out_c.is_multiple_of(4));
+    let variant = gemm_variant(gpu, a_aligned, b_aligned, [inp, weight]);
     let groups = gemm_groups(variant, s.batch * s.out_h() * s.out_w(), s.out_c);
     Dispatch::gemm(
         gpu,
         Kernel::Conv2dForward,
         variant,
         &params,
-        &[&inp.buffer, &weight.buffer, &bias.buffer, &out.buffer],
+        [inp, weight],
+        &[&bias.buffer, &out.buffer],
         groups,
     )
 }
@@ -161,11 +163,19 @@ pub fn conv2d_backward_input(
         "conv2d transposed kernel",
     )?;
     let transpose = transpose(gpu, &wt, weight, s.k_h * s.k_w, s.in_c, s.out_c)?;
-    let variant = gemm_variant(gpu, s.in_c.is_multiple_of(4) && s.out_c.is_multiple_of(4));
+    let (a_aligned, b_aligned) = (s.out_c.is_multiple_of(4), s.in_c.is_multiple_of(4));
+    let variant = gemm_variant(gpu, a_aligned, b_aligned, [dout, &wt]);
     let groups = gemm_groups(variant, s.batch * s.in_h * s.in_w, s.in_c);
-    let bufs = [&dout.buffer, &wt.buffer, &dinp.buffer];
     let kernel = Kernel::Conv2dBackwardInput;
-    let gemm = Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups)?;
+    let gemm = Dispatch::gemm(
+        gpu,
+        kernel,
+        variant,
+        &params,
+        [dout, &wt],
+        &[&dinp.buffer],
+        groups,
+    )?;
     Ok(transpose.then(gemm))
 }
 
@@ -189,20 +199,20 @@ pub fn conv2d_backward_weight(
     let k = s.batch * s.out_h() * s.out_w();
     let taps = s.k_h * s.k_w * s.in_c;
     let by_taps = !s.in_c.is_multiple_of(4);
-    let (kernel, m, n, aligned) = if by_taps {
-        let aligned = s.out_c.is_multiple_of(4) && k.is_multiple_of(4);
-        (Kernel::Conv2dBackwardWeightTaps, taps, s.out_c, aligned)
+    // A's loads are element by element in both kernels: "aligned" asks only K % 4 == 0.
+    let (kernel, m, n, b_aligned) = if by_taps {
+        let b = s.out_c.is_multiple_of(4);
+        (Kernel::Conv2dBackwardWeightTaps, taps, s.out_c, b)
     } else {
-        let aligned = k.is_multiple_of(4);
-        (Kernel::Conv2dBackwardWeight, s.out_c, taps, aligned)
+        (Kernel::Conv2dBackwardWeight, s.out_c, taps, true)
     };
-    let variant = gemm_variant(gpu, aligned);
-    let (splits, chunk) = split_k_plan(variant, m, n, k);
+    let variant = gemm_variant(gpu, k.is_multiple_of(4), b_aligned, [inp, dout]);
+    let (splits, chunk) = split_k_plan(gpu, variant, m, n, k);
     let groups = gemm_groups(variant, m, n) * splits as u64;
     if splits == 1 {
         let params = s.params(u32::from(accumulate) << 1, chunk)?;
-        let bufs = [&inp.buffer, &dout.buffer, &dweight.buffer];
-        return Dispatch::gemm(gpu, kernel, variant, &params, &bufs, groups);
+        let bufs = [&dweight.buffer];
+        return Dispatch::gemm(gpu, kernel, variant, &params, [inp, dout], &bufs, groups);
     }
     // Both kernels write partial sums in dW's own layout, [splits, taps, CO].
     let partial = Tensor::zeros(gpu, &[splits, taps, s.out_c], "conv2d dW partial sums")?;
@@ -212,7 +222,8 @@ pub fn conv2d_backward_weight(
         kernel,
         variant,
         &params,
-        &[&inp.buffer, &dout.buffer, &partial.buffer],
+        [inp, dout],
+        &[&partial.buffer],
         groups,
     )?;
     let accumulate_flag = if accumulate { 16 } else { 0 };
