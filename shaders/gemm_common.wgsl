@@ -68,6 +68,18 @@ fn shift_rows(acc: ptr<function, array<vec4<f32>, 64>>) {
     (*acc)[60] = (*acc)[62]; (*acc)[61] = (*acc)[63];
 }
 
+// The same for gemm_subgroup_n32.wgsl's 32 rows × 1 vec4.
+fn shift_rows_by_one(acc: ptr<function, array<vec4<f32>, 32>>) {
+    (*acc)[0] = (*acc)[1]; (*acc)[1] = (*acc)[2]; (*acc)[2] = (*acc)[3]; (*acc)[3] = (*acc)[4];
+    (*acc)[4] = (*acc)[5]; (*acc)[5] = (*acc)[6]; (*acc)[6] = (*acc)[7]; (*acc)[7] = (*acc)[8];
+    (*acc)[8] = (*acc)[9]; (*acc)[9] = (*acc)[10]; (*acc)[10] = (*acc)[11]; (*acc)[11] = (*acc)[12];
+    (*acc)[12] = (*acc)[13]; (*acc)[13] = (*acc)[14]; (*acc)[14] = (*acc)[15]; (*acc)[15] = (*acc)[16];
+    (*acc)[16] = (*acc)[17]; (*acc)[17] = (*acc)[18]; (*acc)[18] = (*acc)[19]; (*acc)[19] = (*acc)[20];
+    (*acc)[20] = (*acc)[21]; (*acc)[21] = (*acc)[22]; (*acc)[22] = (*acc)[23]; (*acc)[23] = (*acc)[24];
+    (*acc)[24] = (*acc)[25]; (*acc)[25] = (*acc)[26]; (*acc)[26] = (*acc)[27]; (*acc)[27] = (*acc)[28];
+    (*acc)[28] = (*acc)[29]; (*acc)[29] = (*acc)[30]; (*acc)[30] = (*acc)[31];
+}
+
 // Elements o .. o+3 of the eight in the consecutive texels t0, t1 (o < 4): a vec4 of four
 // contiguous elements at any offset, for the unaligned loaders, in two texel reads and
 // selects (a branch between a vec4 and a scalar path would compile both).

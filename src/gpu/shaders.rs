@@ -79,6 +79,7 @@ const GEMM_PORTABLE: &str = shader!("gemm_portable");
 const GEMM_TILED: &str = shader!("gemm_tiled");
 const GEMM_SUBGROUP: &str = shader!("gemm_subgroup");
 const GEMM_SUBGROUP_NT: &str = shader!("gemm_subgroup_nt");
+const GEMM_SUBGROUP_N32: &str = shader!("gemm_subgroup_n32");
 const CONV2D_COMMON: &str = shader!("conv2d_common");
 const POOL2D_COMMON: &str = shader!("pool2d_common");
 const DIVMOD: &str = shader!("divmod");
@@ -239,17 +240,24 @@ impl Kernel {
         )
     }
 
-    /// Rows × columns of the output tile one workgroup of a GEMM kernel computes.
-    pub fn gemm_tile(variant: Variant) -> (u32, u32) {
+    /// Rows × columns of the output tile one workgroup of this GEMM kernel computes.
+    pub fn gemm_tile(self, variant: Variant) -> (u32, u32) {
         match variant {
             Variant::Portable => (32, 32),
             Variant::Tiled => (64, 64),
-            Variant::Subgroup
-            | Variant::SubgroupAligned
-            | Variant::Texture
-            | Variant::TextureAligned
-            | Variant::TextureAlignedB => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
             Variant::SubgroupNarrow => (32, 16),
+            // The subgroup and texture cores: 32×32 for matmul, 32×64 for the conv passes.
+            _ if self == Kernel::Matmul => (32, 32),
+            _ => (SUBGROUP_TILE_M, SUBGROUP_TILE_N),
+        }
+    }
+
+    /// The subgroup core this kernel builds on (gemm_subgroup_n32.wgsl for matmul).
+    fn subgroup_core(self) -> &'static str {
+        if self == Kernel::Matmul {
+            GEMM_SUBGROUP_N32
+        } else {
+            GEMM_SUBGROUP
         }
     }
 
@@ -313,17 +321,20 @@ impl Kernel {
                 // unaligned or aligned loaders by name (a run-time `if` between them was 2×
                 // slower, and compiling both paths cost more than either).
                 Variant::Subgroup | Variant::Texture => src.push_str(
-                    &GEMM_SUBGROUP
+                    &self
+                        .subgroup_core()
                         .replace("sg_load_a4", "load_a4_unaligned")
                         .replace("sg_load_b4", "load_b4_unaligned"),
                 ),
                 Variant::SubgroupAligned | Variant::TextureAligned => src.push_str(
-                    &GEMM_SUBGROUP
+                    &self
+                        .subgroup_core()
                         .replace("sg_load_a4", "load_a4_aligned")
                         .replace("sg_load_b4", "load_b4_aligned"),
                 ),
                 Variant::TextureAlignedB => src.push_str(
-                    &GEMM_SUBGROUP
+                    &self
+                        .subgroup_core()
                         .replace("sg_load_a4", "load_a4_unaligned")
                         .replace("sg_load_b4", "load_b4_aligned_k"),
                 ),

@@ -131,7 +131,12 @@ pub fn conv2d_forward(
     out.expect_len(s.output_len(), "conv2d output")?;
     let (a_aligned, b_aligned) = (s.in_c.is_multiple_of(4), s.out_c.is_multiple_of(4));
     let variant = gemm_variant(gpu, a_aligned, b_aligned, [inp, weight]);
-    let groups = gemm_groups(variant, s.batch * s.out_h() * s.out_w(), s.out_c);
+    let groups = gemm_groups(
+        Kernel::Conv2dForward,
+        variant,
+        s.batch * s.out_h() * s.out_w(),
+        s.out_c,
+    );
     Dispatch::gemm(
         gpu,
         Kernel::Conv2dForward,
@@ -165,8 +170,8 @@ pub fn conv2d_backward_input(
     let transpose = transpose(gpu, &wt, weight, s.k_h * s.k_w, s.in_c, s.out_c)?;
     let (a_aligned, b_aligned) = (s.out_c.is_multiple_of(4), s.in_c.is_multiple_of(4));
     let variant = gemm_variant(gpu, a_aligned, b_aligned, [dout, &wt]);
-    let groups = gemm_groups(variant, s.batch * s.in_h * s.in_w, s.in_c);
     let kernel = Kernel::Conv2dBackwardInput;
+    let groups = gemm_groups(kernel, variant, s.batch * s.in_h * s.in_w, s.in_c);
     let gemm = Dispatch::gemm(
         gpu,
         kernel,
@@ -207,8 +212,8 @@ pub fn conv2d_backward_weight(
         (Kernel::Conv2dBackwardWeight, s.out_c, taps, true)
     };
     let variant = gemm_variant(gpu, k.is_multiple_of(4), b_aligned, [inp, dout]);
-    let (splits, chunk) = split_k_plan(gpu, variant, m, n, k);
-    let groups = gemm_groups(variant, m, n) * splits as u64;
+    let (splits, chunk) = split_k_plan(gpu, kernel, variant, m, n, k);
+    let groups = gemm_groups(kernel, variant, m, n) * splits as u64;
     if splits == 1 {
         let params = s.params(u32::from(accumulate) << 1, chunk)?;
         let bufs = [&dweight.buffer];

@@ -83,9 +83,9 @@ fn fitting(gpu: &Gpu, v: Variant, operands: [&Tensor; 2]) -> Variant {
     }
 }
 
-/// Workgroups for a GEMM of `m × n` on kernel family `variant`.
-pub(crate) fn gemm_groups(variant: Variant, m: usize, n: usize) -> u64 {
-    let (tm, tn) = Kernel::gemm_tile(variant);
+/// Workgroups for a GEMM of `m × n` by `kernel` on kernel family `variant`.
+pub(crate) fn gemm_groups(kernel: Kernel, variant: Variant, m: usize, n: usize) -> u64 {
+    let (tm, tn) = kernel.gemm_tile(variant);
     (m.div_ceil(tm as usize) * n.div_ceil(tn as usize)) as u64
 }
 
@@ -93,6 +93,7 @@ pub(crate) fn gemm_groups(variant: Variant, m: usize, n: usize) -> u64 {
 /// (number of splits, K per split — a multiple of 4, as the cores step K by 4).
 pub(crate) fn split_k_plan(
     gpu: &Gpu,
+    kernel: Kernel,
     variant: Variant,
     m: usize,
     n: usize,
@@ -108,7 +109,7 @@ pub(crate) fn split_k_plan(
         }
         _ => 128,
     };
-    let tiles = gemm_groups(variant, m, n) as usize;
+    let tiles = gemm_groups(kernel, variant, m, n) as usize;
     let splits = target.div_ceil(tiles).min(k / 64).max(1);
     let chunk = k.div_ceil(splits).next_multiple_of(4).max(4);
     (k.div_ceil(chunk).max(1), chunk)
@@ -264,7 +265,8 @@ fn gemm(
     flags: u32,
     pre: Vec<Dispatch>,
 ) -> Result<Dispatch> {
-    let (splits, chunk) = split_k_plan(gpu, variant, s.m, s.n, s.k);
+    let kernel = Kernel::Matmul;
+    let (splits, chunk) = split_k_plan(gpu, kernel, variant, s.m, s.n, s.k);
     let mut params = Params {
         m: u32_of(s.m, "m")?,
         n: u32_of(s.n, "n")?,
@@ -276,8 +278,7 @@ fn gemm(
     // Without a bias the binding still needs a buffer. B is already bound read-only; C is
     // not an option (read-only and read-write views of one buffer may not share a dispatch).
     let bias_buf = bias.map(|t| &t.buffer).unwrap_or(&b.buffer);
-    let groups = gemm_groups(variant, s.m, s.n) * splits as u64;
-    let kernel = Kernel::Matmul;
+    let groups = gemm_groups(kernel, variant, s.m, s.n) * splits as u64;
     let gemm = if splits == 1 {
         let bufs = [bias_buf, &c.buffer];
         Dispatch::gemm(gpu, kernel, variant, &params, [a, b], &bufs, groups)?
