@@ -31,6 +31,13 @@ fn gemm_tile(wid: vec3<u32>, nwg: vec3<u32>, dims: vec3<u32>, tm: u32, tn: u32) 
     );
 }
 
+// The rows a lane of the subgroup cores loads from A: lane, 8 + lane, 16 + lane and
+// 24 + lane of the tile starting at row m0 (clamped to the last row; their results are
+// never stored). The lanes share them through subgroupBroadcast.
+fn lane_rows(m0: u32, lane: u32, dims: vec3<u32>) -> vec4<u32> {
+    return min(vec4<u32>(m0 + lane) + vec4<u32>(0u, 8u, 16u, 24u), vec4<u32>(dims.x - 1u));
+}
+
 // Stores columns n0 .. n0+4 of row m, skipping what lies outside the `dims` = (M, N, K)
 // output (the portable and tiled cores' 4×4 blocks).
 fn store_row(m: u32, n0: u32, v: vec4<f32>, dims: vec3<u32>) {

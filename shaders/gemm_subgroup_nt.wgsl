@@ -20,24 +20,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (!t.valid) {
         return;
     }
-    let k_begin = t.k_begin;
-    let k_end = t.k_end;
     let m0 = t.m0;
     let n0 = t.n0 + lane * 2u;
-    let last_m = dims.x - 1u;
     let last_n = dims.y - 1u;
-    let ra = min(m0 + lane, last_m);
-    let rb = min(m0 + 8u + lane, last_m);
-    let rc = min(m0 + 16u + lane, last_m);
-    let rd = min(m0 + 24u + lane, last_m);
+    let r = lane_rows(m0, lane, dims);
     let c0 = min(n0, last_n);
     let c1 = min(n0 + 1u, last_n);
     var acc: array<vec4<f32>, 64>;
-    for (var k = k_begin; k < k_end; k += 4u) {
-        let a0 = sg_load_a4(ra, k);
-        let a1 = sg_load_a4(rb, k);
-        let a2 = sg_load_a4(rc, k);
-        let a3 = sg_load_a4(rd, k);
+    for (var k = t.k_begin; k < t.k_end; k += 4u) {
+        let a0 = sg_load_a4(r.x, k);
+        let a1 = sg_load_a4(r.y, k);
+        let a2 = sg_load_a4(r.z, k);
+        let a3 = sg_load_a4(r.w, k);
         let b0 = sg_load_bt4(c0, k);
         let b1 = sg_load_bt4(c1, k);
         { let a = subgroupBroadcast(a0, 0u); acc[0] += a * b0; acc[1] += a * b1; }
@@ -76,8 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // Rows leave through acc[0] and acc[1]: one copy of the op's store() in a loop instead
     // of 32 inlined ones (see shift_rows in gemm_common.wgsl).
     let rows = min(TM, dims.x - m0);
-    for (var r = 0u; r < rows; r++) {
-        store_row2(m0 + r, n0, acc[0], acc[1], dims);
+    for (var i = 0u; i < rows; i++) {
+        store_row2(m0 + i, n0, acc[0], acc[1], dims);
         shift_rows(&acc);
     }
 }
