@@ -29,9 +29,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         l += loss[r];
         let base = r * p.cols;
         var best = 0u;
+        var best_p = probs[base];
         for (var j = 1u; j < p.cols; j++) {
-            if (probs[base + j] > probs[base + best]) {
+            let v = probs[base + j];
+            if (v > best_p) {
                 best = j;
+                best_p = v;
             }
         }
         hits += select(0.0, 1.0, best == labels[r]);
@@ -39,15 +42,17 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     loss_part[lid] = l;
     hit_part[lid] = hits;
     workgroupBarrier();
-    for (var width = 32u; width > 0u; width >>= 1u) {
-        if (lid < width) {
-            loss_part[lid] += loss_part[lid + width];
-            hit_part[lid] += hit_part[lid + width];
-        }
-        workgroupBarrier();
-    }
+    // One invocation adds the 64 partial sums: a loop (64 trips, which NIR does not unroll)
+    // where a tree reduction was six unrolled rounds of workgroup loads and stores, the
+    // larger part of this small kernel's compile time on lavapipe.
     if (lid == 0u && arrayLength(&totals) >= 2u) {
-        totals[0] += loss_part[0];
-        totals[1] += hit_part[0];
+        var ls = 0.0;
+        var hs = 0.0;
+        for (var i = 0u; i < 64u; i++) {
+            ls += loss_part[i];
+            hs += hit_part[i];
+        }
+        totals[0] += ls;
+        totals[1] += hs;
     }
 }
