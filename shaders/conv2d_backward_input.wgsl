@@ -99,9 +99,9 @@ fn store(m: u32, n: u32, v: f32) {
     if (i >= arrayLength(&dx)) {
         return;
     }
+    var r = v;
     if ((p.flags & 2u) != 0u) {
-        dx[i] += v;
-    } else {
-        dx[i] = v;
+        r += dx[i];
     }
+    dx[i] = r;
 }

@@ -68,24 +68,19 @@ fn load_b4_aligned_k(k: u32, n: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), load_b4_aligned(k, n), k < p.batch * p.out_h * p.out_w);
 }
 
-// (m, n) = (tap, co) is dw[tap, co], the HWIO layout.
+// (m, n) = (tap, co) is dw[tap, co], the HWIO layout; with split-K (flag 4) at
+// [split, tap, co] of the partial-sum buffer, which split_k_reduce finishes. One store
+// statement for both: every store in the code is a per-lane loop on lavapipe.
 fn store(m: u32, n: u32, v: f32) {
     let taps = p.k_h * p.k_w * p.in_c;
-    if ((p.flags & 4u) != 0u) {
-        // Split-K: dw is the partial-sum buffer [splits, taps, CO]; split_k_reduce finishes.
-        let j = (split_index * taps + m) * p.out_c + n;
-        if (j < arrayLength(&dw)) {
-            dw[j] = v;
-        }
-        return;
-    }
-    let i = m * p.out_c + n;
+    let split = select(0u, split_index, (p.flags & 4u) != 0u);
+    let i = (split * taps + m) * p.out_c + n;
     if (i >= arrayLength(&dw)) {
         return;
     }
+    var r = v;
     if ((p.flags & 2u) != 0u) {
-        dw[i] += v;
-    } else {
-        dw[i] = v;
+        r += dw[i];
     }
+    dw[i] = r;
 }

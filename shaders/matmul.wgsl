@@ -106,17 +106,15 @@ fn load_bt4_aligned(n: u32, k: u32) -> vec4<f32> {
 }
 
 fn store(m: u32, n: u32, v: f32) {
+    // Split-K: C is the partial-sum buffer [splits, M, N] (split_k_reduce finishes, and the
+    // launcher clears the epilogue flags). Transposed store: the launcher computed
+    // Cᵀ = Bᵀ·Aᵀ because that needed no (or a smaller) operand transpose; the result still
+    // lands in C's layout. One store statement for every case: each store in the code is
+    // a per-lane loop on lavapipe.
+    var i = select(m * p.n + n, n * p.m + m, (p.flags & 64u) != 0u);
     if ((p.flags & 32u) != 0u) {
-        // Split-K: C is the partial-sum buffer [splits, M, N]; split_k_reduce finishes.
-        let j = (split_index * p.m + m) * p.n + n;
-        if (j < arrayLength(&c)) {
-            c[j] = v;
-        }
-        return;
+        i = (split_index * p.m + m) * p.n + n;
     }
-    // Transposed store: the launcher computed Cᵀ = Bᵀ·Aᵀ because that needed no (or a
-    // smaller) operand transpose; the result still lands in C's layout.
-    let i = select(m * p.n + n, n * p.m + m, (p.flags & 64u) != 0u);
     if (i >= arrayLength(&c)) {
         return;
     }
