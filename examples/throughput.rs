@@ -11,7 +11,11 @@
 //! `--steps` batches of random data (forward, loss, backward, optimizer update; no shuffle,
 //! no progress bar; it ends with a read-back, so the GPU's work is inside the time) and
 //! `predict` over the same batches. `--steps 0` (the default) picks about one second of
-//! training per measurement from the warm-up. Shader compiles happen in a warm-up before.
+//! training per measurement from the warm-up. Shader compiles happen in a warm-up before:
+//! each model and batch size runs on a device of its own, and the table's "first step"
+//! column is that device's first training step (a cold start: every pipeline compiled,
+//! unless Mesa's disk cache has them; `MESA_SHADER_CACHE_DISABLE=true` for the worst
+//! case), "first predict" its first `predict` batch on a second fresh device.
 //!
 //! GFLOP/s counts the conv and dense passes only: forward = 2·B·OH·OW·CO·KH·KW·CI per
 //! conv and 2·B·in·out per dense; a training step is forward + dX + dW = 3× forward for
@@ -204,6 +208,13 @@ fn main() -> Result<()> {
 
     println!("**Adapter:** {}\n", gpu.describe());
     println!(
+        "Shader cache: {}.\n",
+        match std::env::var("MESA_SHADER_CACHE_DISABLE").as_deref() {
+            Ok("true") | Ok("1") => "disabled (MESA_SHADER_CACHE_DISABLE): first steps are cold",
+            _ => "Mesa's default (first steps are cold only if no earlier run filled it)",
+        }
+    );
+    println!(
         "Training = `Sequential::fit` (forward, loss, backward, optimizer update) on random data, \
          inference = `predict`; images/s are medians of {} measurements of {} each{}. GFLOP/s \
          counts conv and dense passes (training step = forward + dX + dW).\n",
@@ -225,9 +236,9 @@ fn main() -> Result<()> {
         }
     );
     let mut header = String::from(
-        "| model | batch | train img/s | infer img/s | train GFLOP/s | infer GFLOP/s |",
+        "| model | batch | first step s | first predict s | train img/s | infer img/s | train GFLOP/s | infer GFLOP/s |",
     );
-    let mut rule = String::from("|---|---:|---:|---:|---:|---:|");
+    let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|---:|");
     if args.cpu {
         header.push_str(" CPU train img/s | CPU infer img/s |");
         rule.push_str("---:|---:|");
@@ -241,8 +252,12 @@ fn main() -> Result<()> {
         let mut cpu_step: Vec<(usize, f64)> = Vec::new();
         for &batch in &args.batch {
             eprintln!("{name} batch {batch}: GPU warm-up (shader compiles)…");
-            let mut m = compiled(&exp, Device::Gpu(gpu.clone()))?;
             let warm = Data::new(&exp, batch, 2, 7);
+            let fresh = || -> Result<Sequential> {
+                compiled(&exp, Device::Gpu(std::sync::Arc::new(wgcnn::Gpu::new()?)))
+            };
+            let first_predict = warm.head(1).infer(&mut fresh()?)?;
+            let mut m = fresh()?;
             let first = warm.head(1).train(&mut m)?;
             let step = warm.train(&mut m)? / 2.0;
             warm.head(1).infer(&mut m)?;
@@ -260,7 +275,7 @@ fn main() -> Result<()> {
             let (train, infer) = measure(&mut m, &data, args.repeats)?;
             let (train_f, infer_f) = model_flops(m.nodes());
             let mut row = format!(
-                "| {name} | {batch} | {train:.0} | {infer:.0} | {:.2} | {:.2} |",
+                "| {name} | {batch} | {first:.2} | {first_predict:.2} | {train:.0} | {infer:.0} | {:.2} | {:.2} |",
                 train * train_f / 1e9,
                 infer * infer_f / 1e9
             );
