@@ -78,7 +78,7 @@ fn compiled(exp: &Experiment, device: Device) -> Sequential {
     let mut m = exp.model().expect("lecture model");
     m.set_device(device).set_seed(1);
     m.compile(
-        exp.optimizer,
+        exp.optimizer.clone(),
         Loss::SparseCategoricalCrossentropy,
         &[Metric::Accuracy],
     )

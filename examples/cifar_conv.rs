@@ -11,8 +11,12 @@ fn main() -> anyhow::Result<()> {
     let data = report::load_data(&cfg)?;
 
     let mut model = Sequential::new();
-    model.add(Conv2D::new(64, 3).activation(Relu).input_shape([32, 32, 3]))?;
-    model.add(Flatten())?;
+    model.add(
+        Conv2D::new(64, 3)
+            .activation(Relu)
+            .input_shape(&[32, 32, 3]),
+    )?;
+    model.add(Flatten::new())?;
     model.add(Dense::new(32).activation(Relu))?;
     model.add(Dense::new(10).activation(Softmax))?;
     model.compile(

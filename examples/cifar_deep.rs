@@ -15,12 +15,12 @@ fn main() -> anyhow::Result<()> {
         Conv2D::new(64, 3)
             .padding(Same)
             .activation(Relu)
-            .input_shape([32, 32, 3]),
+            .input_shape(&[32, 32, 3]),
     )?;
-    model.add(MaxPooling2D(2))?;
+    model.add(MaxPooling2D::new(2))?;
     model.add(Conv2D::new(64, 3).padding(Same).activation(Relu))?;
-    model.add(MaxPooling2D(2))?;
-    model.add(Flatten())?;
+    model.add(MaxPooling2D::new(2))?;
+    model.add(Flatten::new())?;
     model.add(Dense::new(128).activation(Relu))?;
     model.add(Dense::new(10).activation(Softmax))?;
     model.compile(

@@ -12,9 +12,13 @@ fn main() -> anyhow::Result<()> {
 
     let mut model = Sequential::new();
     model.set_seed(cfg.seed); // the recipe's (src/experiments.rs)
-    model.add(Conv2D::new(64, 3).activation(Relu).input_shape([32, 32, 3]))?;
-    model.add(MaxPooling2D(2))?;
-    model.add(Flatten())?;
+    model.add(
+        Conv2D::new(64, 3)
+            .activation(Relu)
+            .input_shape(&[32, 32, 3]),
+    )?;
+    model.add(MaxPooling2D::new(2))?;
+    model.add(Flatten::new())?;
     model.add(Dense::new(32).activation(Relu))?;
     model.add(Dense::new(10).activation(Softmax))?;
     model.compile(

@@ -11,8 +11,12 @@ fn main() -> anyhow::Result<()> {
     let data = report::load_data(&cfg)?;
 
     let mut model = Sequential::new();
-    model.add(Conv2D::new(64, 3).activation(Relu).input_shape([28, 28, 1]))?;
-    model.add(Flatten())?;
+    model.add(
+        Conv2D::new(64, 3)
+            .activation(Relu)
+            .input_shape(&[28, 28, 1]),
+    )?;
+    model.add(Flatten::new())?;
     model.add(Dense::new(10).activation(Softmax))?;
     model.compile(
         Optimizer::adam(),

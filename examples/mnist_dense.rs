@@ -11,7 +11,7 @@ fn main() -> anyhow::Result<()> {
     let data = report::load_data(&cfg)?;
 
     let mut model = Sequential::new();
-    model.add(Layer::Flatten(Some(vec![28, 28, 1])))?;
+    model.add(Flatten::new().input_shape(&[28, 28, 1]))?;
     model.add(Dense::new(10).activation(Softmax))?;
     model.compile(
         Optimizer::adam(),

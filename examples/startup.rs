@@ -52,7 +52,7 @@ fn fresh_model(exp: &Experiment) -> Result<(Sequential, Arc<Gpu>)> {
     let mut m = exp.model()?;
     m.set_device(Device::Gpu(gpu.clone())).set_seed(1);
     m.compile(
-        exp.optimizer,
+        exp.optimizer.clone(),
         Loss::SparseCategoricalCrossentropy,
         &[Metric::Accuracy],
     )?;

@@ -160,7 +160,7 @@ fn compiled(exp: &Experiment, device: Device) -> Result<Sequential> {
     let mut m = exp.model()?;
     m.set_device(device).set_seed(1);
     m.compile(
-        exp.optimizer,
+        exp.optimizer.clone(),
         Loss::SparseCategoricalCrossentropy,
         &[Metric::Accuracy],
     )?;

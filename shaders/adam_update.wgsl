@@ -1,5 +1,6 @@
-// Adam (Keras semantics), in place, one invocation per vec4. The host folds the bias
-// correction into lr_t = lr·sqrt(1 − β2ᵗ)/(1 − β1ᵗ) and rewrites this uniform every step:
+// Adam (Keras semantics), in place, one invocation per vec4, after Keras' decoupled weight
+// decay w ← w − lr·wd·w (AdamW). The host folds the bias correction into
+// lr_t = lr·sqrt(1 − β2ᵗ)/(1 − β1ᵗ) and rewrites this uniform every step:
 //   m ← m + (1 − β1)(g − m);  v ← v + (1 − β2)(g² − v);  w ← w − lr_t·m / (sqrt(v) + ε)
 // Padding lanes of the last vec4 have g = 0 and stay 0.
 
@@ -8,6 +9,10 @@ struct Params {
     beta1: f32,
     beta2: f32,
     eps: f32,
+    decay: f32, // lr·wd, with the scheduled (not bias-corrected) rate
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
@@ -32,5 +37,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let vi = v[i] + (1.0 - p.beta2) * (gi * gi - v[i]);
     m[i] = mi;
     v[i] = vi;
-    w[i] = w[i] - p.lr_t * mi / (sqrt(vi) + p.eps);
+    let wi = w[i] - p.decay * w[i];
+    w[i] = wi - p.lr_t * mi / (sqrt(vi) + p.eps);
 }

@@ -1,4 +1,5 @@
-// SGD with momentum (Keras semantics), in place, one invocation per vec4:
+// SGD with momentum (Keras semantics), in place, one invocation per vec4, after Keras'
+// decoupled weight decay w ← w − lr·wd·w:
 //   v ← momentum·v − lr·g;  w ← w + v            (plain)
 //   w ← w + momentum·v − lr·g                     (Nesterov, with the updated v)
 // With momentum 0 this is w ← w − lr·g. Padding lanes of the last vec4 stay 0.
@@ -7,7 +8,11 @@ struct Params {
     lr: f32,
     momentum: f32,
     nesterov: u32,
-    _pad: u32,
+    _pad0: f32,
+    decay: f32, // lr·wd
+    _pad1: f32,
+    _pad2: f32,
+    _pad3: f32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
@@ -27,11 +32,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let gi = g[i];
+    let wi = w[i] - p.decay * w[i];
     let vel = p.momentum * v[i] - p.lr * gi;
     v[i] = vel;
-    if (p.nesterov != 0u) {
-        w[i] = w[i] + p.momentum * vel - p.lr * gi;
-    } else {
-        w[i] = w[i] + vel;
-    }
+    w[i] = wi + select(vel, p.momentum * vel - p.lr * gi, p.nesterov != 0u);
 }

@@ -29,13 +29,14 @@ pub struct Experiment {
     pub lecture: &'static str,
 }
 
-/// Every experiment name, in the lecture's order.
-pub const NAMES: [&str; 5] = [
+/// Every experiment name: the lecture's five in its order, then the ones beyond it.
+pub const NAMES: [&str; 6] = [
     "mnist-dense",
     "mnist-conv",
     "cifar-conv",
     "cifar-pool",
     "cifar-deep",
+    "mnist-bn",
 ];
 
 /// The static name matching `name` (names are `&'static` in [`Experiment`]).
@@ -111,6 +112,18 @@ pub fn experiment(name: &str) -> Result<Experiment> {
             adam,
             "564,426 params; test 0.70",
         ),
+        // Beyond the lecture: the "Red Convolucional estándar" with BatchNormalization, on
+        // MNIST (Keras counts 35,210 parameters, 192 of them non-trainable). Adam with the
+        // learning rate on a cosine from 1e-3 to 0 over the whole run (6 epochs of 1,875
+        // steps): plain Adam at 1e-3 reaches ~0.990 (Keras 3, 5 epochs), the decay the rest.
+        "mnist-bn" => e(
+            name_of(name),
+            DatasetKind::Mnist,
+            6,
+            32,
+            adam.learning_rate(LearningRate::cosine_decay(1e-3, 6 * 1875)),
+            "beyond the lecture: target test 0.992",
+        ),
         other => bail!(
             "unknown experiment '{other}'; choose one of {}",
             NAMES.join(", ")
@@ -133,20 +146,20 @@ impl Experiment {
         let mut m = Sequential::new();
         match self.name {
             "mnist-dense" => {
-                m.add(Layer::Flatten(Some(input.to_vec())))?;
+                m.add(Flatten::new().input_shape(&input))?;
                 m.add(Dense::new(10).activation(Softmax))?;
             }
             "mnist-conv" => {
-                m.add(Conv2D::new(64, 3).activation(Relu).input_shape(input))?;
-                m.add(Flatten())?;
+                m.add(Conv2D::new(64, 3).activation(Relu).input_shape(&input))?;
+                m.add(Flatten::new())?;
                 m.add(Dense::new(10).activation(Softmax))?;
             }
             "cifar-conv" | "cifar-pool" => {
-                m.add(Conv2D::new(64, 3).activation(Relu).input_shape(input))?;
+                m.add(Conv2D::new(64, 3).activation(Relu).input_shape(&input))?;
                 if self.name == "cifar-pool" {
-                    m.add(MaxPooling2D(2))?;
+                    m.add(MaxPooling2D::new(2))?;
                 }
-                m.add(Flatten())?;
+                m.add(Flatten::new())?;
                 m.add(Dense::new(32).activation(Relu))?;
                 m.add(Dense::new(10).activation(Softmax))?;
             }
@@ -155,13 +168,24 @@ impl Experiment {
                     Conv2D::new(64, 3)
                         .padding(Same)
                         .activation(Relu)
-                        .input_shape(input),
+                        .input_shape(&input),
                 )?;
-                m.add(MaxPooling2D(2))?;
+                m.add(MaxPooling2D::new(2))?;
                 m.add(Conv2D::new(64, 3).padding(Same).activation(Relu))?;
-                m.add(MaxPooling2D(2))?;
-                m.add(Flatten())?;
+                m.add(MaxPooling2D::new(2))?;
+                m.add(Flatten::new())?;
                 m.add(Dense::new(128).activation(Relu))?;
+                m.add(Dense::new(10).activation(Softmax))?;
+            }
+            "mnist-bn" => {
+                m.add(Input::new(&input))?;
+                for filters in [32, 64] {
+                    m.add(Conv2D::new(filters, 3))?;
+                    m.add(BatchNormalization::new())?;
+                    m.add(Activation::new(Relu))?;
+                    m.add(MaxPooling2D::new(2))?;
+                }
+                m.add(Flatten::new())?;
                 m.add(Dense::new(10).activation(Softmax))?;
             }
             other => bail!("unknown experiment '{other}'"),

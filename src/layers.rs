@@ -8,9 +8,10 @@ use crate::ops::conv2d::Conv2dShape;
 use crate::ops::pool2d::Pool2dShape;
 use anyhow::{Result, bail, ensure};
 
-/// Activation functions, as in Keras' `activation=` argument.
+/// Activation functions, as in Keras' `activation=` argument (the prelude exports the
+/// variants: `.activation(Relu)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Activation {
+pub enum ActivationFn {
     Linear,
     Relu,
     Sigmoid,
@@ -20,15 +21,30 @@ pub enum Activation {
     Softmax,
 }
 
-impl Activation {
+impl ActivationFn {
     /// The element-wise kernel for this activation (softmax is not element-wise).
     pub(crate) fn elementwise(self) -> Option<Act> {
         match self {
-            Activation::Linear => Some(Act::Linear),
-            Activation::Relu => Some(Act::Relu),
-            Activation::Sigmoid => Some(Act::Sigmoid),
-            Activation::Tanh => Some(Act::Tanh),
-            Activation::Softmax => None,
+            ActivationFn::Linear => Some(Act::Linear),
+            ActivationFn::Relu => Some(Act::Relu),
+            ActivationFn::Sigmoid => Some(Act::Sigmoid),
+            ActivationFn::Tanh => Some(Act::Tanh),
+            ActivationFn::Softmax => None,
+        }
+    }
+}
+
+/// Keras' `Input(shape=…)`: declares the model's per-sample input shape, so that any
+/// layer (a pooling, a normalisation) may come first. It adds no layer to the summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub shape: Vec<usize>,
+}
+
+impl Input {
+    pub fn new(shape: &[usize]) -> Input {
+        Input {
+            shape: shape.to_vec(),
         }
     }
 }
@@ -40,7 +56,7 @@ pub struct Conv2D {
     pub kernel_size: (usize, usize),
     pub strides: (usize, usize),
     pub padding: Padding,
-    pub activation: Activation,
+    pub activation: ActivationFn,
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -52,7 +68,7 @@ impl Conv2D {
             kernel_size: (kernel, kernel),
             strides: (1, 1),
             padding: Padding::Valid,
-            activation: Activation::Linear,
+            activation: ActivationFn::Linear,
             input_shape: None,
         }
     }
@@ -68,62 +84,95 @@ impl Conv2D {
         self.padding = padding;
         self
     }
-    pub fn activation(mut self, activation: Activation) -> Self {
+    pub fn activation(mut self, activation: ActivationFn) -> Self {
         self.activation = activation;
         self
     }
-    /// `(height, width, channels)` of the model input, on the first layer.
-    pub fn input_shape(mut self, shape: [usize; 3]) -> Self {
-        self.input_shape = Some(shape.to_vec());
-        self
-    }
 }
 
-/// Pooling configuration shared by max and average pooling.
+/// `MaxPooling2D(pool_size, strides=None, padding='valid')`; strides default to the pool
+/// size, as in Keras.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Pooling {
+pub struct MaxPooling2D {
     pub pool_size: (usize, usize),
-    /// Keras' default (None) is the pool size.
     pub strides: Option<(usize, usize)>,
     pub padding: Padding,
+    pub input_shape: Option<Vec<usize>>,
 }
 
-impl Pooling {
-    pub fn strides(mut self, h: usize, w: usize) -> Self {
-        self.strides = Some((h, w));
-        self
-    }
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.padding = padding;
-        self
-    }
+/// `AveragePooling2D(pool_size, strides=None, padding='valid')`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AveragePooling2D {
+    pub pool_size: (usize, usize),
+    pub strides: Option<(usize, usize)>,
+    pub padding: Padding,
+    pub input_shape: Option<Vec<usize>>,
 }
 
-/// `MaxPooling2D(pool_size)`.
-#[allow(non_snake_case)]
-pub fn MaxPooling2D(pool: usize) -> Layer {
-    Layer::MaxPooling2D(Pooling {
-        pool_size: (pool, pool),
-        strides: None,
-        padding: Padding::Valid,
-    })
+macro_rules! pooling_builders {
+    ($($t:ident),*) => {$(
+        impl $t {
+            /// A square `pool × pool` window.
+            pub fn new(pool: usize) -> $t {
+                $t {
+                    pool_size: (pool, pool),
+                    strides: None,
+                    padding: Padding::Valid,
+                    input_shape: None,
+                }
+            }
+            /// A rectangular `h × w` window.
+            pub fn pool_size(mut self, h: usize, w: usize) -> Self {
+                self.pool_size = (h, w);
+                self
+            }
+            pub fn strides(mut self, h: usize, w: usize) -> Self {
+                self.strides = Some((h, w));
+                self
+            }
+            pub fn padding(mut self, padding: Padding) -> Self {
+                self.padding = padding;
+                self
+            }
+        }
+    )*};
+}
+pooling_builders!(MaxPooling2D, AveragePooling2D);
+
+/// `GlobalAveragePooling2D()`: (h, w, c) → (c), the mean of each channel.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GlobalAveragePooling2D {
+    pub input_shape: Option<Vec<usize>>,
 }
 
-/// `AveragePooling2D(pool_size)`.
-#[allow(non_snake_case)]
-pub fn AveragePooling2D(pool: usize) -> Layer {
-    Layer::AveragePooling2D(Pooling {
-        pool_size: (pool, pool),
-        strides: None,
-        padding: Padding::Valid,
-    })
+/// `GlobalMaxPooling2D()`: (h, w, c) → (c), the maximum of each channel.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GlobalMaxPooling2D {
+    pub input_shape: Option<Vec<usize>>,
 }
+
+/// `Flatten()`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Flatten {
+    pub input_shape: Option<Vec<usize>>,
+}
+
+macro_rules! unit_builders {
+    ($($t:ident),*) => {$(
+        impl $t {
+            pub fn new() -> $t {
+                $t { input_shape: None }
+            }
+        }
+    )*};
+}
+unit_builders!(GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten);
 
 /// `Dense(units, activation=None)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     pub units: usize,
-    pub activation: Activation,
+    pub activation: ActivationFn,
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -131,105 +180,189 @@ impl Dense {
     pub fn new(units: usize) -> Dense {
         Dense {
             units,
-            activation: Activation::Linear,
+            activation: ActivationFn::Linear,
             input_shape: None,
         }
     }
-    pub fn activation(mut self, activation: Activation) -> Self {
+    pub fn activation(mut self, activation: ActivationFn) -> Self {
         self.activation = activation;
         self
     }
-    /// Input shape on the first layer, e.g. `[784]`.
-    pub fn input_shape(mut self, shape: &[usize]) -> Self {
-        self.input_shape = Some(shape.to_vec());
+}
+
+/// `Activation(fn)`: an activation as a layer of its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activation {
+    pub activation: ActivationFn,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl Activation {
+    pub fn new(activation: ActivationFn) -> Activation {
+        Activation {
+            activation,
+            input_shape: None,
+        }
+    }
+}
+
+/// `Dropout(rate)`: zeroes each input with probability `rate` in training and scales the
+/// others by 1/(1 − rate); the identity in evaluate and predict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dropout {
+    pub rate: f32,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl Dropout {
+    pub fn new(rate: f32) -> Dropout {
+        Dropout {
+            rate,
+            input_shape: None,
+        }
+    }
+}
+
+/// `BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3)`: normalises each channel
+/// (the last axis) over the batch — over N·H·W after a Conv2D, over N after a Dense —
+/// with the batch's mean and biased variance in training, and with moving averages of
+/// them in evaluate and predict; then scales by `gamma` and shifts by `beta` (trainable,
+/// 1 and 0 at first). The moving mean and variance (0 and 1 at first) are
+/// non-trainable parameters, updated in training as `m ← momentum·m + (1 − momentum)·x`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormalization {
+    pub momentum: f32,
+    pub epsilon: f32,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl Default for BatchNormalization {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchNormalization {
+    pub fn new() -> BatchNormalization {
+        BatchNormalization {
+            momentum: 0.99,
+            epsilon: 1e-3,
+            input_shape: None,
+        }
+    }
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    pub fn epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
         self
     }
 }
 
-/// Every layer `Sequential::add` accepts.
+/// Every layer `Sequential::add` accepts (each builder above converts into one).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
+    Input(Input),
     Conv2D(Conv2D),
-    MaxPooling2D(Pooling),
-    AveragePooling2D(Pooling),
-    /// Flatten, optionally with the model's input shape (Keras' `Flatten(input_shape=…)`).
-    Flatten(Option<Vec<usize>>),
+    MaxPooling2D(MaxPooling2D),
+    AveragePooling2D(AveragePooling2D),
+    GlobalAveragePooling2D(GlobalAveragePooling2D),
+    GlobalMaxPooling2D(GlobalMaxPooling2D),
+    Flatten(Flatten),
     Dense(Dense),
     Activation(Activation),
-    Dropout(f32),
+    Dropout(Dropout),
+    BatchNormalization(BatchNormalization),
 }
 
+/// Every layer converts into a [`Layer`], and every one but [`Input`] takes the model's
+/// per-sample input shape the same way, as Keras' `input_shape=` on any first layer.
+macro_rules! layers {
+    ($($t:ident),*) => {
+        impl From<Input> for Layer {
+            fn from(l: Input) -> Layer {
+                Layer::Input(l)
+            }
+        }
+        $(
+            impl From<$t> for Layer {
+                fn from(l: $t) -> Layer {
+                    Layer::$t(l)
+                }
+            }
+            impl $t {
+                /// The model's per-sample input shape, on the first layer (Keras'
+                /// `input_shape=`; or add [`Input`] first).
+                pub fn input_shape(mut self, shape: &[usize]) -> Self {
+                    self.input_shape = Some(shape.to_vec());
+                    self
+                }
+            }
+        )*
+    };
+}
+layers!(
+    Conv2D,
+    MaxPooling2D,
+    AveragePooling2D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    Flatten,
+    Dense,
+    Activation,
+    Dropout,
+    BatchNormalization
+);
+
 impl Layer {
-    /// Pooling builders, on an already-made pooling layer.
-    pub fn strides(self, h: usize, w: usize) -> Layer {
-        match self {
-            Layer::MaxPooling2D(p) => Layer::MaxPooling2D(p.strides(h, w)),
-            Layer::AveragePooling2D(p) => Layer::AveragePooling2D(p.strides(h, w)),
-            other => other,
-        }
-    }
-    pub fn padding(self, padding: Padding) -> Layer {
-        match self {
-            Layer::MaxPooling2D(p) => Layer::MaxPooling2D(p.padding(padding)),
-            Layer::AveragePooling2D(p) => Layer::AveragePooling2D(p.padding(padding)),
-            Layer::Conv2D(c) => Layer::Conv2D(c.padding(padding)),
-            other => other,
-        }
-    }
+    /// The input shape given with this layer (an [`Input`], or `.input_shape(..)`).
     pub(crate) fn input_shape(&self) -> Option<&[usize]> {
         match self {
-            Layer::Conv2D(c) => c.input_shape.as_deref(),
-            Layer::Dense(d) => d.input_shape.as_deref(),
-            Layer::Flatten(s) => s.as_deref(),
-            _ => None,
+            Layer::Input(i) => Some(&i.shape),
+            Layer::Conv2D(l) => l.input_shape.as_deref(),
+            Layer::MaxPooling2D(l) => l.input_shape.as_deref(),
+            Layer::AveragePooling2D(l) => l.input_shape.as_deref(),
+            Layer::GlobalAveragePooling2D(l) => l.input_shape.as_deref(),
+            Layer::GlobalMaxPooling2D(l) => l.input_shape.as_deref(),
+            Layer::Flatten(l) => l.input_shape.as_deref(),
+            Layer::Dense(l) => l.input_shape.as_deref(),
+            Layer::Activation(l) => l.input_shape.as_deref(),
+            Layer::Dropout(l) => l.input_shape.as_deref(),
+            Layer::BatchNormalization(l) => l.input_shape.as_deref(),
         }
     }
     fn keras_type(&self) -> &'static str {
         match self {
+            Layer::Input(_) => "InputLayer",
             Layer::Conv2D(_) => "Conv2D",
             Layer::MaxPooling2D(_) => "MaxPooling2D",
             Layer::AveragePooling2D(_) => "AveragePooling2D",
+            Layer::GlobalAveragePooling2D(_) => "GlobalAveragePooling2D",
+            Layer::GlobalMaxPooling2D(_) => "GlobalMaxPooling2D",
             Layer::Flatten(_) => "Flatten",
             Layer::Dense(_) => "Dense",
             Layer::Activation(_) => "Activation",
             Layer::Dropout(_) => "Dropout",
+            Layer::BatchNormalization(_) => "BatchNormalization",
         }
     }
     /// Keras' automatic name stem: `conv2d`, `max_pooling2d`, …
     fn name_stem(&self) -> &'static str {
         match self {
+            Layer::Input(_) => "input",
             Layer::Conv2D(_) => "conv2d",
             Layer::MaxPooling2D(_) => "max_pooling2d",
             Layer::AveragePooling2D(_) => "average_pooling2d",
+            Layer::GlobalAveragePooling2D(_) => "global_average_pooling2d",
+            Layer::GlobalMaxPooling2D(_) => "global_max_pooling2d",
             Layer::Flatten(_) => "flatten",
             Layer::Dense(_) => "dense",
             Layer::Activation(_) => "activation",
             Layer::Dropout(_) => "dropout",
+            Layer::BatchNormalization(_) => "batch_normalization",
         }
     }
-}
-
-impl From<Conv2D> for Layer {
-    fn from(c: Conv2D) -> Layer {
-        Layer::Conv2D(c)
-    }
-}
-impl From<Dense> for Layer {
-    fn from(d: Dense) -> Layer {
-        Layer::Dense(d)
-    }
-}
-
-/// `Flatten()`.
-#[allow(non_snake_case)]
-pub fn Flatten() -> Layer {
-    Layer::Flatten(None)
-}
-
-/// `Dropout(rate)`.
-#[allow(non_snake_case)]
-pub fn Dropout(rate: f32) -> Layer {
-    Layer::Dropout(rate)
 }
 
 /// A layer resolved against its input: what the engine runs.
@@ -263,6 +396,12 @@ pub enum Op {
     Activation,
     Dropout {
         rate: f32,
+    },
+    /// Normalises `channels` (the last axis) over the batch and every other axis.
+    BatchNorm {
+        channels: usize,
+        momentum: f32,
+        epsilon: f32,
     },
 }
 
@@ -329,37 +468,92 @@ pub struct Node {
     pub name: String,
     pub keras_type: &'static str,
     pub op: Op,
-    pub activation: Activation,
+    pub activation: ActivationFn,
     pub in_shape: Vec<usize>,
     pub out_shape: Vec<usize>,
 }
 
+/// How a parameter tensor starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Glorot-uniform from the model's seed (Keras' default kernel initializer).
+    GlorotUniform,
+    Zeros,
+    Ones,
+}
+
+/// One parameter tensor of a node, as Keras names it (`kernel`, `bias`, `gamma`, `beta`,
+/// `moving_mean`, `moving_variance`). Trainable tensors come first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub suffix: &'static str,
+    pub shape: Vec<usize>,
+    pub trainable: bool,
+    pub init: Init,
+}
+
 impl Node {
-    /// Trainable parameter tensors: (suffix, shape) — `kernel` then `bias`.
-    pub fn param_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+    /// Every parameter tensor, trainable ones first.
+    pub fn params(&self) -> Vec<Param> {
+        let p = |suffix, shape, trainable, init| Param {
+            suffix,
+            shape,
+            trainable,
+            init,
+        };
         match &self.op {
             Op::Conv {
                 in_hwc,
                 filters,
                 kernel,
                 ..
-            } => {
-                vec![
-                    ("kernel", vec![kernel.0, kernel.1, in_hwc[2], *filters]),
-                    ("bias", vec![*filters]),
-                ]
-            }
-            Op::Dense { n_in, units } => {
-                vec![("kernel", vec![*n_in, *units]), ("bias", vec![*units])]
-            }
+            } => vec![
+                p(
+                    "kernel",
+                    vec![kernel.0, kernel.1, in_hwc[2], *filters],
+                    true,
+                    Init::GlorotUniform,
+                ),
+                p("bias", vec![*filters], true, Init::Zeros),
+            ],
+            Op::Dense { n_in, units } => vec![
+                p("kernel", vec![*n_in, *units], true, Init::GlorotUniform),
+                p("bias", vec![*units], true, Init::Zeros),
+            ],
+            Op::BatchNorm { channels, .. } => vec![
+                p("gamma", vec![*channels], true, Init::Ones),
+                p("beta", vec![*channels], true, Init::Zeros),
+                p("moving_mean", vec![*channels], false, Init::Zeros),
+                p("moving_variance", vec![*channels], false, Init::Ones),
+            ],
             _ => Vec::new(),
         }
     }
+    /// (suffix, shape) of every parameter tensor.
+    pub fn param_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        self.params()
+            .into_iter()
+            .map(|p| (p.suffix, p.shape))
+            .collect()
+    }
+    /// Parameters, trainable or not (Keras' "Param #").
     pub fn param_count(&self) -> usize {
-        self.param_shapes()
+        self.params()
             .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
+            .map(|p| p.shape.iter().product::<usize>())
             .sum()
+    }
+    /// Trainable parameters.
+    pub fn trainable_count(&self) -> usize {
+        self.params()
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum()
+    }
+    /// Number of trainable tensors (they come first in [`Node::params`]).
+    pub fn trainable_tensors(&self) -> usize {
+        self.params().iter().filter(|p| p.trainable).count()
     }
     /// Fan-in and fan-out of the kernel, for Glorot initialisation.
     pub fn fans(&self) -> (usize, usize) {
@@ -407,7 +601,54 @@ pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<No
         "layer '{name}': input shape {} has a zero dimension",
         shape_str(input)
     );
+    let pooling = |pool_size: (usize, usize),
+                   strides: Option<(usize, usize)>,
+                   padding: Padding,
+                   max: bool|
+     -> Result<(Op, Vec<usize>)> {
+        let in_hwc = image(layer.keras_type())?;
+        ensure!(
+            pool_size.0 > 0 && pool_size.1 > 0,
+            "layer '{name}' ({}): the pool size must be positive",
+            layer.keras_type()
+        );
+        let strides = strides.unwrap_or(pool_size);
+        let oh = padding.out_len(in_hwc[0], pool_size.0, strides.0);
+        let ow = padding.out_len(in_hwc[1], pool_size.1, strides.1);
+        let (oh, ow) = match (oh, ow) {
+            (Ok(h), Ok(w)) => (h, w),
+            (Err(e), _) | (_, Err(e)) => bail!(
+                "layer '{name}' ({}) does not fit its input {}: {e}",
+                layer.keras_type(),
+                shape_str(input)
+            ),
+        };
+        let op = if max {
+            Op::MaxPool {
+                in_hwc,
+                pool: pool_size,
+                strides,
+                padding,
+            }
+        } else {
+            Op::AvgPool {
+                in_hwc,
+                pool: pool_size,
+                strides,
+                padding,
+            }
+        };
+        Ok((op, vec![oh, ow, in_hwc[2]]))
+    };
+    // Global pooling is the pooling kernels with one window the size of the input, the
+    // output viewed as (channels).
+    let global = |max: bool| -> Result<(Op, Vec<usize>)> {
+        let [h, w, c] = image(layer.keras_type())?;
+        let (op, _) = pooling((h, w), None, Padding::Valid, max)?;
+        Ok((op, vec![c]))
+    };
     let (op, activation, out_shape) = match layer {
+        Layer::Input(_) => bail!("Input declares the model's input shape; add it before any layer"),
         Layer::Conv2D(c) => {
             let in_hwc = image("Conv2D")?;
             if c.filters == 0
@@ -433,35 +674,25 @@ pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<No
             };
             (op, c.activation, vec![oh, ow, c.filters])
         }
-        Layer::MaxPooling2D(p) | Layer::AveragePooling2D(p) => {
-            let in_hwc = image(layer.keras_type())?;
-            let strides = p.strides.unwrap_or(p.pool_size);
-            let oh = p.padding.out_len(in_hwc[0], p.pool_size.0, strides.0);
-            let ow = p.padding.out_len(in_hwc[1], p.pool_size.1, strides.1);
-            let (oh, ow) = match (oh, ow) {
-                (Ok(h), Ok(w)) => (h, w),
-                (Err(e), _) | (_, Err(e)) => return fail(format!("{e}")),
-            };
-            let op = if matches!(layer, Layer::MaxPooling2D(_)) {
-                Op::MaxPool {
-                    in_hwc,
-                    pool: p.pool_size,
-                    strides,
-                    padding: p.padding,
-                }
-            } else {
-                Op::AvgPool {
-                    in_hwc,
-                    pool: p.pool_size,
-                    strides,
-                    padding: p.padding,
-                }
-            };
-            (op, Activation::Linear, vec![oh, ow, in_hwc[2]])
+        Layer::MaxPooling2D(p) => {
+            let (op, out) = pooling(p.pool_size, p.strides, p.padding, true)?;
+            (op, ActivationFn::Linear, out)
+        }
+        Layer::AveragePooling2D(p) => {
+            let (op, out) = pooling(p.pool_size, p.strides, p.padding, false)?;
+            (op, ActivationFn::Linear, out)
+        }
+        Layer::GlobalMaxPooling2D(_) => {
+            let (op, out) = global(true)?;
+            (op, ActivationFn::Linear, out)
+        }
+        Layer::GlobalAveragePooling2D(_) => {
+            let (op, out) = global(false)?;
+            (op, ActivationFn::Linear, out)
         }
         Layer::Flatten(_) => (
             Op::Flatten,
-            Activation::Linear,
+            ActivationFn::Linear,
             vec![input.iter().product()],
         ),
         Layer::Dense(d) => {
@@ -480,14 +711,32 @@ pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<No
                 vec![d.units],
             )
         }
-        Layer::Activation(a) => (Op::Activation, *a, input.to_vec()),
-        Layer::Dropout(rate) => {
-            if !(0.0..1.0).contains(rate) {
-                return fail(format!("rate {rate} must be in [0, 1)"));
+        Layer::Activation(a) => (Op::Activation, a.activation, input.to_vec()),
+        Layer::Dropout(d) => {
+            if !(0.0..1.0).contains(&d.rate) {
+                return fail(format!("rate {} must be in [0, 1)", d.rate));
             }
             (
-                Op::Dropout { rate: *rate },
-                Activation::Linear,
+                Op::Dropout { rate: d.rate },
+                ActivationFn::Linear,
+                input.to_vec(),
+            )
+        }
+        Layer::BatchNormalization(b) => {
+            if !((0.0..=1.0).contains(&b.momentum) && b.epsilon > 0.0 && b.epsilon.is_finite()) {
+                return fail(format!(
+                    "momentum {} must be in [0, 1] and epsilon {} positive",
+                    b.momentum, b.epsilon
+                ));
+            }
+            let channels = *input.last().unwrap_or(&0);
+            (
+                Op::BatchNorm {
+                    channels,
+                    momentum: b.momentum,
+                    epsilon: b.epsilon,
+                },
+                ActivationFn::Linear,
                 input.to_vec(),
             )
         }
@@ -553,6 +802,7 @@ pub fn summary(model_name: &str, nodes: &[Node]) -> String {
         lines.join("\n")
     }
     let total: usize = nodes.iter().map(Node::param_count).sum();
+    let trainable: usize = nodes.iter().map(Node::trainable_count).sum();
     let mut out = Vec::new();
     out.push(format!("Model: \"{model_name}\""));
     out.push("_".repeat(WIDTH));
@@ -569,8 +819,11 @@ pub fn summary(model_name: &str, nodes: &[Node]) -> String {
     }
     out.push("=".repeat(WIDTH));
     out.push(format!("Total params: {}", thousands(total)));
-    out.push(format!("Trainable params: {}", thousands(total)));
-    out.push("Non-trainable params: 0".to_string());
+    out.push(format!("Trainable params: {}", thousands(trainable)));
+    out.push(format!(
+        "Non-trainable params: {}",
+        thousands(total - trainable)
+    ));
     out.push("_".repeat(WIDTH));
     out.join("\n") + "\n"
 }

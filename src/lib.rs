@@ -21,11 +21,12 @@ pub use tensor::Tensor;
 
 /// Everything a model definition needs, Keras-style.
 pub mod prelude {
-    pub use crate::layers::Activation::{self, Linear, Relu, Sigmoid, Softmax, Tanh};
+    pub use crate::layers::ActivationFn::{self, Linear, Relu, Sigmoid, Softmax, Tanh};
     pub use crate::layers::{
-        AveragePooling2D, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D,
+        Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+        GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D,
     };
     pub use crate::model::{Device, FitConfig, History, Loss, Metric, NamedTensor, Sequential};
     pub use crate::ops::Padding::{self, Same, Valid};
-    pub use crate::ops::optimizer::Optimizer;
+    pub use crate::ops::optimizer::{LearningRate, Optimizer};
 }

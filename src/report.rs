@@ -320,12 +320,14 @@ pub fn compiled_model(
     seed: u64,
     lr: Option<f32>,
 ) -> Result<(Sequential, Optimizer)> {
-    let optimizer = lr.map_or(exp.optimizer, |lr| exp.optimizer.with_lr(lr));
+    let optimizer = lr.map_or(exp.optimizer.clone(), |lr| {
+        exp.optimizer.clone().with_lr(lr)
+    });
     let mut model = exp.model()?;
     model.set_seed(seed);
     model
         .compile(
-            optimizer,
+            optimizer.clone(),
             Loss::SparseCategoricalCrossentropy,
             &[Metric::Accuracy],
         )

@@ -4,6 +4,9 @@
 //! so ∂L/∂out = r (the softmax-CE check uses its own mean loss).
 
 use wgcnn::ops::Padding;
+use wgcnn::ops::batchnorm::{
+    BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
+};
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use wgcnn::ops::pool2d::*;
@@ -191,5 +194,57 @@ fn softmax_cross_entropy_gradient_matches_finite_differences() {
             softmax_xent_forward_cpu(&mut p, &mut loss, z, &labels, cols, valid);
             loss.iter().map(|&l| f64::from(l)).sum::<f64>() / valid as f64
         });
+    }
+}
+
+#[test]
+fn batchnorm_gradients_match_finite_differences() {
+    // Training mode: the batch statistics depend on x, and only the valid rows count (the
+    // loss of the padding rows' outputs must not reach x).
+    for (rows, c, valid) in [(12, 3, 12), (10, 5, 7)] {
+        let mut x: Vec<f32> = random_vec(rows * c, 20)
+            .iter()
+            .map(|v| 1.0 + 2.0 * v)
+            .collect();
+        let mut gamma: Vec<f32> = random_vec(c, 21).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let mut beta = random_vec(c, 22);
+        // Rows past `valid` are excluded from the loss, as the loss head does.
+        let r: Vec<f32> = random_vec(rows * c, 23)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i / c < valid { *v } else { 0.0 })
+            .collect();
+        let p = BatchNormParams::new(rows, c, true, 0.9, 1e-3)
+            .unwrap()
+            .with_valid(valid);
+        let fwd = |x: &[f32], gamma: &[f32], beta: &[f32]| -> (Vec<f32>, Vec<f32>) {
+            let (mut y, mut mm, mut mv) = (vec![0.0; rows * c], vec![0.0; c], vec![1.0; c]);
+            let state = BatchNormState {
+                gamma,
+                beta,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+            };
+            let saved = batchnorm_forward_cpu(&mut y, x, state, &p);
+            (y, saved)
+        };
+        let (_, saved) = fwd(&x, &gamma, &beta);
+        let (mut dx, mut dg, mut db) = (vec![0.0; rows * c], vec![0.0; c], vec![0.0; c]);
+        batchnorm_backward_cpu(&mut dx, &mut dg, &mut db, &r, &x, &gamma, &saved, &p);
+        let loss = |x: &[f32], g: &[f32], b: &[f32]| dot(&fwd(x, g, b).0, &r);
+        let (x0, g0, b0) = (x.clone(), gamma.clone(), beta.clone());
+        check("batchnorm dX", &dx, &mut x, 1e-2, 2e-3, |x| {
+            loss(x, &g0, &b0)
+        });
+        check("batchnorm dgamma", &dg, &mut gamma, 1e-2, 1e-3, |g| {
+            loss(&x0, g, &b0)
+        });
+        check("batchnorm dbeta", &db, &mut beta, 1e-2, 1e-3, |b| {
+            loss(&x0, &g0, b)
+        });
+        assert!(
+            dx[valid * c..].iter().all(|&v| v == 0.0),
+            "padding rows get no gradient"
+        );
     }
 }

@@ -86,7 +86,87 @@ fn lecture_models_have_keras_parameter_counts_and_shapes() -> R {
             "{name}:\n{s}"
         );
     }
-    assert_eq!(NAMES.len(), 5);
+    assert_eq!(NAMES.len(), 6);
+    Ok(())
+}
+
+#[test]
+fn batchnorm_model_has_keras_parameter_counts() -> R {
+    // Keras 3 counts 35,210 parameters for mnist-bn, 192 of them non-trainable (the moving
+    // means and variances of the two BatchNormalization layers).
+    let m = experiment("mnist-bn")?.model()?;
+    let counts: Vec<usize> = m.nodes().iter().map(|n| n.param_count()).collect();
+    assert_eq!(counts, [320, 128, 0, 0, 18_496, 256, 0, 0, 0, 16_010]);
+    assert_eq!(m.count_params(), 35_210);
+    assert_eq!(m.count_trainable_params(), 35_018);
+    let s = m.summary();
+    for line in [
+        " batch_normalization (BatchN  (None, 26, 26, 32)       128       ",
+        "Total params: 35,210",
+        "Trainable params: 35,018",
+        "Non-trainable params: 192",
+    ] {
+        assert!(s.contains(line), "{line:?} not in\n{s}");
+    }
+    let m = compiled(m, Device::Cpu, Optimizer::adam(), 0)?;
+    let names: Vec<String> = m.get_weights()?.into_iter().map(|w| w.name).collect();
+    assert_eq!(
+        &names[2..6],
+        [
+            "batch_normalization/gamma",
+            "batch_normalization/beta",
+            "batch_normalization/moving_mean",
+            "batch_normalization/moving_variance"
+        ]
+    );
+    Ok(())
+}
+
+/// Keras' BatchNormalization semantics, checked by hand on one layer: training normalises
+/// with the batch's statistics and folds them into the moving ones; evaluate and predict
+/// use the moving ones.
+#[test]
+fn batchnorm_trains_on_batch_statistics_and_infers_with_moving_ones() -> R {
+    let (n, c) = (6, 3);
+    let x: Vec<f32> = random_vec(n * c, 40)
+        .iter()
+        .map(|v| 2.0 + 3.0 * v)
+        .collect();
+    let y = random_labels(n, 2, 41);
+    for device in [gpu(), Device::Cpu] {
+        let mut m = Sequential::new();
+        m.add(BatchNormalization::new().momentum(0.75).input_shape(&[c]))?;
+        m.add(Dense::new(2).activation(Softmax))?;
+        // lr 0: the one step changes nothing but the moving statistics.
+        let mut m = compiled(m, device, Optimizer::sgd(0.0), 3)?;
+        let cfg = FitConfig {
+            epochs: 1,
+            batch_size: n,
+            shuffle: false,
+            verbose: false,
+            ..Default::default()
+        };
+        m.fit(&x, &y, &cfg)?;
+        let w = m.get_weights()?;
+        let (mm, mv) = (&w[2].values, &w[3].values);
+        for ch in 0..c {
+            let col: Vec<f64> = (0..n).map(|r| f64::from(x[r * c + ch])).collect();
+            let mean = col.iter().sum::<f64>() / n as f64;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            // moving ← 0.75·moving + 0.25·batch, from 0 and 1, with the biased variance.
+            assert!((f64::from(mm[ch]) - 0.25 * mean).abs() < 1e-5, "mean {ch}");
+            assert!(
+                (f64::from(mv[ch]) - (0.75 + 0.25 * var)).abs() < 1e-4,
+                "var {ch}"
+            );
+        }
+        // Inference: the moving statistics (γ = 1, β = 0 untouched at lr 0).
+        let out = m.layer_outputs(&x[..c])?;
+        for ch in 0..c {
+            let want = (x[ch] - mm[ch]) / (mv[ch] + 1e-3).sqrt();
+            assert!((out[0].values[ch] - want).abs() < 1e-4, "predict {ch}");
+        }
+    }
     Ok(())
 }
 
@@ -124,7 +204,7 @@ _________________________________________________________________
 #[test]
 fn layers_that_do_not_fit_are_errors_naming_both_shapes() {
     let mut m = Sequential::new();
-    m.add(Conv2D::new(8, 3).input_shape([3, 3, 1])).unwrap();
+    m.add(Conv2D::new(8, 3).input_shape(&[3, 3, 1])).unwrap();
     let err = m.add(Conv2D::new(8, 5)).err().unwrap().to_string();
     assert!(
         err.contains("conv2d_1") && err.contains("(None, 1, 1, 8)") && err.contains("window of 5"),
@@ -137,19 +217,72 @@ fn layers_that_do_not_fit_are_errors_naming_both_shapes() {
     assert!(err.contains("input shape"), "{err}");
     let mut m = Sequential::new();
     m.add(Dense::new(4).input_shape(&[6])).unwrap();
-    let err = m.add(MaxPooling2D(2)).err().unwrap().to_string();
+    let err = m.add(MaxPooling2D::new(2)).err().unwrap().to_string();
     assert!(
         err.contains("max_pooling2d") && err.contains("(None, 4)"),
         "{err}"
     );
 }
 
+#[test]
+fn every_layer_builds_the_same_way_and_may_come_first() -> R {
+    // Rectangular pools, strides and padding on the builder; any layer takes the input shape.
+    let mut m = Sequential::new();
+    m.add(
+        MaxPooling2D::new(2)
+            .pool_size(2, 3)
+            .strides(1, 1)
+            .padding(Same)
+            .input_shape(&[7, 9, 2]),
+    )?;
+    m.add(GlobalAveragePooling2D::new())?;
+    let outs: Vec<&[usize]> = m.nodes().iter().map(|n| n.out_shape.as_slice()).collect();
+    assert_eq!(outs, [&[7, 9, 2][..], &[2]]);
+    assert_eq!(m.nodes()[1].name, "global_average_pooling2d");
+    // Input first: it declares the shape and adds no layer.
+    let mut m = Sequential::new();
+    m.add(Input::new(&[5, 5, 3]))?;
+    m.add(BatchNormalization::new())?;
+    m.add(GlobalMaxPooling2D::new())?;
+    assert_eq!(m.nodes().len(), 2);
+    assert_eq!(m.count_params(), 12);
+    assert_eq!(m.count_trainable_params(), 6);
+    let err = m.add(Input::new(&[3])).err().unwrap().to_string();
+    assert!(err.contains("Input"), "{err}");
+    let mut m = Sequential::new();
+    m.add(Input::new(&[4]))?;
+    let err = m
+        .add(Dense::new(2).input_shape(&[4]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("already declared"), "{err}");
+    for first in [
+        Layer::from(Dropout::new(0.5).input_shape(&[6])),
+        Layer::from(Activation::new(Relu).input_shape(&[6])),
+        Layer::from(Flatten::new().input_shape(&[6])),
+        Layer::from(BatchNormalization::new().input_shape(&[6])),
+    ] {
+        let mut m = Sequential::new();
+        m.add(first)?;
+        assert_eq!(m.input_shape(), Some(&[6][..]));
+    }
+    let err = Sequential::new()
+        .add(GlobalMaxPooling2D::new().input_shape(&[6]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("3-D input"), "{err}");
+    assert!(Sequential::new().add(Input::new(&[0, 3])).is_err());
+    Ok(())
+}
+
 /// A small model touching every layer type and activation.
 fn small_model(with_dropout: bool) -> Sequential {
     let mut m = Sequential::new();
-    m.add(Conv2D::new(4, 3).activation(Relu).input_shape([9, 8, 2]))
+    m.add(Conv2D::new(4, 3).activation(Relu).input_shape(&[9, 8, 2]))
         .unwrap();
-    m.add(MaxPooling2D(2)).unwrap();
+    m.add(MaxPooling2D::new(2)).unwrap();
     m.add(
         Conv2D::new(5, 2)
             .padding(Same)
@@ -157,13 +290,39 @@ fn small_model(with_dropout: bool) -> Sequential {
             .activation(Tanh),
     )
     .unwrap();
-    m.add(AveragePooling2D(2).padding(Same)).unwrap();
-    m.add(Flatten()).unwrap();
+    m.add(AveragePooling2D::new(2).padding(Same)).unwrap();
+    m.add(Flatten::new()).unwrap();
     if with_dropout {
-        m.add(Dropout(0.25)).unwrap();
+        m.add(Dropout::new(0.25)).unwrap();
     }
     m.add(Dense::new(7).activation(Sigmoid)).unwrap();
-    m.add(Layer::Activation(Relu)).unwrap();
+    m.add(Activation::new(Relu)).unwrap();
+    m.add(Dense::new(3).activation(Softmax)).unwrap();
+    m
+}
+
+/// Beyond the lecture: a model that starts with a pooling (Input first), with
+/// BatchNormalization after a conv and after a dense layer, rectangular pools and a global
+/// pooling head (`global`: average or max).
+fn modern_model(global_max: bool) -> Sequential {
+    let mut m = Sequential::new();
+    m.add(Input::new(&[9, 8, 2])).unwrap();
+    m.add(AveragePooling2D::new(2).strides(1, 1).padding(Same))
+        .unwrap();
+    m.add(Conv2D::new(4, 3)).unwrap();
+    m.add(BatchNormalization::new().momentum(0.8)).unwrap();
+    m.add(Activation::new(Relu)).unwrap();
+    m.add(MaxPooling2D::new(2).pool_size(2, 1)).unwrap();
+    m.add(Conv2D::new(6, 2).padding(Same)).unwrap();
+    if global_max {
+        m.add(GlobalMaxPooling2D::new()).unwrap();
+    } else {
+        m.add(GlobalAveragePooling2D::new()).unwrap();
+    }
+    m.add(Dense::new(5)).unwrap();
+    m.add(BatchNormalization::new().momentum(0.5).epsilon(1e-2))
+        .unwrap();
+    m.add(Activation::new(Tanh)).unwrap();
     m.add(Dense::new(3).activation(Softmax)).unwrap();
     m
 }
@@ -173,19 +332,44 @@ fn gpu_training_matches_cpu_reference_training() -> R {
     let n = 40; // batch 16 → steps of 16, 16 and a partial 8
     let x = random_vec(n * 9 * 8 * 2, 1);
     let y = random_labels(n, 3, 2);
-    for (opt, dropout) in [
-        (Optimizer::adam().with_lr(0.01), false),
+    // The conv bias right before a BatchNormalization has a gradient of zero up to rounding
+    // (the normalisation removes any per-channel shift), which Adam and RMSprop would scale
+    // up to steps of ±lr in either direction: the models with it train with SGD here (their
+    // updates stay proportional to the gradient), the adaptive rules on the small model.
+    type Case = (fn(bool) -> Sequential, bool, Optimizer);
+    let cases: [Case; 6] = [
+        (small_model, false, Optimizer::adam().with_lr(0.01)),
         (
-            Optimizer::Sgd {
-                lr: 0.1,
-                momentum: 0.9,
-                nesterov: true,
-            },
+            small_model,
             true,
+            Optimizer::sgd(0.1).momentum(0.9).nesterov(true),
         ),
-    ] {
-        let mut g = compiled(small_model(dropout), gpu(), opt, 7)?;
-        let mut c = compiled(small_model(dropout), Device::Cpu, opt, 7)?;
+        (small_model, false, Optimizer::rmsprop().momentum(0.5)),
+        (
+            small_model,
+            false,
+            Optimizer::adamw()
+                .weight_decay(0.05)
+                .learning_rate(LearningRate::cosine_decay(0.01, 5)),
+        ),
+        (
+            modern_model,
+            false,
+            Optimizer::sgd(0.05)
+                .weight_decay(0.01)
+                .learning_rate(LearningRate::piecewise_constant(&[2], &[0.05, 0.01])),
+        ),
+        (
+            modern_model,
+            true,
+            Optimizer::sgd(0.1)
+                .momentum(0.9)
+                .learning_rate(LearningRate::exponential_decay(0.1, 3, 0.5)),
+        ),
+    ];
+    for (model, variant, opt) in cases {
+        let mut g = compiled(model(variant), gpu(), opt.clone(), 7)?;
+        let mut c = compiled(model(variant), Device::Cpu, opt.clone(), 7)?;
         let cfg = FitConfig {
             epochs: 2,
             batch_size: 16,
@@ -246,9 +430,9 @@ fn small_conv_model_converges_on_generated_bars() -> R {
     let (x, y) = bars(1200, 3);
     let (xt, yt) = bars(300, 4);
     let mut m = Sequential::new();
-    m.add(Conv2D::new(8, 3).activation(Relu).input_shape([12, 12, 1]))?;
-    m.add(MaxPooling2D(2))?;
-    m.add(Flatten())?;
+    m.add(Conv2D::new(8, 3).activation(Relu).input_shape(&[12, 12, 1]))?;
+    m.add(MaxPooling2D::new(2))?;
+    m.add(Flatten::new())?;
     m.add(Dense::new(3).activation(Softmax))?;
     let mut m = compiled(m, gpu(), Optimizer::adam().with_lr(0.01), 1)?;
     let h = m.fit(
@@ -300,7 +484,7 @@ fn horizontal_flip_mirrors_about_half_the_training_images() -> R {
         .collect();
     let train = |horizontal_flip| -> anyhow::Result<f32> {
         let mut m = Sequential::new();
-        m.add(Layer::Flatten(Some(vec![h, w, 1])))?;
+        m.add(Flatten::new().input_shape(&[h, w, 1]))?;
         m.add(Dense::new(2).activation(Softmax))?;
         let mut m = compiled(m, gpu(), Optimizer::adam().with_lr(0.05), 2)?;
         let cfg = FitConfig {
@@ -367,8 +551,8 @@ fn weights_round_trip_through_safetensors() -> R {
 
     // Another architecture: the mismatched tensor is named.
     let mut other = Sequential::new();
-    other.add(Conv2D::new(6, 3).input_shape([9, 8, 2]))?;
-    other.add(Flatten())?;
+    other.add(Conv2D::new(6, 3).input_shape(&[9, 8, 2]))?;
+    other.add(Flatten::new())?;
     other.add(Dense::new(3).activation(Softmax))?;
     let mut other = compiled(other, gpu(), Optimizer::adam(), 1)?;
     let err = format!("{:#}", other.load_weights(&path).unwrap_err());
@@ -479,12 +663,8 @@ fn lecture_models_train_like_the_cpu_reference() -> R {
         let y = random_labels(n, 10, 4);
         // Plain SGD: a weight's change is proportional to its gradient (Adam's first steps
         // move every weight by about ±lr whatever the gradient's size).
-        let sgd = Optimizer::Sgd {
-            lr: 0.1,
-            momentum: 0.0,
-            nesterov: false,
-        };
-        let mut g = compiled(e.model()?, gpu(), sgd, 5)?;
+        let sgd = Optimizer::sgd(0.1);
+        let mut g = compiled(e.model()?, gpu(), sgd.clone(), 5)?;
         let mut c = compiled(e.model()?, Device::Cpu, sgd, 5)?;
         let cfg = FitConfig {
             epochs: 1,

@@ -7,11 +7,12 @@ use wgcnn::Tensor;
 use wgcnn::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
 use wgcnn::ops::Padding;
 use wgcnn::ops::activation::*;
+use wgcnn::ops::batchnorm::*;
 use wgcnn::ops::bias::*;
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::dropout::*;
 use wgcnn::ops::matmul::*;
-use wgcnn::ops::optimizer::Optimizer;
+use wgcnn::ops::optimizer::{LearningRate, Optimizer};
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::*;
 use wgcnn::testing::{assert_close, poison, random_labels, random_vec};
@@ -617,26 +618,33 @@ fn softmax_xent_and_metrics_match_cpu() -> R {
 #[test]
 fn optimizers_match_cpu() -> R {
     let g = gpu();
-    let n = 1000;
+    let n = 1001; // not a whole number of vec4s
+    let cosine = LearningRate::CosineDecay {
+        initial: 0.02,
+        decay_steps: 4,
+        alpha: 0.1,
+        warmup_target: Some(0.05),
+        warmup_steps: 2,
+    };
     for opt in [
         Optimizer::sgd(0.1),
-        Optimizer::Sgd {
-            lr: 0.05,
-            momentum: 0.9,
-            nesterov: false,
-        },
-        Optimizer::Sgd {
-            lr: 0.05,
-            momentum: 0.9,
-            nesterov: true,
-        },
+        Optimizer::sgd(0.05).momentum(0.9),
+        Optimizer::sgd(0.05).momentum(0.9).nesterov(true),
+        Optimizer::sgd(0.05).momentum(0.9).weight_decay(0.01),
         Optimizer::adam(),
-        Optimizer::Adam {
-            lr: 0.01,
-            beta1: 0.8,
-            beta2: 0.99,
-            eps: 1e-6,
-        },
+        Optimizer::adam().learning_rate(0.01),
+        Optimizer::adamw(),
+        Optimizer::adamw().learning_rate(LearningRate::exponential_decay(0.01, 2, 0.5)),
+        Optimizer::rmsprop(),
+        Optimizer::rmsprop()
+            .momentum(0.9)
+            .learning_rate(cosine.clone()),
+        Optimizer::rmsprop()
+            .weight_decay(0.1)
+            .learning_rate(LearningRate::piecewise_constant(
+                &[1, 3],
+                &[0.01, 0.005, 0.001],
+            )),
     ] {
         let mut w = random_vec(n, 90);
         let tw = Tensor::from_slice(&g, &[n], &w, "w")?;
@@ -647,7 +655,8 @@ fn optimizers_match_cpu() -> R {
         let tg = Tensor::zeros(&g, &[n], "grad")?;
         let uniform = Uniform::new(&g, &opt.params(1), "opt");
         let d = opt.update(&g, &uniform, &tw, &tg, &tstate)?;
-        for t in 1..=3u64 {
+        // Six steps: through every phase of the schedules above.
+        for t in 1..=6u64 {
             let grad = random_vec(n, 91 + t);
             tg.write(&g, &grad)?;
             uniform.set(&g, &opt.params(t));
@@ -655,6 +664,173 @@ fn optimizers_match_cpu() -> R {
             opt.update_cpu(&mut w, &grad, &mut state, t);
         }
         assert_close(&format!("{opt:?}"), &tw.read(&g)?, &w, 1e-6, 1e-5)?;
+    }
+    Ok(())
+}
+
+/// Keras' formulas at hand-checked points (values computed from the definitions).
+#[test]
+fn schedules_follow_keras() {
+    let close = |a: f32, b: f64| assert!((f64::from(a) - b).abs() < 1e-7, "{a} vs {b}");
+    let e = LearningRate::exponential_decay(0.1, 10, 0.5);
+    close(e.at(0), 0.1);
+    close(e.at(10), 0.05);
+    close(e.at(5), 0.1 * 0.5f64.sqrt());
+    let stair = LearningRate::ExponentialDecay {
+        initial: 0.1,
+        decay_steps: 10,
+        decay_rate: 0.5,
+        staircase: true,
+    };
+    close(stair.at(19), 0.05);
+    let c = LearningRate::cosine_decay(1.0, 100);
+    close(c.at(0), 1.0);
+    close(c.at(50), 0.5);
+    close(c.at(100), 0.0);
+    close(c.at(250), 0.0); // held at the end, as Keras' min(step, decay_steps)
+    let w = LearningRate::CosineDecay {
+        initial: 0.0,
+        decay_steps: 10,
+        alpha: 0.2,
+        warmup_target: Some(1.0),
+        warmup_steps: 4,
+    };
+    close(w.at(2), 0.5); // halfway through the warm-up
+    close(w.at(4), 1.0);
+    close(w.at(14), 0.2); // alpha·target at the end
+    let pw = LearningRate::piecewise_constant(&[10, 20], &[1.0, 0.5, 0.1]);
+    close(pw.at(10), 1.0);
+    close(pw.at(11), 0.5);
+    close(pw.at(20), 0.5);
+    close(pw.at(21), 0.1);
+    assert!(
+        LearningRate::piecewise_constant(&[10], &[1.0])
+            .validate()
+            .is_err()
+    );
+    assert!(LearningRate::cosine_decay(1.0, 0).validate().is_err());
+    // The optimizer's uniform for step t uses iteration t − 1, and AdamW decays by lr·wd.
+    let opt = Optimizer::adamw().learning_rate(e);
+    assert_eq!(opt.params(11)[4], 0.05 * 0.004);
+    assert_eq!(opt.name(), "AdamW");
+}
+
+fn batchnorm_shapes() -> Vec<(usize, usize, usize)> {
+    // (rows, channels, valid rows): conv-like and dense-like, channels not multiples of 4,
+    // a partial batch, one row.
+    vec![
+        (6 * 7 * 7, 8, 6 * 7 * 7),
+        (5 * 9, 3, 2 * 9),
+        (37, 10, 37),
+        (200, 33, 123),
+        (1, 4, 1),
+        (64 * 3, 16, 64 * 3),
+    ]
+}
+
+#[test]
+fn batchnorm_matches_cpu() -> R {
+    let g = gpu();
+    for (i, (rows, c, valid)) in batchnorm_shapes().into_iter().enumerate() {
+        let seed = 300 + 10 * i as u64;
+        // Inputs far from zero mean and unit variance, as after a conv.
+        let x: Vec<f32> = random_vec(rows * c, seed)
+            .iter()
+            .map(|v| 3.0 + 2.5 * v)
+            .collect();
+        let gamma: Vec<f32> = random_vec(c, seed + 1).iter().map(|v| 1.0 + v).collect();
+        let beta = random_vec(c, seed + 2);
+        let mm0 = random_vec(c, seed + 3);
+        let mv0: Vec<f32> = random_vec(c, seed + 4)
+            .iter()
+            .map(|v| 1.0 + v.abs())
+            .collect();
+        let dy = random_vec(rows * c, seed + 5);
+        let t = |v: &[f32], what| Tensor::from_slice(&g, &[v.len()], v, what).unwrap();
+        let (tx, tg, tb, tmm, tmv, tdy) = (
+            t(&x, "x"),
+            t(&gamma, "gamma"),
+            t(&beta, "beta"),
+            t(&mm0, "mm"),
+            t(&mv0, "mv"),
+            t(&dy, "dy"),
+        );
+        let (y, saved, dx, dgamma, dbeta) = (
+            poisoned(&g, &[rows * c], "y"),
+            poisoned(&g, &[2 * c], "saved"),
+            poisoned(&g, &[rows * c], "dx"),
+            poisoned(&g, &[c], "dgamma"),
+            poisoned(&g, &[c], "dbeta"),
+        );
+        for training in [true, false] {
+            let p = BatchNormParams::new(rows, c, training, 0.9, 1e-3)?.with_valid(valid);
+            let u = Uniform::new(&g, &p, "bn");
+            tmm.write(&g, &mm0)?;
+            tmv.write(&g, &mv0)?;
+            let params = [&tg, &tb, &tmm, &tmv];
+            let fwd = batchnorm_forward(&g, &y, &tx, params, &saved, &u, &p)?;
+            let (mut want_y, mut mm, mut mv) = (vec![0.0; rows * c], mm0.clone(), mv0.clone());
+            let state = BatchNormState {
+                gamma: &gamma,
+                beta: &beta,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+            };
+            let want_saved = batchnorm_forward_cpu(&mut want_y, &x, state, &p);
+            let tag = format!("batchnorm {rows}x{c} valid {valid} training={training}");
+            if training {
+                let bwd =
+                    batchnorm_backward(&g, &dx, &dgamma, &dbeta, &tdy, &tx, &tg, &saved, &u, &p)?;
+                g.run(&[&fwd, &bwd])?;
+                let (mut wdx, mut wdg, mut wdb) = (vec![0.0; rows * c], vec![0.0; c], vec![0.0; c]);
+                batchnorm_backward_cpu(
+                    &mut wdx,
+                    &mut wdg,
+                    &mut wdb,
+                    &dy,
+                    &x,
+                    &gamma,
+                    &want_saved,
+                    &p,
+                );
+                assert_close(
+                    &format!("{tag} saved"),
+                    &saved.read(&g)?,
+                    &want_saved,
+                    1e-5,
+                    1e-4,
+                )?;
+                assert_close(&format!("{tag} dx"), &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
+                assert_close(
+                    &format!("{tag} dgamma"),
+                    &dgamma.read(&g)?,
+                    &wdg,
+                    1e-3,
+                    1e-3,
+                )?;
+                assert_close(&format!("{tag} dbeta"), &dbeta.read(&g)?, &wdb, 1e-3, 1e-3)?;
+            } else {
+                g.run(&[&fwd])?;
+            }
+            assert_close(&format!("{tag} y"), &y.read(&g)?, &want_y, 1e-4, 1e-3)?;
+            assert_close(
+                &format!("{tag} moving mean"),
+                &tmm.read(&g)?,
+                &mm,
+                1e-5,
+                1e-4,
+            )?;
+            assert_close(
+                &format!("{tag} moving variance"),
+                &tmv.read(&g)?,
+                &mv,
+                1e-5,
+                1e-4,
+            )?;
+            if !training {
+                assert_eq!(mm, mm0, "inference leaves the moving statistics alone");
+            }
+        }
     }
     Ok(())
 }

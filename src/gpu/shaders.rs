@@ -82,6 +82,7 @@ const GEMM_SUBGROUP_NT: &str = shader!("gemm_subgroup_nt");
 const GEMM_SUBGROUP_N32: &str = shader!("gemm_subgroup_n32");
 const CONV2D_COMMON: &str = shader!("conv2d_common");
 const POOL2D_COMMON: &str = shader!("pool2d_common");
+const BATCHNORM_COMMON: &str = shader!("batchnorm_common");
 const DIVMOD: &str = shader!("divmod");
 
 /// Every compute kernel wgcnn dispatches.
@@ -108,13 +109,16 @@ pub enum Kernel {
     LossMetrics,
     SgdUpdate,
     AdamUpdate,
+    RmsPropUpdate,
     DropoutForward,
     DropoutBackward,
+    BatchNormForward,
+    BatchNormBackward,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 23] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::Matmul,
         Kernel::SplitKReduce,
         Kernel::Transpose,
@@ -136,8 +140,11 @@ impl Kernel {
         Kernel::LossMetrics,
         Kernel::SgdUpdate,
         Kernel::AdamUpdate,
+        Kernel::RmsPropUpdate,
         Kernel::DropoutForward,
         Kernel::DropoutBackward,
+        Kernel::BatchNormForward,
+        Kernel::BatchNormBackward,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -199,8 +206,11 @@ impl Kernel {
             Kernel::LossMetrics => "loss_metrics",
             Kernel::SgdUpdate => "sgd_update",
             Kernel::AdamUpdate => "adam_update",
+            Kernel::RmsPropUpdate => "rmsprop_update",
             Kernel::DropoutForward => "dropout_forward",
             Kernel::DropoutBackward => "dropout_backward",
+            Kernel::BatchNormForward => "batchnorm_forward",
+            Kernel::BatchNormBackward => "batchnorm_backward",
         }
     }
 
@@ -285,8 +295,11 @@ impl Kernel {
             Kernel::LossMetrics => shader!("loss_metrics"),
             Kernel::SgdUpdate => shader!("sgd_update"),
             Kernel::AdamUpdate => shader!("adam_update"),
+            Kernel::RmsPropUpdate => shader!("rmsprop_update"),
             Kernel::DropoutForward => shader!("dropout_forward"),
             Kernel::DropoutBackward => shader!("dropout_backward"),
+            Kernel::BatchNormForward => shader!("batchnorm_forward"),
+            Kernel::BatchNormBackward => shader!("batchnorm_backward"),
         };
         let mut src = String::new();
         if self.uses_divmod() {
@@ -302,6 +315,7 @@ impl Kernel {
             | Kernel::MaxPool2dBackwardWindows
             | Kernel::AvgPool2dForward
             | Kernel::AvgPool2dBackward => src.push_str(POOL2D_COMMON),
+            Kernel::BatchNormForward | Kernel::BatchNormBackward => src.push_str(BATCHNORM_COMMON),
             _ => {}
         }
         if self.is_gemm() {

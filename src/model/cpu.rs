@@ -3,8 +3,11 @@
 //! same batches → same weights) and is the baseline in the benchmarks.
 
 use super::plan_head;
-use crate::layers::{Activation, Node, Op};
+use crate::layers::{ActivationFn, Node, Op};
 use crate::ops::activation::{activation_backward_cpu, activation_forward_cpu};
+use crate::ops::batchnorm::{
+    BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
+};
 use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
@@ -23,10 +26,17 @@ pub(crate) struct CpuEngine {
     state: Vec<Vec<Vec<Vec<f32>>>>,
 }
 
+/// A BatchNormalization node's training batch: its [mean, 1/√(var + ε)] and the moving
+/// mean and variance after it.
+type BatchStats = (Vec<f32>, Vec<f32>, Vec<f32>);
+
 /// Activations of one forward pass: acts[i] is node i's input.
 struct Trace {
     acts: Vec<Vec<f32>>,
     argmax: Vec<Vec<u32>>,
+    /// Per BatchNormalization node in training: its batch [mean, 1/√(var + ε)] and the
+    /// moving statistics after this batch.
+    batchnorm: Vec<Option<BatchStats>>,
 }
 
 impl CpuEngine {
@@ -57,12 +67,39 @@ impl CpuEngine {
     ) -> Trace {
         let mut acts = vec![x.to_vec()];
         let mut argmax = Vec::new();
+        let mut batchnorm = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
             let a = &acts[i];
             let n_out = batch * node.out_shape.iter().product::<usize>();
             let mut y = vec![0f32; n_out];
             let mut am = Vec::new();
+            let mut bn = None;
             match &node.op {
+                Op::BatchNorm {
+                    channels,
+                    momentum,
+                    epsilon,
+                } => {
+                    let training = dropout_seed.is_some();
+                    let p = BatchNormParams::new(
+                        a.len() / channels,
+                        *channels,
+                        training,
+                        *momentum,
+                        *epsilon,
+                    )
+                    .expect("shapes checked at add");
+                    let w = &self.params[i];
+                    let (mut mm, mut mv) = (w[2].clone(), w[3].clone());
+                    let state = BatchNormState {
+                        gamma: &w[0],
+                        beta: &w[1],
+                        moving_mean: &mut mm,
+                        moving_var: &mut mv,
+                    };
+                    let saved = batchnorm_forward_cpu(&mut y, a, state, &p);
+                    bn = training.then_some((saved, mm, mv));
+                }
                 Op::Conv { .. } => conv2d_forward_cpu(
                     &mut y,
                     a,
@@ -112,8 +149,13 @@ impl CpuEngine {
             }
             acts.push(y);
             argmax.push(am);
+            batchnorm.push(bn);
         }
-        Trace { acts, argmax }
+        Trace {
+            acts,
+            argmax,
+            batchnorm,
+        }
     }
 
     /// Loss sum and correct count of a batch, plus the probabilities.
@@ -157,7 +199,7 @@ impl CpuEngine {
             if let Some(act) = node
                 .activation
                 .elementwise()
-                .filter(|_| node.activation != Activation::Linear)
+                .filter(|_| node.activation != ActivationFn::Linear)
             {
                 activation_backward_cpu(&mut dy, &t.acts[i + 1], act);
             }
@@ -165,6 +207,21 @@ impl CpuEngine {
             let mut da = vec![0.0; a.len()];
             let need_da = i > 0;
             match &node.op {
+                Op::BatchNorm { channels, .. } => {
+                    let (saved, _, _) = t.batchnorm[i].as_ref().expect("training statistics");
+                    let p = BatchNormParams::new(a.len() / channels, *channels, true, 0.0, 1.0)?;
+                    let (gg, gb) = grads[i].split_at_mut(1);
+                    batchnorm_backward_cpu(
+                        &mut da,
+                        &mut gg[0],
+                        &mut gb[0],
+                        &dy,
+                        a,
+                        &self.params[i][0],
+                        saved,
+                        &p,
+                    );
+                }
                 Op::Conv { .. } => {
                     let (gw, gb) = grads[i].split_at_mut(1);
                     conv2d_backward_cpu(
@@ -214,9 +271,17 @@ impl CpuEngine {
             }
             dy = da;
         }
-        for ((p, g), s) in self.params.iter_mut().zip(&grads).zip(&mut self.state) {
-            for ((p, g), s) in p.iter_mut().zip(g).zip(s) {
+        // The optimizer updates the trainable tensors (they come first); a batch
+        // normalization's moving statistics take this batch's.
+        for (i, node) in nodes.iter().enumerate() {
+            let trainable = node.trainable_tensors();
+            let (p, g, s) = (&mut self.params[i], &grads[i], &mut self.state[i]);
+            for ((p, g), s) in p.iter_mut().zip(g).zip(s).take(trainable) {
                 opt.update_cpu(p, g, s, step);
+            }
+            if let Some((_, mm, mv)) = &t.batchnorm[i] {
+                p[2].clone_from(mm);
+                p[3].clone_from(mv);
             }
         }
         Ok((sum, hits))

@@ -4,8 +4,9 @@
 
 use super::{LossHead, plan_head};
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
-use crate::layers::{Activation, Node, Op};
+use crate::layers::{ActivationFn, Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
+use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward};
 use crate::ops::bias::bias_backward;
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
@@ -29,7 +30,7 @@ pub(crate) struct GpuParams {
     pub params: Vec<Vec<Tensor>>,
     pub grads: Vec<Vec<Tensor>>,
     pub state: Vec<Vec<Vec<Tensor>>>,
-    pub opt_uniform: Uniform<[f32; 4]>,
+    pub opt_uniform: Uniform<[f32; 8]>,
     pub updates: Vec<Dispatch>,
 }
 
@@ -47,13 +48,22 @@ impl GpuParams {
             let mut p = Vec::new();
             let mut g = Vec::new();
             let mut s = Vec::new();
-            for ((suffix, shape), v) in node.param_shapes().iter().zip(vals) {
-                let name = format!("{}/{suffix}", node.name);
-                p.push(Tensor::from_slice(&gpu, shape, v, &name)?);
-                g.push(Tensor::zeros(&gpu, shape, &format!("{name} gradient"))?);
+            // Gradients and optimizer state for the trainable tensors only (they come
+            // first: a BatchNormalization's moving statistics have neither).
+            for (param, v) in node.params().iter().zip(vals) {
+                let name = format!("{}/{}", node.name, param.suffix);
+                p.push(Tensor::from_slice(&gpu, &param.shape, v, &name)?);
+                if !param.trainable {
+                    continue;
+                }
+                g.push(Tensor::zeros(
+                    &gpu,
+                    &param.shape,
+                    &format!("{name} gradient"),
+                )?);
                 s.push(
                     (0..opt.slots())
-                        .map(|_| Tensor::zeros(&gpu, shape, &format!("{name} state")))
+                        .map(|_| Tensor::zeros(&gpu, &param.shape, &format!("{name} state")))
                         .collect::<Result<Vec<_>>>()?,
                 );
             }
@@ -116,6 +126,8 @@ pub(crate) struct Graph {
     pub staging: wgpu::Buffer,
     pub rows: BatchRows,
     dropout: Vec<(Uniform<DropoutParams>, usize, f32)>,
+    /// Per node: its BatchNormalization state, if it is one.
+    batchnorm: Vec<Option<BatchNormNode>>,
     train: Vec<Dispatch>,
     eval: Vec<Dispatch>,
     predict: Vec<Dispatch>,
@@ -123,17 +135,32 @@ pub(crate) struct Graph {
     pub predict_probs: bool,
 }
 
+/// What a BatchNormalization node needs beyond its parameters: uniforms for training and
+/// inference (the valid rows change with each batch) and the batch statistics that the
+/// training forward pass keeps for the backward one.
+struct BatchNormNode {
+    train: Uniform<BatchNormParams>,
+    infer: Uniform<BatchNormParams>,
+    params: BatchNormParams,
+    /// Rows per sample (H·W after a conv, 1 after a dense layer).
+    spatial: usize,
+    saved: Tensor,
+}
+
 /// Nodes whose output is a view of their input (no kernel runs).
 fn is_alias(node: &Node) -> bool {
     matches!(node.op, Op::Flatten)
         || (matches!(node.op, Op::Activation)
-            && matches!(node.activation, Activation::Linear | Activation::Softmax))
+            && matches!(
+                node.activation,
+                ActivationFn::Linear | ActivationFn::Softmax
+            ))
 }
 
 /// The element-wise activation a node applies after its op (None when fused or absent).
 fn separate_activation(node: &Node) -> Option<Act> {
     match (&node.op, node.activation) {
-        (Op::Conv { .. } | Op::Dense { .. }, Activation::Sigmoid | Activation::Tanh) => {
+        (Op::Conv { .. } | Op::Dense { .. }, ActivationFn::Sigmoid | ActivationFn::Tanh) => {
             node.activation.elementwise()
         }
         (Op::Activation, a) => a.elementwise().filter(|a| *a != Act::Linear),
@@ -144,7 +171,9 @@ fn separate_activation(node: &Node) -> Option<Act> {
 /// The activation whose derivative the backward pass applies to a node's output gradient.
 fn backward_activation(node: &Node) -> Option<Act> {
     match node.activation {
-        Activation::Relu | Activation::Sigmoid | Activation::Tanh => node.activation.elementwise(),
+        ActivationFn::Relu | ActivationFn::Sigmoid | ActivationFn::Tanh => {
+            node.activation.elementwise()
+        }
         _ => None,
     }
 }
@@ -207,7 +236,37 @@ impl Graph {
         let staging = gpu.staging_buffer(8);
         let logits = acts.last().expect("model has layers");
 
-        // Forward passes: training (dropout on) and inference (dropout off).
+        let mut batchnorm = Vec::new();
+        for node in nodes {
+            batchnorm.push(match node.op {
+                Op::BatchNorm {
+                    channels,
+                    momentum,
+                    epsilon,
+                } => {
+                    let spatial = node.in_shape.iter().product::<usize>() / channels.max(1);
+                    let params =
+                        BatchNormParams::new(batch * spatial, channels, true, momentum, epsilon)?;
+                    let infer =
+                        BatchNormParams::new(batch * spatial, channels, false, momentum, epsilon)?;
+                    Some(BatchNormNode {
+                        train: Uniform::new(gpu, &params, "batch normalization"),
+                        infer: Uniform::new(gpu, &infer, "batch normalization"),
+                        params,
+                        spatial,
+                        saved: Tensor::zeros(
+                            gpu,
+                            &[2, channels],
+                            &format!("{} batch statistics", node.name),
+                        )?,
+                    })
+                }
+                _ => None,
+            });
+        }
+
+        // Forward passes: training (dropout on, batch statistics) and inference (dropout
+        // off, moving statistics).
         let mut dropout = Vec::new();
         let forward = |train: bool,
                        dropout: &mut Vec<(Uniform<DropoutParams>, usize, f32)>|
@@ -217,7 +276,7 @@ impl Graph {
                 let (a, y) = (&acts[i], &acts[i + 1]);
                 let sep = separate_activation(node);
                 let out = pre[i].as_ref().unwrap_or(y);
-                let relu = node.activation == Activation::Relu;
+                let relu = node.activation == ActivationFn::Relu;
                 match &node.op {
                     Op::Conv { .. } => {
                         let s = node.op.conv_shape(batch).expect("conv op");
@@ -272,6 +331,15 @@ impl Graph {
                         if train {
                             dropout.push((u, i, r));
                         }
+                    }
+                    Op::BatchNorm { .. } => {
+                        let b = batchnorm[i].as_ref().expect("batch norm state");
+                        let pp = &p.params[i];
+                        let params = [&pp[0], &pp[1], &pp[2], &pp[3]];
+                        let u = if train { &b.train } else { &b.infer };
+                        ds.push(batchnorm_forward(
+                            gpu, y, a, params, &b.saved, u, &b.params,
+                        )?);
                     }
                     Op::Flatten | Op::Activation => {}
                 }
@@ -425,6 +493,30 @@ impl Graph {
                             )?);
                         }
                     }
+                    Op::BatchNorm { .. } => {
+                        // Always: dγ and dβ are needed even where dx is not.
+                        let b = batchnorm[i].as_ref().expect("batch norm state");
+                        let scratch;
+                        let dx = match da {
+                            Some(da) => da,
+                            None => {
+                                scratch = Tensor::zeros(gpu, &a.shape, "unused input gradient")?;
+                                &scratch
+                            }
+                        };
+                        train_ds.push(batchnorm_backward(
+                            gpu,
+                            dx,
+                            &p.grads[i][0],
+                            &p.grads[i][1],
+                            dy,
+                            a,
+                            &p.params[i][0],
+                            &b.saved,
+                            &b.train,
+                            &b.params,
+                        )?);
+                    }
                     Op::Dropout { .. } => {
                         if let Some(da) = da {
                             let (u, _, _) = dropout
@@ -448,6 +540,7 @@ impl Graph {
             staging,
             rows,
             dropout,
+            batchnorm,
             train: train_ds,
             eval,
             predict,
@@ -465,6 +558,11 @@ impl Graph {
         self.x.write_at(gpu, 0, x)?;
         if let Some(l) = labels {
             self.labels.write_at(gpu, 0, l)?;
+        }
+        for b in self.batchnorm.iter().flatten() {
+            let rows = valid * b.spatial;
+            b.train.set(gpu, &b.params.with_valid(rows));
+            b.infer.set(gpu, &b.params.with_valid(rows).inference());
         }
         self.rows.set_valid(gpu, valid)
     }

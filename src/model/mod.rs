@@ -4,8 +4,8 @@
 //! use wgcnn::prelude::*;
 //! # fn main() -> anyhow::Result<()> {
 //! let mut model = Sequential::new();
-//! model.add(Conv2D::new(64, 3).activation(Relu).input_shape([28, 28, 1]))?;
-//! model.add(Flatten())?;
+//! model.add(Conv2D::new(64, 3).activation(Relu).input_shape(&[28, 28, 1]))?;
+//! model.add(Flatten::new())?;
 //! model.add(Dense::new(10).activation(Softmax))?;
 //! model.compile(Optimizer::adam(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
 //! print!("{}", model.summary());
@@ -16,7 +16,7 @@ mod cpu;
 mod graph;
 
 use crate::gpu::Gpu;
-use crate::layers::{self, Activation, Layer, Node};
+use crate::layers::{self, ActivationFn, Init, Layer, Node};
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, bail, ensure};
 use cpu::CpuEngine;
@@ -148,7 +148,7 @@ pub(crate) fn plan_head(nodes: &[Node]) -> Result<LossHead> {
     let last = nodes.last().context("the model has no layers")?;
     for n in &nodes[..nodes.len() - 1] {
         ensure!(
-            n.activation != Activation::Softmax,
+            n.activation != ActivationFn::Softmax,
             "layer '{}': softmax is supported only as the last activation (it is fused with the loss)",
             n.name
         );
@@ -161,14 +161,17 @@ pub(crate) fn plan_head(nodes: &[Node]) -> Result<LossHead> {
         );
     };
     ensure!(
-        matches!(last.activation, Activation::Softmax | Activation::Linear),
+        matches!(
+            last.activation,
+            ActivationFn::Softmax | ActivationFn::Linear
+        ),
         "the last layer '{}' uses {:?}; the cross-entropy loss needs softmax (or linear logits)",
         last.name,
         last.activation
     );
     Ok(LossHead {
         classes,
-        softmax: last.activation == Activation::Softmax,
+        softmax: last.activation == ActivationFn::Softmax,
     })
 }
 
@@ -255,16 +258,33 @@ impl Sequential {
     /// error naming the layer and both shapes.
     pub fn add(&mut self, layer: impl Into<Layer>) -> Result<&mut Self> {
         let layer = layer.into();
+        if let Layer::Input(i) = &layer {
+            ensure!(
+                self.nodes.is_empty() && self.input_shape.is_none(),
+                "Input declares the model's input shape: add it first, once"
+            );
+            ensure!(
+                !i.shape.is_empty() && i.shape.iter().all(|&d| d > 0),
+                "Input shape {:?} must be non-empty with positive sizes",
+                i.shape
+            );
+            self.input_shape = Some(i.shape.clone());
+            return Ok(self);
+        }
         let input = match (&self.input_shape, layer.input_shape(), self.nodes.last()) {
-            (_, Some(s), None) => {
+            (None, Some(s), None) => {
                 self.input_shape = Some(s.to_vec());
                 s.to_vec()
+            }
+            (Some(_), Some(_), None) => {
+                bail!("the input shape is already declared (Input); drop input_shape here")
             }
             (_, Some(_), Some(_)) => bail!("input_shape may only be given on the first layer"),
             (_, None, Some(last)) => last.out_shape.clone(),
             (Some(s), None, None) => s.clone(),
             (None, None, None) => bail!(
-                "the first layer needs an input shape, e.g. Conv2D::new(..).input_shape([28, 28, 1])"
+                "the first layer needs an input shape: add Input::new(&[28, 28, 1]) first, or \
+                 give it as Conv2D::new(..).input_shape(&[28, 28, 1])"
             ),
         };
         let name = layers::auto_name(&layer, &self.nodes);
@@ -289,8 +309,14 @@ impl Sequential {
         Ok(plan_head(&self.nodes)?.classes)
     }
 
+    /// Every parameter, trainable or not (Keras' `count_params()`).
     pub fn count_params(&self) -> usize {
         self.nodes.iter().map(Node::param_count).sum()
+    }
+
+    /// Trainable parameters only.
+    pub fn count_trainable_params(&self) -> usize {
+        self.nodes.iter().map(Node::trainable_count).sum()
     }
 
     /// Keras' `model.summary()` table.
@@ -298,8 +324,9 @@ impl Sequential {
         layers::summary(&self.name, &self.nodes)
     }
 
-    /// Initialises the weights (Glorot-uniform kernels, zero biases, from the seed) and
-    /// allocates everything on the device.
+    /// Initialises the weights (Glorot-uniform kernels from the seed, zero biases and
+    /// betas, unit gammas; moving means 0 and variances 1) and allocates everything on
+    /// the device.
     pub fn compile(
         &mut self,
         optimizer: Optimizer,
@@ -308,21 +335,24 @@ impl Sequential {
     ) -> Result<&mut Self> {
         let _ = (loss, metrics); // one loss and one metric exist; the arguments mirror Keras
         plan_head(&self.nodes)?;
+        optimizer.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let values: Vec<Vec<Vec<f32>>> = self
             .nodes
             .iter()
             .map(|n| {
                 let (fan_in, fan_out) = n.fans();
-                n.param_shapes()
+                n.params()
                     .iter()
-                    .map(|(suffix, shape)| {
-                        let len: usize = shape.iter().product();
-                        if *suffix == "kernel" {
-                            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                            (0..len).map(|_| rng.random_range(-limit..limit)).collect()
-                        } else {
-                            vec![0.0; len]
+                    .map(|p| {
+                        let len: usize = p.shape.iter().product();
+                        match p.init {
+                            Init::GlorotUniform => {
+                                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                                (0..len).map(|_| rng.random_range(-limit..limit)).collect()
+                            }
+                            Init::Zeros => vec![0.0; len],
+                            Init::Ones => vec![1.0; len],
                         }
                     })
                     .collect()
@@ -414,7 +444,7 @@ impl Sequential {
             let bar = progress_bar(cfg.verbose, steps, epoch, cfg.epochs);
             let start = Instant::now();
             let c = self.compiled()?;
-            let opt = c.optimizer;
+            let opt = c.optimizer.clone();
             let mut cpu_totals = (0f64, 0usize);
             if let Engine::Gpu(e) = &mut c.engine {
                 let (g, p) = e.graph(&nodes, &input, batch, true)?;

@@ -3,6 +3,7 @@
 //! their gradient outputs (llm.c style); GPU launchers overwrite unless `accumulate`.
 
 pub mod activation;
+pub mod batchnorm;
 pub mod bias;
 pub mod conv2d;
 pub mod dropout;

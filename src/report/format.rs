@@ -6,7 +6,7 @@ use crate::data::{Dataset, Split};
 use crate::layers::thousands;
 use crate::metrics::{ConfusionMatrix, classification_report};
 use crate::model::History;
-use crate::ops::optimizer::Optimizer;
+use crate::ops::optimizer::{LearningRate, Optimizer, Rule};
 use std::fmt::Write;
 use std::path::Path;
 
@@ -36,15 +36,52 @@ fn image_shape(ds: &Dataset) -> String {
     format!("{}x{}x{}", ds.height, ds.width, ds.channels)
 }
 
-/// "Adam, lr 0.001".
+/// "Adam, lr 0.001", "AdamW, lr cosine decay from 0.001 over 9380 steps, weight decay 0.004".
 pub(super) fn optimizer(opt: &Optimizer) -> String {
-    match opt {
-        Optimizer::Adam { lr, .. } => format!("Adam, lr {lr}"),
-        Optimizer::Sgd {
-            lr,
-            momentum,
-            nesterov,
-        } => format!("SGD, lr {lr}, momentum {momentum}, nesterov {nesterov}"),
+    let mut s = format!("{}, lr {}", opt.name(), learning_rate(&opt.learning_rate));
+    match opt.rule {
+        Rule::Sgd { momentum, nesterov } if momentum > 0.0 => {
+            s.push_str(&format!(", momentum {momentum}, nesterov {nesterov}"))
+        }
+        Rule::RmsProp { rho, momentum, .. } => {
+            s.push_str(&format!(", rho {rho}, momentum {momentum}"))
+        }
+        _ => {}
+    }
+    if opt.weight_decay > 0.0 {
+        s.push_str(&format!(", weight decay {}", opt.weight_decay));
+    }
+    s
+}
+
+fn learning_rate(lr: &LearningRate) -> String {
+    match lr {
+        LearningRate::Constant(lr) => lr.to_string(),
+        LearningRate::ExponentialDecay {
+            initial,
+            decay_steps,
+            decay_rate,
+            staircase,
+        } => format!(
+            "{initial} decaying ×{decay_rate} every {decay_steps} steps{}",
+            if *staircase { " (staircase)" } else { "" }
+        ),
+        LearningRate::CosineDecay {
+            initial,
+            decay_steps,
+            alpha,
+            warmup_target,
+            warmup_steps,
+        } => {
+            let warm = match warmup_target {
+                Some(t) => format!(", warm-up to {t} over {warmup_steps} steps"),
+                None => String::new(),
+            };
+            format!("cosine decay from {initial} over {decay_steps} steps (alpha {alpha}){warm}")
+        }
+        LearningRate::PiecewiseConstantDecay { boundaries, values } => {
+            format!("piecewise constant {values:?} at steps {boundaries:?}")
+        }
     }
 }
 

@@ -18,12 +18,13 @@ pub const INPUT_PX: u32 = 224;
 /// Which test image `input.png` and the feature maps show.
 pub const SAMPLE_INDEX: usize = 0;
 
-/// Layers whose output is an image worth drawing: convolutions and poolings.
+/// Layers whose output is an image worth drawing: convolutions and poolings (not a global
+/// pooling, whose output is one value per channel).
 pub fn has_feature_maps(node: &Node) -> bool {
     matches!(
         node.op,
         Op::Conv { .. } | Op::MaxPool { .. } | Op::AvgPool { .. }
-    )
+    ) && node.out_shape.len() == 3
 }
 
 /// The upscale factor of `input.png` for an `h` x `w` image.
