@@ -1,0 +1,38 @@
+//! Beyond the lecture, "mnist-bn": the "Red Convolucional estándar" with batch
+//! normalization — [Conv2D → BatchNormalization → relu → MaxPooling2D] × 2 → Dense(10) —
+//! 35,210 parameters (192 of them the non-trainable moving statistics), trained with Adam
+//! on a cosine learning-rate schedule (target: test accuracy ≥ 0.992).
+//!
+//! `cargo run --release --example mnist_bn [-- --epochs N --limit N]`
+//! Data: $WGCNN_DATA or ../shared/datasets. Writes runs/mnist-bn/.
+use wgcnn::prelude::*;
+use wgcnn::report::{self, RunConfig};
+
+fn main() -> anyhow::Result<()> {
+    let cfg = RunConfig::for_example("mnist-bn");
+    let data = report::load_data(&cfg)?;
+
+    let mut model = Sequential::new();
+    model.set_seed(cfg.seed); // the recipe's (src/experiments.rs)
+    model.add(Input::new(&[28, 28, 1]))?;
+    for filters in [32, 64] {
+        model.add(Conv2D::new(filters, 3))?;
+        model.add(BatchNormalization::new())?;
+        model.add(Activation::new(Relu))?;
+        model.add(MaxPooling2D::new(2))?;
+    }
+    model.add(Flatten::new())?;
+    model.add(Dense::new(10).activation(Softmax))?;
+    // The recipe's: the rate falls from 1e-3 to 0 along a cosine over its 6 epochs of
+    // 1,875 steps.
+    let schedule = LearningRate::cosine_decay(1e-3, 6 * 1875);
+    model.compile(
+        Optimizer::adam().learning_rate(schedule),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+
+    // Summary, fit with a progress bar, scores, per-class report, pictures.
+    report::train_model(&mut model, &data, &cfg)?;
+    Ok(())
+}
