@@ -98,6 +98,7 @@ fn train_steps(m: &mut Sequential, data: &Data, steps: u64) {
         shuffle: false,
         horizontal_flip: false,
         verbose: false,
+        ..Default::default()
     };
     if full > 0 {
         let (x, y) = data.take(DATASET_BATCHES);

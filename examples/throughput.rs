@@ -133,6 +133,7 @@ impl Data {
             shuffle: false,
             horizontal_flip: false,
             verbose: false,
+            ..Default::default()
         };
         let t = Instant::now();
         m.fit(&self.x, &self.y, &cfg)?;

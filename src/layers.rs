@@ -10,7 +10,7 @@ use anyhow::{Result, bail, ensure};
 
 /// Activation functions, as in Keras' `activation=` argument (the prelude exports the
 /// variants: `.activation(Relu)`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ActivationFn {
     Linear,
     Relu,
@@ -36,7 +36,7 @@ impl ActivationFn {
 
 /// Keras' `Input(shape=…)`: declares the model's per-sample input shape, so that any
 /// layer (a pooling, a normalisation) may come first. It adds no layer to the summary.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Input {
     pub shape: Vec<usize>,
 }
@@ -50,7 +50,7 @@ impl Input {
 }
 
 /// `Conv2D(filters, kernel_size, strides=1, padding='valid', activation=None)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conv2D {
     pub filters: usize,
     pub kernel_size: (usize, usize),
@@ -92,7 +92,7 @@ impl Conv2D {
 
 /// `MaxPooling2D(pool_size, strides=None, padding='valid')`; strides default to the pool
 /// size, as in Keras.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MaxPooling2D {
     pub pool_size: (usize, usize),
     pub strides: Option<(usize, usize)>,
@@ -101,7 +101,7 @@ pub struct MaxPooling2D {
 }
 
 /// `AveragePooling2D(pool_size, strides=None, padding='valid')`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AveragePooling2D {
     pub pool_size: (usize, usize),
     pub strides: Option<(usize, usize)>,
@@ -140,19 +140,19 @@ macro_rules! pooling_builders {
 pooling_builders!(MaxPooling2D, AveragePooling2D);
 
 /// `GlobalAveragePooling2D()`: (h, w, c) → (c), the mean of each channel.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalAveragePooling2D {
     pub input_shape: Option<Vec<usize>>,
 }
 
 /// `GlobalMaxPooling2D()`: (h, w, c) → (c), the maximum of each channel.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalMaxPooling2D {
     pub input_shape: Option<Vec<usize>>,
 }
 
 /// `Flatten()`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Flatten {
     pub input_shape: Option<Vec<usize>>,
 }
@@ -169,7 +169,7 @@ macro_rules! unit_builders {
 unit_builders!(GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten);
 
 /// `Dense(units, activation=None)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dense {
     pub units: usize,
     pub activation: ActivationFn,
@@ -191,7 +191,7 @@ impl Dense {
 }
 
 /// `Activation(fn)`: an activation as a layer of its own.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Activation {
     pub activation: ActivationFn,
     pub input_shape: Option<Vec<usize>>,
@@ -208,7 +208,7 @@ impl Activation {
 
 /// `Dropout(rate)`: zeroes each input with probability `rate` in training and scales the
 /// others by 1/(1 − rate); the identity in evaluate and predict.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dropout {
     pub rate: f32,
     pub input_shape: Option<Vec<usize>>,
@@ -229,7 +229,7 @@ impl Dropout {
 /// them in evaluate and predict; then scales by `gamma` and shifts by `beta` (trainable,
 /// 1 and 0 at first). The moving mean and variance (0 and 1 at first) are
 /// non-trainable parameters, updated in training as `m ← momentum·m + (1 − momentum)·x`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BatchNormalization {
     pub momentum: f32,
     pub epsilon: f32,
@@ -261,7 +261,7 @@ impl BatchNormalization {
 }
 
 /// Every layer `Sequential::add` accepts (each builder above converts into one).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     Input(Input),
     Conv2D(Conv2D),

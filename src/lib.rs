@@ -4,9 +4,11 @@
 //! reference of the same maths beside its launcher (`src/ops/`). Activations are NHWC
 //! (channels last, as Keras), conv kernels HWIO, dense kernels `[in, out]`.
 
+pub mod callbacks;
 pub mod data;
 pub mod experiments;
 pub mod gpu;
+pub mod io;
 pub mod layers;
 pub mod metrics;
 pub mod model;

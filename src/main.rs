@@ -27,9 +27,10 @@ enum Command {
         #[arg(value_parser = experiment_names())]
         experiment: String,
     },
-    /// Evaluate saved weights on the test set.
+    /// Evaluate a model file, or an experiment's saved weights, on the test set.
     Eval(EvalArgs),
-    /// Classify PNG/JPEG images with saved weights; prints the top 3 classes.
+    /// Classify PNG/JPEG images with a model file or saved weights; prints the top 3
+    /// classes.
     Predict(PredictArgs),
     /// List the GPU adapters wgpu sees, with the limits that matter for training.
     Devices,
@@ -56,9 +57,14 @@ struct TrainArgs {
     horizontal_flip: Option<bool>,
     #[command(flatten)]
     data: DataArgs,
-    /// Run directory [default: runs/<experiment>]
+    /// Run directory [default: the first free one of runs/<experiment>,
+    /// runs/<experiment>-2, …]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Continue from a model file (a run's model.safetensors): its weights, optimizer
+    /// state and epoch count; trains on to --epochs in total (the recipe's by default)
+    #[arg(long, value_name = "FILE")]
+    resume: Option<PathBuf>,
     /// Train on the first N training images only
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -83,10 +89,15 @@ struct DataArgs {
 
 #[derive(Args, Debug)]
 struct EvalArgs {
-    #[arg(value_parser = experiment_names())]
-    experiment: String,
+    /// The experiment whose weights to evaluate (not with --model)
+    #[arg(value_parser = experiment_names(), required_unless_present = "model")]
+    experiment: Option<String>,
     #[command(flatten)]
     weights: WeightsArg,
+    /// A model file written by `wgcnn train` (model.safetensors); it records its
+    /// experiment and dataset
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["experiment", "weights"])]
+    model: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// Test on the first N test images only
@@ -99,16 +110,18 @@ struct EvalArgs {
 
 #[derive(Args, Debug)]
 struct PredictArgs {
-    #[arg(value_parser = experiment_names())]
-    experiment: String,
     #[command(flatten)]
     weights: WeightsArg,
+    /// A model file written by `wgcnn train` (model.safetensors), instead of an
+    /// experiment and its weights
+    #[arg(long, value_name = "FILE", conflicts_with = "weights")]
+    model: Option<PathBuf>,
     /// Invert grey levels (for dark digits on a light background; MNIST is light on dark)
     #[arg(long)]
     invert: bool,
-    /// PNG or JPEG files; resized to the experiment's input size
-    #[arg(value_name = "IMAGE", required = true)]
-    images: Vec<PathBuf>,
+    /// The experiment (unless --model), then PNG or JPEG files, resized to its input size
+    #[arg(value_name = "EXPERIMENT> <IMAGE", required = true)]
+    items: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -163,7 +176,8 @@ fn train(args: TrainArgs) -> Result<()> {
         data_root: wgcnn::data::data_root(args.data.data.as_deref()),
         out_dir: args
             .out
-            .unwrap_or_else(|| report::default_out_dir(&args.experiment)),
+            .unwrap_or_else(|| report::next_free_run_dir(&args.experiment)),
+        resume: args.resume,
         limit_train: args.limit,
         limit_test: args.limit_test,
         verbose: !args.quiet,
@@ -204,24 +218,44 @@ fn summary(name: &str) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let weights = args.weights.path(&args.experiment);
-    ensure_file(&weights, "weights file")?;
+    let experiment = args.experiment.clone().unwrap_or_default();
     let cfg = RunConfig {
         batch_size: args.batch_size,
         data_root: wgcnn::data::data_root(args.data.data.as_deref()),
         limit_test: args.limit_test,
         download: !args.data.no_download,
-        ..RunConfig::new(&args.experiment)
+        ..RunConfig::new(&experiment)
     };
+    if let Some(model) = &args.model {
+        ensure_file(model, "model file")?;
+        report::evaluate_model_file(&cfg, model)?;
+        return Ok(());
+    }
+    let weights = args.weights.path(&experiment);
+    ensure_file(&weights, "weights file")?;
     report::evaluate_weights(&cfg, &weights)?;
     Ok(())
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
     // Images are checked before the weights: they are what the user just typed.
-    let weights = args.weights.path(&args.experiment);
-    let predictions =
-        report::predict_images(&args.experiment, &weights, &args.images, args.invert)?;
+    let predictions = match &args.model {
+        Some(model) => {
+            ensure_file(model, "model file")?;
+            report::predict_images_with_model(model, &args.items, args.invert)?
+        }
+        None => {
+            let (first, images) = args.items.split_first().context("no image files given")?;
+            let experiment = first.to_string_lossy().into_owned();
+            ensure!(
+                NAMES.contains(&experiment.as_str()),
+                "'{experiment}' is not an experiment (choose from {}), or give --model FILE",
+                NAMES.join(", ")
+            );
+            let weights = args.weights.path(&experiment);
+            report::predict_images(&experiment, &weights, images, args.invert)?
+        }
+    };
     for p in predictions {
         let top: Vec<String> = p
             .top

@@ -22,8 +22,9 @@ mod format;
 mod input;
 pub mod pictures;
 
-pub use input::{Prediction, TOP_K, load_input_image, predict_images};
+pub use input::{Prediction, TOP_K, load_input_image, predict_images, predict_images_with_model};
 
+use crate::callbacks::{ModelCheckpoint, Monitor};
 use crate::data::{self, Dataset, Split};
 use crate::experiments::{self, DatasetKind, Experiment};
 use crate::gpu::Gpu;
@@ -56,6 +57,9 @@ pub struct RunConfig {
     pub data_root: PathBuf,
     /// Where the run's files go.
     pub out_dir: PathBuf,
+    /// A model file (`model.safetensors` of an earlier run) to continue from: its weights,
+    /// optimizer state and epoch count; training runs on to `epochs` in total.
+    pub resume: Option<PathBuf>,
     /// Train on the first `n` training images only (quick looks, tests).
     pub limit_train: Option<usize>,
     /// Evaluate on the first `n` test images only.
@@ -78,7 +82,8 @@ impl RunConfig {
             seed: experiments::experiment(experiment).map_or(0, |e| e.seed),
             horizontal_flip: None,
             data_root: data::data_root(None),
-            out_dir: default_out_dir(experiment),
+            out_dir: next_free_run_dir(experiment),
+            resume: None,
             limit_train: None,
             limit_test: None,
             verbose: true,
@@ -127,9 +132,23 @@ struct ExampleArgs {
     quiet: bool,
 }
 
-/// `runs/<experiment>`, the default run directory.
+/// `runs/<experiment>`, the first run's directory (where `wgcnn eval` and `predict` look
+/// for weights by default).
 pub fn default_out_dir(experiment: &str) -> PathBuf {
     Path::new("runs").join(experiment)
+}
+
+/// The first of `runs/<experiment>`, `runs/<experiment>-2`, `runs/<experiment>-3`, … that
+/// does not exist yet: the default run directory, so that no run overwrites another.
+pub fn next_free_run_dir(experiment: &str) -> PathBuf {
+    let first = default_out_dir(experiment);
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| Path::new("runs").join(format!("{experiment}-{i}")))
+        .find(|d| !d.exists())
+        .unwrap_or(first)
 }
 
 /// Loss, accuracy and support (number of samples) on one dataset.
@@ -347,11 +366,37 @@ pub fn train_experiment(cfg: &RunConfig) -> Result<RunReport> {
     schedule(cfg)?; // bad options fail before the slow steps
     // Data first: a missing dataset should fail before the GPU is set up.
     let data = load_data(cfg)?;
-    let (mut model, optimizer) = compiled_model(&exp, cfg.seed, cfg.lr)?;
+    let (mut model, optimizer, resumed) = match &cfg.resume {
+        Some(path) => {
+            let model = Sequential::load(path)?;
+            if let Some(e) = model.metadata().get("experiment") {
+                ensure!(
+                    *e == cfg.experiment,
+                    "{} holds a {e} model, not {}",
+                    path.display(),
+                    cfg.experiment
+                );
+            }
+            let optimizer = model
+                .optimizer()
+                .context("a loaded model is compiled")?
+                .clone();
+            let line = format!(
+                "resumed from {} after epoch {}\n",
+                path.display(),
+                model.epochs_trained()
+            );
+            (model, optimizer, line)
+        }
+        None => {
+            let (model, optimizer) = compiled_model(&exp, cfg.seed, cfg.lr)?;
+            (model, optimizer, String::new())
+        }
+    };
     let optimizer_line = format!(
-        "optimizer: {}, seed: {}\n",
+        "optimizer: {}, seed: {}\n{resumed}",
         describe_optimizer(&optimizer),
-        cfg.seed
+        model.seed()
     );
     run(&mut model, &data, cfg, &optimizer_line)
 }
@@ -394,16 +439,38 @@ fn run(
     }
     out.print(&format!("\n{}\n", model.summary()));
 
+    let initial_epoch = model.epochs_trained();
+    ensure!(
+        initial_epoch < epochs,
+        "the model has trained {initial_epoch} epochs already; ask for more (--epochs N counts them all)"
+    );
+    out.print(&format!("run directory: {}\n", out_dir.display()));
+    // The whole model after every epoch (atomically): a crash loses at most an epoch,
+    // and `--resume` continues from the file exactly.
+    let model_file = out_dir.join("model.safetensors");
+    model.set_metadata("experiment", &cfg.experiment);
+    if let Some(r) = &recipe {
+        model.set_metadata("dataset", dataset_name(r.dataset));
+    }
     let fit = FitConfig {
         epochs,
         batch_size,
         validation_data: Some((&data.test.images, &data.test.labels)),
         shuffle: true,
+        initial_epoch,
         horizontal_flip,
+        callbacks: vec![
+            ModelCheckpoint::new(&model_file)
+                .monitor(Monitor::Loss)
+                .into(),
+        ],
         verbose: cfg.verbose,
+        ..Default::default()
     };
     let history = model.fit(&data.train.images, &data.train.labels, &fit)?;
+    model.save(&model_file)?;
     out.print(&format::history_table(&history, epochs));
+    let epochs = history.loss.len();
 
     let train = scores(model, &data.train, batch_size).context("evaluating on the training set")?;
     let test = test_report(model, &data.test, batch_size)?;
@@ -415,8 +482,7 @@ fn run(
 
     let mut files = RunFiles::plan(out_dir);
     model.save_weights(&files.weights)?;
-    std::fs::write(&files.history, format::history_csv(&history))
-        .with_context(|| format!("writing {}", files.history.display()))?;
+    crate::io::write_atomic(&files.history, format::history_csv(&history).as_bytes())?;
     let run_pictures = pictures::RunPictures {
         experiment: &cfg.experiment,
         data,
@@ -427,8 +493,7 @@ fn run(
     run_pictures.write(model, &mut files)?;
 
     out.print(&format::files_list(out_dir, &files.all()));
-    std::fs::write(&files.report, &out.text)
-        .with_context(|| format!("writing {}", files.report.display()))?;
+    crate::io::write_atomic(&files.report, out.text.as_bytes())?;
 
     Ok(RunReport {
         experiment: cfg.experiment.clone(),
@@ -489,6 +554,44 @@ pub fn test_report(
         confusion,
         class_names: test.class_names.clone(),
         text,
+    })
+}
+
+/// `wgcnn eval --model FILE`: loads a model file (which records its experiment and
+/// dataset) and reports on that dataset's test set (`cfg.limit_test`, `data_root`,
+/// `download` and `batch_size` apply; `cfg.experiment` is ignored).
+pub fn evaluate_model_file(cfg: &RunConfig, path: &Path) -> Result<TestReport> {
+    let mut model = Sequential::load(path)?;
+    let experiment = model_experiment(&model, path)?;
+    let exp = experiments::experiment(&experiment)?;
+    let data = load_data(&RunConfig {
+        experiment: experiment.clone(),
+        limit_train: Some(1),
+        ..cfg.clone()
+    })?;
+    let batch_size = cfg.batch_size.unwrap_or(exp.batch_size);
+    let mut report = test_report(&mut model, &data.test, batch_size)?;
+    report.text = format!(
+        "{}model: {} ({} epochs trained)\n{}{}",
+        format::eval_header(exp.name, &data.test),
+        path.display(),
+        model.epochs_trained(),
+        format::scores_table_one("test", &report.scores),
+        report.text
+    );
+    if cfg.verbose {
+        print!("{}", report.text);
+    }
+    Ok(report)
+}
+
+/// The experiment a model file was trained on (its metadata).
+pub fn model_experiment(model: &Sequential, path: &Path) -> Result<String> {
+    model.metadata().get("experiment").cloned().with_context(|| {
+        format!(
+            "{} does not say which experiment it was trained on (it was not written by `wgcnn train`)",
+            path.display()
+        )
     })
 }
 

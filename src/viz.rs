@@ -751,12 +751,12 @@ fn paste_tiles(
     Ok(img)
 }
 
+/// Encodes in memory, then writes atomically (a crash never leaves a half PNG).
 fn write_png(img: &RgbImage, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    img.save_with_format(path, ImageFormat::Png)
-        .with_context(|| format!("writing {}", path.display()))
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, ImageFormat::Png)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    crate::io::write_atomic(path, bytes.get_ref())
 }
 
 fn px(n: usize) -> u32 {

@@ -64,6 +64,7 @@ fn help_lists_the_subcommands() {
         "--limit",
         "--quiet",
         "--no-download",
+        "--resume",
     ] {
         assert!(train.contains(flag), "train --help lacks {flag}:\n{train}");
     }
@@ -168,25 +169,35 @@ fn devices_lists_adapter_limits() {
     }
 }
 
-/// The quick start end to end on a tiny slice: train, then eval and predict its weights.
-#[test]
-fn train_eval_predict_round_trip() {
+/// The datasets folder with MNIST in it (`WGCNN_DATA`, else `../shared/datasets`); None,
+/// with a note, when it is missing outside CI (under CI that fails the test).
+fn mnist_root() -> Option<PathBuf> {
     let root = std::env::var_os("WGCNN_DATA")
         .filter(|v| !v.is_empty())
         .map_or_else(
             || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"),
             PathBuf::from,
         );
-    if !root.join("mnist").is_dir() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but {} is missing",
-            root.display()
-        );
-        eprintln!("skipping: no MNIST under {}", root.display());
-        return;
+    if root.join("mnist").is_dir() {
+        return Some(root);
     }
-    let (root, out) = (root.to_str().unwrap(), tmp("round-trip"));
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but {} is missing",
+        root.display()
+    );
+    eprintln!("skipping: no MNIST under {}", root.display());
+    None
+}
+
+/// The quick start end to end on a tiny slice: train, then eval and predict its weights.
+#[test]
+fn train_eval_predict_round_trip() {
+    let Some(root) = mnist_root() else {
+        return;
+    };
+    let out = tmp("round-trip");
+    let root = root.to_str().unwrap();
     let out_s = out.to_str().unwrap();
     let o = wgcnn(&[
         "train",
@@ -259,4 +270,118 @@ fn train_eval_predict_round_trip() {
         input.to_str().unwrap(),
     ]);
     assert_fails_mentioning(&o, &["error:", "weights.safetensors"]);
+}
+
+/// A run never replaces an earlier one; a run resumed from its model file ends with the
+/// weights of the uninterrupted run, byte for byte; eval and predict work from the model
+/// file alone.
+#[test]
+fn runs_never_overwrite_and_resume_bit_identically() {
+    let Some(root) = mnist_root() else {
+        return;
+    };
+    let root = root.canonicalize().unwrap();
+    let cwd = tmp("resume");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "mnist-dense",
+            "--data",
+            root.to_str().unwrap(),
+            "--no-download",
+            "--limit",
+            "300",
+            "--limit-test",
+            "100",
+            "--batch-size",
+            "32",
+        ];
+        args.extend_from_slice(extra);
+        let o = Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+            .args(&args)
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "train {extra:?} failed:\n{}",
+            stderr(&o)
+        );
+        o
+    };
+    // Without --out: runs/mnist-dense, then runs/mnist-dense-2, each said.
+    for dir in ["runs/mnist-dense", "runs/mnist-dense-2"] {
+        let o = run(&["--epochs", "1"]);
+        assert!(
+            stdout(&o).contains(&format!("run directory: {dir}")),
+            "{}",
+            stdout(&o)
+        );
+        assert!(cwd.join(dir).join("model.safetensors").is_file());
+    }
+    run(&["--epochs", "3", "--out", "whole"]);
+    run(&["--epochs", "1", "--out", "first"]);
+    let o = run(&[
+        "--epochs",
+        "3",
+        "--resume",
+        "first/model.safetensors",
+        "--out",
+        "resumed",
+    ]);
+    assert!(
+        stdout(&o).contains("resumed from first/model.safetensors after epoch 1")
+            && stderr(&o).contains("Epoch 2/3")
+            && !stderr(&o).contains("Epoch 1/3"),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let weights = |d: &str| std::fs::read(cwd.join(d).join("weights.safetensors")).unwrap();
+    assert_eq!(weights("whole"), weights("resumed"), "resumed run differs");
+    assert_ne!(weights("first"), weights("resumed"));
+    // Asking for no more epochs than the file has: a clear error.
+    let o = Command::new(env!("CARGO_BIN_EXE_wgcnn"))
+        .args([
+            "train",
+            "mnist-dense",
+            "--data",
+            root.to_str().unwrap(),
+            "--no-download",
+        ])
+        .args(["--limit", "300", "--limit-test", "100", "--epochs", "1"])
+        .args(["--resume", "first/model.safetensors", "--out", "again"])
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert_fails_mentioning(&o, &["error:", "trained 1 epochs already"]);
+
+    let model = cwd.join("resumed/model.safetensors");
+    let model = model.to_str().unwrap();
+    let o = wgcnn(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        root.to_str().unwrap(),
+        "--no-download",
+        "--limit-test",
+        "100",
+    ]);
+    assert!(o.status.success(), "eval --model failed:\n{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("3 epochs trained") && stdout(&o).contains("accuracy"),
+        "{}",
+        stdout(&o)
+    );
+    let input = cwd.join("resumed/input.png");
+    let o = wgcnn(&["predict", "--model", model, input.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "predict --model failed:\n{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o).matches('%').count(), 3, "{}", stdout(&o));
+    let o = wgcnn(&["eval", "--model", "/nonexistent/model.safetensors"]);
+    assert_fails_mentioning(&o, &["error:", "model file not found"]);
 }

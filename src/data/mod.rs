@@ -6,6 +6,7 @@
 //! last), and labels as class indices. Loaders validate what they read and return
 //! an error naming the offending file; they never panic on bad input.
 
+pub mod augment;
 mod cifar;
 mod download;
 mod folder;

@@ -23,7 +23,8 @@ use anyhow::Result;
 /// Parameters (per node: kernel, bias) and optimizer state on the host.
 pub(crate) struct CpuEngine {
     pub params: Vec<Vec<Vec<f32>>>,
-    state: Vec<Vec<Vec<Vec<f32>>>>,
+    /// Per node, per tensor (the trainable ones first), the optimizer's slots.
+    pub state: Vec<Vec<Vec<Vec<f32>>>>,
 }
 
 /// A BatchNormalization node's training batch: its [mean, 1/√(var + ε)] and the moving
@@ -50,6 +51,11 @@ impl CpuEngine {
             })
             .collect();
         CpuEngine { params, state }
+    }
+
+    /// Replaces the optimizer state (per node, per trainable tensor, its slots).
+    pub fn set_state(&mut self, state: Vec<Vec<Vec<Vec<f32>>>>) {
+        self.state = state;
     }
 
     pub fn reset_state(&mut self) {

@@ -106,6 +106,30 @@ impl GpuParams {
         Ok(())
     }
 
+    /// Reads the optimizer state back: per node, per trainable tensor, its slots.
+    pub fn read_state(&self) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+        self.state
+            .iter()
+            .map(|node| {
+                node.iter()
+                    .map(|slots| slots.iter().map(|t| t.read::<f32>(&self.gpu)).collect())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Overwrites the optimizer state (the layout of [`GpuParams::read_state`]).
+    pub fn write_state(&self, values: &[Vec<Vec<Vec<f32>>>]) -> Result<()> {
+        for (node, vals) in self.state.iter().zip(values) {
+            for (slots, vals) in node.iter().zip(vals) {
+                for (t, v) in slots.iter().zip(vals) {
+                    t.write(&self.gpu, v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Zeroes the optimizer state (after loading weights, or a re-compile).
     pub fn reset_state(&self) -> Result<()> {
         for s in self.state.iter().flatten().flatten() {

@@ -14,9 +14,13 @@
 
 mod cpu;
 mod graph;
+mod io;
 
+use crate::callbacks::{self, Callback};
+use crate::data::augment::{Augment, RandomTranslation};
 use crate::gpu::Gpu;
 use crate::layers::{self, ActivationFn, Init, Layer, Node};
+use crate::ops::optimizer::LearningRate;
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, bail, ensure};
 use cpu::CpuEngine;
@@ -24,9 +28,10 @@ pub use graph::DispatchTime;
 use graph::{GpuParams, Graph};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,15 +66,28 @@ pub enum Metric {
 /// Options of [`Sequential::fit`], Keras names and defaults (batch 32, shuffle on).
 #[derive(Clone, Debug)]
 pub struct FitConfig<'a> {
+    /// Train up to this epoch (counting from 0; with `initial_epoch`, `epochs −
+    /// initial_epoch` epochs run, as in Keras).
     pub epochs: usize,
     pub batch_size: usize,
     pub validation_data: Option<(&'a [f32], &'a [u32])>,
+    /// Hold out the last fraction of (x, y), before shuffling, as validation data (Keras'
+    /// `validation_split`); 0 for none. Ignored when `validation_data` is given.
+    pub validation_split: f32,
     pub shuffle: bool,
+    /// The epoch to start at (Keras' `initial_epoch`): a resumed run draws the shuffles
+    /// and augmentations of these epochs, as the uninterrupted run did.
+    pub initial_epoch: usize,
     /// Mirror each training image left-right with probability 1/2, drawn afresh every epoch
     /// from the model's seed (Keras' `RandomFlip("horizontal")` in front of the model, or
     /// `ImageDataGenerator(horizontal_flip=True)`). Needs (height, width, channels) inputs.
-    /// Validation data is never flipped.
+    /// Validation data is never augmented.
     pub horizontal_flip: bool,
+    /// Move each training image by a random whole number of pixels (Keras'
+    /// `RandomTranslation`), drawn from the model's seed.
+    pub translation: Option<RandomTranslation>,
+    /// Keras callbacks, run at the end of every epoch.
+    pub callbacks: Vec<Callback>,
     /// Show a progress bar.
     pub verbose: bool,
 }
@@ -80,31 +98,45 @@ impl Default for FitConfig<'_> {
             epochs: 1,
             batch_size: 32,
             validation_data: None,
+            validation_split: 0.0,
             shuffle: true,
+            initial_epoch: 0,
             horizontal_flip: false,
+            translation: None,
+            callbacks: Vec::new(),
             verbose: true,
         }
     }
 }
 
-/// Per-epoch results of [`Sequential::fit`].
+/// Per-epoch results of [`Sequential::fit`], and what its callbacks did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
+    /// The epochs that ran (0-based; from `initial_epoch`).
+    pub epoch: Vec<usize>,
     pub loss: Vec<f32>,
     pub accuracy: Vec<f32>,
     pub val_loss: Vec<f32>,
     pub val_accuracy: Vec<f32>,
+    /// The learning rate at the end of each epoch (a schedule's, or ReduceLROnPlateau's).
+    pub learning_rate: Vec<f32>,
     /// Wall time of each epoch's training (validation excluded).
     pub epoch_seconds: Vec<f64>,
+    /// The epoch at which EarlyStopping stopped training.
+    pub stopped_epoch: Option<usize>,
+    /// EarlyStopping's best epoch (whose weights `restore_best_weights` restores).
+    pub best_epoch: Option<usize>,
+    /// The files ModelCheckpoint wrote, with their epochs.
+    pub checkpoints: Vec<(usize, PathBuf)>,
 }
 
 impl History {
-    /// Keras' line for epoch `e` (0-based): "Epoch 3/10 - 41.2s - loss: … - accuracy: …",
-    /// with " - val_loss: … - val_accuracy: …" when validation ran.
+    /// Keras' line for entry `e`: "Epoch 3/10 - 41.2s - loss: … - accuracy: …", with
+    /// " - val_loss: … - val_accuracy: …" when validation ran.
     pub fn epoch_line(&self, e: usize, epochs: usize) -> String {
         let mut line = format!(
             "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}",
-            e + 1,
+            self.epoch.get(e).copied().unwrap_or(e) + 1,
             self.epoch_seconds.get(e).copied().unwrap_or(f64::NAN),
             self.loss.get(e).copied().unwrap_or(f32::NAN),
             self.accuracy.get(e).copied().unwrap_or(f32::NAN),
@@ -124,17 +156,24 @@ pub struct NamedTensor {
     pub values: Vec<f32>,
 }
 
-/// Writes `src`, an (h, w, c) image, mirrored left-right into `dst` (as far as both reach).
-pub fn mirror_horizontal(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3]) {
-    let row = w * c;
-    if row == 0 {
-        return; // nothing to mirror (and chunks of 0 would panic)
+pub use crate::data::augment::mirror_horizontal;
+
+/// Keras' `validation_split`: the training samples are the first ⌊n·(1 − split)⌋ (all of
+/// them for 0), the rest the validation data; an empty side is an error.
+fn validation_split_at(n: usize, split: f32) -> Result<usize> {
+    if split == 0.0 {
+        return Ok(n);
     }
-    for (s, d) in src.chunks_exact(row).zip(dst.chunks_exact_mut(row)).take(h) {
-        for (sp, dp) in s.chunks_exact(c).zip(d.chunks_exact_mut(c).rev()) {
-            dp.copy_from_slice(sp);
-        }
-    }
+    ensure!(
+        split > 0.0 && split < 1.0,
+        "validation_split {split} must be in [0, 1)"
+    );
+    let at = (n as f64 * (1.0 - f64::from(split))).floor() as usize;
+    ensure!(
+        at > 0 && at < n,
+        "{n} samples are not enough to split into training and validation sets with validation_split={split}"
+    );
+    Ok(at)
 }
 
 /// What the loss sees at the end of the model.
@@ -210,17 +249,24 @@ enum Engine {
 struct Compiled {
     optimizer: Optimizer,
     engine: Engine,
+    /// Optimizer steps taken (Keras' `optimizer.iterations`).
     step: u64,
+    /// Epochs trained (where a resumed `fit` starts).
+    epochs_done: usize,
 }
 
 /// A linear stack of layers, as Keras' `Sequential`.
 pub struct Sequential {
     name: String,
     input_shape: Option<Vec<usize>>,
+    /// The layers as added (what a model file records).
+    layers: Vec<Layer>,
     nodes: Vec<Node>,
     device: Option<Device>,
     seed: u64,
     compiled: Option<Compiled>,
+    /// Free-form facts saved with the model (the CLI records its experiment and dataset).
+    metadata: BTreeMap<String, String>,
 }
 
 impl Default for Sequential {
@@ -234,10 +280,12 @@ impl Sequential {
         Sequential {
             name: "sequential".into(),
             input_shape: None,
+            layers: Vec::new(),
             nodes: Vec::new(),
             device: None,
             seed: 0,
             compiled: None,
+            metadata: BTreeMap::new(),
         }
     }
 
@@ -269,6 +317,7 @@ impl Sequential {
                 i.shape
             );
             self.input_shape = Some(i.shape.clone());
+            self.layers.push(layer);
             return Ok(self);
         }
         let input = match (&self.input_shape, layer.input_shape(), self.nodes.last()) {
@@ -290,6 +339,7 @@ impl Sequential {
         let name = layers::auto_name(&layer, &self.nodes);
         let node = layers::resolve(&layer, &input, name)?;
         self.nodes.push(node);
+        self.layers.push(layer);
         self.compiled = None;
         Ok(self)
     }
@@ -373,6 +423,7 @@ impl Sequential {
             optimizer,
             engine,
             step: 0,
+            epochs_done: 0,
         });
         Ok(self)
     }
@@ -407,135 +458,255 @@ impl Sequential {
         Ok(n)
     }
 
-    /// Trains the model; see [`FitConfig`].
+    /// Trains the model; see [`FitConfig`]. The epoch/step skeleton: each epoch draws its
+    /// order and augmentation from the seed, runs its steps (one submission each, totals
+    /// read only when the progress bar is due), validates, and hands its logs to the
+    /// callbacks.
     pub fn fit(&mut self, x: &[f32], y: &[u32], cfg: &FitConfig) -> Result<History> {
         ensure!(cfg.batch_size > 0, "batch_size must be positive");
-        let n = self.check_data(x, Some(y), "fit")?;
-        if let Some((vx, vy)) = cfg.validation_data {
-            self.check_data(vx, Some(vy), "validation_data")?;
-        }
+        let n_all = self.check_data(x, Some(y), "fit")?;
         let input = self.input_shape.clone().context("no input shape")?;
         let sample: usize = input.iter().product();
-        let flip_shape = match (cfg.horizontal_flip, input.as_slice()) {
-            (false, _) => None,
-            (true, &[h, w, c]) => Some([h, w, c]),
-            (true, _) => bail!(
-                "horizontal_flip needs (height, width, channels) inputs; the model's input shape is {input:?}"
-            ),
+        let (n, validation) = match cfg.validation_data {
+            Some((vx, vy)) => {
+                self.check_data(vx, Some(vy), "validation_data")?;
+                (n_all, Some((vx, vy)))
+            }
+            None => {
+                let n = validation_split_at(n_all, cfg.validation_split)?;
+                let held = (n < n_all).then(|| (&x[n * sample..], &y[n..]));
+                (n, held)
+            }
         };
+        let (x, y) = (&x[..n * sample], &y[..n]);
+        ensure!(
+            cfg.initial_epoch <= cfg.epochs,
+            "initial_epoch {} is past epochs {}",
+            cfg.initial_epoch,
+            cfg.epochs
+        );
+        let mut runner = callbacks::Runner::new(&cfg.callbacks, validation.is_some(), self)?;
         let batch = cfg.batch_size.min(n);
-        let steps = n.div_ceil(batch);
         let seed = self.seed;
-        let nodes = self.nodes.clone();
         let mut history = History::default();
-        let mut xb = vec![0f32; batch * sample];
-        let mut yb = vec![0u32; batch];
+        // The order of epoch e is the shuffle of epoch e − 1's: replay the epochs before
+        // initial_epoch so that a resumed run continues the same sequence.
         let mut order: Vec<usize> = (0..n).collect();
-        for epoch in 0..cfg.epochs {
+        let shuffle = |order: &mut Vec<usize>, epoch: usize| {
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ))
+        };
+        if cfg.shuffle {
+            (0..cfg.initial_epoch).for_each(|e| shuffle(&mut order, e));
+        }
+        for epoch in cfg.initial_epoch..cfg.epochs {
             if cfg.shuffle {
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-                    seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                ));
+                shuffle(&mut order, epoch);
             }
-            // Its own stream, so turning flips on leaves the shuffle order unchanged.
-            let mut flip_rng = ChaCha8Rng::seed_from_u64(
-                !seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
-            );
-            let bar = progress_bar(cfg.verbose, steps, epoch, cfg.epochs);
+            let augment =
+                Augment::for_epoch(seed, epoch, &input, cfg.horizontal_flip, cfg.translation)?;
             let start = Instant::now();
-            let c = self.compiled()?;
-            let opt = c.optimizer.clone();
-            let mut cpu_totals = (0f64, 0usize);
-            if let Engine::Gpu(e) = &mut c.engine {
-                let (g, p) = e.graph(&nodes, &input, batch, true)?;
-                g.reset_totals(&p.gpu)?;
-            }
-            let mut last_read = Instant::now();
-            for step in 0..steps {
-                let idx = &order[step * batch..((step + 1) * batch).min(n)];
-                for (j, &i) in idx.iter().enumerate() {
-                    let (src, dst) = (
-                        &x[i * sample..(i + 1) * sample],
-                        &mut xb[j * sample..(j + 1) * sample],
-                    );
-                    match flip_shape {
-                        Some(hwc) if flip_rng.random::<bool>() => mirror_horizontal(src, dst, hwc),
-                        _ => dst.copy_from_slice(src),
-                    }
-                    yb[j] = y[i];
-                }
-                let valid = idx.len();
-                c.step += 1;
-                let seen = step * batch + valid;
-                let totals = match &mut c.engine {
-                    Engine::Gpu(e) => {
-                        let (g, p) = e.graph(&nodes, &input, batch, true)?;
-                        g.load(&p.gpu, &xb[..valid * sample], Some(&yb[..valid]), valid)?;
-                        g.train_step(p, &opt, c.step, seed)?;
-                        // Read the totals only when the bar is due (or every 64 steps, to
-                        // catch a diverging loss early); never otherwise.
-                        let due = step + 1 == steps
-                            || step % 64 == 63
-                            || (cfg.verbose && last_read.elapsed() > Duration::from_millis(300));
-                        if due {
-                            Some(g.read_totals(&p.gpu)?)
-                        } else {
-                            None
-                        }
-                    }
-                    Engine::Cpu(e) => {
-                        let (l, h) = e.train_step(
-                            &nodes,
-                            &xb[..valid * sample],
-                            &yb[..valid],
-                            valid,
-                            &opt,
-                            c.step,
-                            seed,
-                        )?;
-                        cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h);
-                        Some((cpu_totals.0, cpu_totals.1 as f64))
-                    }
-                };
-                if let Some((l, h)) = totals {
-                    last_read = Instant::now();
-                    let (loss, acc) = (l / seen as f64, h / seen as f64);
-                    if !loss.is_finite() {
-                        bail!(
-                            "the loss became {loss} in epoch {} at or before step {} of {steps}; lower the learning rate or check the data",
-                            epoch + 1,
-                            step + 1
-                        );
-                    }
-                    let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_message(format!(
-                        "loss: {loss:.4} - accuracy: {acc:.4} - {rate:.0} img/s"
-                    ));
-                    if step + 1 == steps {
-                        history.loss.push(loss as f32);
-                        history.accuracy.push(acc as f32);
-                    }
-                }
-                bar.set_position(step as u64 + 1);
-            }
+            let bar = progress_bar(cfg.verbose, n.div_ceil(batch), epoch, cfg.epochs);
+            let (loss, acc) = self.train_epoch(x, y, &order, augment, batch, epoch, &bar)?;
+            history.epoch.push(epoch);
+            history.loss.push(loss);
+            history.accuracy.push(acc);
             history.epoch_seconds.push(start.elapsed().as_secs_f64());
-            if let Some((vx, vy)) = cfg.validation_data {
+            if let Some((vx, vy)) = validation {
                 let (vl, va) = self.evaluate_batched(vx, vy, batch)?;
                 history.val_loss.push(vl);
                 history.val_accuracy.push(va);
                 bar.set_message(format!(
-                    "loss: {:.4} - accuracy: {:.4} - val_loss: {vl:.4} - val_accuracy: {va:.4}",
-                    history.loss[epoch], history.accuracy[epoch]
+                    "loss: {loss:.4} - accuracy: {acc:.4} - val_loss: {vl:.4} - val_accuracy: {va:.4}"
                 ));
             }
             bar.finish();
+            let c = self.compiled()?;
+            c.epochs_done = epoch + 1;
+            history
+                .learning_rate
+                .push(c.optimizer.learning_rate.at(c.step.saturating_sub(1)));
             if cfg.verbose && !std::io::stderr().is_terminal() {
                 // No bar without a terminal (a log file): one line per epoch, like Keras'
                 // verbose=2.
-                eprintln!("{}", history.epoch_line(epoch, cfg.epochs));
+                eprintln!("{}", history.epoch_line(history.loss.len() - 1, cfg.epochs));
+            }
+            if runner.on_epoch_end(self, epoch, &mut history)? {
+                break;
             }
         }
+        runner.on_train_end(self)?;
         Ok(history)
+    }
+
+    /// The steps of one epoch over `order`; returns its mean loss and accuracy.
+    #[allow(clippy::too_many_arguments)]
+    fn train_epoch(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        order: &[usize],
+        mut augment: Option<Augment>,
+        batch: usize,
+        epoch: usize,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(f32, f32)> {
+        let input = self.input_shape.clone().context("no input shape")?;
+        let sample: usize = input.iter().product();
+        let n = order.len();
+        let steps = n.div_ceil(batch);
+        let (mut xb, mut yb) = (vec![0f32; batch * sample], vec![0u32; batch]);
+        let start = Instant::now();
+        let verbose = !bar.is_hidden();
+        let nodes = self.nodes.clone();
+        if let Engine::Gpu(e) = &mut self.compiled()?.engine {
+            let (g, p) = e.graph(&nodes, &input, batch, true)?;
+            g.reset_totals(&p.gpu)?;
+        }
+        let mut cpu_totals = (0f64, 0f64);
+        let mut last_read = Instant::now();
+        let mut result = (f32::NAN, f32::NAN);
+        for step in 0..steps {
+            let idx = &order[step * batch..((step + 1) * batch).min(n)];
+            for (j, &i) in idx.iter().enumerate() {
+                let (src, dst) = (
+                    &x[i * sample..(i + 1) * sample],
+                    &mut xb[j * sample..(j + 1) * sample],
+                );
+                match augment.as_mut() {
+                    Some(a) => a.apply(src, dst),
+                    None => dst.copy_from_slice(src),
+                }
+                yb[j] = y[i];
+            }
+            let valid = idx.len();
+            // Read the totals only when the bar is due (or every 64 steps, to catch a
+            // diverging loss early) and at the epoch's end; never otherwise.
+            let due = step + 1 == steps
+                || step % 64 == 63
+                || (verbose && last_read.elapsed() > Duration::from_millis(300));
+            let totals = self.step(
+                &xb[..valid * sample],
+                &yb[..valid],
+                batch,
+                due,
+                &mut cpu_totals,
+            )?;
+            if let Some((l, h)) = totals {
+                last_read = Instant::now();
+                let seen = step * batch + valid;
+                let (loss, acc) = (l / seen as f64, h / seen as f64);
+                if !loss.is_finite() {
+                    bail!(
+                        "the loss became {loss} in epoch {} at or before step {} of {steps}; lower the learning rate or check the data",
+                        epoch + 1,
+                        step + 1
+                    );
+                }
+                let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "loss: {loss:.4} - accuracy: {acc:.4} - {rate:.0} img/s"
+                ));
+                result = (loss as f32, acc as f32);
+            }
+            bar.set_position(step as u64 + 1);
+        }
+        Ok(result)
+    }
+
+    /// One training step on `valid` samples in a graph of `batch` rows; returns the totals
+    /// (loss sum, correct count) since the epoch's reset when `read` asks for them.
+    fn step(
+        &mut self,
+        xb: &[f32],
+        yb: &[u32],
+        batch: usize,
+        read: bool,
+        cpu_totals: &mut (f64, f64),
+    ) -> Result<Option<(f64, f64)>> {
+        let input = self.input_shape.clone().context("no input shape")?;
+        let nodes = self.nodes.clone();
+        let seed = self.seed;
+        let valid = yb.len();
+        let c = self.compiled()?;
+        c.step += 1;
+        let opt = c.optimizer.clone();
+        match &mut c.engine {
+            Engine::Gpu(e) => {
+                let (g, p) = e.graph(&nodes, &input, batch, true)?;
+                g.load(&p.gpu, xb, Some(yb), valid)?;
+                g.train_step(p, &opt, c.step, seed)?;
+                if read {
+                    Ok(Some(g.read_totals(&p.gpu)?))
+                } else {
+                    Ok(None)
+                }
+            }
+            Engine::Cpu(e) => {
+                let (l, h) = e.train_step(&nodes, xb, yb, valid, &opt, c.step, seed)?;
+                *cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h as f64);
+                Ok(Some(*cpu_totals))
+            }
+        }
+    }
+
+    /// Keras' `train_on_batch`: one training step on (x, y) as one batch; returns its
+    /// loss and accuracy (one read-back).
+    pub fn train_on_batch(&mut self, x: &[f32], y: &[u32]) -> Result<(f32, f32)> {
+        let n = self.check_data(x, Some(y), "train_on_batch")?;
+        let input = self.input_shape.clone().context("no input shape")?;
+        let nodes = self.nodes.clone();
+        if let Engine::Gpu(e) = &mut self.compiled()?.engine {
+            let (g, p) = e.graph(&nodes, &input, n, true)?;
+            g.reset_totals(&p.gpu)?;
+        }
+        let (l, h) = self
+            .step(x, y, n, true, &mut (0.0, 0.0))?
+            .context("a step's totals")?;
+        Ok(((l / n as f64) as f32, (h / n as f64) as f32))
+    }
+
+    /// The learning rate when it is a constant (not a schedule).
+    pub fn constant_learning_rate(&self) -> Option<f32> {
+        match &self.compiled.as_ref()?.optimizer.learning_rate {
+            LearningRate::Constant(lr) => Some(*lr),
+            _ => None,
+        }
+    }
+
+    /// Replaces the learning rate with a constant (what ReduceLROnPlateau does); the
+    /// optimizer state is kept.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        let c = self.compiled()?;
+        c.optimizer.learning_rate = LearningRate::Constant(lr);
+        c.optimizer.validate()
+    }
+
+    /// The seed of weight initialisation, shuffling, augmentation and dropout.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The compiled optimizer (with any learning-rate change ReduceLROnPlateau made).
+    pub fn optimizer(&self) -> Option<&Optimizer> {
+        self.compiled.as_ref().map(|c| &c.optimizer)
+    }
+
+    /// Epochs trained so far (where a resumed `fit` continues: its `initial_epoch`).
+    pub fn epochs_trained(&self) -> usize {
+        self.compiled.as_ref().map_or(0, |c| c.epochs_done)
+    }
+
+    /// A fact to save with the model (its dataset, say).
+    pub fn set_metadata(&mut self, key: &str, value: &str) -> &mut Self {
+        self.metadata.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// The facts saved with the model.
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
     }
 
     /// Mean loss and accuracy on (x, y), batch 32 like Keras.
@@ -669,155 +840,6 @@ impl Sequential {
                 values,
             })
             .collect())
-    }
-
-    /// Every parameter tensor, named like Keras (`conv2d/kernel`, `conv2d/bias`, …).
-    pub fn get_weights(&self) -> Result<Vec<NamedTensor>> {
-        let c = self.compiled.as_ref().context("compile the model first")?;
-        let values = match &c.engine {
-            Engine::Gpu(e) => e.params.read()?,
-            Engine::Cpu(e) => e.params.clone(),
-        };
-        let mut out = Vec::new();
-        for (node, vals) in self.nodes.iter().zip(values) {
-            for ((suffix, shape), v) in node.param_shapes().into_iter().zip(vals) {
-                out.push(NamedTensor {
-                    name: format!("{}/{suffix}", node.name),
-                    shape,
-                    values: v,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Sets every parameter (all must be present, with matching shapes) and resets the
-    /// optimizer state.
-    pub fn set_weights(&mut self, weights: &[NamedTensor]) -> Result<()> {
-        let by_name: HashMap<&str, (&Vec<usize>, &Vec<f32>)> = weights
-            .iter()
-            .map(|w| (w.name.as_str(), (&w.shape, &w.values)))
-            .collect();
-        let mut values = Vec::new();
-        for node in &self.nodes {
-            let mut vals = Vec::new();
-            for (suffix, shape) in node.param_shapes() {
-                let name = format!("{}/{suffix}", node.name);
-                let (s, v) = by_name.get(name.as_str()).with_context(|| {
-                    format!(
-                        "weights have no tensor '{name}' (model: {})",
-                        self.architecture()
-                    )
-                })?;
-                ensure!(
-                    **s == shape,
-                    "tensor '{name}' has shape {s:?} but the model needs {shape:?}"
-                );
-                ensure!(
-                    v.len() == shape.iter().product::<usize>(),
-                    "tensor '{name}' has {} values for shape {shape:?}",
-                    v.len()
-                );
-                vals.push((*v).clone());
-            }
-            values.push(vals);
-        }
-        let expected: usize = self.nodes.iter().map(|n| n.param_shapes().len()).sum();
-        if weights.len() != expected {
-            let known: Vec<String> = self
-                .nodes
-                .iter()
-                .flat_map(|n| {
-                    n.param_shapes()
-                        .into_iter()
-                        .map(move |(s, _)| format!("{}/{s}", n.name))
-                })
-                .collect();
-            let extra: Vec<&str> = weights
-                .iter()
-                .map(|w| w.name.as_str())
-                .filter(|n| !known.iter().any(|k| k == n))
-                .collect();
-            bail!("weights hold tensors the model does not have: {extra:?}");
-        }
-        let c = self.compiled.as_mut().context("compile the model first")?;
-        match &mut c.engine {
-            Engine::Gpu(e) => {
-                e.params.write(&values)?;
-                e.params.reset_state()?;
-            }
-            Engine::Cpu(e) => {
-                e.params = values;
-                e.reset_state();
-            }
-        }
-        c.step = 0;
-        Ok(())
-    }
-
-    fn architecture(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("{} {:?}", n.name, n.out_shape))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Saves the weights as safetensors, one tensor per Keras weight name.
-    pub fn save_weights(&self, path: &Path) -> Result<()> {
-        let weights = self.get_weights()?;
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = weights
-            .into_iter()
-            .map(|w| {
-                (
-                    w.name,
-                    w.shape,
-                    bytemuck::cast_slice::<f32, u8>(&w.values).to_vec(),
-                )
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, s, b)| {
-                Ok((
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-            .context("preparing tensors")?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        safetensors::serialize_to_file(views, None, path)
-            .with_context(|| format!("writing weights to {}", path.display()))?;
-        Ok(())
-    }
-
-    /// Loads weights saved by [`save_weights`](Self::save_weights); a file of another
-    /// architecture is an error naming the mismatched tensor.
-    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
-        let data = std::fs::read(path)
-            .with_context(|| format!("reading weights file {}", path.display()))?;
-        let st = safetensors::SafeTensors::deserialize(&data)
-            .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-        let mut weights = Vec::new();
-        for (name, view) in st.tensors() {
-            ensure!(
-                view.dtype() == safetensors::Dtype::F32,
-                "tensor '{name}' in {} is {:?}, expected F32",
-                path.display(),
-                view.dtype()
-            );
-            let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
-            weights.push(NamedTensor {
-                name,
-                shape: view.shape().to_vec(),
-                values,
-            });
-        }
-        self.set_weights(&weights)
-            .with_context(|| format!("loading {}", path.display()))
     }
 
     /// The times of every dispatch of one GPU training step at `batch` (each run alone:

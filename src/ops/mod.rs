@@ -16,7 +16,7 @@ pub mod transpose;
 use anyhow::{Result, bail};
 
 /// Keras padding modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Padding {
     /// No padding: the window must fit inside the input.
     Valid,

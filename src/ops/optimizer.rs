@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 use anyhow::{Result, ensure};
 
 /// The update rule and its own hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Rule {
     /// `v ← momentum·v − lr·g; w ← w + v` (Nesterov: `w ← w + momentum·v − lr·g`).
     Sgd { momentum: f32, nesterov: bool },
@@ -23,7 +23,7 @@ pub enum Rule {
 
 /// A learning rate: constant, or one of Keras' schedules, evaluated at the optimizer's
 /// iteration count (0 for the first update, as Keras does).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum LearningRate {
     Constant(f32),
     /// `initial · rate^(step / decay_steps)` (the exponent floored when `staircase`).
@@ -188,7 +188,7 @@ impl LearningRate {
 
 /// An optimizer: an update rule, a learning rate (or schedule) and Keras' decoupled
 /// weight decay (`w ← w − lr·wd·w` before each update, on every trainable tensor).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Optimizer {
     pub rule: Rule,
     pub learning_rate: LearningRate,

@@ -1,7 +1,8 @@
 //! `wgcnn predict`: PNG/JPEG files in, the experiment's top classes out.
 
 use super::{class_names, compiled_model};
-use crate::experiments;
+use crate::experiments::{self, DatasetKind};
+use crate::model::Sequential;
 use anyhow::{Context, Result, bail, ensure};
 use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
@@ -75,9 +76,35 @@ pub fn predict_images(
     }
     let (mut model, _) = compiled_model(&exp, 0, None)?;
     model.load_weights(weights)?;
+    top_predictions(&mut model, &x, images, exp.dataset)
+}
+
+/// Like [`predict_images`], with a model file written by `wgcnn train` (which records
+/// its experiment) instead of an experiment and its weights.
+pub fn predict_images_with_model(
+    model_file: &Path,
+    images: &[PathBuf],
+    invert: bool,
+) -> Result<Vec<Prediction>> {
+    ensure!(!images.is_empty(), "no image files given");
+    let mut model = Sequential::load(model_file)?;
+    let exp = experiments::experiment(&super::model_experiment(&model, model_file)?)?;
+    let mut x = Vec::new();
+    for path in images {
+        x.extend(load_input_image(path, exp.input_shape(), invert)?);
+    }
+    top_predictions(&mut model, &x, images, exp.dataset)
+}
+
+fn top_predictions(
+    model: &mut Sequential,
+    x: &[f32],
+    images: &[PathBuf],
+    dataset: DatasetKind,
+) -> Result<Vec<Prediction>> {
     let classes = model.classes()?;
-    let probs = model.predict(&x, images.len().min(32))?;
-    let names = class_names(exp.dataset);
+    let probs = model.predict(x, images.len().min(32))?;
+    let names = class_names(dataset);
     Ok(images
         .iter()
         .zip(probs.chunks_exact(classes))

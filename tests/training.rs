@@ -1,0 +1,480 @@
+//! The Keras training loop beyond `fit(epochs)`: callbacks against hand-checked histories,
+//! validation_split, train_on_batch, seeded augmentation, whole-model files, atomic writes
+//! and bit-exact resume.
+
+use std::path::PathBuf;
+use wgcnn::callbacks::{EarlyStopping, ModelCheckpoint, Monitor, ReduceLROnPlateau};
+use wgcnn::data::augment::{FillMode, RandomTranslation, translate};
+use wgcnn::prelude::*;
+use wgcnn::testing::{random_labels, random_vec};
+
+type R = anyhow::Result<()>;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("training")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn gpu() -> Device {
+    Device::gpu().expect("a GPU adapter (lavapipe in CI) is required")
+}
+
+/// A small image model with every kind of state a resume must carry: BatchNormalization
+/// statistics, dropout masks, Adam's moments.
+fn model(device: Device, seed: u64) -> anyhow::Result<Sequential> {
+    let mut m = Sequential::new();
+    m.add(Input::new(&[8, 8, 1]))?;
+    m.add(Conv2D::new(4, 3).padding(Same))?;
+    m.add(BatchNormalization::new().momentum(0.9))?;
+    m.add(Activation::new(Relu))?;
+    m.add(MaxPooling2D::new(2))?;
+    m.add(Flatten::new())?;
+    m.add(Dropout::new(0.2))?;
+    m.add(Dense::new(3).activation(Softmax))?;
+    m.set_device(device).set_seed(seed);
+    m.compile(
+        Optimizer::adam().learning_rate(0.02),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    Ok(m)
+}
+
+/// Random images whose labels the model can partly learn (class = brightest third) and
+/// validation data with random labels, whose loss falls, then rises as the model overfits:
+/// a curve with a minimum for the callbacks to find.
+fn data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let x: Vec<f32> = random_vec(n * 64, seed).iter().map(|v| v.abs()).collect();
+    let y = (0..n)
+        .map(|i| {
+            let img = &x[i * 64..(i + 1) * 64];
+            let s = |r: std::ops::Range<usize>| img[r].iter().sum::<f32>();
+            let parts = [s(0..21), s(21..42), s(42..64)];
+            (0..3)
+                .max_by(|&a, &b| parts[a].total_cmp(&parts[b]))
+                .unwrap_or(0) as u32
+        })
+        .collect();
+    (x, y)
+}
+
+fn quiet(epochs: usize) -> FitConfig<'static> {
+    FitConfig {
+        epochs,
+        batch_size: 16,
+        verbose: false,
+        ..Default::default()
+    }
+}
+
+/// Keras 3's EarlyStopping, by hand on a recorded curve: (stopped epoch, best epoch).
+fn early_stopping_by_hand(
+    values: &[f32],
+    patience: usize,
+    min_delta: f32,
+) -> (Option<usize>, usize) {
+    let (mut best, mut best_epoch, mut wait) = (f32::INFINITY, 0, 0);
+    for (epoch, &v) in values.iter().enumerate() {
+        wait += 1;
+        if v + min_delta < best {
+            best = v;
+            best_epoch = epoch;
+            wait = 0;
+        } else if wait >= patience && epoch > 0 {
+            return (Some(epoch), best_epoch);
+        }
+    }
+    (None, best_epoch)
+}
+
+#[test]
+fn early_stopping_stops_at_the_keras_epoch_and_restores_the_best_weights() -> R {
+    let (x, y) = data(96, 1);
+    let (vx, _) = data(48, 2);
+    let vy = random_labels(48, 3, 3);
+    let dir = tmp("early-stopping");
+    // The curve without callbacks (CPU: exact, and the same run as below up to the stop).
+    let mut free = model(Device::Cpu, 5)?;
+    let curve = free.fit(
+        &x,
+        &y,
+        &FitConfig {
+            validation_data: Some((&vx, &vy)),
+            ..quiet(12)
+        },
+    )?;
+    let (patience, min_delta) = (2, 1e-3);
+    let (stop, best) = early_stopping_by_hand(&curve.val_loss, patience, min_delta);
+    let stop = stop.expect("the validation loss turns up within 12 epochs");
+    assert!(
+        best < stop && stop < 11,
+        "an early stop worth testing: {:?}",
+        curve.val_loss
+    );
+
+    let mut m = model(Device::Cpu, 5)?;
+    let every = dir.join("epoch-{epoch:02d}.safetensors");
+    let h = m.fit(
+        &x,
+        &y,
+        &FitConfig {
+            validation_data: Some((&vx, &vy)),
+            callbacks: vec![
+                EarlyStopping::new(Monitor::ValLoss)
+                    .patience(patience)
+                    .min_delta(min_delta)
+                    .restore_best_weights(true)
+                    .into(),
+                ModelCheckpoint::new(&every).save_weights_only(true).into(),
+            ],
+            ..quiet(12)
+        },
+    )?;
+    assert_eq!(h.stopped_epoch, Some(stop));
+    assert_eq!(h.best_epoch, Some(best));
+    assert_eq!(h.loss.len(), stop + 1, "no epoch after the stop");
+    assert_eq!(
+        h.val_loss,
+        curve.val_loss[..=stop],
+        "the same run up to the stop"
+    );
+    // The model ends with the weights the checkpoint wrote after the best epoch.
+    let mut at_best = model(Device::Cpu, 0)?;
+    at_best.load_weights(&dir.join(format!("epoch-{:02}.safetensors", best + 1)))?;
+    assert_eq!(m.get_weights()?, at_best.get_weights()?);
+    assert_eq!(h.checkpoints.len(), stop + 1);
+    Ok(())
+}
+
+#[test]
+fn checkpoint_best_only_and_lr_on_plateau_follow_the_curve() -> R {
+    let (x, y) = data(96, 1);
+    let (vx, _) = data(48, 2);
+    let vy = random_labels(48, 3, 3);
+    let dir = tmp("plateau");
+    let val = Some((&vx[..], &vy[..]));
+    let mut free = model(Device::Cpu, 5)?;
+    let curve = free.fit(
+        &x,
+        &y,
+        &FitConfig {
+            validation_data: val,
+            ..quiet(10)
+        },
+    )?;
+    // By hand: save_best_only writes at every new minimum; ReduceLROnPlateau(patience 1,
+    // factor 0.5, min_delta 1e-3, cooldown 1) halves the rate after each epoch without a
+    // new minimum, then skips counting for one epoch.
+    let mut best = f32::INFINITY;
+    let saves: Vec<usize> = (0..10)
+        .filter(|&e| {
+            let better = curve.val_loss[e] < best;
+            best = best.min(curve.val_loss[e]);
+            better
+        })
+        .collect();
+    // lrs[e]: the rate in effect during epoch e (what the history logs, as Keras' logs do).
+    let (mut lr, mut best, mut wait, mut cooldown) = (0.02f32, f32::INFINITY, 0, 0);
+    let mut lrs = Vec::new();
+    for &v in &curve.val_loss {
+        lrs.push(lr);
+        if cooldown > 0 {
+            cooldown -= 1;
+            wait = 0;
+        }
+        if v < best - 1e-3 {
+            best = v;
+            wait = 0;
+        } else if cooldown == 0 {
+            wait += 1;
+            if wait >= 1 {
+                lr *= 0.5;
+                cooldown = 1;
+                wait = 0;
+            }
+        }
+    }
+    // The checkpoint run trains exactly like the free one.
+    let mut m = model(Device::Cpu, 5)?;
+    let best_file = dir.join("best.safetensors");
+    let h = m.fit(
+        &x,
+        &y,
+        &FitConfig {
+            validation_data: val,
+            callbacks: vec![ModelCheckpoint::new(&best_file).save_best_only(true).into()],
+            ..quiet(10)
+        },
+    )?;
+    let saved: Vec<usize> = h.checkpoints.iter().map(|(e, _)| *e).collect();
+    assert_eq!(saved, saves);
+    let restored = Sequential::load_on(&best_file, Some(Device::Cpu))?;
+    assert_eq!(restored.epochs_trained(), saves.last().unwrap() + 1);
+    // The plateau run: the learning rate recorded per epoch is the hand-computed one (the
+    // runs diverge after the first reduction, so only up to there is the curve shared).
+    let mut m = model(Device::Cpu, 5)?;
+    let h = m.fit(
+        &x,
+        &y,
+        &FitConfig {
+            validation_data: val,
+            callbacks: vec![
+                ReduceLROnPlateau::new(Monitor::ValLoss)
+                    .patience(1)
+                    .factor(0.5)
+                    .min_delta(1e-3)
+                    .cooldown(1)
+                    .into(),
+            ],
+            ..quiet(10)
+        },
+    )?;
+    // The first epoch at the halved rate was decided on the shared curve.
+    let first_cut = lrs
+        .iter()
+        .position(|&l| l < 0.02)
+        .expect("a plateau in 10 epochs");
+    assert_eq!(h.learning_rate[..=first_cut], lrs[..=first_cut]);
+    assert!(h.learning_rate.windows(2).all(|w| w[1] <= w[0]));
+    assert!(m.constant_learning_rate() <= h.learning_rate.last().copied());
+    // A monitor that needs validation data, without it: a clear error before training.
+    let err = model(Device::Cpu, 5)?
+        .fit(
+            &x,
+            &y,
+            &FitConfig {
+                callbacks: vec![EarlyStopping::new(Monitor::ValAccuracy).into()],
+                ..quiet(2)
+            },
+        )
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("val_accuracy") && err.contains("validation"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn validation_split_holds_out_the_last_fraction_before_shuffling() -> R {
+    let (x, y) = data(40, 7);
+    let mut a = model(gpu(), 3)?;
+    let ha = a.fit(
+        &x,
+        &y,
+        &FitConfig {
+            validation_split: 0.25,
+            ..quiet(2)
+        },
+    )?;
+    // Keras: the first ⌊40·0.75⌋ = 30 samples train, the last 10 validate.
+    let mut b = model(gpu(), 3)?;
+    let hb = b.fit(
+        &x[..30 * 64],
+        &y[..30],
+        &FitConfig {
+            validation_data: Some((&x[30 * 64..], &y[30..])),
+            ..quiet(2)
+        },
+    )?;
+    assert_eq!(ha, hb_without_time(hb, &ha));
+    assert_eq!(a.get_weights()?, b.get_weights()?);
+    for bad in [1.0, -0.1, 0.999] {
+        let r = model(gpu(), 3)?.fit(
+            &x,
+            &y,
+            &FitConfig {
+                validation_split: bad,
+                ..quiet(1)
+            },
+        );
+        assert!(r.is_err(), "validation_split {bad}");
+    }
+    Ok(())
+}
+
+/// `b` with `a`'s epoch times (the only field two identical runs do not share).
+fn hb_without_time(mut b: History, a: &History) -> History {
+    b.epoch_seconds.clone_from(&a.epoch_seconds);
+    b
+}
+
+#[test]
+fn train_on_batch_is_one_fit_step() -> R {
+    let (x, y) = data(20, 9);
+    let mut a = model(gpu(), 4)?;
+    let (loss, acc) = a.train_on_batch(&x, &y)?;
+    let mut b = model(gpu(), 4)?;
+    let h = b.fit(
+        &x,
+        &y,
+        &FitConfig {
+            batch_size: 20,
+            shuffle: false,
+            ..quiet(1)
+        },
+    )?;
+    assert_eq!((loss, acc), (h.loss[0], h.accuracy[0]));
+    assert_eq!(a.get_weights()?, b.get_weights()?);
+    assert_eq!(a.steps_taken(), 1);
+    Ok(())
+}
+
+#[test]
+fn translation_shifts_whole_pixels_with_keras_fill_modes() {
+    // A 1×4 image, one channel: [a b c d] = [1 2 3 4], moved right by 2.
+    let src = [1.0, 2.0, 3.0, 4.0];
+    let mut dst = [0.0; 4];
+    let shifted = |fill, dst: &mut [f32; 4]| translate(&src, dst, [1, 4, 1], (0, 2), fill);
+    shifted(FillMode::Constant, &mut dst);
+    assert_eq!(dst, [0.0, 0.0, 1.0, 2.0]);
+    shifted(FillMode::Nearest, &mut dst);
+    assert_eq!(dst, [1.0, 1.0, 1.0, 2.0]);
+    shifted(FillMode::Reflect, &mut dst); // b a | a b
+    assert_eq!(dst, [2.0, 1.0, 1.0, 2.0]);
+    // Up by one row in a 2×2×2 image keeps channels together.
+    let src = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0];
+    let mut dst = [0.0; 8];
+    translate(&src, &mut dst, [2, 2, 2], (-1, 0), FillMode::Constant);
+    assert_eq!(dst, [3.0, 30.0, 4.0, 40.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn augmentation_is_drawn_from_the_seed() -> R {
+    let (x, y) = data(48, 11);
+    let cfg = || FitConfig {
+        horizontal_flip: true,
+        translation: Some(RandomTranslation::new(0.25, 0.25)),
+        ..quiet(2)
+    };
+    let weights = |seed| -> anyhow::Result<Vec<NamedTensor>> {
+        let mut m = model(gpu(), 1)?;
+        m.set_seed(seed); // initialisation stays the compile seed's; draws follow this
+        m.fit(&x, &y, &cfg())?;
+        m.get_weights()
+    };
+    assert_eq!(weights(1)?, weights(1)?, "same seed, same run, bit for bit");
+    assert_ne!(weights(1)?, weights(2)?, "another seed draws other shifts");
+    let mut plain = model(gpu(), 1)?;
+    plain.fit(&x, &y, &quiet(2))?;
+    assert_ne!(
+        plain.get_weights()?,
+        weights(1)?,
+        "the augmentation changes training"
+    );
+    Ok(())
+}
+
+#[test]
+fn model_files_round_trip_everything_and_reject_others() -> R {
+    let (x, y) = data(48, 13);
+    let dir = tmp("files");
+    let path = dir.join("model.safetensors");
+    let mut m = model(gpu(), 6)?;
+    m.set_metadata("dataset", "mnist");
+    m.fit(&x, &y, &quiet(2))?;
+    m.save(&path)?;
+    let mut back = Sequential::load(&path)?;
+    assert_eq!(back.summary(), m.summary());
+    assert_eq!(back.get_weights()?, m.get_weights()?); // BatchNormalization statistics too
+    assert_eq!(back.epochs_trained(), 2);
+    assert_eq!(back.steps_taken(), m.steps_taken());
+    assert_eq!(
+        back.metadata().get("dataset").map(String::as_str),
+        Some("mnist")
+    );
+    assert_eq!(back.optimizer(), m.optimizer());
+    // The optimizer state came back: one more step moves both models alike.
+    m.train_on_batch(&x[..16 * 64], &y[..16])?;
+    back.train_on_batch(&x[..16 * 64], &y[..16])?;
+    assert_eq!(back.get_weights()?, m.get_weights()?);
+
+    let bytes = std::fs::read(&path)?;
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2])?;
+    let err = format!("{:#}", Sequential::load(&truncated).err().unwrap());
+    assert!(err.contains("truncated"), "{err}");
+    let newer = dir.join("newer.safetensors");
+    // The header holds the model's JSON as an escaped string: \"version\":1. Same-length
+    // edit of the bytes.
+    let (find, with) = (br#"\"version\":1"#, br#"\"version\":7"#);
+    let at = bytes
+        .windows(find.len())
+        .position(|w| w == find)
+        .expect("the version field");
+    let mut newer_bytes = bytes.clone();
+    newer_bytes[at..at + with.len()].copy_from_slice(with);
+    std::fs::write(&newer, &newer_bytes)?;
+    let err = format!("{:#}", Sequential::load(&newer).err().unwrap());
+    assert!(err.contains("version 7") && err.contains("newer"), "{err}");
+    let weights = dir.join("weights.safetensors");
+    m.save_weights(&weights)?;
+    let err = format!("{:#}", Sequential::load(&weights).err().unwrap());
+    assert!(err.contains("weights file"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_write_torn_midway_leaves_the_previous_file_intact() -> R {
+    let dir = tmp("atomic");
+    let path = dir.join("model.safetensors");
+    wgcnn::io::write_atomic(&path, b"the good file")?;
+    let torn = wgcnn::io::write_atomic_with(&path, |w| {
+        w.write_all(b"half of a new")?;
+        anyhow::bail!("the disk is full")
+    });
+    assert!(torn.is_err());
+    assert_eq!(std::fs::read(&path)?, b"the good file");
+    let names: Vec<String> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        names,
+        ["model.safetensors"],
+        "no temporary file left behind"
+    );
+    Ok(())
+}
+
+#[test]
+fn resume_is_bit_identical_to_an_uninterrupted_run() -> R {
+    let (x, y) = data(56, 17); // batch 16: a partial last batch every epoch
+    let (vx, vy) = data(24, 18);
+    let dir = tmp("resume");
+    let cfg = |epochs, initial_epoch| FitConfig {
+        epochs,
+        initial_epoch,
+        validation_data: Some((&vx[..], &vy[..])),
+        horizontal_flip: true,
+        translation: Some(RandomTranslation::new(0.2, 0.2)),
+        ..quiet(epochs)
+    };
+    let mut whole = model(gpu(), 8)?;
+    let hw = whole.fit(&x, &y, &cfg(3, 0))?;
+    let mut first = model(gpu(), 8)?;
+    first.fit(&x, &y, &cfg(1, 0))?;
+    let path = dir.join("model.safetensors");
+    first.save(&path)?;
+    drop(first);
+    let mut resumed = Sequential::load(&path)?;
+    let hr = resumed.fit(&x, &y, &cfg(3, resumed.epochs_trained()))?;
+    assert_eq!(hr.epoch, [1, 2]);
+    assert_eq!(hr.val_loss, hw.val_loss[1..]);
+    let (a, b) = (whole.get_weights()?, resumed.get_weights()?);
+    for (a, b) in a.iter().zip(&b) {
+        let same = a
+            .values
+            .iter()
+            .zip(&b.values)
+            .all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{} differs after resuming", a.name);
+    }
+    assert_eq!(resumed.steps_taken(), whole.steps_taken());
+    Ok(())
+}
