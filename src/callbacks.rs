@@ -411,7 +411,7 @@ impl<'a> Runner<'a> {
                 ..
             } = s
             {
-                model.set_weights(w)?;
+                model.write_weights(w)?; // the weights only: the optimizer keeps its state
             }
         }
         Ok(())

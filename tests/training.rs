@@ -146,6 +146,8 @@ fn early_stopping_stops_at_the_keras_epoch_and_restores_the_best_weights() -> R 
     let mut at_best = model(Device::Cpu, 0)?;
     at_best.load_weights(&dir.join(format!("epoch-{:02}.safetensors", best + 1)))?;
     assert_eq!(m.get_weights()?, at_best.get_weights()?);
+    // Keras restores the weights only: the optimizer keeps its state and step count.
+    assert_eq!(m.steps_taken(), 6 * (stop as u64 + 1));
     assert_eq!(h.checkpoints.len(), stop + 1);
     Ok(())
 }
