@@ -1,6 +1,7 @@
 //! The five experiments of the lecture "Redes Neuronales Convolucionales", as models and
 //! training recipes. `wgcnn train <name>` and the examples run them.
 
+use crate::data::augment::RandomTranslation;
 use crate::model::Sequential;
 use crate::ops::optimizer::Optimizer;
 use crate::prelude::*;
@@ -25,6 +26,8 @@ pub struct Experiment {
     pub seed: u64,
     /// Mirror training images left-right at random (see [`crate::model::FitConfig`]).
     pub horizontal_flip: bool,
+    /// Move training images by random whole pixels (see [`crate::model::FitConfig`]).
+    pub translation: Option<RandomTranslation>,
     /// What the lecture reports, for the README and the run report.
     pub lecture: &'static str,
 }
@@ -58,6 +61,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         optimizer,
         seed: 0,
         horizontal_flip: false,
+        translation: None,
         lecture,
     };
     // Recipes sized for a 2-core software adapter (the README's results table was made
@@ -114,16 +118,21 @@ pub fn experiment(name: &str) -> Result<Experiment> {
         ),
         // Beyond the lecture: the "Red Convolucional estándar" with BatchNormalization, on
         // MNIST (Keras counts 35,210 parameters, 192 of them non-trainable). Adam with the
-        // learning rate on a cosine from 1e-3 to 0 over the whole run (6 epochs of 1,875
-        // steps): plain Adam at 1e-3 reaches ~0.990 (Keras 3, 5 epochs), the decay the rest.
-        "mnist-bn" => e(
-            name_of(name),
-            DatasetKind::Mnist,
-            6,
-            32,
-            adam.learning_rate(LearningRate::cosine_decay(1e-3, 6 * 1875)),
-            "beyond the lecture: target test 0.992",
-        ),
+        // learning rate on a cosine from 1e-3 to 0 over the whole run (8 epochs of 1,875
+        // steps) and random shifts of up to 10 % (2 pixels): plain Adam at 1e-3 reaches
+        // ~0.990 (Keras 3, 5 epochs); the same schedule without shifts, over 6 epochs,
+        // ended at 0.9913 with the training accuracy at 0.998 — the shifts hold that back.
+        "mnist-bn" => Experiment {
+            translation: Some(RandomTranslation::new(0.1, 0.1)),
+            ..e(
+                name_of(name),
+                DatasetKind::Mnist,
+                8,
+                32,
+                adam.learning_rate(LearningRate::cosine_decay(1e-3, 8 * 1875)),
+                "beyond the lecture: target test 0.992",
+            )
+        },
         other => bail!(
             "unknown experiment '{other}'; choose one of {}",
             NAMES.join(", ")

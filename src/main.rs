@@ -55,6 +55,10 @@ struct TrainArgs {
     /// Mirror training images left-right at random [default: the experiment's]
     #[arg(long, value_name = "BOOL")]
     horizontal_flip: Option<bool>,
+    /// Shift training images at random by up to this fraction of their size, 0 for none
+    /// [default: the experiment's]
+    #[arg(long, value_name = "FACTOR")]
+    translation: Option<f32>,
     #[command(flatten)]
     data: DataArgs,
     /// Run directory [default: the first free one of runs/<experiment>,
@@ -173,6 +177,7 @@ fn train(args: TrainArgs) -> Result<()> {
         lr: args.lr,
         seed: args.seed.unwrap_or(recipe.seed),
         horizontal_flip: args.horizontal_flip,
+        translation: args.translation,
         data_root: wgcnn::data::data_root(args.data.data.as_deref()),
         out_dir: args
             .out
@@ -207,10 +212,13 @@ fn summary(name: &str) -> Result<()> {
         exp.batch_size,
         report::describe_optimizer(&exp.optimizer),
         exp.seed,
-        if exp.horizontal_flip {
-            ", augmentation: horizontal flip"
-        } else {
-            ""
+        match (exp.horizontal_flip, exp.translation) {
+            (true, _) => ", augmentation: horizontal flip".to_string(),
+            (false, Some(t)) => format!(
+                ", augmentation: random translation up to {}",
+                t.height_factor
+            ),
+            (false, None) => String::new(),
         }
     );
     println!("lecture: {}", exp.lecture);

@@ -25,6 +25,7 @@ pub mod pictures;
 pub use input::{Prediction, TOP_K, load_input_image, predict_images, predict_images_with_model};
 
 use crate::callbacks::{ModelCheckpoint, Monitor};
+use crate::data::augment::RandomTranslation;
 use crate::data::{self, Dataset, Split};
 use crate::experiments::{self, DatasetKind, Experiment};
 use crate::gpu::Gpu;
@@ -53,6 +54,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// Random left-right mirroring of training images; `None` = the experiment's.
     pub horizontal_flip: Option<bool>,
+    /// Random shifts of training images by up to this fraction of their size (0: none);
+    /// `None` = the experiment's.
+    pub translation: Option<f32>,
     /// Folder holding `mnist/` and `cifar-10-batches-bin/` (see [`data::data_root`]).
     pub data_root: PathBuf,
     /// Where the run's files go.
@@ -81,6 +85,7 @@ impl RunConfig {
             lr: None,
             seed: experiments::experiment(experiment).map_or(0, |e| e.seed),
             horizontal_flip: None,
+            translation: None,
             data_root: data::data_root(None),
             out_dir: next_free_run_dir(experiment),
             resume: None,
@@ -428,8 +433,19 @@ fn run(
     let mut out = Transcript::new(cfg.verbose);
     out.print(&format::header(&cfg.experiment, data, epochs, batch_size));
     out.print(header_extra);
+    let translation = match cfg.translation {
+        Some(f) if f > 0.0 => Some(RandomTranslation::new(f, f)),
+        Some(_) => None,
+        None => recipe.as_ref().and_then(|r| r.translation),
+    };
     if horizontal_flip {
         out.print("augmentation: random horizontal flip of training images\n");
+    }
+    if let Some(t) = translation {
+        out.print(&format!(
+            "augmentation: random translation of training images by up to {} of their height and {} of their width (whole pixels, {:?} fill)\n",
+            t.height_factor, t.width_factor, t.fill_mode
+        ));
     }
     if let Ok(gpu) = Gpu::shared() {
         out.print(&format!("device: {}\n", gpu.describe()));
@@ -459,6 +475,7 @@ fn run(
         shuffle: true,
         initial_epoch,
         horizontal_flip,
+        translation,
         callbacks: vec![
             ModelCheckpoint::new(&model_file)
                 .monitor(Monitor::Loss)

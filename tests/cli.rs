@@ -65,6 +65,7 @@ fn help_lists_the_subcommands() {
         "--quiet",
         "--no-download",
         "--resume",
+        "--translation",
     ] {
         assert!(train.contains(flag), "train --help lacks {flag}:\n{train}");
     }
@@ -92,6 +93,14 @@ fn summary_prints_the_lecture_parameter_counts() {
     );
     let o = wgcnn(&["summary", "cifar-deep"]);
     assert!(!stdout(&o).contains("augmentation"), "{}", stdout(&o));
+    let o = wgcnn(&["summary", "mnist-bn"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("Non-trainable params: 192")
+            && text.contains("lr cosine decay from 0.001 over 15000 steps")
+            && text.contains("augmentation: random translation up to 0.1"),
+        "{text}"
+    );
 }
 
 #[test]
