@@ -60,6 +60,20 @@ struct Args {
     /// (`Sequential::profile_step`, median of 5).
     #[arg(long)]
     profile: bool,
+    /// PyTorch beside wgcnn in the same run: the peers script (e.g.
+    /// ../shared/bench/gpu_peers.py), run first with `--python` for the same models and
+    /// batch sizes; adds its train img/s and wgcnn's ratio to it.
+    #[arg(long, value_name = "SCRIPT")]
+    peers: Option<std::path::PathBuf>,
+    /// The Python that runs `--peers` (one with torch installed).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Where the peers train: cpu or cuda [default: cpu on a CPU adapter, else cuda].
+    #[arg(long)]
+    peer_device: Option<String>,
+    /// The peers' framework (a gpu_peers.py --frameworks entry).
+    #[arg(long, default_value = "torch-eager")]
+    peer_framework: String,
 }
 
 /// Forward FLOPs of one sample through `node` (conv and dense; 0 for the rest).
@@ -236,12 +250,34 @@ fn main() -> Result<()> {
             String::new()
         }
     );
+    // The peers first, so that both sets of figures come from the same sitting without
+    // the two competing for the cores.
+    let peers = match &args.peers {
+        Some(script) => {
+            let device = args.peer_device.clone().unwrap_or_else(|| {
+                if gpu.info.device_type == wgpu::DeviceType::Cpu {
+                    "cpu".into()
+                } else {
+                    "cuda".into()
+                }
+            });
+            run_peers(&args, script, &names, &device)?
+        }
+        None => Default::default(),
+    };
     let mut header = String::from(
         "| model | batch | first step s | first predict s | train img/s | infer img/s | train GFLOP/s | infer GFLOP/s |",
     );
     let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|---:|");
     if args.cpu {
         header.push_str(" CPU train img/s | CPU infer img/s |");
+        rule.push_str("---:|---:|");
+    }
+    if args.peers.is_some() {
+        header.push_str(&format!(
+            " {} train img/s | wgcnn / it |",
+            args.peer_framework
+        ));
         rule.push_str("---:|---:|");
     }
     println!("{header}\n{rule}");
@@ -297,6 +333,12 @@ fn main() -> Result<()> {
                     CpuCells::Skipped(s) => {
                         row.push_str(&format!(" skipped ({s:.1} s/step) | — |"))
                     }
+                }
+            }
+            if args.peers.is_some() {
+                match peers.get(&(name.to_string(), batch)) {
+                    Some(p) => row.push_str(&format!(" {p:.0} | {:.2} |", train / p)),
+                    None => row.push_str(" — | — |"),
                 }
             }
             println!("{row}");
@@ -360,4 +402,55 @@ fn cpu_cells(
     }
     let (t, i) = measure(&mut m, &data.head(args.cpu_steps.max(1)), args.cpu_repeats)?;
     Ok(CpuCells::Measured(t, i))
+}
+
+/// Runs the peers script for `names` at the batch sizes of `args`; its train img/s by
+/// (model, batch). Models it does not know are left out of its run.
+fn run_peers(
+    args: &Args,
+    script: &std::path::Path,
+    names: &[&str],
+    device: &str,
+) -> Result<std::collections::HashMap<(String, usize), f64>> {
+    let known = [
+        "mnist-dense",
+        "mnist-conv",
+        "cifar-conv",
+        "cifar-pool",
+        "cifar-deep",
+    ];
+    let models: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| known.contains(n))
+        .collect();
+    let batches: Vec<String> = args.batch.iter().map(usize::to_string).collect();
+    eprintln!("peers: {} on {device} for {models:?}…", args.peer_framework);
+    let out = std::process::Command::new(&args.python)
+        .arg(script)
+        .args(["--device", device, "--frameworks", &args.peer_framework])
+        .args(["--batch", &batches.join(","), "--models"])
+        .args(&models)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running {} {}: {e}", args.python, script.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "the peers script failed:\n{}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!("{}", text.lines().next().unwrap_or("").trim());
+    println!();
+    let mut found = std::collections::HashMap::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if let [_, model, batch, value, ..] = cells[..]
+            && let (Ok(b), Ok(v)) = (batch.parse(), value.replace(',', "").parse::<f64>())
+        {
+            found.insert((model.to_string(), b), v);
+        }
+    }
+    Ok(found)
 }
