@@ -7,6 +7,7 @@ use wgcnn::ops::Padding;
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::matmul::*;
 use wgcnn::ops::pool2d::*;
+use wgcnn::ops::transpose::transpose;
 use wgcnn::testing::random_vec;
 
 fn time(g: &Gpu, d: &Dispatch, reps: usize) -> anyhow::Result<f64> {
@@ -96,6 +97,15 @@ fn main() -> anyhow::Result<()> {
             tf * 1e3,
             tb * 1e3
         );
+    }
+    // Transposes the graph records: a conv kernel [3·3, ci, co] → [3·3, co, ci], dense
+    // inputs for dW (mnist-conv, cifar-deep), a dense kernel with 10 units.
+    for (b, rows, cols) in [(9, 64, 64), (1, 32, 43264), (1, 32, 4096), (1, 43264, 10)] {
+        let n = b * rows * cols;
+        let x = Tensor::from_slice(&g, &[n], &random_vec(n, 7), "x")?;
+        let y = Tensor::zeros(&g, &[n], "y")?;
+        let t = time(&g, &transpose(&g, &y, &x, b, rows, cols)?, 9)?;
+        println!("transpose {b}x{rows}x{cols}: {:.3} ms", t * 1e3);
     }
     // Dense passes as the graph records them: forward A·W, dX = dY·Wᵀ, dW = Xᵀ·dY.
     for (m, n, k, trans_a, trans_b, what) in [

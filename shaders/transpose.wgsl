@@ -2,10 +2,13 @@
 // [kh, kw, ci, co] into [kh, kw, co, ci] for the input-gradient GEMM, and a dense operand
 // into the row-major layout the GEMM cores read.
 //
-// Each invocation moves one 4×4 block: four vec4 loads (one per input row) and four vec4
-// stores (one per output row) when rows and cols are multiples of 4, else element by
-// element. On lavapipe every load or store instruction is a per-lane loop, so whole vec4s
-// cost a quarter of scalars (and the parameter copy is paid once per 16 elements).
+// Each invocation moves one 4×4 block: a vec4 load per input row and a vec4 store per
+// output row where rows and cols are multiples of 4, else element by element. On
+// lavapipe every load or store instruction is a per-lane loop, so whole vec4s cost a
+// quarter of scalars (and the parameter copy is paid once per 16 elements). Whole blocks
+// (the large transposes: a dense layer's input for dW) are unrolled, four loads and four
+// stores; every other shape goes through loops (0.29 → 0.16 s of compile on Mesa 25.0;
+// as loops, whole blocks ran 30% slower).
 
 struct Params {
     batch: u32,
@@ -62,29 +65,48 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         out[o + 3u * s] = vec4<f32>(v0.w, v1.w, v2.w, v3.w);
         return;
     }
-    // The other shapes in loops whose trip counts NIR cannot see, so that the code holds a
-    // few loads and stores instead of sixteen of each (their per-lane copies were most of
-    // this kernel's compile time on lavapipe: 0.36 -> 0.13 s on Mesa 25.0).
+    // The other shapes walk rows and columns in loops whose trip counts NIR cannot see,
+    // through a block held in registers, so that the code holds one load and one store of
+    // each kind: unrolled, their per-lane accesses were most of this kernel's compile.
+    let nr = min(4u, p.rows - r0);
     let nc = min(4u, p.cols - c0);
-    if ((p.rows & 3u) == 0u) {
-        // Whole output vec4s (a dense kernel [n_in, units] with units = 10, say): for each
-        // column, the four rows' elements.
-        for (var q = 0u; q < nc; q++) {
-            let at = base + r0 * p.cols + c0 + q;
-            let col = vec4<f32>(inp_at(at), inp_at(at + p.cols), inp_at(at + 2u * p.cols), inp_at(at + 3u * p.cols));
-            let o = (base + (c0 + q) * p.rows + r0) >> 2u;
-            if (o < arrayLength(&out)) {
-                out[o] = col;
+    // b0..b3 are the block's columns, which are the output's rows: b_q[j] = inp[r0 + j, c0 + q].
+    // (Selects, not a dynamically indexed private array, which Mesa 22.3 compiled slowly.)
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    let whole_rows = (p.cols & 3u) == 0u;
+    for (var j = 0u; j < nr; j++) {
+        let at = base + (r0 + j) * p.cols + c0;
+        var v = vec4<f32>(0.0);
+        if (whole_rows) {
+            v = inp[at >> 2u];
+        } else {
+            for (var q = 0u; q < nc; q++) {
+                v[q] = inp_at(at + q);
             }
         }
-        return;
+        let lane = vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(j);
+        b0 = select(b0, vec4<f32>(v.x), lane);
+        b1 = select(b1, vec4<f32>(v.y), lane);
+        b2 = select(b2, vec4<f32>(v.z), lane);
+        b3 = select(b3, vec4<f32>(v.w), lane);
     }
-    let nr = min(4u, p.rows - r0);
-    for (var j = 0u; j < nr; j++) {
-        for (var q = 0u; q < nc; q++) {
-            let o = base + (c0 + q) * p.rows + r0 + j;
+    let whole_cols = (p.rows & 3u) == 0u;
+    for (var q = 0u; q < nc; q++) {
+        let col = select(select(select(b0, b1, q == 1u), b2, q == 2u), b3, q == 3u);
+        let o = base + (c0 + q) * p.rows + r0;
+        if (whole_cols) {
             if ((o >> 2u) < arrayLength(&out)) {
-                out[o >> 2u][o & 3u] = inp_at(base + (r0 + j) * p.cols + c0 + q);
+                out[o >> 2u] = col;
+            }
+        } else {
+            for (var j = 0u; j < nr; j++) {
+                let e = o + j;
+                if ((e >> 2u) < arrayLength(&out)) {
+                    out[e >> 2u][e & 3u] = col[j];
+                }
             }
         }
     }
