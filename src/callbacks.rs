@@ -338,19 +338,19 @@ impl<'a> Runner<'a> {
                         continue;
                     }
                     // Keras 3: the first epoch watched is the best so far; the counter
-                    // runs before the comparison.
-                    if c.restore_best_weights && best_weights.is_none() {
-                        *best_weights = Some(model.get_weights()?);
-                        h.best_epoch = Some(epoch);
-                    }
+                    // runs before the comparison. One weights snapshot either way.
+                    let first = c.restore_best_weights && best_weights.is_none();
                     *wait += 1;
-                    if improves(c.monitor, current, *best, c.min_delta) {
-                        *best = current;
-                        *wait = 0;
+                    let improved = improves(c.monitor, current, *best, c.min_delta);
+                    if first || improved {
                         h.best_epoch = Some(epoch);
                         if c.restore_best_weights {
                             *best_weights = Some(model.get_weights()?);
                         }
+                    }
+                    if improved {
+                        *best = current;
+                        *wait = 0;
                     } else if *wait >= c.patience && epoch > 0 {
                         h.stopped_epoch = Some(epoch);
                         stop = true;

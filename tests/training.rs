@@ -480,3 +480,14 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() -> R {
     assert_eq!(resumed.steps_taken(), whole.steps_taken());
     Ok(())
 }
+
+#[test]
+fn monitors_parse_from_keras_names() -> R {
+    assert_eq!(Monitor::parse("val_loss")?, Monitor::ValLoss);
+    assert_eq!(Monitor::parse("val_acc")?, Monitor::ValAccuracy);
+    assert_eq!(Monitor::parse("accuracy")?, Monitor::Accuracy);
+    assert_eq!(Monitor::parse("loss")?, Monitor::Loss);
+    let err = format!("{:#}", Monitor::parse("val_f1").err().unwrap());
+    assert!(err.contains("val_f1") && err.contains("val_loss"), "{err}");
+    Ok(())
+}

@@ -139,7 +139,7 @@ impl Gpu {
             Some(Variant::SubgroupAligned | Variant::SubgroupNarrow) => Variant::Subgroup,
             Some(Variant::TextureAligned | Variant::TextureAlignedB) => Variant::Texture,
             Some(v) => v,
-            None => default_variant(info.device_type, subgroups && textures, subgroups, tiled),
+            None => default_variant(info.device_type, textures, subgroups, tiled),
         };
         let features = if subgroups {
             wgpu::Features::SUBGROUP

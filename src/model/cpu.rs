@@ -23,7 +23,7 @@ use anyhow::Result;
 /// Parameters (per node: kernel, bias) and optimizer state on the host.
 pub(crate) struct CpuEngine {
     pub params: Vec<Vec<Vec<f32>>>,
-    /// Per node, per tensor (the trainable ones first), the optimizer's slots.
+    /// Per node, per trainable tensor, the optimizer's slots.
     pub state: Vec<Vec<Vec<Vec<f32>>>>,
 }
 
@@ -41,11 +41,14 @@ struct Trace {
 }
 
 impl CpuEngine {
-    pub fn new(params: Vec<Vec<Vec<f32>>>, opt: &Optimizer) -> CpuEngine {
-        let state = params
+    pub fn new(nodes: &[Node], params: Vec<Vec<Vec<f32>>>, opt: &Optimizer) -> CpuEngine {
+        // State for the trainable tensors only, as on the GPU (they come first).
+        let state = nodes
             .iter()
-            .map(|p| {
+            .zip(&params)
+            .map(|(node, p)| {
                 p.iter()
+                    .take(node.trainable_tensors())
                     .map(|t| vec![vec![0.0; t.len()]; opt.slots()])
                     .collect()
             })

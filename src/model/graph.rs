@@ -271,8 +271,7 @@ impl Graph {
                     let spatial = node.in_shape.iter().product::<usize>() / channels.max(1);
                     let params =
                         BatchNormParams::new(batch * spatial, channels, true, momentum, epsilon)?;
-                    let infer =
-                        BatchNormParams::new(batch * spatial, channels, false, momentum, epsilon)?;
+                    let infer = params.inference();
                     Some(BatchNormNode {
                         train: Uniform::new(gpu, &params, "batch normalization"),
                         infer: Uniform::new(gpu, &infer, "batch normalization"),

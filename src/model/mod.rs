@@ -255,6 +255,13 @@ struct Compiled {
     epochs_done: usize,
 }
 
+impl Compiled {
+    fn of(c: &mut Option<Compiled>) -> Result<&mut Compiled> {
+        c.as_mut()
+            .context("compile the model before training or inference")
+    }
+}
+
 /// A linear stack of layers, as Keras' `Sequential`.
 pub struct Sequential {
     name: String,
@@ -417,7 +424,7 @@ impl Sequential {
                 params: GpuParams::new(gpu, &self.nodes, &values, &optimizer)?,
                 graphs: HashMap::new(),
             })),
-            Device::Cpu => Engine::Cpu(CpuEngine::new(values, &optimizer)),
+            Device::Cpu => Engine::Cpu(CpuEngine::new(&self.nodes, values, &optimizer)),
         };
         self.compiled = Some(Compiled {
             optimizer,
@@ -429,9 +436,7 @@ impl Sequential {
     }
 
     fn compiled(&mut self) -> Result<&mut Compiled> {
-        self.compiled
-            .as_mut()
-            .context("compile the model before training or inference")
+        Compiled::of(&mut self.compiled)
     }
 
     /// Checks x/y against the model: sizes, label range; returns the sample count.
@@ -625,18 +630,24 @@ impl Sequential {
         read: bool,
         cpu_totals: &mut (f64, f64),
     ) -> Result<Option<(f64, f64)>> {
-        let input = self.input_shape.clone().context("no input shape")?;
-        let nodes = self.nodes.clone();
-        let seed = self.seed;
-        let valid = yb.len();
-        let c = self.compiled()?;
+        // Borrowed field by field: a step clones nothing.
+        let Sequential {
+            input_shape,
+            nodes,
+            seed,
+            compiled,
+            ..
+        } = self;
+        let input = input_shape.as_deref().context("no input shape")?;
+        let c = Compiled::of(compiled)?;
+        let (seed, valid) = (*seed, yb.len());
         c.step += 1;
-        let opt = c.optimizer.clone();
+        let opt = &c.optimizer;
         match &mut c.engine {
             Engine::Gpu(e) => {
-                let (g, p) = e.graph(&nodes, &input, batch, true)?;
+                let (g, p) = e.graph(nodes, input, batch, true)?;
                 g.load(&p.gpu, xb, Some(yb), valid)?;
-                g.train_step(p, &opt, c.step, seed)?;
+                g.train_step(p, opt, c.step, seed)?;
                 if read {
                     Ok(Some(g.read_totals(&p.gpu)?))
                 } else {
@@ -644,7 +655,7 @@ impl Sequential {
                 }
             }
             Engine::Cpu(e) => {
-                let (l, h) = e.train_step(&nodes, xb, yb, valid, &opt, c.step, seed)?;
+                let (l, h) = e.train_step(nodes, xb, yb, valid, opt, c.step, seed)?;
                 *cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h as f64);
                 Ok(Some(*cpu_totals))
             }

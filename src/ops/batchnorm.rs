@@ -62,14 +62,6 @@ impl BatchNormParams {
         }
     }
 
-    /// The same in training mode (batch statistics).
-    pub fn training(self) -> BatchNormParams {
-        BatchNormParams {
-            training: 1,
-            ..self
-        }
-    }
-
     fn rows(&self) -> usize {
         self.rows as usize
     }
