@@ -1,6 +1,8 @@
 //! Tests of `wgcnn::data` on files the tests write themselves, a local HTTP
 //! server for downloads, and (when present) the real datasets in ../shared.
 
+mod common;
+
 use flate2::{Compression, write::GzEncoder};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -531,7 +533,10 @@ fn download_mnist_success_mismatch_and_404() {
         &text,
         &["checksum mismatch", table[1].0, &wrong, table[1].1],
     );
-    assert_eq!(file_names(&dir), Vec::<String>::new());
+    // The folder the download created goes too (a mistyped --data leaves nothing), and
+    // the error says how to point at data already on the machine.
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert_contains(&text, &["--data", "WGCNN_DATA"]);
 
     // 404.
     let dir = tmp.path().join("missing");
@@ -541,7 +546,11 @@ fn download_mnist_success_mismatch_and_404() {
         &table[..1],
     ));
     assert_contains(&text, &["404", "train-images-idx3-ubyte.gz", "nowhere"]);
-    assert_eq!(file_names(&dir), Vec::<String>::new());
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    // A folder that existed before stays, empty or not.
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = download_mnist_from(&format!("{base}nowhere"), &dir, &table[..1]);
+    assert!(dir.is_dir());
 }
 
 fn cifar_archive(per_batch: usize) -> (Vec<u8>, Vec<(String, String)>) {
@@ -721,17 +730,9 @@ fn data_root_precedence() {
 
 #[test]
 fn real_datasets() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
-    if !root.join("mnist").exists() {
-        // CI must have the data: a silent skip there would hide a broken setup.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but {} is missing",
-            root.display()
-        );
-        eprintln!("skipping: {} not found", root.display());
+    let Some(root) = common::mnist_root() else {
         return;
-    }
+    };
     let t = std::time::Instant::now();
     let m = mnist(&root, false).unwrap();
     eprintln!("MNIST loaded in {:?}", t.elapsed());

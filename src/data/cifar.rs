@@ -7,7 +7,7 @@ use md5::Md5;
 use sha2::Sha256;
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Sub-folder of the data root that holds CIFAR-10 (as unpacked from the archive).
 pub const CIFAR10_DIR: &str = "cifar-10-batches-bin";
@@ -72,12 +72,24 @@ pub fn load_cifar10(dir: &Path) -> Result<Split> {
 /// true, first downloads [`CIFAR10_URL`], checks it against
 /// [`CIFAR10_ARCHIVE_MD5`] and [`CIFAR10_TRAIN_SHA256`], and unpacks it into `root`.
 pub fn cifar10(root: &Path, download: bool) -> Result<Split> {
+    let dir = fetch_missing(root, download, &[&TRAIN[..], &[TEST, META]].concat())?;
+    load_cifar10(&dir)
+}
+
+/// Like [`cifar10`], the test set only: the training batches are not read (and are
+/// downloaded only when the test batch is missing too, since they come in one archive).
+pub fn cifar10_test(root: &Path, download: bool) -> Result<Dataset> {
+    let dir = fetch_missing(root, download, &[TEST, META])?;
+    let mut test = empty(&read_meta(&dir.join(META))?);
+    read_batch(&dir.join(TEST), &mut test)?;
+    Ok(test)
+}
+
+/// `root/cifar-10-batches-bin`, after downloading the archive when `download` is on and
+/// any of `needed` is missing.
+fn fetch_missing(root: &Path, download: bool, needed: &[&str]) -> Result<PathBuf> {
     let dir = root.join(CIFAR10_DIR);
-    let complete = TRAIN
-        .iter()
-        .chain([&TEST, &META])
-        .all(|f| dir.join(f).is_file());
-    if download && !complete {
+    if download && !needed.iter().all(|f| dir.join(f).is_file()) {
         download_cifar10_from(
             CIFAR10_URL,
             root,
@@ -85,7 +97,7 @@ pub fn cifar10(root: &Path, download: bool) -> Result<Split> {
             &CIFAR10_TRAIN_SHA256,
         )?;
     }
-    load_cifar10(&dir)
+    Ok(dir)
 }
 
 /// Downloads the CIFAR-10 binary archive from `url`, checks its md5
@@ -100,7 +112,17 @@ pub fn download_cifar10_from(
     archive_md5: &str,
     members_sha256: &[(&str, &str)],
 ) -> Result<()> {
-    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    download::into_dir(root, "CIFAR-10", || {
+        download_cifar10_into(url, root, archive_md5, members_sha256)
+    })
+}
+
+fn download_cifar10_into(
+    url: &str,
+    root: &Path,
+    archive_md5: &str,
+    members_sha256: &[(&str, &str)],
+) -> Result<()> {
     let archive =
         download::fetch_verified::<Md5>(url, root, "cifar-10-binary.tar.gz", archive_md5, "md5")?;
 

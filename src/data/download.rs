@@ -37,11 +37,8 @@ pub(super) fn fetch_verified<D: Digest>(
     progress.set_message(name.to_string());
     let mut body = response.into_body().into_reader();
 
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".part")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    // A download killed part-way leaves its `.part` file; the next one removes it.
+    let mut tmp = crate::io::temp_file(dir, name, ".part")?;
     let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -80,4 +77,29 @@ pub(super) fn hash_file<D: Digest + Write>(path: &Path) -> Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `download` with `dir` created first (and any missing parent). If it fails, the
+/// folders this call created are removed again where they are empty, so that a mistyped
+/// `--data` leaves nothing behind, and the error says how to point wgcnn at data that is
+/// already on the machine.
+pub(super) fn into_dir<T>(
+    dir: &Path,
+    what: &str,
+    download: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let mut created = Vec::new();
+    let result = crate::io::create_dirs(dir).and_then(|c| {
+        created = c;
+        download()
+    });
+    result.map_err(|e| {
+        crate::io::remove_empty(&created);
+        e.context(format!(
+            "downloading {what} into {} failed; if the datasets are already on this machine, \
+             point --data or the WGCNN_DATA environment variable at the folder that holds \
+             mnist/ and cifar-10-batches-bin/ (or pass --no-download)",
+            dir.display()
+        ))
+    })
 }

@@ -30,10 +30,10 @@ pub fn load_image_folder(dir: &Path, size: Option<(u32, u32)>) -> Result<Dataset
     for (label, class_dir) in (0u32..).zip(&classes) {
         for path in sorted_entries(class_dir, false)? {
             let mut img = decode(&path)?;
-            if let Some((w, h)) = size {
-                if img.dimensions() != (w, h) {
-                    img = img.resize_exact(w, h, FilterType::Triangle);
-                }
+            if let Some((w, h)) = size
+                && img.dimensions() != (w, h)
+            {
+                img = img.resize_exact(w, h, FilterType::Triangle);
             }
             match &first {
                 None => first = Some((path, img.dimensions())),

@@ -56,17 +56,32 @@ pub fn load_mnist(dir: &Path) -> Result<Split> {
 /// Loads `root/mnist`. If files are missing and `download` is true, first fetches
 /// the missing ones from [`MNIST_URL`], checking each against [`MNIST_SHA256`].
 pub fn mnist(root: &Path, download: bool) -> Result<Split> {
+    let dir = fetch_missing(root, download, "")?;
+    load_mnist(&dir)
+}
+
+/// Like [`mnist`], the test set only: the training files are neither read nor
+/// downloaded (what `wgcnn eval` needs).
+pub fn mnist_test(root: &Path, download: bool) -> Result<Dataset> {
+    let dir = fetch_missing(root, download, "t10k")?;
+    load_part(&dir, "t10k")
+}
+
+/// `root/mnist`, after downloading its missing files whose names start with `prefix`
+/// (all of them for "") when `download` is on.
+fn fetch_missing(root: &Path, download: bool, prefix: &str) -> Result<PathBuf> {
     let dir = root.join(MNIST_DIR);
     if download {
         let absent: Vec<(&str, &str)> = MNIST_SHA256
             .into_iter()
+            .filter(|(gz, _)| gz.starts_with(prefix))
             .filter(|(gz, _)| find(&dir, gz.trim_end_matches(".gz")).is_err())
             .collect();
         if !absent.is_empty() {
             download_mnist_from(MNIST_URL, &dir, &absent)?;
         }
     }
-    load_mnist(&dir)
+    Ok(dir)
 }
 
 /// Downloads `files` (name, expected sha256 in hex) from `base_url` + name into
@@ -74,15 +89,16 @@ pub fn mnist(root: &Path, download: bool) -> Result<Split> {
 /// once its checksum matches. Public so tests and mirrors can supply their own
 /// URL and checksums; [`mnist`] uses [`MNIST_URL`] and [`MNIST_SHA256`].
 pub fn download_mnist_from(base_url: &str, dir: &Path, files: &[(&str, &str)]) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, sha256) in files {
-        let url = format!("{}/{name}", base_url.trim_end_matches('/'));
-        let tmp = download::fetch_verified::<Sha256>(&url, dir, name, sha256, "sha256")?;
-        let dest = dir.join(name);
-        tmp.persist(&dest)
-            .with_context(|| format!("moving the download into {}", dest.display()))?;
-    }
-    Ok(())
+    download::into_dir(dir, "MNIST", || {
+        for (name, sha256) in files {
+            let url = format!("{}/{name}", base_url.trim_end_matches('/'));
+            let tmp = download::fetch_verified::<Sha256>(&url, dir, name, sha256, "sha256")?;
+            let dest = dir.join(name);
+            tmp.persist(&dest)
+                .with_context(|| format!("moving the download into {}", dest.display()))?;
+        }
+        Ok(())
+    })
 }
 
 /// Path of IDX file `name`, unpacked or `.gz`.

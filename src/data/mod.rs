@@ -13,11 +13,13 @@ mod folder;
 mod mnist;
 
 pub use cifar::{
-    CIFAR10_ARCHIVE_MD5, CIFAR10_DIR, CIFAR10_TRAIN_SHA256, CIFAR10_URL, cifar10,
+    CIFAR10_ARCHIVE_MD5, CIFAR10_DIR, CIFAR10_TRAIN_SHA256, CIFAR10_URL, cifar10, cifar10_test,
     download_cifar10_from, load_cifar10,
 };
 pub use folder::load_image_folder;
-pub use mnist::{MNIST_DIR, MNIST_SHA256, MNIST_URL, download_mnist_from, load_mnist, mnist};
+pub use mnist::{
+    MNIST_DIR, MNIST_SHA256, MNIST_URL, download_mnist_from, load_mnist, mnist, mnist_test,
+};
 
 use anyhow::{Context, Result, ensure};
 use std::fmt;
