@@ -197,12 +197,38 @@ impl ReduceLROnPlateau {
     }
 }
 
+/// Keras' `CSVLogger(filename)`: writes the epoch results to a CSV file after every
+/// epoch ([`History::to_csv`]), atomically. The file holds the model's whole training
+/// history ([`Sequential::training_history`]): every epoch it trained, numbered as the
+/// model counts them, those before a resume included (model files carry them). So a
+/// killed run loses at most its current epoch, and a resumed one continues its rows
+/// (Keras' `append=True`, meant for continuing training).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvLogger {
+    pub filename: PathBuf,
+}
+
+impl CsvLogger {
+    pub fn new(filename: impl Into<PathBuf>) -> CsvLogger {
+        CsvLogger {
+            filename: filename.into(),
+        }
+    }
+}
+
 /// One of the callbacks, for [`FitConfig::callbacks`](crate::model::FitConfig).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Callback {
     EarlyStopping(EarlyStopping),
     ModelCheckpoint(ModelCheckpoint),
     ReduceLROnPlateau(ReduceLROnPlateau),
+    CsvLogger(CsvLogger),
+}
+
+impl From<CsvLogger> for Callback {
+    fn from(c: CsvLogger) -> Callback {
+        Callback::CsvLogger(c)
+    }
 }
 
 impl From<EarlyStopping> for Callback {
@@ -222,11 +248,13 @@ impl From<ReduceLROnPlateau> for Callback {
 }
 
 impl Callback {
-    fn monitor(&self) -> Monitor {
+    /// The value it watches (None for one that watches nothing).
+    fn monitor(&self) -> Option<Monitor> {
         match self {
-            Callback::EarlyStopping(c) => c.monitor,
-            Callback::ModelCheckpoint(c) => c.monitor,
-            Callback::ReduceLROnPlateau(c) => c.monitor,
+            Callback::EarlyStopping(c) => Some(c.monitor),
+            Callback::ModelCheckpoint(c) => Some(c.monitor),
+            Callback::ReduceLROnPlateau(c) => Some(c.monitor),
+            Callback::CsvLogger(_) => None,
         }
     }
 }
@@ -263,6 +291,7 @@ enum State {
         wait: usize,
         cooldown: usize,
     },
+    CsvLogger,
 }
 
 /// Runs the callbacks of one `fit` call.
@@ -280,7 +309,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Runner<'a>> {
         let mut state = Vec::new();
         for c in callbacks {
-            let m = c.monitor();
+            let m = c.monitor().unwrap_or(Monitor::Loss);
             ensure!(
                 validating || !m.needs_validation(),
                 "a callback monitors {} but fit has no validation data (give validation_data or validation_split)",
@@ -293,6 +322,7 @@ impl<'a> Runner<'a> {
                     best_weights: None,
                 },
                 Callback::ModelCheckpoint(_) => State::ModelCheckpoint { best: worst(m) },
+                Callback::CsvLogger(_) => State::CsvLogger,
                 Callback::ReduceLROnPlateau(r) => {
                     ensure!(
                         r.factor > 0.0 && r.factor < 1.0,
@@ -324,7 +354,7 @@ impl<'a> Runner<'a> {
         let e = h.loss.len() - 1;
         let mut stop = false;
         for (c, s) in self.callbacks.iter().zip(&mut self.state) {
-            let current = c.monitor().value(h, e).unwrap_or(f32::NAN);
+            let current = c.monitor().and_then(|m| m.value(h, e)).unwrap_or(f32::NAN);
             match (c, s) {
                 (
                     Callback::EarlyStopping(c),
@@ -395,6 +425,10 @@ impl<'a> Runner<'a> {
                             }
                         }
                     }
+                }
+                (Callback::CsvLogger(c), State::CsvLogger) => {
+                    let csv = model.training_history().to_csv();
+                    crate::io::write_atomic(&c.filename, csv.as_bytes())?;
                 }
                 _ => {} // each state is built from its callback
             }

@@ -6,6 +6,7 @@ use crate::ops::Padding;
 use crate::ops::activation::Act;
 use crate::ops::conv2d::Conv2dShape;
 use crate::ops::pool2d::Pool2dShape;
+use crate::tensor::checked_len;
 use anyhow::{Result, bail, ensure};
 
 /// Activation functions, as in Keras' `activation=` argument (the prelude exports the
@@ -596,6 +597,12 @@ pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<No
             ),
         }
     };
+    // Overflow first: a wrapped product could look like a zero dimension.
+    ensure!(
+        checked_len(input).is_some(),
+        "layer '{name}': input shape {} has more elements than can be counted",
+        shape_str(input)
+    );
     ensure!(
         input.iter().all(|&d| d > 0),
         "layer '{name}': input shape {} has a zero dimension",
@@ -741,6 +748,12 @@ pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<No
             )
         }
     };
+    ensure!(
+        checked_len(&out_shape).is_some(),
+        "layer '{name}' ({}): its output shape {} has more elements than can be counted",
+        layer.keras_type(),
+        shape_str(&out_shape)
+    );
     Ok(Node {
         name,
         keras_type: layer.keras_type(),

@@ -4,6 +4,16 @@
 use crate::gpu::Gpu;
 use anyhow::{Result, bail};
 
+/// The element count of `shape`, or None when the product overflows `usize`.
+pub fn checked_len(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// The bytes of an f32 tensor of `shape`, or None when that overflows `u64`.
+pub fn f32_bytes(shape: &[usize]) -> Option<u64> {
+    u64::try_from(checked_len(shape)?).ok()?.checked_mul(4)
+}
+
 /// A buffer on the GPU with a logical shape (row-major; NHWC for images).
 pub struct Tensor {
     pub buffer: wgpu::Buffer,
@@ -19,10 +29,8 @@ impl std::fmt::Debug for Tensor {
 impl Tensor {
     /// A zero-filled tensor (wgpu zero-initialises new buffers).
     pub fn zeros(gpu: &Gpu, shape: &[usize], name: &str) -> Result<Tensor> {
-        let len: usize = shape.iter().product();
-        let bytes = (len as u64)
-            .checked_mul(4)
-            .ok_or_else(|| anyhow::anyhow!("{name}: shape {shape:?} overflows"))?;
+        let bytes =
+            f32_bytes(shape).ok_or_else(|| anyhow::anyhow!("{name}: shape {shape:?} overflows"))?;
         let buffer = gpu.storage_buffer(bytes, name)?;
         Ok(Tensor {
             buffer,

@@ -2,6 +2,8 @@
 //! convergence on a generated problem, the execution model (one submit per step, nothing
 //! allocated per step), weights on disk, and clear errors for bad input.
 
+mod common;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgcnn::experiments::{NAMES, experiment};
@@ -563,8 +565,7 @@ fn weights_round_trip_through_safetensors() -> R {
 
     let err = format!(
         "{:#}",
-        b.load_weights(&dir.join("missing.safetensors"))
-            .unwrap_err()
+        b.load_weights(dir.join("missing.safetensors")).unwrap_err()
     );
     assert!(err.contains("missing.safetensors"), "{err}");
     std::fs::write(
@@ -573,8 +574,7 @@ fn weights_round_trip_through_safetensors() -> R {
     )?;
     let err = format!(
         "{:#}",
-        b.load_weights(&dir.join("corrupt.safetensors"))
-            .unwrap_err()
+        b.load_weights(dir.join("corrupt.safetensors")).unwrap_err()
     );
     assert!(
         err.contains("corrupt.safetensors") && err.contains("not a safetensors file"),
@@ -688,5 +688,71 @@ fn lecture_models_train_like_the_cpu_reference() -> R {
         }
         assert_close(&format!("{name}: loss"), &hg.loss, &hc.loss, 1e-4, 1e-3)?;
     }
+    Ok(())
+}
+
+/// Sizes are checked, overflow-checked, before anything is allocated: an oversized layer
+/// is an error naming it and its parameter, never an aborted process, and a parameter over
+/// the binding limit does not suggest a smaller batch (which could not help).
+#[test]
+fn oversized_layers_are_errors_naming_the_layer() -> R {
+    let dense = |units: usize, device: Device| -> anyhow::Result<Sequential> {
+        let mut m = Sequential::new();
+        m.add(Input::new(&[16]))?;
+        m.add(Dense::new(units).activation(Softmax))?;
+        compiled(m, device, Optimizer::adam(), 1)
+    };
+    for units in [1 << 24, 1 << 40] {
+        let err = format!("{:#}", dense(units, gpu()).err().expect("too large"));
+        assert!(
+            err.contains("layer 'dense'")
+                && err.contains("parameter 'kernel'")
+                && err.contains(&format!("[16, {units}]"))
+                && err.contains("binds at most")
+                && !err.contains("batch"),
+            "{err}"
+        );
+    }
+    if wgcnn::model::host_memory_available().is_some() {
+        let err = format!(
+            "{:#}",
+            dense(1 << 40, Device::Cpu).err().expect("too large")
+        );
+        assert!(err.contains("host memory"), "{err}");
+    }
+    // Products that wrap are errors, not "a zero dimension".
+    let mut m = Sequential::new();
+    m.add(Input::new(&[1 << 32, 1 << 32, 1]))?;
+    let err = m.add(Flatten::new()).err().expect("overflow").to_string();
+    assert!(
+        err.contains("more elements than can be counted") && !err.contains("zero"),
+        "{err}"
+    );
+    let mut m = Sequential::new();
+    m.add(Input::new(&[28, 28, 1]))?;
+    let err = m
+        .add(Conv2D::new(1 << 60, 3))
+        .err()
+        .expect("overflow")
+        .to_string();
+    assert!(err.contains("more elements than can be counted"), "{err}");
+    Ok(())
+}
+
+/// A model file whose description claims a huge layer (crafted or corrupted) loads as an
+/// error on either device.
+#[test]
+fn a_model_file_claiming_a_huge_layer_does_not_load() -> R {
+    let dir = std::env::temp_dir().join(format!("wgcnn-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (file, _) = common::small_model_files(&dir, "mnist-dense", 1 << 40);
+    for device in [Device::Cpu, gpu()] {
+        let err = format!(
+            "{:#}",
+            Sequential::load_on(&file, Some(device)).err().unwrap()
+        );
+        assert!(err.contains("layer 'dense'"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }

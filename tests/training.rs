@@ -144,7 +144,7 @@ fn early_stopping_stops_at_the_keras_epoch_and_restores_the_best_weights() -> R 
     );
     // The model ends with the weights the checkpoint wrote after the best epoch.
     let mut at_best = model(Device::Cpu, 0)?;
-    at_best.load_weights(&dir.join(format!("epoch-{:02}.safetensors", best + 1)))?;
+    at_best.load_weights(dir.join(format!("epoch-{:02}.safetensors", best + 1)))?;
     assert_eq!(m.get_weights()?, at_best.get_weights()?);
     // Keras restores the weights only: the optimizer keeps its state and step count.
     assert_eq!(m.steps_taken(), 6 * (stop as u64 + 1));
@@ -489,5 +489,62 @@ fn monitors_parse_from_keras_names() -> R {
     assert_eq!(Monitor::parse("loss")?, Monitor::Loss);
     let err = format!("{:#}", Monitor::parse("val_f1").err().unwrap());
     assert!(err.contains("val_f1") && err.contains("val_loss"), "{err}");
+    Ok(())
+}
+
+/// Compiling again keeps the weights (BatchNormalization's statistics too), as Keras does
+/// for fine-tuning; the new optimizer starts afresh. Moving a compiled model to another
+/// device keeps them as well.
+#[test]
+fn recompiling_keeps_the_weights_and_restarts_the_optimizer() -> R {
+    let (x, y) = data(24, 3);
+    for device in [Device::Cpu, gpu()] {
+        let mut m = model(device, 5)?;
+        for _ in 0..3 {
+            m.train_on_batch(&x, &y)?;
+        }
+        let trained = m.get_weights()?;
+        m.compile(
+            Optimizer::sgd(0.001),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )?;
+        assert_eq!(m.get_weights()?, trained, "recompiling changed the weights");
+        assert_eq!(m.steps_taken(), 0);
+        m.train_on_batch(&x, &y)?;
+        assert_ne!(m.get_weights()?, trained, "the new optimizer did not train");
+
+        let before = m.get_weights()?;
+        m.set_device(Device::Cpu);
+        m.compile(
+            Optimizer::adam(),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )?;
+        assert_eq!(
+            m.get_weights()?,
+            before,
+            "moving devices changed the weights"
+        );
+    }
+    Ok(())
+}
+
+/// Files get the mode an ordinary write gives (0666 less the umask), not the 0600 of the
+/// temporary file they are written through.
+#[test]
+fn written_files_get_the_mode_of_an_ordinary_write() -> R {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("modes");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let reference = dir.join("reference");
+    std::fs::File::create(&reference)?;
+    let m = model(Device::Cpu, 1)?;
+    m.save(dir.join("model.safetensors"))?;
+    m.save_weights(dir.join("weights.safetensors"))?;
+    wgcnn::io::write_atomic(dir.join("history.csv"), b"epoch\n")?;
+    for f in ["model.safetensors", "weights.safetensors", "history.csv"] {
+        assert_eq!(mode(&dir.join(f)), mode(&reference), "{f}");
+    }
     Ok(())
 }

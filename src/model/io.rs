@@ -5,7 +5,7 @@
 //! random draw of a run derives from the seed, the epoch and the step). A resumed run
 //! continues bit for bit. Both are written atomically.
 
-use super::{Engine, NamedTensor, Sequential};
+use super::{Engine, History, NamedTensor, Sequential};
 use crate::layers::Layer;
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, bail, ensure};
@@ -35,6 +35,9 @@ struct ModelMeta {
     /// Epochs trained.
     epoch: usize,
     metadata: BTreeMap<String, String>,
+    /// The per-epoch history of every epoch trained (absent in files of earlier builds).
+    #[serde(default)]
+    history: History,
 }
 
 /// The safetensors bytes of `tensors`, with `meta` as the header's metadata.
@@ -82,14 +85,53 @@ fn decode(data: &[u8]) -> Result<(Vec<NamedTensor>, Metadata)> {
     Ok((tensors, meta))
 }
 
+/// What a safetensors file that wgcnn wrote holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A whole model ([`Sequential::save`]): architecture, weights, optimizer state.
+    Model,
+    /// Weights only ([`Sequential::save_weights`]).
+    Weights,
+}
+
+/// Says whether `path` holds a whole model or weights only, from its header alone (so a
+/// command line can name the right command before loading anything).
+pub fn file_kind(path: impl AsRef<Path>) -> Result<FileKind> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let read = || -> Result<FileKind> {
+        let mut f = std::fs::File::open(path)?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)?;
+        let len = u64::from_le_bytes(len);
+        // safetensors' own bound on a header.
+        ensure!(len <= 100_000_000, "its header length {len} is implausible");
+        let mut header = Vec::new();
+        f.take(len).read_to_end(&mut header)?;
+        let header: serde_json::Value = serde_json::from_slice(&header)?;
+        let model = header
+            .get("__metadata__")
+            .and_then(|m| m.get(META_KEY))
+            .is_some();
+        Ok(if model {
+            FileKind::Model
+        } else {
+            FileKind::Weights
+        })
+    };
+    read().with_context(|| {
+        format!(
+            "{} is not a safetensors file, or a truncated one",
+            path.display()
+        )
+    })
+}
+
 impl Sequential {
     /// Every parameter tensor, named like Keras (`conv2d/kernel`, `conv2d/bias`, …).
     pub fn get_weights(&self) -> Result<Vec<NamedTensor>> {
         let c = self.compiled.as_ref().context("compile the model first")?;
-        let values = match &c.engine {
-            Engine::Gpu(e) => e.params.read()?,
-            Engine::Cpu(e) => e.params.clone(),
-        };
+        let values = c.engine.weights()?;
         let mut out = Vec::new();
         for (node, vals) in self.nodes.iter().zip(values) {
             for ((suffix, shape), v) in node.param_shapes().into_iter().zip(vals) {
@@ -183,7 +225,8 @@ impl Sequential {
 
     /// Saves the weights as safetensors, one tensor per Keras weight name (atomically:
     /// a crash never leaves a half-written file where a good one was).
-    pub fn save_weights(&self, path: &Path) -> Result<()> {
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
         let bytes = encode(&self.get_weights()?, None)
             .with_context(|| format!("encoding the weights for {}", path.display()))?;
         crate::io::write_atomic(path, &bytes)
@@ -192,7 +235,8 @@ impl Sequential {
     /// Loads weights saved by [`save_weights`](Self::save_weights) (or the weights of a
     /// [`save`](Self::save) file); a file of another architecture is an error naming the
     /// mismatched tensor.
-    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
         let data = std::fs::read(path)
             .with_context(|| format!("reading weights file {}", path.display()))?;
         let (tensors, _) = decode(&data).with_context(|| format!("reading {}", path.display()))?;
@@ -207,7 +251,8 @@ impl Sequential {
     /// Saves the whole model (Keras' `model.save`): architecture, compile settings,
     /// weights, optimizer state and step, epochs trained, seed and metadata, in one
     /// safetensors file, written atomically. [`Sequential::load`] reads it back.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
         let c = self
             .compiled
             .as_ref()
@@ -222,6 +267,7 @@ impl Sequential {
             step: c.step,
             epoch: c.epochs_done,
             metadata: self.metadata.clone(),
+            history: self.history.clone(),
         };
         let json = serde_json::to_string(&meta).context("describing the model")?;
         let mut tensors = self.get_weights()?;
@@ -251,12 +297,13 @@ impl Sequential {
     /// Loads a model saved by [`Sequential::save`], compiled on the default device, ready to
     /// predict or to train on (a `fit` with `initial_epoch: model.epochs_trained()`
     /// continues the saved run exactly).
-    pub fn load(path: &Path) -> Result<Sequential> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Sequential> {
         Self::load_on(path, None)
     }
 
     /// Like [`Sequential::load`], on `device` (None: the default).
-    pub fn load_on(path: &Path, device: Option<super::Device>) -> Result<Sequential> {
+    pub fn load_on(path: impl AsRef<Path>, device: Option<super::Device>) -> Result<Sequential> {
+        let path = path.as_ref();
         let data = std::fs::read(path)
             .with_context(|| format!("reading model file {}", path.display()))?;
         Self::from_bytes(&data, device).with_context(|| format!("loading {}", path.display()))
@@ -265,7 +312,10 @@ impl Sequential {
     fn from_bytes(data: &[u8], device: Option<super::Device>) -> Result<Sequential> {
         let (tensors, meta) = decode(data)?;
         let Some(json) = meta.as_ref().and_then(|m| m.get(META_KEY)) else {
-            bail!("this is a weights file, not a model file (load it with load_weights)");
+            bail!(
+                "this is a weights file (save_weights), not a model file (save): load it into \
+                 the model it came from with load_weights"
+            );
         };
         let header: serde_json::Value =
             serde_json::from_str(json).context("the model description is not valid JSON")?;
@@ -284,6 +334,7 @@ impl Sequential {
         let mut m = Sequential::new();
         m.name = meta.name;
         m.metadata = meta.metadata;
+        m.history = meta.history;
         m.set_seed(meta.seed);
         if let Some(d) = device {
             m.set_device(d);

@@ -12,9 +12,12 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod cpu;
 mod graph;
 mod io;
+
+pub use budget::host_memory_available;
 
 use crate::callbacks::{self, Callback};
 use crate::data::augment::{Augment, RandomTranslation};
@@ -26,6 +29,7 @@ use anyhow::{Context, Result, bail, ensure};
 use cpu::CpuEngine;
 pub use graph::DispatchTime;
 use graph::{GpuParams, Graph};
+pub use io::{FileKind, file_kind};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -109,8 +113,11 @@ impl Default for FitConfig<'_> {
     }
 }
 
-/// Per-epoch results of [`Sequential::fit`], and what its callbacks did.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Per-epoch results of [`Sequential::fit`], and what its callbacks did. A model also
+/// keeps the per-epoch columns of every epoch it has trained
+/// ([`Sequential::training_history`]), and its model files carry them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct History {
     /// The epochs that ran (0-based; from `initial_epoch`).
     pub epoch: Vec<usize>,
@@ -131,6 +138,44 @@ pub struct History {
 }
 
 impl History {
+    /// Appends the last epoch of `h` (its per-epoch columns).
+    fn push_last_of(&mut self, h: &History) {
+        fn last<T: Copy>(to: &mut Vec<T>, from: &[T]) {
+            to.extend(from.last());
+        }
+        last(&mut self.epoch, &h.epoch);
+        last(&mut self.loss, &h.loss);
+        last(&mut self.accuracy, &h.accuracy);
+        last(&mut self.val_loss, &h.val_loss);
+        last(&mut self.val_accuracy, &h.val_accuracy);
+        last(&mut self.learning_rate, &h.learning_rate);
+        last(&mut self.epoch_seconds, &h.epoch_seconds);
+    }
+
+    /// One CSV row per epoch: `epoch,loss,accuracy,val_loss,val_accuracy,seconds`, epochs
+    /// counted from 1 as the epoch lines print them (empty cells where validation did not
+    /// run).
+    pub fn to_csv(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+        let cell = |v: Option<&f32>| v.map_or(String::new(), |v| v.to_string());
+        for e in 0..self.loss.len() {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{}",
+                self.epoch.get(e).copied().unwrap_or(e) + 1,
+                self.loss[e],
+                cell(self.accuracy.get(e)),
+                cell(self.val_loss.get(e)),
+                cell(self.val_accuracy.get(e)),
+                self.epoch_seconds
+                    .get(e)
+                    .map_or(String::new(), |v| format!("{v:.3}"))
+            );
+        }
+        s
+    }
+
     /// Keras' line for entry `e`: "Epoch 3/10 - 41.2s - loss: … - accuracy: …", with
     /// " - val_loss: … - val_accuracy: …" when validation ran.
     pub fn epoch_line(&self, e: usize, epochs: usize) -> String {
@@ -234,7 +279,11 @@ impl GpuEngine {
             Some(_) => false,
         };
         if rebuild {
-            let g = Graph::new(&self.params, nodes, input, batch, training)?;
+            let g = Graph::new(&self.params, nodes, input, batch, training).with_context(|| {
+                format!(
+                    "allocating the activations of batch size {batch} (a smaller batch needs less)"
+                )
+            })?;
             self.graphs.insert(batch, g);
         }
         Ok((&self.graphs[&batch], &self.params))
@@ -244,6 +293,16 @@ impl GpuEngine {
 enum Engine {
     Gpu(Box<GpuEngine>),
     Cpu(CpuEngine),
+}
+
+impl Engine {
+    /// Every parameter, per node.
+    fn weights(&self) -> Result<Vec<Vec<Vec<f32>>>> {
+        match self {
+            Engine::Gpu(e) => e.params.read(),
+            Engine::Cpu(e) => Ok(e.params.clone()),
+        }
+    }
 }
 
 struct Compiled {
@@ -272,6 +331,11 @@ pub struct Sequential {
     device: Option<Device>,
     seed: u64,
     compiled: Option<Compiled>,
+    /// Weights of the layers a dropped compilation had (per node), which the next
+    /// `compile` keeps, as Keras keeps a model's weights; or why they could not be read.
+    kept: std::result::Result<Vec<Vec<Vec<f32>>>, String>,
+    /// Every epoch this model has trained, across `fit` calls and model files.
+    history: History,
     /// Free-form facts saved with the model (the CLI records its experiment and dataset).
     metadata: BTreeMap<String, String>,
 }
@@ -292,14 +356,24 @@ impl Sequential {
             device: None,
             seed: 0,
             compiled: None,
+            kept: Ok(Vec::new()),
+            history: History::default(),
             metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Drops the compilation (the device, or the layers, change), keeping its weights for
+    /// the next `compile`.
+    fn uncompile(&mut self) {
+        if let Some(c) = self.compiled.take() {
+            self.kept = c.engine.weights().map_err(|e| format!("{e:#}"));
         }
     }
 
     /// Runs on `device` (default: the shared GPU). Call before `compile`.
     pub fn set_device(&mut self, device: Device) -> &mut Self {
         self.device = Some(device);
-        self.compiled = None;
+        self.uncompile();
         self
     }
 
@@ -345,9 +419,9 @@ impl Sequential {
         };
         let name = layers::auto_name(&layer, &self.nodes);
         let node = layers::resolve(&layer, &input, name)?;
+        self.uncompile();
         self.nodes.push(node);
         self.layers.push(layer);
-        self.compiled = None;
         Ok(self)
     }
 
@@ -383,7 +457,13 @@ impl Sequential {
 
     /// Initialises the weights (Glorot-uniform kernels from the seed, zero biases and
     /// betas, unit gammas; moving means 0 and variances 1) and allocates everything on
-    /// the device.
+    /// the device. Every tensor is checked against the device's limits and the host's
+    /// memory first, so an oversized layer is an error naming it, not an abort.
+    ///
+    /// Compiling again keeps the weights, as in Keras (the fine-tuning pattern: train,
+    /// then `compile` with a lower learning rate and train on); the new optimizer starts
+    /// afresh (zero state, step 0), as a new Keras optimizer does. Layers added since the
+    /// last compile get initial weights.
     pub fn compile(
         &mut self,
         optimizer: Optimizer,
@@ -393,13 +473,26 @@ impl Sequential {
         let _ = (loss, metrics); // one loss and one metric exist; the arguments mirror Keras
         plan_head(&self.nodes)?;
         optimizer.validate()?;
+        let device = match &self.device {
+            Some(d) => d.clone(),
+            None => Device::gpu()?,
+        };
+        budget::check_params(&self.nodes, &device, optimizer.slots())?;
+        let epochs_done = self.compiled.as_ref().map_or(0, |c| c.epochs_done);
+        self.uncompile();
+        let kept = std::mem::replace(&mut self.kept, Ok(Vec::new()))
+            .map_err(|e| anyhow::anyhow!("reading the weights back to keep them: {e}"))?;
+        // Every node draws its initial values, kept or not, so that a layer's initial
+        // weights depend only on the seed and the layers before it.
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut kept = kept.into_iter();
         let values: Vec<Vec<Vec<f32>>> = self
             .nodes
             .iter()
             .map(|n| {
                 let (fan_in, fan_out) = n.fans();
-                n.params()
+                let fresh: Vec<Vec<f32>> = n
+                    .params()
                     .iter()
                     .map(|p| {
                         let len: usize = p.shape.iter().product();
@@ -412,13 +505,10 @@ impl Sequential {
                             Init::Ones => vec![1.0; len],
                         }
                     })
-                    .collect()
+                    .collect();
+                kept.next().unwrap_or(fresh)
             })
             .collect();
-        let device = match &self.device {
-            Some(d) => d.clone(),
-            None => Device::gpu()?,
-        };
         let engine = match device {
             Device::Gpu(gpu) => Engine::Gpu(Box::new(GpuEngine {
                 params: GpuParams::new(gpu, &self.nodes, &values, &optimizer)?,
@@ -430,7 +520,7 @@ impl Sequential {
             optimizer,
             engine,
             step: 0,
-            epochs_done: 0,
+            epochs_done,
         });
         Ok(self)
     }
@@ -537,6 +627,7 @@ impl Sequential {
                 // verbose=2.
                 eprintln!("{}", history.epoch_line(history.loss.len() - 1, cfg.epochs));
             }
+            self.history.push_last_of(&history);
             if runner.on_epoch_end(self, epoch, &mut history)? {
                 break;
             }
@@ -692,6 +783,26 @@ impl Sequential {
         let c = self.compiled()?;
         c.optimizer.learning_rate = LearningRate::Constant(lr);
         c.optimizer.validate()
+    }
+
+    /// Every epoch this model has trained, in order, across `fit` calls and the model
+    /// files it was saved to and loaded from (their per-epoch columns; what a run's
+    /// `history.csv` and training curves show).
+    pub fn training_history(&self) -> &History {
+        &self.history
+    }
+
+    /// Allocates the buffers of a training step at `batch_size` now rather than at the
+    /// first step of `fit`, so that a model too large for the device fails before any
+    /// work starts (the CLI calls it before it creates a run folder).
+    pub fn plan(&mut self, batch_size: usize) -> Result<()> {
+        ensure!(batch_size > 0, "batch_size must be positive");
+        let input = self.input_shape.clone().context("no input shape")?;
+        let nodes = &self.nodes;
+        if let Engine::Gpu(e) = &mut Compiled::of(&mut self.compiled)?.engine {
+            e.graph(nodes, &input, batch_size, true)?;
+        }
+        Ok(())
     }
 
     /// The seed of weight initialisation, shuffling, augmentation and dropout.
