@@ -32,7 +32,7 @@ fn main() -> Result<()> {
     let root = data::data_root(None);
     let test = data::cifar10(&root, false)?.test;
     let (mut model, _) = compiled_model(&exp, 0, None)?;
-    model.load_weights(&PathBuf::from(weights))?;
+    model.load_weights(PathBuf::from(weights))?;
 
     let lossless = test.subset(0..LOSSLESS)?;
     let (jpeg, err) = jpeg_round_trip(&lossless, 75)?;

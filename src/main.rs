@@ -1,12 +1,13 @@
 //! `wgcnn`: reproduce the lecture "Redes Neuronales Convolucionales" one experiment at a
 //! time. `wgcnn train mnist-conv` trains, evaluates and writes `runs/mnist-conv/`.
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wgcnn::experiments::{self, NAMES};
+use wgcnn::model::{FileKind, file_kind};
 use wgcnn::report::{self, RunConfig};
 
 /// Train the CNNs of the lecture "Redes Neuronales Convolucionales" on any GPU wgpu
@@ -41,39 +42,42 @@ struct TrainArgs {
     #[arg(value_parser = experiment_names())]
     experiment: String,
     /// Epochs [default: the experiment's]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     epochs: Option<usize>,
     /// Batch size [default: the experiment's]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     batch_size: Option<usize>,
     /// Learning rate, replacing the optimizer's default
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     lr: Option<f32>,
     /// Seed of weight initialisation and shuffling [default: the experiment's]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Mirror training images left-right at random [default: the experiment's]
     #[arg(long, value_name = "BOOL")]
     horizontal_flip: Option<bool>,
     /// Shift training images at random by up to this fraction of their size, 0 for none
     /// [default: the experiment's]
-    #[arg(long, value_name = "FACTOR")]
+    #[arg(long, value_name = "FACTOR", allow_negative_numbers = true)]
     translation: Option<f32>,
     #[command(flatten)]
     data: DataArgs,
-    /// Run directory [default: the first free one of runs/<experiment>,
-    /// runs/<experiment>-2, …]
+    /// Run directory: new, empty, or the one of the run being resumed [default: the
+    /// first free one of runs/<experiment>, runs/<experiment>-2, …]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Write into a --out folder that already holds files, replacing them
+    #[arg(long, requires = "out")]
+    overwrite: bool,
     /// Continue from a model file (a run's model.safetensors): its weights, optimizer
     /// state and epoch count; trains on to --epochs in total (the recipe's by default)
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
     /// Train on the first N training images only
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     limit: Option<usize>,
     /// Test on the first N test images only
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     limit_test: Option<usize>,
     /// No progress bar or report on the terminal (report.txt is still written)
     #[arg(long, short)]
@@ -105,14 +109,18 @@ struct EvalArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Test on the first N test images only
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     limit_test: Option<usize>,
     /// Batch size [default: the experiment's]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     batch_size: Option<usize>,
 }
 
 #[derive(Args, Debug)]
+#[command(
+    override_usage = "wgcnn predict [OPTIONS] <EXPERIMENT> <IMAGE>...\n       \
+                            wgcnn predict [OPTIONS] --model <FILE> <IMAGE>..."
+)]
 struct PredictArgs {
     #[command(flatten)]
     weights: WeightsArg,
@@ -123,23 +131,43 @@ struct PredictArgs {
     /// Invert grey levels (for dark digits on a light background; MNIST is light on dark)
     #[arg(long)]
     invert: bool,
-    /// The experiment (unless --model), then PNG or JPEG files, resized to its input size
+    /// The experiment (not with --model), then PNG or JPEG files, resized to its input
+    /// size
     #[arg(value_name = "EXPERIMENT> <IMAGE", required = true)]
     items: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct WeightsArg {
-    /// Weights saved by `wgcnn train` [default: runs/<experiment>/weights.safetensors]
+    /// Weights saved by `wgcnn train` [default: those of the newest finished run,
+    /// runs/<experiment>[-N]/weights.safetensors]
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
 }
 
 impl WeightsArg {
-    fn path(&self, experiment: &str) -> PathBuf {
-        self.weights
-            .clone()
-            .unwrap_or_else(|| report::default_out_dir(experiment).join("weights.safetensors"))
+    /// The weights file given, or the newest finished run's.
+    fn path(&self, experiment: &str) -> Result<PathBuf> {
+        if let Some(w) = &self.weights {
+            return Ok(w.clone());
+        }
+        let dir = report::latest_run_dir(Path::new(""), experiment).with_context(|| {
+            format!(
+                "no finished run of {experiment} under runs/ (train first with \
+                 `wgcnn train {experiment}`, or pass --weights FILE)"
+            )
+        })?;
+        Ok(dir.join("weights.safetensors"))
+    }
+}
+
+/// A count option (epochs, batch size, limits): a whole number of at least 1. Negative
+/// numbers reach this parser (instead of clap's "use -- -1" tip) to get this message.
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| format!("{n} is too large")),
+        Ok(n) => Err(format!("must be at least 1, got {n}")),
+        Err(_) => Err(format!("expected a whole number of at least 1, got '{s}'")),
     }
 }
 
@@ -148,6 +176,12 @@ fn experiment_names() -> PossibleValuesParser {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // Mesa's device-select layer prints "error: XDG_RUNTIME_DIR is invalid or not set"
+        // in headless shells; wgcnn picks its adapter itself, so the layer has no job here.
+        // SAFETY: the first statement of main, before any other thread exists.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     // Usage errors and --help are clap's (exit 2 and 0); everything after parsing exits 1.
     let cli = Cli::parse();
     match run(cli.command) {
@@ -170,6 +204,18 @@ fn run(command: Command) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if let Some(file) = &args.resume {
+        ensure_file(file, "model file")?;
+        ensure!(
+            file_kind(file)? == FileKind::Model,
+            "--resume takes a run's model file (model.safetensors: weights, optimizer state \
+             and epoch count); {} holds weights only. To evaluate them: `wgcnn eval {} \
+             --weights {}`",
+            file.display(),
+            args.experiment,
+            file.display()
+        );
+    }
     let recipe = RunConfig::new(&args.experiment);
     let cfg = RunConfig {
         epochs: args.epochs,
@@ -179,9 +225,8 @@ fn train(args: TrainArgs) -> Result<()> {
         horizontal_flip: args.horizontal_flip,
         translation: args.translation,
         data_root: wgcnn::data::data_root(args.data.data.as_deref()),
-        out_dir: args
-            .out
-            .unwrap_or_else(|| report::next_free_run_dir(&args.experiment)),
+        out_dir: args.out,
+        overwrite: args.overwrite,
         resume: args.resume,
         limit_train: args.limit,
         limit_test: args.limit_test,
@@ -235,21 +280,32 @@ fn eval(args: EvalArgs) -> Result<()> {
         ..RunConfig::new(&experiment)
     };
     if let Some(model) = &args.model {
-        ensure_file(model, "model file")?;
+        ensure_model_file(model, "eval")?;
         report::evaluate_model_file(&cfg, model)?;
         return Ok(());
     }
-    let weights = args.weights.path(&experiment);
+    let weights = args.weights.path(&experiment)?;
     ensure_file(&weights, "weights file")?;
     report::evaluate_weights(&cfg, &weights)?;
     Ok(())
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
-    // Images are checked before the weights: they are what the user just typed.
+    // Images are read before the weights: they are what the user just typed.
     let predictions = match &args.model {
         Some(model) => {
-            ensure_file(model, "model file")?;
+            if let Some(first) = args.items.first().and_then(|f| f.to_str())
+                && NAMES.contains(&first)
+                && !Path::new(first).exists()
+            {
+                bail!(
+                    "'{first}' is an experiment, and a model file records its own: give either \
+                     `wgcnn predict --model FILE IMAGE...` or `wgcnn predict {first} [--weights \
+                     FILE] IMAGE...`"
+                );
+            }
+            ensure_model_file(model, "predict")?;
+            eprintln!("using the model file {}", model.display());
             report::predict_images_with_model(model, &args.items, args.invert)?
         }
         None => {
@@ -260,18 +316,35 @@ fn predict(args: PredictArgs) -> Result<()> {
                 "'{experiment}' is not an experiment (choose from {}), or give --model FILE",
                 NAMES.join(", ")
             );
-            let weights = args.weights.path(&experiment);
+            ensure!(
+                !images.is_empty(),
+                "no image files given after '{experiment}'"
+            );
+            let weights = args.weights.path(&experiment)?;
+            eprintln!("using the weights {}", weights.display());
             report::predict_images(&experiment, &weights, images, args.invert)?
         }
     };
-    for p in predictions {
-        let top: Vec<String> = p
-            .top
-            .iter()
-            .map(|(name, prob)| format!("{name} {:.1}%", prob * 100.0))
-            .collect();
-        println!("{}: {}", p.path.display(), top.join(", "));
+    // Every image gets its line: a result on stdout, or its error on stderr.
+    let failed = predictions.iter().filter(|p| p.is_err()).count();
+    for p in &predictions {
+        match p {
+            Ok(p) => {
+                let top: Vec<String> = p
+                    .top
+                    .iter()
+                    .map(|(name, prob)| format!("{name} {:.1}%", prob * 100.0))
+                    .collect();
+                println!("{}: {}", p.path.display(), top.join(", "));
+            }
+            Err(e) => eprintln!("error: {e:#}"),
+        }
     }
+    ensure!(
+        failed == 0,
+        "{failed} of {} images could not be classified",
+        predictions.len()
+    );
     Ok(())
 }
 
@@ -285,8 +358,22 @@ fn ensure_file(path: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--model FILE` of `command`: a model file, not a weights file (whose command line is
+/// `wgcnn COMMAND EXPERIMENT --weights FILE`).
+fn ensure_model_file(path: &Path, command: &str) -> Result<()> {
+    ensure_file(path, "model file")?;
+    ensure!(
+        file_kind(path)? == FileKind::Model,
+        "{} holds weights only, not a whole model; for weights give the experiment: \
+         `wgcnn {command} EXPERIMENT --weights {}`",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
 fn devices() -> Result<()> {
-    let adapters = wgcnn::gpu::enumerate_adapters();
+    let adapters = wgcnn::gpu::enumerate_adapters()?;
     ensure!(
         !adapters.is_empty(),
         "no GPU adapter found; install a GPU driver or a software Vulkan driver \

@@ -24,7 +24,7 @@ pub mod pictures;
 
 pub use input::{Prediction, TOP_K, load_input_image, predict_images, predict_images_with_model};
 
-use crate::callbacks::{ModelCheckpoint, Monitor};
+use crate::callbacks::{CsvLogger, ModelCheckpoint, Monitor};
 use crate::data::augment::RandomTranslation;
 use crate::data::{self, Dataset, Split};
 use crate::experiments::{self, DatasetKind, Experiment};
@@ -59,8 +59,12 @@ pub struct RunConfig {
     pub translation: Option<f32>,
     /// Folder holding `mnist/` and `cifar-10-batches-bin/` (see [`data::data_root`]).
     pub data_root: PathBuf,
-    /// Where the run's files go.
-    pub out_dir: PathBuf,
+    /// Where the run's files go; `None` claims the first free one of `runs/<experiment>`,
+    /// `runs/<experiment>-2`, … (see [`claim_run_dir`]). A folder given here must be new,
+    /// empty, the folder of the run being resumed, or `overwrite` must be set.
+    pub out_dir: Option<PathBuf>,
+    /// Write into a non-empty `out_dir` (replacing the files of the same names).
+    pub overwrite: bool,
     /// A model file (`model.safetensors` of an earlier run) to continue from: its weights,
     /// optimizer state and epoch count; training runs on to `epochs` in total.
     pub resume: Option<PathBuf>,
@@ -87,7 +91,8 @@ impl RunConfig {
             horizontal_flip: None,
             translation: None,
             data_root: data::data_root(None),
-            out_dir: next_free_run_dir(experiment),
+            out_dir: None,
+            overwrite: false,
             resume: None,
             limit_train: None,
             limit_test: None,
@@ -137,23 +142,157 @@ struct ExampleArgs {
     quiet: bool,
 }
 
-/// `runs/<experiment>`, the first run's directory (where `wgcnn eval` and `predict` look
-/// for weights by default).
-pub fn default_out_dir(experiment: &str) -> PathBuf {
-    Path::new("runs").join(experiment)
+/// The run folders of `experiment` under `base`: `runs/<experiment>`, then
+/// `runs/<experiment>-2`, `runs/<experiment>-3`, …
+fn run_dirs(base: &Path, experiment: &str) -> impl Iterator<Item = PathBuf> {
+    let runs = base.join("runs");
+    std::iter::once(runs.join(experiment))
+        .chain((2..).map(move |i| runs.join(format!("{experiment}-{i}"))))
 }
 
-/// The first of `runs/<experiment>`, `runs/<experiment>-2`, `runs/<experiment>-3`, … that
-/// does not exist yet: the default run directory, so that no run overwrites another.
-pub fn next_free_run_dir(experiment: &str) -> PathBuf {
-    let first = default_out_dir(experiment);
-    if !first.exists() {
-        return first;
+/// Creates and returns the first free one of `base/runs/<experiment>`,
+/// `base/runs/<experiment>-2`, … Creating a folder fails when it exists, so two runs
+/// started at once never share one: each takes the next free name.
+pub fn claim_run_dir(base: &Path, experiment: &str) -> Result<PathBuf> {
+    Ok(claim(base, experiment)?.path)
+}
+
+/// [`claim_run_dir`], with the folders it created.
+fn claim(base: &Path, experiment: &str) -> Result<RunDir> {
+    let mut created = crate::io::create_dirs(&base.join("runs"))?;
+    for dir in run_dirs(base, experiment) {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                created.insert(0, dir.clone());
+                return Ok(RunDir { path: dir, created });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("creating the run directory {}", dir.display()));
+            }
+        }
     }
-    (2..)
-        .map(|i| Path::new("runs").join(format!("{experiment}-{i}")))
-        .find(|d| !d.exists())
-        .unwrap_or(first)
+    unreachable!("run_dirs never ends")
+}
+
+/// The newest finished run of `experiment` under `base` (one of the [`claim_run_dir`]
+/// folders holding `weights.safetensors`, which a run writes last): where `wgcnn eval`
+/// and `wgcnn predict` take their weights from by default.
+pub fn latest_run_dir(base: &Path, experiment: &str) -> Option<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, usize, PathBuf)> = None;
+    let mut misses = 0;
+    for (i, dir) in run_dirs(base, experiment).enumerate() {
+        if !dir.exists() {
+            // Numbers can have gaps (a failed run's folder is removed); stop after a few.
+            misses += 1;
+            if misses > 16 {
+                break;
+            }
+            continue;
+        }
+        misses = 0;
+        let Ok(modified) = dir
+            .join("weights.safetensors")
+            .metadata()
+            .and_then(|m| m.modified())
+        else {
+            continue;
+        };
+        if best
+            .as_ref()
+            .is_none_or(|(t, j, _)| (modified, i) > (*t, *j))
+        {
+            best = Some((modified, i, dir));
+        }
+    }
+    best.map(|(_, _, d)| d)
+}
+
+/// A run's folder, and the folders the run created for it: those are removed again if
+/// the run fails before writing anything into them.
+struct RunDir {
+    path: PathBuf,
+    /// Deepest first.
+    created: Vec<PathBuf>,
+}
+
+/// Checks an explicit `--out` before any work: a new folder must be creatable, an
+/// existing one must be a writable folder, and empty unless it is the folder of the run
+/// being resumed or `overwrite` is set. Creates nothing.
+fn check_out_dir(out: &Path, overwrite: bool, resume: Option<&Path>) -> Result<()> {
+    if !out.exists() {
+        // The nearest existing ancestor must take the new folders.
+        let ancestor = out
+            .ancestors()
+            .skip(1)
+            .find(|a| a.as_os_str().is_empty() || a.exists())
+            .map(|a| {
+                if a.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    a
+                }
+            })
+            .unwrap_or(Path::new("."));
+        ensure!(
+            ancestor.is_dir(),
+            "cannot create the run directory {}: {} is not a folder",
+            out.display(),
+            ancestor.display()
+        );
+        return check_writable(ancestor)
+            .with_context(|| format!("cannot create the run directory {}", out.display()));
+    }
+    ensure!(
+        out.is_dir(),
+        "the run directory {} exists and is not a folder",
+        out.display()
+    );
+    let non_empty = std::fs::read_dir(out)
+        .with_context(|| format!("reading the run directory {}", out.display()))?
+        .next()
+        .is_some();
+    let resuming_here = resume
+        .and_then(|r| r.parent())
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .and_then(|p| p.canonicalize().ok())
+        .is_some_and(|p| out.canonicalize().is_ok_and(|o| o == p));
+    ensure!(
+        !non_empty || overwrite || resuming_here,
+        "the run directory {} already holds files (an earlier run?); choose another --out, \
+         leave --out out for a new runs/ folder, or pass --overwrite to replace them",
+        out.display()
+    );
+    check_writable(out)
+}
+
+/// Fails unless a file can be created in `dir` (a temporary one, removed at once).
+fn check_writable(dir: &Path) -> Result<()> {
+    crate::io::temp_file(dir, "wgcnn-write-check", ".tmp")
+        .map(drop)
+        .with_context(|| format!("{} is not writable", dir.display()))
+}
+
+/// Creates the run's folder: `cfg.out_dir` (checked by [`check_out_dir`]), or a claimed
+/// `runs/` one.
+fn make_run_dir(cfg: &RunConfig) -> Result<RunDir> {
+    match &cfg.out_dir {
+        Some(out) => {
+            let created = crate::io::create_dirs(out)?;
+            Ok(RunDir {
+                path: out.clone(),
+                created,
+            })
+        }
+        None => claim(Path::new(""), &cfg.experiment),
+    }
 }
 
 /// Loss, accuracy and support (number of samples) on one dataset.
@@ -291,6 +430,18 @@ pub fn load_data(cfg: &RunConfig) -> Result<Split> {
     })
 }
 
+/// The experiment's test set only, cut to `limit_test` images (what evaluation needs:
+/// the training set is neither read nor downloaded).
+pub fn load_test_data(cfg: &RunConfig) -> Result<Dataset> {
+    let exp = experiments::experiment(&cfg.experiment)?;
+    let test = match exp.dataset {
+        DatasetKind::Mnist => data::mnist_test(&cfg.data_root, cfg.download),
+        DatasetKind::Cifar10 => data::cifar10_test(&cfg.data_root, cfg.download),
+    }
+    .with_context(|| format!("loading the test data of '{}'", exp.name))?;
+    first(test, cfg.limit_test)
+}
+
 /// The first `limit` images of `ds` (all of them when `limit` is `None` or larger).
 fn first(ds: Dataset, limit: Option<usize>) -> Result<Dataset> {
     match limit {
@@ -362,13 +513,7 @@ pub fn compiled_model(
 /// Trains one of the lecture experiments as `cfg` says and writes its run directory.
 pub fn train_experiment(cfg: &RunConfig) -> Result<RunReport> {
     let exp = experiments::experiment(&cfg.experiment)?;
-    if let Some(lr) = cfg.lr {
-        ensure!(
-            lr.is_finite() && lr > 0.0,
-            "the learning rate must be positive, got {lr}"
-        );
-    }
-    schedule(cfg)?; // bad options fail before the slow steps
+    check_options(cfg)?; // bad options fail before the slow steps
     // Data first: a missing dataset should fail before the GPU is set up.
     let data = load_data(cfg)?;
     let (mut model, optimizer, resumed) = match &cfg.resume {
@@ -414,11 +559,67 @@ pub fn train_model(model: &mut Sequential, data: &Split, cfg: &RunConfig) -> Res
     run(model, data, cfg, "")
 }
 
+/// Checks what can be checked before any work: the options and the run folder.
+fn check_options(cfg: &RunConfig) -> Result<()> {
+    if let Some(lr) = cfg.lr {
+        ensure!(
+            lr.is_finite() && lr > 0.0,
+            "the learning rate must be a finite positive number, got {lr}"
+        );
+    }
+    if let Some(t) = cfg.translation {
+        ensure!(
+            t.is_finite() && (0.0..=1.0).contains(&t),
+            "the translation factor must be a finite number in [0, 1] (0 for none), got {t}"
+        );
+    }
+    schedule(cfg)?;
+    match &cfg.out_dir {
+        Some(out) => check_out_dir(out, cfg.overwrite, cfg.resume.as_deref()),
+        None => check_writable_or_creatable(Path::new("runs")),
+    }
+}
+
+/// Fails unless `dir` is writable or could be created.
+fn check_writable_or_creatable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        check_writable(dir)
+    } else {
+        check_out_dir(dir, false, None)
+    }
+}
+
 fn run(
     model: &mut Sequential,
     data: &Split,
     cfg: &RunConfig,
     header_extra: &str,
+) -> Result<RunReport> {
+    check_options(cfg)?;
+    let (epochs, batch_size) = schedule(cfg)?;
+    let initial_epoch = model.epochs_trained();
+    ensure!(
+        initial_epoch < epochs,
+        "the model has trained {initial_epoch} epochs already; ask for more (--epochs N counts them all)"
+    );
+    ensure!(!data.train.is_empty(), "the training set is empty");
+    // Every buffer of a step, before the folder exists: a model too large for the device
+    // fails here, leaving nothing behind.
+    model.plan(batch_size.min(data.train.len()))?;
+    let dir = make_run_dir(cfg)?;
+    let result = write_run(model, data, cfg, header_extra, &dir.path);
+    if result.is_err() {
+        crate::io::remove_empty(&dir.created);
+    }
+    result
+}
+
+fn write_run(
+    model: &mut Sequential,
+    data: &Split,
+    cfg: &RunConfig,
+    header_extra: &str,
+    out_dir: &Path,
 ) -> Result<RunReport> {
     let (epochs, batch_size) = schedule(cfg)?;
     let recipe = experiments::experiment(&cfg.experiment).ok();
@@ -426,9 +627,6 @@ fn run(
         .horizontal_flip
         .or(recipe.as_ref().map(|r| r.horizontal_flip))
         .unwrap_or(false);
-    let out_dir = &cfg.out_dir;
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("creating the run directory {}", out_dir.display()))?;
 
     let mut out = Transcript::new(cfg.verbose);
     out.print(&format::header(&cfg.experiment, data, epochs, batch_size));
@@ -456,13 +654,10 @@ fn run(
     out.print(&format!("\n{}\n", model.summary()));
 
     let initial_epoch = model.epochs_trained();
-    ensure!(
-        initial_epoch < epochs,
-        "the model has trained {initial_epoch} epochs already; ask for more (--epochs N counts them all)"
-    );
     out.print(&format!("run directory: {}\n", out_dir.display()));
-    // The whole model after every epoch (atomically): a crash loses at most an epoch,
-    // and `--resume` continues from the file exactly.
+    let mut files = RunFiles::plan(out_dir);
+    // After every epoch, atomically: the whole model (a crash loses at most an epoch, and
+    // `--resume` continues from the file exactly) and the history so far.
     let model_file = out_dir.join("model.safetensors");
     model.set_metadata("experiment", &cfg.experiment);
     if let Some(r) = &recipe {
@@ -476,7 +671,10 @@ fn run(
         initial_epoch,
         horizontal_flip,
         translation,
+        // The history first: a kill between the two leaves a model file one epoch behind
+        // the CSV, and a resume from it rewrites the CSV from the file's own history.
         callbacks: vec![
+            CsvLogger::new(&files.history).into(),
             ModelCheckpoint::new(&model_file)
                 .monitor(Monitor::Loss)
                 .into(),
@@ -484,22 +682,22 @@ fn run(
         verbose: cfg.verbose,
         ..Default::default()
     };
-    let history = model.fit(&data.train.images, &data.train.labels, &fit)?;
+    let fitted = model.fit(&data.train.images, &data.train.labels, &fit)?;
     model.save(&model_file)?;
+    // The whole run's history (a resumed run's earlier epochs too).
+    let history = model.training_history().clone();
     out.print(&format::history_table(&history, epochs));
-    let epochs = history.loss.len();
 
     let train = scores(model, &data.train, batch_size).context("evaluating on the training set")?;
     let test = test_report(model, &data.test, batch_size)?;
-    let train_seconds: f64 = history.epoch_seconds.iter().sum();
-    let images_per_second = (data.train.len() * epochs) as f64 / train_seconds.max(1e-9);
+    let train_seconds: f64 = fitted.epoch_seconds.iter().sum();
+    let images_per_second = (data.train.len() * fitted.loss.len()) as f64 / train_seconds.max(1e-9);
     out.print(&format::scores_table(&train, &test.scores));
-    out.print(&format::timing(&history.epoch_seconds, images_per_second));
+    out.print(&format::timing(&fitted.epoch_seconds, images_per_second));
     out.print(&test.text);
 
-    let mut files = RunFiles::plan(out_dir);
     model.save_weights(&files.weights)?;
-    crate::io::write_atomic(&files.history, format::history_csv(&history).as_bytes())?;
+    crate::io::write_atomic(&files.history, history.to_csv().as_bytes())?;
     let run_pictures = pictures::RunPictures {
         experiment: &cfg.experiment,
         data,
@@ -514,7 +712,7 @@ fn run(
 
     Ok(RunReport {
         experiment: cfg.experiment.clone(),
-        epochs,
+        epochs: history.loss.len(),
         batch_size,
         train,
         test: test.scores,
@@ -522,7 +720,7 @@ fn run(
         images_per_second,
         confusion: test.confusion,
         class_names: test.class_names,
-        out_dir: out_dir.clone(),
+        out_dir: out_dir.to_path_buf(),
         files,
         text: out.text,
     })
@@ -581,16 +779,15 @@ pub fn evaluate_model_file(cfg: &RunConfig, path: &Path) -> Result<TestReport> {
     let mut model = Sequential::load(path)?;
     let experiment = model_experiment(&model, path)?;
     let exp = experiments::experiment(&experiment)?;
-    let data = load_data(&RunConfig {
+    let test = load_test_data(&RunConfig {
         experiment: experiment.clone(),
-        limit_train: Some(1),
         ..cfg.clone()
     })?;
     let batch_size = cfg.batch_size.unwrap_or(exp.batch_size);
-    let mut report = test_report(&mut model, &data.test, batch_size)?;
+    let mut report = test_report(&mut model, &test, batch_size)?;
     report.text = format!(
         "{}model: {} ({} epochs trained)\n{}{}",
-        format::eval_header(exp.name, &data.test),
+        format::eval_header(exp.name, &test),
         path.display(),
         model.epochs_trained(),
         format::scores_table_one("test", &report.scores),
@@ -617,17 +814,14 @@ pub fn model_experiment(model: &Sequential, path: &Path) -> Result<String> {
 /// when `cfg.verbose`.
 pub fn evaluate_weights(cfg: &RunConfig, weights: &Path) -> Result<TestReport> {
     let exp = experiments::experiment(&cfg.experiment)?;
-    let data = load_data(&RunConfig {
-        limit_train: Some(1), // only the test set is needed; keep the copy small
-        ..cfg.clone()
-    })?;
+    let test = load_test_data(cfg)?;
     let (mut model, _) = compiled_model(&exp, cfg.seed, None)?;
     model.load_weights(weights)?;
     let batch_size = cfg.batch_size.unwrap_or(exp.batch_size);
-    let mut report = test_report(&mut model, &data.test, batch_size)?;
+    let mut report = test_report(&mut model, &test, batch_size)?;
     report.text = format!(
         "{}weights: {}\n{}{}",
-        format::eval_header(exp.name, &data.test),
+        format::eval_header(exp.name, &test),
         weights.display(),
         format::scores_table_one("test", &report.scores),
         report.text

@@ -1,47 +1,12 @@
 //! Runs the `wgcnn` binary as a user would and checks its output, exit codes and errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn wgcnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgcnn"))
-        .args(args)
-        .output()
-        .expect("running the wgcnn binary")
-}
+use common::{assert_fails_mentioning, mnist_root, stderr, stdout, wgcnn};
+use std::process::Command;
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a failed run whose stderr names every one of `words`, without a panic.
-fn assert_fails_mentioning(o: &Output, words: &[&str]) {
-    let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure; stdout:\n{}",
-        stdout(o)
-    );
-    for w in words {
-        assert!(err.contains(w), "stderr should mention {w:?}:\n{err}");
-    }
-    assert!(
-        !err.contains("panicked"),
-        "a panic instead of an error:\n{err}"
-    );
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("cli")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tmp(name: &str) -> std::path::PathBuf {
+    common::tmp("cli", name)
 }
 
 #[test]
@@ -66,6 +31,8 @@ fn help_lists_the_subcommands() {
         "--no-download",
         "--resume",
         "--translation",
+        "--limit-test",
+        "--overwrite",
     ] {
         assert!(train.contains(flag), "train --help lacks {flag}:\n{train}");
     }
@@ -178,27 +145,6 @@ fn devices_lists_adapter_limits() {
     }
 }
 
-/// The datasets folder with MNIST in it (`WGCNN_DATA`, else `../shared/datasets`); None,
-/// with a note, when it is missing outside CI (under CI that fails the test).
-fn mnist_root() -> Option<PathBuf> {
-    let root = std::env::var_os("WGCNN_DATA")
-        .filter(|v| !v.is_empty())
-        .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"),
-            PathBuf::from,
-        );
-    if root.join("mnist").is_dir() {
-        return Some(root);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but {} is missing",
-        root.display()
-    );
-    eprintln!("skipping: no MNIST under {}", root.display());
-    None
-}
-
 /// The quick start end to end on a tiny slice: train, then eval and predict its weights.
 #[test]
 fn train_eval_predict_round_trip() {
@@ -289,7 +235,6 @@ fn runs_never_overwrite_and_resume_bit_identically() {
     let Some(root) = mnist_root() else {
         return;
     };
-    let root = root.canonicalize().unwrap();
     let cwd = tmp("resume");
     let run = |extra: &[&str]| {
         let mut args = vec![
@@ -349,6 +294,17 @@ fn runs_never_overwrite_and_resume_bit_identically() {
     let weights = |d: &str| std::fs::read(cwd.join(d).join("weights.safetensors")).unwrap();
     assert_eq!(weights("whole"), weights("resumed"), "resumed run differs");
     assert_ne!(weights("first"), weights("resumed"));
+    // The resumed run's history continues the first run's (its model file carries it):
+    // epochs 1-3 as the uninterrupted run had them, the seconds column aside.
+    let history = |d: &str| -> Vec<String> {
+        std::fs::read_to_string(cwd.join(d).join("history.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(history("resumed"), history("whole"));
+    assert_eq!(history("whole").len(), 4, "{:?}", history("whole"));
     // Asking for no more epochs than the file has: a clear error.
     let o = Command::new(env!("CARGO_BIN_EXE_wgcnn"))
         .args([

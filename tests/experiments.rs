@@ -7,28 +7,11 @@ use std::path::{Path, PathBuf};
 use wgcnn::report::{self, RunConfig, RunReport, pictures};
 use wgcnn::viz;
 
+mod common;
+
 /// The folder holding `mnist/`; `None` (skip) when it is missing outside CI.
 fn data_root() -> Option<PathBuf> {
-    let root = std::env::var_os("WGCNN_DATA")
-        .filter(|v| !v.is_empty())
-        .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"),
-            PathBuf::from,
-        );
-    if root.join("mnist").is_dir() {
-        return Some(root);
-    }
-    // CI must have the data: a silent skip there would hide a broken setup.
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but {} has no mnist/ folder",
-        root.display()
-    );
-    eprintln!(
-        "skipping: no MNIST under {} (set WGCNN_DATA)",
-        root.display()
-    );
-    None
+    common::mnist_root()
 }
 
 /// A small, quiet, offline run of `experiment` into a fresh folder.
@@ -39,7 +22,7 @@ fn small_run(experiment: &str, root: PathBuf, train: usize, test: usize) -> RunC
         epochs: Some(1),
         seed: 1,
         data_root: root,
-        out_dir,
+        out_dir: Some(out_dir),
         limit_train: Some(train),
         limit_test: Some(test),
         verbose: false,
@@ -155,7 +138,7 @@ fn mnist_conv_learns_and_writes_its_run_directory() {
         false,
     )
     .expect("predict");
-    let top = &preds[0].top;
+    let top = &preds[0].as_ref().expect("input.png loads").top;
     assert_eq!(top.len(), report::TOP_K);
     assert_eq!(top[0].0, "7", "top classes {top:?}");
     assert!(top.windows(2).all(|w| w[0].1 >= w[1].1), "sorted: {top:?}");

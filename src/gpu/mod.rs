@@ -13,7 +13,7 @@ pub use dispatch::{Dispatch, Uniform, grid};
 pub use shaders::{Kernel, Variant};
 pub use texture::{TEXTURE_WIDTH, TextureOperand, texture_rows};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -71,11 +71,35 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
-/// Every adapter the instance can see (honours `WGPU_BACKEND`).
-pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
+/// Every adapter the instance can see on the backends `WGPU_BACKEND` names (all when
+/// unset); a value wgpu does not know is an error naming the valid ones (wgpu itself
+/// would ignore it and find no adapter).
+pub fn enumerate_adapters() -> Result<Vec<wgpu::Adapter>> {
+    let backends = backends_from_env()?;
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all().with_env()))
+    Ok(pollster::block_on(instance.enumerate_adapters(backends)))
+}
+
+/// The backends `WGPU_BACKEND` names (a comma-separated list, as wgpu reads it).
+fn backends_from_env() -> Result<wgpu::Backends> {
+    const NAMES: &str = "vulkan (vk), metal (mtl), dx12 (d3d12), gl (gles, opengl)";
+    let Some(value) = std::env::var_os("WGPU_BACKEND").filter(|v| !v.is_empty()) else {
+        return Ok(wgpu::Backends::all());
+    };
+    let value = value.to_string_lossy();
+    for name in value.split(',').map(str::trim) {
+        let known = matches!(
+            name.to_lowercase().as_str(),
+            "vulkan" | "vk" | "dx12" | "d3d12" | "metal" | "mtl" | "opengl" | "gles" | "gl"
+        );
+        ensure!(
+            known,
+            "WGPU_BACKEND={value}: '{name}' is not a backend; expected {NAMES}, or several \
+             of them separated by commas"
+        );
+    }
+    Ok(wgpu::Backends::from_comma_list(&value))
 }
 
 impl Gpu {
@@ -256,7 +280,7 @@ impl Gpu {
         if bytes > max {
             bail!(
                 "{what} needs {bytes} bytes ({:.1} MiB) but this device binds at most {max} bytes \
-                 ({:.1} MiB) per storage buffer; use a smaller batch size",
+                 ({:.1} MiB) per storage buffer",
                 bytes as f64 / 1048576.0,
                 max as f64 / 1048576.0
             );
@@ -404,7 +428,7 @@ pub fn default_variant(
 const TILED_WORKGROUP_BYTES: u32 = 2 * 256 * 16 + 8;
 
 fn pick_adapter() -> Result<wgpu::Adapter> {
-    let adapters = enumerate_adapters();
+    let adapters = enumerate_adapters()?;
     if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
         let want = name.to_lowercase();
         let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();

@@ -151,24 +151,3 @@ pub(super) fn files_list(out_dir: &Path, files: &[&Path]) -> String {
     }
     s
 }
-
-/// `history.csv`: one row per epoch.
-pub(super) fn history_csv(h: &History) -> String {
-    let mut s = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
-    let cell = |v: Option<&f32>| v.map_or(String::new(), |v| v.to_string());
-    for e in 0..h.loss.len() {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{}",
-            e + 1,
-            h.loss[e],
-            cell(h.accuracy.get(e)),
-            cell(h.val_loss.get(e)),
-            cell(h.val_accuracy.get(e)),
-            h.epoch_seconds
-                .get(e)
-                .map_or(String::new(), |v| format!("{v:.3}"))
-        );
-    }
-    s
-}

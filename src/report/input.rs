@@ -53,20 +53,25 @@ pub fn load_input_image(path: &Path, shape: [usize; 3], invert: bool) -> Result<
     Ok(values)
 }
 
-/// Loads `weights` into the experiment's model and returns the [`TOP_K`] classes of each
-/// image. Every image is checked before the GPU is set up.
+/// Loads `weights` into the experiment's model and returns, per image in order, its
+/// [`TOP_K`] classes or why it could not be read: one bad file costs only its own
+/// result. Every image is read before the GPU is set up; the error is for the model.
 pub fn predict_images(
     experiment: &str,
     weights: &Path,
     images: &[PathBuf],
     invert: bool,
-) -> Result<Vec<Prediction>> {
+) -> Result<Vec<Result<Prediction>>> {
     let exp = experiments::experiment(experiment)?;
     ensure!(!images.is_empty(), "no image files given");
-    let shape = exp.input_shape();
-    let mut x = Vec::new();
-    for path in images {
-        x.extend(load_input_image(path, shape, invert)?);
+    let inputs = load_inputs(images, exp.input_shape(), invert);
+    if inputs.iter().all(|i| i.is_err()) {
+        // Nothing to classify: the images' errors, without touching weights or GPU.
+        return Ok(inputs
+            .into_iter()
+            .filter_map(Result::err)
+            .map(Err)
+            .collect());
     }
     if !weights.is_file() {
         bail!(
@@ -76,7 +81,7 @@ pub fn predict_images(
     }
     let (mut model, _) = compiled_model(&exp, 0, None)?;
     model.load_weights(weights)?;
-    top_predictions(&mut model, &x, images, exp.dataset)
+    top_predictions(&mut model, inputs, images, exp.dataset)
 }
 
 /// Like [`predict_images`], with a model file written by `wgcnn train` (which records
@@ -85,32 +90,50 @@ pub fn predict_images_with_model(
     model_file: &Path,
     images: &[PathBuf],
     invert: bool,
-) -> Result<Vec<Prediction>> {
+) -> Result<Vec<Result<Prediction>>> {
     ensure!(!images.is_empty(), "no image files given");
     let mut model = Sequential::load(model_file)?;
     let exp = experiments::experiment(&super::model_experiment(&model, model_file)?)?;
-    let mut x = Vec::new();
-    for path in images {
-        x.extend(load_input_image(path, exp.input_shape(), invert)?);
-    }
-    top_predictions(&mut model, &x, images, exp.dataset)
+    let inputs = load_inputs(images, exp.input_shape(), invert);
+    top_predictions(&mut model, inputs, images, exp.dataset)
 }
 
+/// Each image as the model's input, or the error that kept it out.
+fn load_inputs(images: &[PathBuf], shape: [usize; 3], invert: bool) -> Vec<Result<Vec<f32>>> {
+    images
+        .iter()
+        .map(|p| load_input_image(p, shape, invert))
+        .collect()
+}
+
+/// The predictions of the images that loaded, in one batch run, and the load errors of
+/// the others, in the images' order.
 fn top_predictions(
     model: &mut Sequential,
-    x: &[f32],
+    inputs: Vec<Result<Vec<f32>>>,
     images: &[PathBuf],
     dataset: DatasetKind,
-) -> Result<Vec<Prediction>> {
+) -> Result<Vec<Result<Prediction>>> {
     let classes = model.classes()?;
-    let probs = model.predict(x, images.len().min(32))?;
+    let x: Vec<f32> = inputs.iter().flatten().flatten().copied().collect();
+    let loaded = inputs.iter().filter(|i| i.is_ok()).count();
+    let probs = if loaded == 0 {
+        Vec::new()
+    } else {
+        model.predict(&x, loaded.min(32))?
+    };
     let names = class_names(dataset);
+    let mut rows = probs.chunks_exact(classes);
     Ok(images
         .iter()
-        .zip(probs.chunks_exact(classes))
-        .map(|(path, row)| Prediction {
-            path: path.clone(),
-            top: top_k(row, &names, TOP_K),
+        .zip(inputs)
+        .map(|(path, input)| {
+            input?;
+            let row = rows.next().context("a prediction for every loaded image")?;
+            Ok(Prediction {
+                path: path.clone(),
+                top: top_k(row, &names, TOP_K),
+            })
         })
         .collect())
 }
