@@ -9,9 +9,11 @@ use wgcnn::ops::Padding;
 use wgcnn::ops::activation::*;
 use wgcnn::ops::batchnorm::*;
 use wgcnn::ops::bias::*;
+use wgcnn::ops::concat::*;
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::dropout::*;
 use wgcnn::ops::matmul::*;
+use wgcnn::ops::merge::*;
 use wgcnn::ops::optimizer::{LearningRate, Optimizer};
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::*;
@@ -855,6 +857,101 @@ fn dropout_matches_cpu() -> R {
     assert_close("dropout backward", &dx.read(&g)?, &wdx, 1e-6, 1e-6)?;
     let dropped = wy.iter().filter(|v| **v == 0.0).count() as f32 / n as f32;
     assert!((dropped - 0.3).abs() < 0.03, "dropped fraction {dropped}");
+    Ok(())
+}
+
+/// Every merge function forward (plain and accumulating) and backward, on sizes that are
+/// not whole vec4s, with ties for maximum and minimum, a tensor merged with itself, and
+/// outputs poisoned first.
+#[test]
+fn merges_match_cpu() -> R {
+    let g = gpu();
+    let ops = [
+        MergeOp::Add,
+        MergeOp::Subtract,
+        MergeOp::Multiply,
+        MergeOp::Maximum,
+        MergeOp::Minimum,
+    ];
+    for n in [1, 7, 1003] {
+        let a = random_vec(n, 1);
+        let mut b = random_vec(n, 2);
+        b[0] = a[0]; // a tie: maximum and minimum send the gradient to a
+        let dy = random_vec(n, 3);
+        let base = random_vec(n, 4);
+        let (ta, tb) = (
+            Tensor::from_slice(&g, &[n], &a, "a")?,
+            Tensor::from_slice(&g, &[n], &b, "b")?,
+        );
+        let tdy = Tensor::from_slice(&g, &[n], &dy, "dy")?;
+        for op in ops.into_iter().chain([MergeOp::First]) {
+            for (scale, accumulate) in [(1.0, false), (0.25, true)] {
+                let y = if accumulate {
+                    Tensor::from_slice(&g, &[n], &base, "y")?
+                } else {
+                    poisoned(&g, &[n], "y")
+                };
+                g.run(&[&merge_forward(&g, &y, &ta, &tb, op, scale, accumulate)?])?;
+                let mut want = base.clone();
+                merge_forward_cpu(&mut want, &a, &b, op, scale, accumulate);
+                let what = format!("{op:?} forward n={n} scale={scale} accumulate={accumulate}");
+                assert_close(&what, &y.read(&g)?, &want, 1e-6, 1e-6)?;
+            }
+            if op == MergeOp::First {
+                continue;
+            }
+            for (x1, x2, same) in [(&ta, &tb, false), (&ta, &ta, true)] {
+                let (da, db) = (poisoned(&g, &[n], "da"), poisoned(&g, &[n], "db"));
+                g.run(&[&merge_backward(&g, &da, &db, &tdy, x1, x2, op, 0.5)?])?;
+                let second = if same { &a } else { &b };
+                let (mut wa, mut wb) = (vec![0.0; n], vec![0.0; n]);
+                merge_backward_cpu(&mut wa, &mut wb, &dy, &a, second, op, 0.5);
+                let what = format!("{op:?} backward n={n} self-merge={same}");
+                assert_close(&format!("{what} da"), &da.read(&g)?, &wa, 1e-6, 1e-6)?;
+                assert_close(&format!("{what} db"), &db.read(&g)?, &wb, 1e-6, 1e-6)?;
+            }
+        }
+        // Ties by hand: maximum's and minimum's gradient goes to the first input.
+        let mut wa = vec![0.0; n];
+        let mut wb = vec![0.0; n];
+        merge_backward_cpu(&mut wa, &mut wb, &dy, &a, &b, MergeOp::Maximum, 1.0);
+        assert_eq!((wa[0], wb[0]), (dy[0], 0.0));
+    }
+    Ok(())
+}
+
+/// Concatenate's column copies: inputs of odd widths into the output and back out of its
+/// gradient, on shapes that view other axes as columns; unwritten elements stay NaN.
+#[test]
+fn concatenate_copies_match_cpu() -> R {
+    let g = gpu();
+    for (rows, widths) in [(1, vec![1, 2]), (37, vec![3, 5, 1]), (129, vec![16, 7])] {
+        let total: usize = widths.iter().sum();
+        let out = poisoned(&g, &[rows * total], "concatenated");
+        let dy = random_vec(rows * total, 9);
+        let tdy = Tensor::from_slice(&g, &[rows * total], &dy, "dy")?;
+        let mut want = vec![f32::NAN; rows * total];
+        let mut offset = 0;
+        for (i, &w) in widths.iter().enumerate() {
+            let x = random_vec(rows * w, i as u64);
+            let tx = Tensor::from_slice(&g, &[rows * w], &x, "input")?;
+            let fwd = Columns::into_output(rows, w, offset, total);
+            g.run(&[&copy_columns(&g, &out, &tx, &fwd)?])?;
+            copy_columns_cpu(&mut want, &x, &fwd);
+            let back = Columns::out_of_output(rows, w, offset, total);
+            let dx = poisoned(&g, &[rows * w], "input gradient");
+            g.run(&[&copy_columns(&g, &dx, &tdy, &back)?])?;
+            let mut wdx = vec![f32::NAN; rows * w];
+            copy_columns_cpu(&mut wdx, &dy, &back);
+            assert_close("concatenate backward", &dx.read(&g)?, &wdx, 0.0, 0.0)?;
+            offset += w;
+        }
+        assert_close("concatenate forward", &out.read(&g)?, &want, 0.0, 0.0)?;
+    }
+    // A copy that would run past either tensor is an error, not a wild write.
+    let small = poisoned(&g, &[4], "small");
+    let bad = Columns::into_output(2, 3, 2, 4);
+    assert!(copy_columns(&g, &small, &small, &bad).is_err());
     Ok(())
 }
 

@@ -114,11 +114,14 @@ pub enum Kernel {
     DropoutBackward,
     BatchNormForward,
     BatchNormBackward,
+    MergeForward,
+    MergeBackward,
+    CopyColumns,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 26] = [
+    pub const ALL: [Kernel; 29] = [
         Kernel::Matmul,
         Kernel::SplitKReduce,
         Kernel::Transpose,
@@ -145,6 +148,9 @@ impl Kernel {
         Kernel::DropoutBackward,
         Kernel::BatchNormForward,
         Kernel::BatchNormBackward,
+        Kernel::MergeForward,
+        Kernel::MergeBackward,
+        Kernel::CopyColumns,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -211,6 +217,9 @@ impl Kernel {
             Kernel::DropoutBackward => "dropout_backward",
             Kernel::BatchNormForward => "batchnorm_forward",
             Kernel::BatchNormBackward => "batchnorm_backward",
+            Kernel::MergeForward => "merge_forward",
+            Kernel::MergeBackward => "merge_backward",
+            Kernel::CopyColumns => "copy_columns",
         }
     }
 
@@ -300,6 +309,9 @@ impl Kernel {
             Kernel::DropoutBackward => shader!("dropout_backward"),
             Kernel::BatchNormForward => shader!("batchnorm_forward"),
             Kernel::BatchNormBackward => shader!("batchnorm_backward"),
+            Kernel::MergeForward => shader!("merge_forward"),
+            Kernel::MergeBackward => shader!("merge_backward"),
+            Kernel::CopyColumns => shader!("copy_columns"),
         };
         let mut src = String::new();
         if self.uses_divmod() {

@@ -5,9 +5,11 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod bias;
+pub mod concat;
 pub mod conv2d;
 pub mod dropout;
 pub mod matmul;
+pub mod merge;
 pub mod optimizer;
 pub mod pool2d;
 pub mod softmax_xent;

@@ -1,0 +1,110 @@
+//! Concatenate's data movement: a block of columns copied between two row-major
+//! matrices. A concatenation on any axis views every tensor as `[outer, axis·inner]`;
+//! the forward pass copies each input into its columns of the output, the backward pass
+//! each input's columns of the output gradient out.
+
+use super::{groups_for, u32_of};
+use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::tensor::Tensor;
+use anyhow::{Result, ensure};
+
+/// Which columns go where: `dst[r·dst_stride + dst_offset + j] =
+/// src[r·src_stride + src_offset + j]` for `r < rows`, `j < width`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Columns {
+    pub rows: usize,
+    pub width: usize,
+    pub src_stride: usize,
+    pub src_offset: usize,
+    pub dst_stride: usize,
+    pub dst_offset: usize,
+}
+
+impl Columns {
+    /// Input `i` of a concatenation (its `width` columns at `offset` of `total`) copied
+    /// into the output: the forward pass.
+    pub fn into_output(rows: usize, width: usize, offset: usize, total: usize) -> Columns {
+        Columns {
+            rows,
+            width,
+            src_stride: width,
+            src_offset: 0,
+            dst_stride: total,
+            dst_offset: offset,
+        }
+    }
+
+    /// The same input's columns of the output gradient copied out: the backward pass.
+    pub fn out_of_output(rows: usize, width: usize, offset: usize, total: usize) -> Columns {
+        Columns {
+            rows,
+            width,
+            src_stride: total,
+            src_offset: offset,
+            dst_stride: width,
+            dst_offset: 0,
+        }
+    }
+
+    /// Fails unless both matrices hold every element the copy touches.
+    fn check(&self, src_len: usize, dst_len: usize) -> Result<()> {
+        let end = |stride: usize, offset: usize| {
+            if self.rows > 0 && self.width > 0 {
+                (self.rows - 1) * stride + offset + self.width
+            } else {
+                0
+            }
+        };
+        ensure!(
+            end(self.src_stride, self.src_offset) <= src_len
+                && end(self.dst_stride, self.dst_offset) <= dst_len
+                && self.width <= self.src_stride.min(self.dst_stride),
+            "column copy {self:?} overruns a source of {src_len} or a destination of {dst_len} elements"
+        );
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    width: u32,
+    src_stride: u32,
+    src_offset: u32,
+    dst_stride: u32,
+    dst_offset: u32,
+    _pad: [u32; 2],
+}
+
+/// Copies the columns `c` says from `src` into `dst`.
+pub fn copy_columns(gpu: &Gpu, dst: &Tensor, src: &Tensor, c: &Columns) -> Result<Dispatch> {
+    c.check(src.len(), dst.len())?;
+    let n = c.rows.saturating_mul(c.width);
+    let params = Params {
+        rows: u32_of(c.rows, "rows")?,
+        width: u32_of(c.width, "columns")?,
+        src_stride: u32_of(c.src_stride, "source row length")?,
+        src_offset: u32_of(c.src_offset, "source offset")?,
+        dst_stride: u32_of(c.dst_stride, "destination row length")?,
+        dst_offset: u32_of(c.dst_offset, "destination offset")?,
+        _pad: [0; 2],
+    };
+    u32_of(n, "elements copied")?;
+    Dispatch::new(
+        gpu,
+        Kernel::CopyColumns,
+        &params,
+        &[&src.buffer, &dst.buffer],
+        groups_for(n, 256),
+    )
+}
+
+/// CPU reference of [`copy_columns`].
+pub fn copy_columns_cpu(dst: &mut [f32], src: &[f32], c: &Columns) {
+    for r in 0..c.rows {
+        let s = r * c.src_stride + c.src_offset;
+        let d = r * c.dst_stride + c.dst_offset;
+        dst[d..d + c.width].copy_from_slice(&src[s..s + c.width]);
+    }
+}
