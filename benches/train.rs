@@ -1,5 +1,5 @@
 //! Whole-model benchmarks: images/s of a full training step (forward, loss, backward,
-//! optimizer update, through `Sequential::fit`) and of inference (`Sequential::predict`) for
+//! optimizer update, through `Model::fit`) and of inference (`Model::predict`) for
 //! every lecture model (`wgcnn::experiments`) at batch 32 and 128, the GPU next to the CPU
 //! reference path (`Device::Cpu`) in one criterion group.
 //!
@@ -74,7 +74,7 @@ impl Data {
     }
 }
 
-fn compiled(exp: &Experiment, device: Device) -> Sequential {
+fn compiled(exp: &Experiment, device: Device) -> Model {
     let mut m = exp.model().expect("lecture model");
     m.set_device(device).set_seed(1);
     m.compile(
@@ -88,7 +88,7 @@ fn compiled(exp: &Experiment, device: Device) -> Sequential {
 
 /// Exactly `steps` training steps of `data.batch` images: whole epochs over the dataset,
 /// then the remainder. Each `fit` call ends with a read-back (a device wait).
-fn train_steps(m: &mut Sequential, data: &Data, steps: u64) {
+fn train_steps(m: &mut Model, data: &Data, steps: u64) {
     let full = (steps / DATASET_BATCHES as u64) as usize;
     let rest = (steps % DATASET_BATCHES as u64) as usize;
     let cfg = |epochs| FitConfig {
@@ -111,7 +111,7 @@ fn train_steps(m: &mut Sequential, data: &Data, steps: u64) {
 }
 
 /// `predict` over exactly `steps` batches.
-fn infer_steps(m: &mut Sequential, data: &Data, steps: u64) {
+fn infer_steps(m: &mut Model, data: &Data, steps: u64) {
     let mut left = steps as usize;
     while left > 0 {
         let n = left.min(DATASET_BATCHES);
@@ -140,7 +140,7 @@ impl Pass {
             Pass::Infer => "infer",
         }
     }
-    fn steps(self, m: &mut Sequential, data: &Data, steps: u64) {
+    fn steps(self, m: &mut Model, data: &Data, steps: u64) {
         match self {
             Pass::Train => train_steps(m, data, steps),
             Pass::Infer => infer_steps(m, data, steps),
@@ -169,8 +169,8 @@ fn models(c: &mut Criterion) {
         let exp = experiment(name).expect("experiment");
         for batch in BATCHES {
             let data = Data::new(&exp, batch);
-            let mut gpu_model: Option<Sequential> = None;
-            let mut cpu_model: Option<Sequential> = None;
+            let mut gpu_model: Option<Model> = None;
+            let mut cpu_model: Option<Model> = None;
             for pass in [Pass::Train, Pass::Infer] {
                 let group_name = format!("{}/{name}/b{batch}", pass.name());
                 let mut group = c.benchmark_group(&group_name);

@@ -47,7 +47,7 @@ struct Args {
     dump: Option<String>,
 }
 
-fn fresh_model(exp: &Experiment) -> Result<(Sequential, Arc<Gpu>)> {
+fn fresh_model(exp: &Experiment) -> Result<(Model, Arc<Gpu>)> {
     let gpu = Arc::new(Gpu::new()?);
     let mut m = exp.model()?;
     m.set_device(Device::Gpu(gpu.clone())).set_seed(1);

@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, default_value_t = 5.0)]
     cpu_limit: f64,
     /// After the table, the time of every dispatch of one GPU training step, each run alone
-    /// (`Sequential::profile_step`, median of 5).
+    /// (`Model::profile_step`, median of 5).
     #[arg(long)]
     profile: bool,
     /// PyTorch beside wgcnn in the same run: the peers script (e.g.
@@ -139,7 +139,7 @@ impl Data {
         self.y.len() / self.batch
     }
     /// Seconds for one `fit` over all batches.
-    fn train(&self, m: &mut Sequential) -> Result<f64> {
+    fn train(&self, m: &mut Model) -> Result<f64> {
         let cfg = FitConfig {
             epochs: 1,
             batch_size: self.batch,
@@ -154,7 +154,7 @@ impl Data {
         Ok(t.elapsed().as_secs_f64())
     }
     /// Seconds for one `predict` over all batches.
-    fn infer(&self, m: &mut Sequential) -> Result<f64> {
+    fn infer(&self, m: &mut Model) -> Result<f64> {
         let t = Instant::now();
         std::hint::black_box(m.predict(&self.x, self.batch)?);
         Ok(t.elapsed().as_secs_f64())
@@ -171,7 +171,7 @@ impl Data {
     }
 }
 
-fn compiled(exp: &Experiment, device: Device) -> Result<Sequential> {
+fn compiled(exp: &Experiment, device: Device) -> Result<Model> {
     let mut m = exp.model()?;
     m.set_device(device).set_seed(1);
     m.compile(
@@ -183,7 +183,7 @@ fn compiled(exp: &Experiment, device: Device) -> Result<Sequential> {
 }
 
 /// Median (train img/s, infer img/s) over `repeats` measurements on `data`.
-fn measure(m: &mut Sequential, data: &Data, repeats: usize) -> Result<(f64, f64)> {
+fn measure(m: &mut Model, data: &Data, repeats: usize) -> Result<(f64, f64)> {
     let images = (data.batches() * data.batch) as f64;
     let mut train = Vec::new();
     let mut infer = Vec::new();
@@ -230,7 +230,7 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "Training = `Sequential::fit` (forward, loss, backward, optimizer update) on random data, \
+        "Training = `Model::fit` (forward, loss, backward, optimizer update) on random data, \
          inference = `predict`; images/s are medians of {} measurements of {} each{}. GFLOP/s \
          counts conv and dense passes (training step = forward + dX + dW).\n",
         args.repeats.max(1),
@@ -290,7 +290,7 @@ fn main() -> Result<()> {
         for &batch in &args.batch {
             eprintln!("{name} batch {batch}: GPU warm-up (shader compiles)…");
             let warm = Data::new(&exp, batch, 2, 7);
-            let fresh = || -> Result<Sequential> {
+            let fresh = || -> Result<Model> {
                 compiled(&exp, Device::Gpu(std::sync::Arc::new(wgcnn::Gpu::new()?)))
             };
             let first_predict = warm.head(1).infer(&mut fresh()?)?;

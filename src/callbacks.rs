@@ -5,7 +5,7 @@
 //!
 //! [`History`]: crate::model::History
 
-use crate::model::{History, Sequential};
+use crate::model::{History, Model};
 use anyhow::{Result, bail, ensure};
 use std::path::PathBuf;
 
@@ -105,7 +105,7 @@ impl EarlyStopping {
 }
 
 /// Keras' `ModelCheckpoint(filepath, monitor="val_loss", save_best_only=False,
-/// save_weights_only=False)`: writes the whole model (a [`Sequential::save`] file) — or
+/// save_weights_only=False)`: writes the whole model (a [`Model::save`] file) — or
 /// only its weights — after every epoch, or only after epochs that improve the monitored
 /// value. `{epoch}` (1-based, as Keras counts) in the path, or `{epoch:02d}`, is replaced.
 #[derive(Clone, Debug, PartialEq)]
@@ -199,7 +199,7 @@ impl ReduceLROnPlateau {
 
 /// Keras' `CSVLogger(filename)`: writes the epoch results to a CSV file after every
 /// epoch ([`History::to_csv`]), atomically. The file holds the model's whole training
-/// history ([`Sequential::training_history`]): every epoch it trained, numbered as the
+/// history ([`Model::training_history`]): every epoch it trained, numbered as the
 /// model counts them, those before a resume included (model files carry them). So a
 /// killed run loses at most its current epoch, and a resumed one continues its rows
 /// (Keras' `append=True`, meant for continuing training).
@@ -302,11 +302,7 @@ pub(crate) struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     /// Checks the callbacks against what the fit will log.
-    pub fn new(
-        callbacks: &'a [Callback],
-        validating: bool,
-        model: &Sequential,
-    ) -> Result<Runner<'a>> {
+    pub fn new(callbacks: &'a [Callback], validating: bool, model: &Model) -> Result<Runner<'a>> {
         let mut state = Vec::new();
         for c in callbacks {
             let m = c.monitor().unwrap_or(Monitor::Loss);
@@ -347,7 +343,7 @@ impl<'a> Runner<'a> {
     /// After epoch `epoch` (its logs are the last entries of `h`): true to stop training.
     pub fn on_epoch_end(
         &mut self,
-        model: &mut Sequential,
+        model: &mut Model,
         epoch: usize,
         h: &mut History,
     ) -> Result<bool> {
@@ -438,7 +434,7 @@ impl<'a> Runner<'a> {
 
     /// At the end of `fit`: EarlyStopping's best weights go back into the model (Keras 3
     /// restores them whether or not it stopped early).
-    pub fn on_train_end(&mut self, model: &mut Sequential) -> Result<()> {
+    pub fn on_train_end(&mut self, model: &mut Model) -> Result<()> {
         for s in &mut self.state {
             if let State::EarlyStopping {
                 best_weights: Some(w),

@@ -2,7 +2,7 @@
 //! training recipes. `wgcnn train <name>` and the examples run them.
 
 use crate::data::augment::RandomTranslation;
-use crate::model::Sequential;
+use crate::model::{Model, Sequential};
 use crate::ops::optimizer::Optimizer;
 use crate::prelude::*;
 use anyhow::{Result, bail};
@@ -150,7 +150,7 @@ impl Experiment {
     }
 
     /// The lecture's model, uncompiled.
-    pub fn model(&self) -> Result<Sequential> {
+    pub fn model(&self) -> Result<Model> {
         let input = self.input_shape();
         let mut m = Sequential::new();
         match self.name {
@@ -199,6 +199,6 @@ impl Experiment {
             }
             other => bail!("unknown experiment '{other}'"),
         }
-        Ok(m)
+        Ok(m.into_model())
     }
 }

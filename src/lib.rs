@@ -25,10 +25,14 @@ pub use tensor::Tensor;
 pub mod prelude {
     pub use crate::layers::ActivationFn::{self, Linear, Relu, Sigmoid, Softmax, Tanh};
     pub use crate::layers::{
-        Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-        GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D,
+        Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
+        Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D,
+        Maximum, Minimum, Multiply, Subtract,
     };
-    pub use crate::model::{Device, FitConfig, History, Loss, Metric, NamedTensor, Sequential};
+    pub use crate::model::{
+        Device, FitConfig, History, Loss, Metric, Model, NamedTensor, Sequential, SymbolicTensor,
+        input,
+    };
     pub use crate::ops::Padding::{self, Same, Valid};
     pub use crate::ops::optimizer::{LearningRate, Optimizer};
 }

@@ -30,7 +30,7 @@ use crate::data::{self, Dataset, Split};
 use crate::experiments::{self, DatasetKind, Experiment};
 use crate::gpu::Gpu;
 use crate::metrics::{self, ConfusionMatrix};
-use crate::model::{FitConfig, History, Loss, Metric, Sequential};
+use crate::model::{FitConfig, History, Loss, Metric, Model};
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, ensure};
 use std::io::Write;
@@ -490,11 +490,7 @@ pub fn class_names(kind: DatasetKind) -> Vec<String> {
 }
 
 /// The experiment's model, compiled with its optimizer (lr replaced by `lr` if given).
-pub fn compiled_model(
-    exp: &Experiment,
-    seed: u64,
-    lr: Option<f32>,
-) -> Result<(Sequential, Optimizer)> {
+pub fn compiled_model(exp: &Experiment, seed: u64, lr: Option<f32>) -> Result<(Model, Optimizer)> {
     let optimizer = lr.map_or(exp.optimizer.clone(), |lr| {
         exp.optimizer.clone().with_lr(lr)
     });
@@ -518,7 +514,7 @@ pub fn train_experiment(cfg: &RunConfig) -> Result<RunReport> {
     let data = load_data(cfg)?;
     let (mut model, optimizer, resumed) = match &cfg.resume {
         Some(path) => {
-            let model = Sequential::load(path)?;
+            let model = Model::load(path)?;
             if let Some(e) = model.metadata().get("experiment") {
                 ensure!(
                     *e == cfg.experiment,
@@ -555,7 +551,7 @@ pub fn train_experiment(cfg: &RunConfig) -> Result<RunReport> {
 /// [`train_experiment`] (which builds the model from [`experiments`]). The examples use
 /// this to spell their model out layer by layer. Epochs and batch size default to the
 /// experiment named in `cfg` (Keras' 1 epoch, batch 32 for other names).
-pub fn train_model(model: &mut Sequential, data: &Split, cfg: &RunConfig) -> Result<RunReport> {
+pub fn train_model(model: &mut Model, data: &Split, cfg: &RunConfig) -> Result<RunReport> {
     run(model, data, cfg, "")
 }
 
@@ -589,12 +585,7 @@ fn check_writable_or_creatable(dir: &Path) -> Result<()> {
     }
 }
 
-fn run(
-    model: &mut Sequential,
-    data: &Split,
-    cfg: &RunConfig,
-    header_extra: &str,
-) -> Result<RunReport> {
+fn run(model: &mut Model, data: &Split, cfg: &RunConfig, header_extra: &str) -> Result<RunReport> {
     check_options(cfg)?;
     let (epochs, batch_size) = schedule(cfg)?;
     let initial_epoch = model.epochs_trained();
@@ -615,7 +606,7 @@ fn run(
 }
 
 fn write_run(
-    model: &mut Sequential,
+    model: &mut Model,
     data: &Split,
     cfg: &RunConfig,
     header_extra: &str,
@@ -743,7 +734,7 @@ fn schedule(cfg: &RunConfig) -> Result<(usize, usize)> {
 }
 
 /// Loss and accuracy of `model` on `ds`.
-fn scores(model: &mut Sequential, ds: &Dataset, batch_size: usize) -> Result<Scores> {
+fn scores(model: &mut Model, ds: &Dataset, batch_size: usize) -> Result<Scores> {
     let (loss, accuracy) = model.evaluate_batched(&ds.images, &ds.labels, batch_size)?;
     Ok(Scores {
         loss,
@@ -753,11 +744,7 @@ fn scores(model: &mut Sequential, ds: &Dataset, batch_size: usize) -> Result<Sco
 }
 
 /// Scores, per-class report and confusion matrix of `model` on the test set `test`.
-pub fn test_report(
-    model: &mut Sequential,
-    test: &Dataset,
-    batch_size: usize,
-) -> Result<TestReport> {
+pub fn test_report(model: &mut Model, test: &Dataset, batch_size: usize) -> Result<TestReport> {
     let scores = scores(model, test, batch_size).context("evaluating on the test set")?;
     let probs = model.predict(&test.images, batch_size)?;
     let predicted = metrics::argmax_rows(&probs, model.classes()?);
@@ -776,7 +763,7 @@ pub fn test_report(
 /// dataset) and reports on that dataset's test set (`cfg.limit_test`, `data_root`,
 /// `download` and `batch_size` apply; `cfg.experiment` is ignored).
 pub fn evaluate_model_file(cfg: &RunConfig, path: &Path) -> Result<TestReport> {
-    let mut model = Sequential::load(path)?;
+    let mut model = Model::load(path)?;
     let experiment = model_experiment(&model, path)?;
     let exp = experiments::experiment(&experiment)?;
     let test = load_test_data(&RunConfig {
@@ -800,7 +787,7 @@ pub fn evaluate_model_file(cfg: &RunConfig, path: &Path) -> Result<TestReport> {
 }
 
 /// The experiment a model file was trained on (its metadata).
-pub fn model_experiment(model: &Sequential, path: &Path) -> Result<String> {
+pub fn model_experiment(model: &Model, path: &Path) -> Result<String> {
     model.metadata().get("experiment").cloned().with_context(|| {
         format!(
             "{} does not say which experiment it was trained on (it was not written by `wgcnn train`)",

@@ -13,11 +13,12 @@ use wgcnn::testing::{assert_close, random_labels, random_vec};
 type R = anyhow::Result<()>;
 
 fn compiled(
-    mut m: Sequential,
+    m: impl Into<Model>,
     device: Device,
     opt: Optimizer,
     seed: u64,
-) -> anyhow::Result<Sequential> {
+) -> anyhow::Result<Model> {
+    let mut m = m.into();
     m.set_device(device).set_seed(seed);
     m.compile(
         opt,
@@ -696,7 +697,7 @@ fn lecture_models_train_like_the_cpu_reference() -> R {
 /// the binding limit does not suggest a smaller batch (which could not help).
 #[test]
 fn oversized_layers_are_errors_naming_the_layer() -> R {
-    let dense = |units: usize, device: Device| -> anyhow::Result<Sequential> {
+    let dense = |units: usize, device: Device| -> anyhow::Result<Model> {
         let mut m = Sequential::new();
         m.add(Input::new(&[16]))?;
         m.add(Dense::new(units).activation(Softmax))?;
@@ -722,8 +723,11 @@ fn oversized_layers_are_errors_naming_the_layer() -> R {
     }
     // Products that wrap are errors, not "a zero dimension".
     let mut m = Sequential::new();
-    m.add(Input::new(&[1 << 32, 1 << 32, 1]))?;
-    let err = m.add(Flatten::new()).err().expect("overflow").to_string();
+    let err = m
+        .add(Flatten::new().input_shape(&[1 << 32, 1 << 32, 1]))
+        .err()
+        .expect("overflow")
+        .to_string();
     assert!(
         err.contains("more elements than can be counted") && !err.contains("zero"),
         "{err}"
@@ -747,10 +751,7 @@ fn a_model_file_claiming_a_huge_layer_does_not_load() -> R {
     std::fs::create_dir_all(&dir)?;
     let (file, _) = common::small_model_files(&dir, "mnist-dense", 1 << 40);
     for device in [Device::Cpu, gpu()] {
-        let err = format!(
-            "{:#}",
-            Sequential::load_on(&file, Some(device)).err().unwrap()
-        );
+        let err = format!("{:#}", Model::load_on(&file, Some(device)).err().unwrap());
         assert!(err.contains("layer 'dense'"), "{err}");
     }
     std::fs::remove_dir_all(&dir).ok();

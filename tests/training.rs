@@ -214,7 +214,7 @@ fn checkpoint_best_only_and_lr_on_plateau_follow_the_curve() -> R {
     )?;
     let saved: Vec<usize> = h.checkpoints.iter().map(|(e, _)| *e).collect();
     assert_eq!(saved, saves);
-    let restored = Sequential::load_on(&best_file, Some(Device::Cpu))?;
+    let restored = Model::load_on(&best_file, Some(Device::Cpu))?;
     assert_eq!(restored.epochs_trained(), saves.last().unwrap() + 1);
     // The plateau run: the learning rate recorded per epoch is the hand-computed one (the
     // runs diverge after the first reduction, so only up to there is the curve shared).
@@ -382,7 +382,7 @@ fn model_files_round_trip_everything_and_reject_others() -> R {
     m.set_metadata("dataset", "mnist");
     m.fit(&x, &y, &quiet(2))?;
     m.save(&path)?;
-    let mut back = Sequential::load(&path)?;
+    let mut back = Model::load(&path)?;
     assert_eq!(back.summary(), m.summary());
     assert_eq!(back.get_weights()?, m.get_weights()?); // BatchNormalization statistics too
     assert_eq!(back.epochs_trained(), 2);
@@ -400,12 +400,12 @@ fn model_files_round_trip_everything_and_reject_others() -> R {
     let bytes = std::fs::read(&path)?;
     let truncated = dir.join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2])?;
-    let err = format!("{:#}", Sequential::load(&truncated).err().unwrap());
+    let err = format!("{:#}", Model::load(&truncated).err().unwrap());
     assert!(err.contains("truncated"), "{err}");
     let newer = dir.join("newer.safetensors");
-    // The header holds the model's JSON as an escaped string: \"version\":1. Same-length
+    // The header holds the model's JSON as an escaped string: \"version\":2. Same-length
     // edit of the bytes.
-    let (find, with) = (br#"\"version\":1"#, br#"\"version\":7"#);
+    let (find, with) = (br#"\"version\":2"#, br#"\"version\":7"#);
     let at = bytes
         .windows(find.len())
         .position(|w| w == find)
@@ -413,11 +413,11 @@ fn model_files_round_trip_everything_and_reject_others() -> R {
     let mut newer_bytes = bytes.clone();
     newer_bytes[at..at + with.len()].copy_from_slice(with);
     std::fs::write(&newer, &newer_bytes)?;
-    let err = format!("{:#}", Sequential::load(&newer).err().unwrap());
+    let err = format!("{:#}", Model::load(&newer).err().unwrap());
     assert!(err.contains("version 7") && err.contains("newer"), "{err}");
     let weights = dir.join("weights.safetensors");
     m.save_weights(&weights)?;
-    let err = format!("{:#}", Sequential::load(&weights).err().unwrap());
+    let err = format!("{:#}", Model::load(&weights).err().unwrap());
     assert!(err.contains("weights file"), "{err}");
     Ok(())
 }
@@ -464,7 +464,7 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() -> R {
     let path = dir.join("model.safetensors");
     first.save(&path)?;
     drop(first);
-    let mut resumed = Sequential::load(&path)?;
+    let mut resumed = Model::load(&path)?;
     let hr = resumed.fit(&x, &y, &cfg(3, resumed.epochs_trained()))?;
     assert_eq!(hr.epoch, [1, 2]);
     assert_eq!(hr.val_loss, hw.val_loss[1..]);

@@ -2,15 +2,17 @@
 //! the ops' CPU references. It validates the GPU graph end to end (same initial weights,
 //! same batches → same weights) and is the baseline in the benchmarks.
 
-use super::plan_head;
+use super::{Graph, plan_head};
 use crate::layers::{ActivationFn, Node, Op};
 use crate::ops::activation::{activation_backward_cpu, activation_forward_cpu};
 use crate::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
+use crate::ops::concat::{Columns, copy_columns_cpu};
 use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
+use crate::ops::merge::{merge_backward_cpu, merge_forward_cpu};
 use crate::ops::optimizer::Optimizer;
 use crate::ops::pool2d::{
     avgpool2d_backward_cpu, avgpool2d_forward_cpu, maxpool2d_backward_cpu, maxpool2d_forward_cpu,
@@ -31,9 +33,11 @@ pub(crate) struct CpuEngine {
 /// mean and variance after it.
 type BatchStats = (Vec<f32>, Vec<f32>, Vec<f32>);
 
-/// Activations of one forward pass: acts[i] is node i's input.
+/// Activations of one forward pass: acts[t] is node t's output.
 struct Trace {
     acts: Vec<Vec<f32>>,
+    /// Per element-wise merge of more than two inputs: the partial results of its fold.
+    folds: Vec<Vec<Vec<f32>>>,
     argmax: Vec<Vec<u32>>,
     /// Per BatchNormalization node in training: its batch [mean, 1/√(var + ε)] and the
     /// moving statistics after this batch.
@@ -69,21 +73,28 @@ impl CpuEngine {
 
     fn forward(
         &self,
-        nodes: &[Node],
+        graph: &Graph,
         x: &[f32],
         batch: usize,
         dropout_seed: Option<(u64, u64)>,
     ) -> Trace {
-        let mut acts = vec![x.to_vec()];
+        let nodes = &graph.nodes;
+        let mut acts: Vec<Vec<f32>> = Vec::new();
         let mut argmax = Vec::new();
         let mut batchnorm = Vec::new();
+        let mut folds = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
-            let a = &acts[i];
             let n_out = batch * node.out_shape.iter().product::<usize>();
             let mut y = vec![0f32; n_out];
             let mut am = Vec::new();
             let mut bn = None;
+            let mut fold = Vec::new();
+            let a: &[f32] = match node.inputs.first() {
+                Some(&t) => &acts[t],
+                None => x,
+            };
             match &node.op {
+                Op::Input => y.copy_from_slice(x),
                 Op::BatchNorm {
                     channels,
                     momentum,
@@ -143,13 +154,37 @@ impl CpuEngine {
                         let p = DropoutParams::new(
                             a.len(),
                             *rate,
-                            super::graph::dropout_seed(seed, step, i),
+                            super::gpu::dropout_seed(seed, step, graph.layer_index(i)),
                         )
                         .expect("rate checked at add");
                         dropout_forward_cpu(&mut y, a, &p);
                     }
                     None => y.copy_from_slice(a),
                 },
+                Op::Merge { op, scale } => {
+                    // The pairwise fold, its partial results kept for the backward pass.
+                    let n = node.inputs.len();
+                    let mut left = a.to_vec();
+                    for k in 1..n {
+                        let s = if k == n - 1 { *scale } else { 1.0 };
+                        let mut r = vec![0f32; n_out];
+                        merge_forward_cpu(&mut r, &left, &acts[node.inputs[k]], *op, s, false);
+                        if k < n - 1 {
+                            fold.push(r.clone()); // step k + 1's left operand
+                        }
+                        left = r;
+                    }
+                    y = left;
+                }
+                Op::Concat { rows, widths } => {
+                    let total: usize = widths.iter().sum();
+                    let mut offset = 0;
+                    for (k, &w) in widths.iter().enumerate() {
+                        let c = Columns::into_output(batch * rows, w, offset, total);
+                        copy_columns_cpu(&mut y, &acts[node.inputs[k]], &c);
+                        offset += w;
+                    }
+                }
                 Op::Flatten | Op::Activation => y.copy_from_slice(a),
             }
             if let Some(act) = node.activation.elementwise() {
@@ -159,22 +194,24 @@ impl CpuEngine {
             acts.push(y);
             argmax.push(am);
             batchnorm.push(bn);
+            folds.push(fold);
         }
         Trace {
             acts,
             argmax,
             batchnorm,
+            folds,
         }
     }
 
     /// Loss sum and correct count of a batch, plus the probabilities.
     fn loss(
-        nodes: &[Node],
+        graph: &Graph,
         logits: &[f32],
         labels: &[u32],
         batch: usize,
     ) -> Result<(Vec<f32>, f64, usize)> {
-        let classes = plan_head(nodes)?.classes;
+        let classes = plan_head(graph)?.classes;
         let mut probs = vec![0.0; batch * classes];
         let mut loss = vec![0.0; batch];
         softmax_xent_forward_cpu(&mut probs, &mut loss, logits, labels, classes, batch);
@@ -186,7 +223,7 @@ impl CpuEngine {
     #[allow(clippy::too_many_arguments)]
     pub fn train_step(
         &mut self,
-        nodes: &[Node],
+        graph: &Graph,
         x: &[f32],
         labels: &[u32],
         batch: usize,
@@ -194,34 +231,60 @@ impl CpuEngine {
         step: u64,
         seed: u64,
     ) -> Result<(f64, usize)> {
-        let classes = plan_head(nodes)?.classes;
-        let t = self.forward(nodes, x, batch, Some((seed, step)));
-        let (probs, sum, hits) = Self::loss(nodes, &t.acts[nodes.len()], labels, batch)?;
-        let mut dy = vec![0.0; batch * classes];
-        softmax_xent_backward_cpu(&mut dy, &probs, labels, classes, batch);
-        let mut grads: Vec<Vec<Vec<f32>>> = self
+        let nodes = &graph.nodes;
+        let head = plan_head(graph)?;
+        let t = self.forward(graph, x, batch, Some((seed, step)));
+        let (probs, sum, hits) = Self::loss(graph, &t.acts[head.output], labels, batch)?;
+        // grads[t]: the gradient of tensor t, summed over its readers (the references
+        // accumulate), where something upstream learns.
+        let need = graph.needs_grad();
+        let mut grads: Vec<Option<Vec<f32>>> = t
+            .acts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| need[i].then(|| vec![0.0; a.len()]))
+            .collect();
+        let mut dlogits = vec![0.0; batch * head.classes];
+        softmax_xent_backward_cpu(&mut dlogits, &probs, labels, head.classes, batch);
+        grads[head.output] = Some(dlogits);
+        let mut pgrads: Vec<Vec<Vec<f32>>> = self
             .params
             .iter()
             .map(|p| p.iter().map(|t| vec![0.0; t.len()]).collect())
             .collect();
         for (i, node) in nodes.iter().enumerate().rev() {
+            let Some(mut dy) = grads[i].take() else {
+                continue;
+            };
             if let Some(act) = node
                 .activation
                 .elementwise()
                 .filter(|_| node.activation != ActivationFn::Linear)
             {
-                activation_backward_cpu(&mut dy, &t.acts[i + 1], act);
+                activation_backward_cpu(&mut dy, &t.acts[i], act);
             }
-            let a = &t.acts[i];
-            let mut da = vec![0.0; a.len()];
-            let need_da = i > 0;
+            let Some(&src) = node.inputs.first() else {
+                continue; // an input
+            };
+            let a = &t.acts[src];
+            // The input gradients this node adds to (a scratch one where none is needed).
+            let mut da: Vec<Vec<f32>> = node
+                .inputs
+                .iter()
+                .map(|&k| {
+                    grads[k]
+                        .take()
+                        .unwrap_or_else(|| vec![0.0; t.acts[k].len()])
+                })
+                .collect();
+            let need_da = need[src];
             match &node.op {
                 Op::BatchNorm { channels, .. } => {
                     let (saved, _, _) = t.batchnorm[i].as_ref().expect("training statistics");
                     let p = BatchNormParams::new(a.len() / channels, *channels, true, 0.0, 1.0)?;
-                    let (gg, gb) = grads[i].split_at_mut(1);
+                    let (gg, gb) = pgrads[i].split_at_mut(1);
                     batchnorm_backward_cpu(
-                        &mut da,
+                        &mut da[0],
                         &mut gg[0],
                         &mut gb[0],
                         &dy,
@@ -232,9 +295,9 @@ impl CpuEngine {
                     );
                 }
                 Op::Conv { .. } => {
-                    let (gw, gb) = grads[i].split_at_mut(1);
+                    let (gw, gb) = pgrads[i].split_at_mut(1);
                     conv2d_backward_cpu(
-                        need_da.then_some(&mut da[..]),
+                        need_da.then_some(&mut da[0][..]),
                         &mut gw[0],
                         &mut gb[0],
                         &dy,
@@ -244,9 +307,9 @@ impl CpuEngine {
                     );
                 }
                 Op::Dense { n_in, units } => {
-                    let (gw, gb) = grads[i].split_at_mut(1);
+                    let (gw, gb) = pgrads[i].split_at_mut(1);
                     dense_backward_cpu(
-                        need_da.then_some(&mut da[..]),
+                        need_da.then_some(&mut da[0][..]),
                         &mut gw[0],
                         &mut gb[0],
                         &dy,
@@ -258,13 +321,13 @@ impl CpuEngine {
                     );
                 }
                 Op::MaxPool { .. } => maxpool2d_backward_cpu(
-                    &mut da,
+                    &mut da[0],
                     &dy,
                     &t.argmax[i],
                     &node.op.pool_shape(batch).expect("pool op"),
                 ),
                 Op::AvgPool { .. } => avgpool2d_backward_cpu(
-                    &mut da,
+                    &mut da[0],
                     &dy,
                     &node.op.pool_shape(batch).expect("pool op"),
                 ),
@@ -272,19 +335,58 @@ impl CpuEngine {
                     let p = DropoutParams::new(
                         a.len(),
                         *rate,
-                        super::graph::dropout_seed(seed, step, i),
+                        super::gpu::dropout_seed(seed, step, graph.layer_index(i)),
                     )?;
-                    dropout_backward_cpu(&mut da, &dy, &p);
+                    dropout_backward_cpu(&mut da[0], &dy, &p);
                 }
-                Op::Flatten | Op::Activation => da.copy_from_slice(&dy),
+                Op::Merge { op, scale } => {
+                    // The fold backwards; the left gradient of step k feeds step k − 1.
+                    let n = node.inputs.len();
+                    let mut g = dy;
+                    for k in (1..n).rev() {
+                        let left = if k == 1 { a } else { &t.folds[i][k - 2] };
+                        let s = if k == n - 1 { *scale } else { 1.0 };
+                        let mut dleft = vec![0.0; g.len()];
+                        let (before, from_k) = da.split_at_mut(k);
+                        let right = &t.acts[node.inputs[k]];
+                        let dl = if k == 1 { &mut before[0] } else { &mut dleft };
+                        merge_backward_cpu(dl, &mut from_k[0], &g, left, right, *op, s);
+                        g = dleft;
+                    }
+                }
+                Op::Concat { rows, widths } => {
+                    let total: usize = widths.iter().sum();
+                    let mut offset = 0;
+                    for (k, &w) in widths.iter().enumerate() {
+                        let c = Columns::out_of_output(batch * rows, w, offset, total);
+                        let mut part = vec![0.0; da[k].len()];
+                        copy_columns_cpu(&mut part, &dy, &c);
+                        da[k].iter_mut().zip(part).for_each(|(d, p)| *d += p);
+                        offset += w;
+                    }
+                }
+                Op::Flatten | Op::Activation => {
+                    da[0].iter_mut().zip(&dy).for_each(|(d, g)| *d += g);
+                }
+                Op::Input => {}
             }
-            dy = da;
+            // Back into the tensors' gradients; a tensor read twice by this node (a merge
+            // with itself) gets both contributions.
+            for (&k, d) in node.inputs.iter().zip(da) {
+                if !need[k] {
+                    continue;
+                }
+                match &mut grads[k] {
+                    Some(g) => g.iter_mut().zip(d).for_each(|(g, d)| *g += d),
+                    none => *none = Some(d),
+                }
+            }
         }
         // The optimizer updates the trainable tensors (they come first); a batch
         // normalization's moving statistics take this batch's.
         for (i, node) in nodes.iter().enumerate() {
             let trainable = node.trainable_tensors();
-            let (p, g, s) = (&mut self.params[i], &grads[i], &mut self.state[i]);
+            let (p, g, s) = (&mut self.params[i], &pgrads[i], &mut self.state[i]);
             for ((p, g), s) in p.iter_mut().zip(g).zip(s).take(trainable) {
                 opt.update_cpu(p, g, s, step);
             }
@@ -299,21 +401,22 @@ impl CpuEngine {
     /// Loss sum and correct count without training.
     pub fn eval_batch(
         &self,
-        nodes: &[Node],
+        graph: &Graph,
         x: &[f32],
         labels: &[u32],
         batch: usize,
     ) -> Result<(f64, usize)> {
-        let t = self.forward(nodes, x, batch, None);
-        let (_, sum, hits) = Self::loss(nodes, &t.acts[nodes.len()], labels, batch)?;
+        let t = self.forward(graph, x, batch, None);
+        let output = graph.output()?;
+        let (_, sum, hits) = Self::loss(graph, &t.acts[output], labels, batch)?;
         Ok((sum, hits))
     }
 
     /// Model outputs (probabilities with a softmax head) of a batch.
-    pub fn predict_batch(&self, nodes: &[Node], x: &[f32], batch: usize) -> Result<Vec<f32>> {
-        let head = plan_head(nodes)?;
-        let t = self.forward(nodes, x, batch, None);
-        let logits = &t.acts[nodes.len()];
+    pub fn predict_batch(&self, graph: &Graph, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let head = plan_head(graph)?;
+        let t = self.forward(graph, x, batch, None);
+        let logits = &t.acts[head.output];
         if !head.softmax {
             return Ok(logits.clone());
         }
@@ -322,8 +425,8 @@ impl CpuEngine {
         Ok(probs)
     }
 
-    /// Every node's output for a batch (feature maps).
-    pub fn layer_outputs(&self, nodes: &[Node], x: &[f32], batch: usize) -> Vec<Vec<f32>> {
-        self.forward(nodes, x, batch, None).acts.split_off(1)
+    /// Every tensor of the graph for a batch, the input's included (feature maps).
+    pub fn layer_outputs(&self, graph: &Graph, x: &[f32], batch: usize) -> Vec<Vec<f32>> {
+        self.forward(graph, x, batch, None).acts
     }
 }

@@ -5,7 +5,7 @@
 //! random draw of a run derives from the seed, the epoch and the step). A resumed run
 //! continues bit for bit. Both are written atomically.
 
-use super::{Engine, History, NamedTensor, Sequential};
+use super::{Engine, Graph, History, Model, NamedTensor, Sequential};
 use crate::layers::Layer;
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, bail, ensure};
@@ -14,8 +14,9 @@ use std::path::Path;
 
 /// What a model file's metadata says it is.
 const FORMAT: &str = "wgcnn-model";
-/// The newest model-file layout this build reads and writes.
-const VERSION: u32 = 1;
+/// The newest model-file layout this build reads and writes: 2 records the layer graph
+/// (nodes with their inputs); 1, a Sequential's list of layers, is still read.
+const VERSION: u32 = 2;
 /// The safetensors metadata key holding the JSON below.
 const META_KEY: &str = "wgcnn";
 /// Optimizer slots are stored as `optimizer/<weight name>/<slot>`.
@@ -28,7 +29,18 @@ struct ModelMeta {
     version: u32,
     name: String,
     seed: u64,
+    /// Version 1: a Sequential's layers, as added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     layers: Vec<Layer>,
+    /// Version 2: every node of the graph, in order.
+    #[serde(default)]
+    nodes: Vec<SavedNode>,
+    /// Version 2: the output nodes.
+    #[serde(default)]
+    outputs: Vec<usize>,
+    /// Version 2: built with the functional API.
+    #[serde(default)]
+    functional: bool,
     optimizer: Optimizer,
     /// Optimizer steps taken.
     step: u64,
@@ -38,6 +50,14 @@ struct ModelMeta {
     /// The per-epoch history of every epoch trained (absent in files of earlier builds).
     #[serde(default)]
     history: History,
+}
+
+/// One node of a saved graph: its layer, name and inputs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedNode {
+    layer: Layer,
+    name: String,
+    inputs: Vec<usize>,
 }
 
 /// The safetensors bytes of `tensors`, with `meta` as the header's metadata.
@@ -127,13 +147,13 @@ pub fn file_kind(path: impl AsRef<Path>) -> Result<FileKind> {
     })
 }
 
-impl Sequential {
+impl Model {
     /// Every parameter tensor, named like Keras (`conv2d/kernel`, `conv2d/bias`, …).
     pub fn get_weights(&self) -> Result<Vec<NamedTensor>> {
         let c = self.compiled.as_ref().context("compile the model first")?;
         let values = c.engine.weights()?;
         let mut out = Vec::new();
-        for (node, vals) in self.nodes.iter().zip(values) {
+        for (node, vals) in self.graph.nodes.iter().zip(values) {
             for ((suffix, shape), v) in node.param_shapes().into_iter().zip(vals) {
                 out.push(NamedTensor {
                     name: format!("{}/{suffix}", node.name),
@@ -166,7 +186,7 @@ impl Sequential {
             .map(|w| (w.name.as_str(), (&w.shape, &w.values)))
             .collect();
         let mut values = Vec::new();
-        for node in &self.nodes {
+        for node in &self.graph.nodes {
             let mut vals = Vec::new();
             for (suffix, shape) in node.param_shapes() {
                 let name = format!("{}/{suffix}", node.name);
@@ -189,9 +209,15 @@ impl Sequential {
             }
             values.push(vals);
         }
-        let expected: usize = self.nodes.iter().map(|n| n.param_shapes().len()).sum();
+        let expected: usize = self
+            .graph
+            .nodes
+            .iter()
+            .map(|n| n.param_shapes().len())
+            .sum();
         if weights.len() != expected {
             let known: Vec<String> = self
+                .graph
                 .nodes
                 .iter()
                 .flat_map(|n| {
@@ -216,7 +242,7 @@ impl Sequential {
     }
 
     fn architecture(&self) -> String {
-        self.nodes
+        self.nodes()
             .iter()
             .map(|n| format!("{} {:?}", n.name, n.out_shape))
             .collect::<Vec<_>>()
@@ -262,7 +288,20 @@ impl Sequential {
             version: VERSION,
             name: self.name.clone(),
             seed: self.seed,
-            layers: self.layers.clone(),
+            layers: Vec::new(),
+            nodes: self
+                .graph
+                .nodes
+                .iter()
+                .zip(&self.graph.layers)
+                .map(|(n, l)| SavedNode {
+                    layer: l.clone(),
+                    name: n.name.clone(),
+                    inputs: n.inputs.clone(),
+                })
+                .collect(),
+            outputs: self.graph.outputs.clone(),
+            functional: self.functional,
             optimizer: c.optimizer.clone(),
             step: c.step,
             epoch: c.epochs_done,
@@ -275,7 +314,7 @@ impl Sequential {
             Engine::Gpu(e) => e.params.read_state()?,
             Engine::Cpu(e) => e.state.clone(),
         };
-        for (node, slots) in self.nodes.iter().zip(state) {
+        for (node, slots) in self.graph.nodes.iter().zip(state) {
             for (param, slots) in node.params().into_iter().filter(|p| p.trainable).zip(slots) {
                 for (k, values) in slots.into_iter().enumerate() {
                     tensors.push(NamedTensor {
@@ -297,19 +336,19 @@ impl Sequential {
     /// Loads a model saved by [`Sequential::save`], compiled on the default device, ready to
     /// predict or to train on (a `fit` with `initial_epoch: model.epochs_trained()`
     /// continues the saved run exactly).
-    pub fn load(path: impl AsRef<Path>) -> Result<Sequential> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         Self::load_on(path, None)
     }
 
     /// Like [`Sequential::load`], on `device` (None: the default).
-    pub fn load_on(path: impl AsRef<Path>, device: Option<super::Device>) -> Result<Sequential> {
+    pub fn load_on(path: impl AsRef<Path>, device: Option<super::Device>) -> Result<Model> {
         let path = path.as_ref();
         let data = std::fs::read(path)
             .with_context(|| format!("reading model file {}", path.display()))?;
         Self::from_bytes(&data, device).with_context(|| format!("loading {}", path.display()))
     }
 
-    fn from_bytes(data: &[u8], device: Option<super::Device>) -> Result<Sequential> {
+    fn from_bytes(data: &[u8], device: Option<super::Device>) -> Result<Model> {
         let (tensors, meta) = decode(data)?;
         let Some(json) = meta.as_ref().and_then(|m| m.get(META_KEY)) else {
             bail!(
@@ -331,16 +370,38 @@ impl Sequential {
         );
         let meta: ModelMeta = serde_json::from_value(header)
             .context("the model description does not match this wgcnn's layers and optimizers")?;
-        let mut m = Sequential::new();
+        let mut m = if version < 2 {
+            let mut s = Sequential::new();
+            for layer in meta.layers {
+                s.add(layer)?;
+            }
+            s.into_model()
+        } else {
+            let mut graph = Graph::default();
+            for n in meta.nodes {
+                graph.push(n.layer, n.inputs, Some(n.name))?;
+            }
+            ensure!(
+                meta.outputs.iter().all(|&o| o < graph.nodes.len()),
+                "the model file names an output node it does not have"
+            );
+            graph.outputs = meta.outputs;
+            Model::from_graph(
+                if meta.functional {
+                    "functional"
+                } else {
+                    "sequential"
+                },
+                meta.functional,
+                graph,
+            )
+        };
         m.name = meta.name;
         m.metadata = meta.metadata;
         m.history = meta.history;
         m.set_seed(meta.seed);
         if let Some(d) = device {
             m.set_device(d);
-        }
-        for layer in meta.layers {
-            m.add(layer)?;
         }
         m.compile(
             meta.optimizer,
@@ -355,7 +416,7 @@ impl Sequential {
             state.into_iter().map(|t| (t.name.clone(), t)).collect();
         let slots = m.compiled()?.optimizer.slots();
         let mut values = Vec::new();
-        for node in &m.nodes {
+        for node in &m.graph.nodes {
             let mut per_tensor = Vec::new();
             for param in node.params().into_iter().filter(|p| p.trainable) {
                 let mut s = Vec::new();

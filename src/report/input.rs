@@ -2,7 +2,7 @@
 
 use super::{class_names, compiled_model};
 use crate::experiments::{self, DatasetKind};
-use crate::model::Sequential;
+use crate::model::Model;
 use anyhow::{Context, Result, bail, ensure};
 use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
@@ -92,7 +92,7 @@ pub fn predict_images_with_model(
     invert: bool,
 ) -> Result<Vec<Result<Prediction>>> {
     ensure!(!images.is_empty(), "no image files given");
-    let mut model = Sequential::load(model_file)?;
+    let mut model = Model::load(model_file)?;
     let exp = experiments::experiment(&super::model_experiment(&model, model_file)?)?;
     let inputs = load_inputs(images, exp.input_shape(), invert);
     top_predictions(&mut model, inputs, images, exp.dataset)
@@ -109,7 +109,7 @@ fn load_inputs(images: &[PathBuf], shape: [usize; 3], invert: bool) -> Vec<Resul
 /// The predictions of the images that loaded, in one batch run, and the load errors of
 /// the others, in the images' order.
 fn top_predictions(
-    model: &mut Sequential,
+    model: &mut Model,
     inputs: Vec<Result<Vec<f32>>>,
     images: &[PathBuf],
     dataset: DatasetKind,

@@ -6,7 +6,7 @@ use super::RunFiles;
 use crate::data::Split;
 use crate::layers::{Node, Op};
 use crate::metrics::ConfusionMatrix;
-use crate::model::{History, Sequential};
+use crate::model::{History, Model};
 use crate::viz::{self, Curves};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub(super) struct RunPictures<'a> {
 impl RunPictures<'_> {
     /// Writes every picture into the run directory and records the paths that depend on
     /// the model (filters, feature maps) in `files`.
-    pub fn write(&self, model: &mut Sequential, files: &mut RunFiles) -> Result<()> {
+    pub fn write(&self, model: &mut Model, files: &mut RunFiles) -> Result<()> {
         files.filters = first_layer_filters(model, &self.out_dir.join("filters.png"))?;
         files.feature_maps = sample_pictures(model, self.data, self.out_dir, &files.input)?;
         let title = format!(
@@ -67,7 +67,7 @@ impl RunPictures<'_> {
 
 /// Draws the kernel of the first convolution (HWIO) to `path`; `None` when the model has
 /// no convolution.
-fn first_layer_filters(model: &Sequential, path: &Path) -> Result<Option<PathBuf>> {
+fn first_layer_filters(model: &Model, path: &Path) -> Result<Option<PathBuf>> {
     let Some(conv) = model
         .nodes()
         .iter()
@@ -91,7 +91,7 @@ fn first_layer_filters(model: &Sequential, path: &Path) -> Result<Option<PathBuf
 /// Draws test image [`SAMPLE_INDEX`] to `input_path` and its feature maps after each
 /// convolution and pooling layer to `dir/feature_maps_<layer>.png`.
 fn sample_pictures(
-    model: &mut Sequential,
+    model: &mut Model,
     data: &Split,
     dir: &Path,
     input_path: &Path,

@@ -2,12 +2,28 @@
 //! resolves it against its input shape (checking that it fits) into a [`Node`], which the
 //! GPU graph and the CPU path both execute.
 
+use crate::model::SymbolicTensor;
 use crate::ops::Padding;
 use crate::ops::activation::Act;
 use crate::ops::conv2d::Conv2dShape;
+use crate::ops::merge::MergeOp;
 use crate::ops::pool2d::Pool2dShape;
 use crate::tensor::checked_len;
 use anyhow::{Result, bail, ensure};
+
+mod conv;
+mod core;
+mod merge;
+mod normalization;
+mod pooling;
+mod summary;
+
+pub use conv::Conv2D;
+pub use core::{Activation, Dense, Dropout, Flatten, Input};
+pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
+pub use normalization::BatchNormalization;
+pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D};
+pub use summary::{functional_summary, summary, thousands};
 
 /// Activation functions, as in Keras' `activation=` argument (the prelude exports the
 /// variants: `.activation(Relu)`).
@@ -35,233 +51,7 @@ impl ActivationFn {
     }
 }
 
-/// Keras' `Input(shape=…)`: declares the model's per-sample input shape, so that any
-/// layer (a pooling, a normalisation) may come first. It adds no layer to the summary.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Input {
-    pub shape: Vec<usize>,
-}
-
-impl Input {
-    pub fn new(shape: &[usize]) -> Input {
-        Input {
-            shape: shape.to_vec(),
-        }
-    }
-}
-
-/// `Conv2D(filters, kernel_size, strides=1, padding='valid', activation=None)`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Conv2D {
-    pub filters: usize,
-    pub kernel_size: (usize, usize),
-    pub strides: (usize, usize),
-    pub padding: Padding,
-    pub activation: ActivationFn,
-    pub input_shape: Option<Vec<usize>>,
-}
-
-impl Conv2D {
-    /// `filters` square `kernel × kernel` filters, stride 1, 'valid', linear.
-    pub fn new(filters: usize, kernel: usize) -> Conv2D {
-        Conv2D {
-            filters,
-            kernel_size: (kernel, kernel),
-            strides: (1, 1),
-            padding: Padding::Valid,
-            activation: ActivationFn::Linear,
-            input_shape: None,
-        }
-    }
-    pub fn kernel_size(mut self, h: usize, w: usize) -> Self {
-        self.kernel_size = (h, w);
-        self
-    }
-    pub fn strides(mut self, h: usize, w: usize) -> Self {
-        self.strides = (h, w);
-        self
-    }
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.padding = padding;
-        self
-    }
-    pub fn activation(mut self, activation: ActivationFn) -> Self {
-        self.activation = activation;
-        self
-    }
-}
-
-/// `MaxPooling2D(pool_size, strides=None, padding='valid')`; strides default to the pool
-/// size, as in Keras.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MaxPooling2D {
-    pub pool_size: (usize, usize),
-    pub strides: Option<(usize, usize)>,
-    pub padding: Padding,
-    pub input_shape: Option<Vec<usize>>,
-}
-
-/// `AveragePooling2D(pool_size, strides=None, padding='valid')`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AveragePooling2D {
-    pub pool_size: (usize, usize),
-    pub strides: Option<(usize, usize)>,
-    pub padding: Padding,
-    pub input_shape: Option<Vec<usize>>,
-}
-
-macro_rules! pooling_builders {
-    ($($t:ident),*) => {$(
-        impl $t {
-            /// A square `pool × pool` window.
-            pub fn new(pool: usize) -> $t {
-                $t {
-                    pool_size: (pool, pool),
-                    strides: None,
-                    padding: Padding::Valid,
-                    input_shape: None,
-                }
-            }
-            /// A rectangular `h × w` window.
-            pub fn pool_size(mut self, h: usize, w: usize) -> Self {
-                self.pool_size = (h, w);
-                self
-            }
-            pub fn strides(mut self, h: usize, w: usize) -> Self {
-                self.strides = Some((h, w));
-                self
-            }
-            pub fn padding(mut self, padding: Padding) -> Self {
-                self.padding = padding;
-                self
-            }
-        }
-    )*};
-}
-pooling_builders!(MaxPooling2D, AveragePooling2D);
-
-/// `GlobalAveragePooling2D()`: (h, w, c) → (c), the mean of each channel.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GlobalAveragePooling2D {
-    pub input_shape: Option<Vec<usize>>,
-}
-
-/// `GlobalMaxPooling2D()`: (h, w, c) → (c), the maximum of each channel.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GlobalMaxPooling2D {
-    pub input_shape: Option<Vec<usize>>,
-}
-
-/// `Flatten()`.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Flatten {
-    pub input_shape: Option<Vec<usize>>,
-}
-
-macro_rules! unit_builders {
-    ($($t:ident),*) => {$(
-        impl $t {
-            pub fn new() -> $t {
-                $t { input_shape: None }
-            }
-        }
-    )*};
-}
-unit_builders!(GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten);
-
-/// `Dense(units, activation=None)`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Dense {
-    pub units: usize,
-    pub activation: ActivationFn,
-    pub input_shape: Option<Vec<usize>>,
-}
-
-impl Dense {
-    pub fn new(units: usize) -> Dense {
-        Dense {
-            units,
-            activation: ActivationFn::Linear,
-            input_shape: None,
-        }
-    }
-    pub fn activation(mut self, activation: ActivationFn) -> Self {
-        self.activation = activation;
-        self
-    }
-}
-
-/// `Activation(fn)`: an activation as a layer of its own.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Activation {
-    pub activation: ActivationFn,
-    pub input_shape: Option<Vec<usize>>,
-}
-
-impl Activation {
-    pub fn new(activation: ActivationFn) -> Activation {
-        Activation {
-            activation,
-            input_shape: None,
-        }
-    }
-}
-
-/// `Dropout(rate)`: zeroes each input with probability `rate` in training and scales the
-/// others by 1/(1 − rate); the identity in evaluate and predict.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Dropout {
-    pub rate: f32,
-    pub input_shape: Option<Vec<usize>>,
-}
-
-impl Dropout {
-    pub fn new(rate: f32) -> Dropout {
-        Dropout {
-            rate,
-            input_shape: None,
-        }
-    }
-}
-
-/// `BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3)`: normalises each channel
-/// (the last axis) over the batch — over N·H·W after a Conv2D, over N after a Dense —
-/// with the batch's mean and biased variance in training, and with moving averages of
-/// them in evaluate and predict; then scales by `gamma` and shifts by `beta` (trainable,
-/// 1 and 0 at first). The moving mean and variance (0 and 1 at first) are
-/// non-trainable parameters, updated in training as `m ← momentum·m + (1 − momentum)·x`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BatchNormalization {
-    pub momentum: f32,
-    pub epsilon: f32,
-    pub input_shape: Option<Vec<usize>>,
-}
-
-impl Default for BatchNormalization {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BatchNormalization {
-    pub fn new() -> BatchNormalization {
-        BatchNormalization {
-            momentum: 0.99,
-            epsilon: 1e-3,
-            input_shape: None,
-        }
-    }
-    pub fn momentum(mut self, momentum: f32) -> Self {
-        self.momentum = momentum;
-        self
-    }
-    pub fn epsilon(mut self, epsilon: f32) -> Self {
-        self.epsilon = epsilon;
-        self
-    }
-}
-
-/// Every layer `Sequential::add` accepts (each builder above converts into one).
+/// Every layer a model accepts (each builder converts into one).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     Input(Input),
@@ -275,6 +65,13 @@ pub enum Layer {
     Activation(Activation),
     Dropout(Dropout),
     BatchNormalization(BatchNormalization),
+    Add(Add),
+    Subtract(Subtract),
+    Multiply(Multiply),
+    Average(Average),
+    Maximum(Maximum),
+    Minimum(Minimum),
+    Concatenate(Concatenate),
 }
 
 /// Every layer converts into a [`Layer`], and every one but [`Input`] takes the model's
@@ -298,6 +95,11 @@ macro_rules! layers {
                 pub fn input_shape(mut self, shape: &[usize]) -> Self {
                     self.input_shape = Some(shape.to_vec());
                     self
+                }
+                /// Applies the layer to `x` in a functional model (Keras' `layer(x)`):
+                /// checks that it fits and returns its output.
+                pub fn apply(self, x: &SymbolicTensor) -> Result<SymbolicTensor> {
+                    crate::model::apply_layer(self.into(), &[x])
                 }
             }
         )*
@@ -331,9 +133,17 @@ impl Layer {
             Layer::Activation(l) => l.input_shape.as_deref(),
             Layer::Dropout(l) => l.input_shape.as_deref(),
             Layer::BatchNormalization(l) => l.input_shape.as_deref(),
+            Layer::Add(_)
+            | Layer::Subtract(_)
+            | Layer::Multiply(_)
+            | Layer::Average(_)
+            | Layer::Maximum(_)
+            | Layer::Minimum(_)
+            | Layer::Concatenate(_) => None,
         }
     }
-    fn keras_type(&self) -> &'static str {
+    /// Keras' class name: `Conv2D`, `InputLayer`, …
+    pub(crate) fn keras_type(&self) -> &'static str {
         match self {
             Layer::Input(_) => "InputLayer",
             Layer::Conv2D(_) => "Conv2D",
@@ -346,12 +156,19 @@ impl Layer {
             Layer::Activation(_) => "Activation",
             Layer::Dropout(_) => "Dropout",
             Layer::BatchNormalization(_) => "BatchNormalization",
+            Layer::Add(_) => "Add",
+            Layer::Subtract(_) => "Subtract",
+            Layer::Multiply(_) => "Multiply",
+            Layer::Average(_) => "Average",
+            Layer::Maximum(_) => "Maximum",
+            Layer::Minimum(_) => "Minimum",
+            Layer::Concatenate(_) => "Concatenate",
         }
     }
     /// Keras' automatic name stem: `conv2d`, `max_pooling2d`, …
     fn name_stem(&self) -> &'static str {
         match self {
-            Layer::Input(_) => "input",
+            Layer::Input(_) => "input_layer",
             Layer::Conv2D(_) => "conv2d",
             Layer::MaxPooling2D(_) => "max_pooling2d",
             Layer::AveragePooling2D(_) => "average_pooling2d",
@@ -362,6 +179,13 @@ impl Layer {
             Layer::Activation(_) => "activation",
             Layer::Dropout(_) => "dropout",
             Layer::BatchNormalization(_) => "batch_normalization",
+            Layer::Add(_) => "add",
+            Layer::Subtract(_) => "subtract",
+            Layer::Multiply(_) => "multiply",
+            Layer::Average(_) => "average",
+            Layer::Maximum(_) => "maximum",
+            Layer::Minimum(_) => "minimum",
+            Layer::Concatenate(_) => "concatenate",
         }
     }
 }
@@ -369,6 +193,20 @@ impl Layer {
 /// A layer resolved against its input: what the engine runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
+    /// A model input: its tensor is the batch loaded for a step.
+    Input,
+    /// Element-wise merge of the inputs, folded pairwise; the last fold is scaled by
+    /// `scale` (1/n for Average, else 1).
+    Merge {
+        op: MergeOp,
+        scale: f32,
+    },
+    /// Concatenation: per sample, `rows` rows of each input's `widths[i]` columns side by
+    /// side (see [`crate::ops::concat`]).
+    Concat {
+        rows: usize,
+        widths: Vec<usize>,
+    },
     /// Shapes per sample (batch set at run time).
     Conv {
         in_hwc: [usize; 3],
@@ -470,6 +308,9 @@ pub struct Node {
     pub keras_type: &'static str,
     pub op: Op,
     pub activation: ActivationFn,
+    /// The tensors it reads: the outputs of these nodes of its model (none for an input).
+    pub inputs: Vec<usize>,
+    /// The per-sample shape of its first input (its own shape for an input).
     pub in_shape: Vec<usize>,
     pub out_shape: Vec<usize>,
 }
@@ -574,14 +415,90 @@ impl Node {
     }
 }
 
-fn shape_str(s: &[usize]) -> String {
+pub(crate) fn shape_str(s: &[usize]) -> String {
     let dims: Vec<String> = s.iter().map(|d| d.to_string()).collect();
     format!("(None, {})", dims.join(", "))
 }
 
 /// Resolves `layer` against the per-sample input shape `input`, naming it `name`.
-pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<Node> {
-    let fail = |why: String| -> Result<Node> {
+/// Resolves `layer` against the per-sample shapes of its inputs (`shapes`, read from the
+/// tensors `inputs`), naming it `name`: checks that it fits and works out its op and
+/// output shape. An [`Input`] takes no inputs.
+pub(crate) fn resolve(
+    layer: &Layer,
+    shapes: &[&[usize]],
+    inputs: Vec<usize>,
+    name: String,
+) -> Result<Node> {
+    let kind = layer.keras_type();
+    let (op, activation, out_shape) = match layer {
+        Layer::Input(i) => {
+            ensure!(
+                shapes.is_empty(),
+                "layer '{name}' (InputLayer) reads no tensor"
+            );
+            ensure!(
+                !i.shape.is_empty() && i.shape.iter().all(|&d| d > 0),
+                "Input shape {:?} must be non-empty with positive sizes",
+                i.shape
+            );
+            ensure!(
+                checked_len(&i.shape).is_some(),
+                "Input shape {:?} has more elements than can be counted",
+                i.shape
+            );
+            (Op::Input, ActivationFn::Linear, i.shape.clone())
+        }
+        Layer::Concatenate(c) => {
+            let (_, rows, widths, out) = merge::concat_plan(c, &name, shapes)?;
+            (Op::Concat { rows, widths }, ActivationFn::Linear, out)
+        }
+        _ => match merge::merge_op(layer) {
+            Some(op) => {
+                let out = merge::elementwise_shape(layer, &name, shapes)?;
+                let scale = if matches!(layer, Layer::Average(_)) {
+                    1.0 / shapes.len() as f32
+                } else {
+                    1.0
+                };
+                (Op::Merge { op, scale }, ActivationFn::Linear, out)
+            }
+            None => {
+                let [input] = shapes else {
+                    bail!(
+                        "layer '{name}' ({kind}) takes one input, got {}",
+                        shapes.len()
+                    );
+                };
+                resolve_one(layer, input, &name)?
+            }
+        },
+    };
+    ensure!(
+        checked_len(&out_shape).is_some(),
+        "layer '{name}' ({kind}): its output shape {} has more elements than can be counted",
+        shape_str(&out_shape)
+    );
+    Ok(Node {
+        name,
+        keras_type: kind,
+        op,
+        activation,
+        inputs,
+        in_shape: shapes
+            .first()
+            .map_or_else(|| out_shape.clone(), |s| s.to_vec()),
+        out_shape,
+    })
+}
+
+/// A one-input layer's op, activation and output shape.
+fn resolve_one(
+    layer: &Layer,
+    input: &[usize],
+    name: &str,
+) -> Result<(Op, ActivationFn, Vec<usize>)> {
+    let fail = |why: String| -> Result<(Op, ActivationFn, Vec<usize>)> {
         bail!(
             "layer '{name}' ({}) does not fit its input {}: {why}",
             layer.keras_type(),
@@ -655,7 +572,14 @@ pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<No
         Ok((op, vec![c]))
     };
     let (op, activation, out_shape) = match layer {
-        Layer::Input(_) => bail!("Input declares the model's input shape; add it before any layer"),
+        Layer::Input(_)
+        | Layer::Add(_)
+        | Layer::Subtract(_)
+        | Layer::Multiply(_)
+        | Layer::Average(_)
+        | Layer::Maximum(_)
+        | Layer::Minimum(_)
+        | Layer::Concatenate(_) => unreachable!("resolved by resolve"),
         Layer::Conv2D(c) => {
             let in_hwc = image("Conv2D")?;
             if c.filters == 0
@@ -748,20 +672,7 @@ pub(crate) fn resolve(layer: &Layer, input: &[usize], name: String) -> Result<No
             )
         }
     };
-    ensure!(
-        checked_len(&out_shape).is_some(),
-        "layer '{name}' ({}): its output shape {} has more elements than can be counted",
-        layer.keras_type(),
-        shape_str(&out_shape)
-    );
-    Ok(Node {
-        name,
-        keras_type: layer.keras_type(),
-        op,
-        activation,
-        in_shape: input.to_vec(),
-        out_shape,
-    })
+    Ok((op, activation, out_shape))
 }
 
 /// Keras' automatic layer name: the stem, then `_1`, `_2`, … for repeats.
@@ -776,80 +687,4 @@ pub(crate) fn auto_name(layer: &Layer, existing: &[Node]) -> String {
     } else {
         format!("{stem}_{n}")
     }
-}
-
-/// Keras (tf.keras 2.x) `model.summary()` text.
-pub fn summary(model_name: &str, nodes: &[Node]) -> String {
-    const WIDTH: usize = 65;
-    const POS: [usize; 3] = [29, 55, 65];
-    // Keras' print_row: each column is cut to its width (minus a 2-space gutter) and the
-    // rest wraps onto the next line, breaking early after "),"-like endings.
-    fn row(fields: [&str; 3]) -> String {
-        let mut left: Vec<Vec<char>> = fields.iter().map(|f| f.chars().collect()).collect();
-        let mut lines = Vec::new();
-        while left.iter().any(|f| !f.is_empty()) {
-            let mut line = String::new();
-            for col in 0..3 {
-                let start = if col > 0 { POS[col - 1] } else { 0 };
-                let space = if col < 2 { 2 } else { 0 };
-                let mut cutoff = (POS[col] - start - space).min(left[col].len());
-                let fit: String = left[col][..cutoff].iter().collect();
-                if let Some(c) = ["),", "},", "],", "',"]
-                    .iter()
-                    .filter_map(|p| fit.find(p).map(|i| i + p.len()))
-                    .min()
-                {
-                    cutoff = c;
-                }
-                if col == 0 {
-                    line.push(' ');
-                }
-                line.extend(&left[col][..cutoff]);
-                line.push_str(&" ".repeat(space));
-                left[col].drain(..cutoff);
-                let len = line.chars().count();
-                line.push_str(&" ".repeat(POS[col].saturating_sub(len)));
-            }
-            lines.push(line);
-        }
-        lines.join("\n")
-    }
-    let total: usize = nodes.iter().map(Node::param_count).sum();
-    let trainable: usize = nodes.iter().map(Node::trainable_count).sum();
-    let mut out = Vec::new();
-    out.push(format!("Model: \"{model_name}\""));
-    out.push("_".repeat(WIDTH));
-    out.push(row(["Layer (type)", "Output Shape", "Param #"]));
-    out.push("=".repeat(WIDTH));
-    for n in nodes {
-        let name = format!("{} ({})", n.name, n.keras_type);
-        out.push(row([
-            &name,
-            &shape_str(&n.out_shape),
-            &n.param_count().to_string(),
-        ]));
-        out.push(" ".repeat(WIDTH));
-    }
-    out.push("=".repeat(WIDTH));
-    out.push(format!("Total params: {}", thousands(total)));
-    out.push(format!("Trainable params: {}", thousands(trainable)));
-    out.push(format!(
-        "Non-trainable params: {}",
-        thousands(total - trainable)
-    ));
-    out.push("_".repeat(WIDTH));
-    out.join("\n") + "\n"
-}
-
-/// 1845354 → "1,845,354".
-pub fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -1,0 +1,38 @@
+//! Normalization layers.
+
+/// `BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3)`: normalises each channel
+/// (the last axis) over the batch — over N·H·W after a Conv2D, over N after a Dense —
+/// with the batch's mean and biased variance in training, and with moving averages of
+/// them in evaluate and predict; then scales by `gamma` and shifts by `beta` (trainable,
+/// 1 and 0 at first). The moving mean and variance (0 and 1 at first) are
+/// non-trainable parameters, updated in training as `m ← momentum·m + (1 − momentum)·x`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BatchNormalization {
+    pub momentum: f32,
+    pub epsilon: f32,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl Default for BatchNormalization {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchNormalization {
+    pub fn new() -> BatchNormalization {
+        BatchNormalization {
+            momentum: 0.99,
+            epsilon: 1e-3,
+            input_shape: None,
+        }
+    }
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    pub fn epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+}

@@ -1,0 +1,414 @@
+//! The training and inference loops of a [`Model`]: `fit` (epochs of shuffled, augmented
+//! batches, one submission a step, callbacks at epoch ends), `train_on_batch`,
+//! `evaluate`, `predict`, `layer_outputs` and the step profiler.
+
+use super::{Compiled, DispatchTime, Engine, FitConfig, History, Model, NamedTensor};
+use crate::callbacks;
+use crate::data::augment::Augment;
+use anyhow::{Context, Result, bail, ensure};
+use rand::{SeedableRng, seq::SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Keras' `validation_split`: the training samples are the first ⌊n·(1 − split)⌋ (all of
+/// them for 0), the rest the validation data; an empty side is an error.
+fn validation_split_at(n: usize, split: f32) -> Result<usize> {
+    if split == 0.0 {
+        return Ok(n);
+    }
+    ensure!(
+        split > 0.0 && split < 1.0,
+        "validation_split {split} must be in [0, 1)"
+    );
+    let at = (n as f64 * (1.0 - f64::from(split))).floor() as usize;
+    ensure!(
+        at > 0 && at < n,
+        "{n} samples are not enough to split into training and validation sets with validation_split={split}"
+    );
+    Ok(at)
+}
+
+impl Model {
+    /// Trains the model; see [`FitConfig`]. The epoch/step skeleton: each epoch draws its
+    /// order and augmentation from the seed, runs its steps (one submission each, totals
+    /// read only when the progress bar is due), validates, and hands its logs to the
+    /// callbacks.
+    pub fn fit(&mut self, x: &[f32], y: &[u32], cfg: &FitConfig) -> Result<History> {
+        ensure!(cfg.batch_size > 0, "batch_size must be positive");
+        let n_all = self.check_data(x, Some(y), "fit")?;
+        let input = self.input_shape().context("no input shape")?.to_vec();
+        let sample: usize = input.iter().product();
+        let (n, validation) = match cfg.validation_data {
+            Some((vx, vy)) => {
+                self.check_data(vx, Some(vy), "validation_data")?;
+                (n_all, Some((vx, vy)))
+            }
+            None => {
+                let n = validation_split_at(n_all, cfg.validation_split)?;
+                let held = (n < n_all).then(|| (&x[n * sample..], &y[n..]));
+                (n, held)
+            }
+        };
+        let (x, y) = (&x[..n * sample], &y[..n]);
+        ensure!(
+            cfg.initial_epoch <= cfg.epochs,
+            "initial_epoch {} is past epochs {}",
+            cfg.initial_epoch,
+            cfg.epochs
+        );
+        let mut runner = callbacks::Runner::new(&cfg.callbacks, validation.is_some(), self)?;
+        let batch = cfg.batch_size.min(n);
+        let seed = self.seed;
+        let mut history = History::default();
+        // The order of epoch e is the shuffle of epoch e − 1's: replay the epochs before
+        // initial_epoch so that a resumed run continues the same sequence.
+        let mut order: Vec<usize> = (0..n).collect();
+        let shuffle = |order: &mut Vec<usize>, epoch: usize| {
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ))
+        };
+        if cfg.shuffle {
+            (0..cfg.initial_epoch).for_each(|e| shuffle(&mut order, e));
+        }
+        for epoch in cfg.initial_epoch..cfg.epochs {
+            if cfg.shuffle {
+                shuffle(&mut order, epoch);
+            }
+            let augment =
+                Augment::for_epoch(seed, epoch, &input, cfg.horizontal_flip, cfg.translation)?;
+            let start = Instant::now();
+            let bar = progress_bar(cfg.verbose, n.div_ceil(batch), epoch, cfg.epochs);
+            let (loss, acc) = self.train_epoch(x, y, &order, augment, batch, epoch, &bar)?;
+            history.epoch.push(epoch);
+            history.loss.push(loss);
+            history.accuracy.push(acc);
+            history.epoch_seconds.push(start.elapsed().as_secs_f64());
+            if let Some((vx, vy)) = validation {
+                let (vl, va) = self.evaluate_batched(vx, vy, batch)?;
+                history.val_loss.push(vl);
+                history.val_accuracy.push(va);
+                bar.set_message(format!(
+                    "loss: {loss:.4} - accuracy: {acc:.4} - val_loss: {vl:.4} - val_accuracy: {va:.4}"
+                ));
+            }
+            bar.finish();
+            let c = self.compiled()?;
+            c.epochs_done = epoch + 1;
+            history
+                .learning_rate
+                .push(c.optimizer.learning_rate.at(c.step.saturating_sub(1)));
+            if cfg.verbose && !std::io::stderr().is_terminal() {
+                // No bar without a terminal (a log file): one line per epoch, like Keras'
+                // verbose=2.
+                eprintln!("{}", history.epoch_line(history.loss.len() - 1, cfg.epochs));
+            }
+            self.history.push_last_of(&history);
+            if runner.on_epoch_end(self, epoch, &mut history)? {
+                break;
+            }
+        }
+        runner.on_train_end(self)?;
+        Ok(history)
+    }
+
+    /// The steps of one epoch over `order`; returns its mean loss and accuracy.
+    #[allow(clippy::too_many_arguments)]
+    fn train_epoch(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        order: &[usize],
+        mut augment: Option<Augment>,
+        batch: usize,
+        epoch: usize,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(f32, f32)> {
+        let input = self.input_shape().context("no input shape")?.to_vec();
+        let sample: usize = input.iter().product();
+        let n = order.len();
+        let steps = n.div_ceil(batch);
+        let (mut xb, mut yb) = (vec![0f32; batch * sample], vec![0u32; batch]);
+        let start = Instant::now();
+        let verbose = !bar.is_hidden();
+        let graph = self.graph.clone();
+        if let Engine::Gpu(e) = &mut self.compiled()?.engine {
+            let (g, p) = e.graph(&graph, batch, true)?;
+            g.reset_totals(&p.gpu)?;
+        }
+        let mut cpu_totals = (0f64, 0f64);
+        let mut last_read = Instant::now();
+        let mut result = (f32::NAN, f32::NAN);
+        for step in 0..steps {
+            let idx = &order[step * batch..((step + 1) * batch).min(n)];
+            for (j, &i) in idx.iter().enumerate() {
+                let (src, dst) = (
+                    &x[i * sample..(i + 1) * sample],
+                    &mut xb[j * sample..(j + 1) * sample],
+                );
+                match augment.as_mut() {
+                    Some(a) => a.apply(src, dst),
+                    None => dst.copy_from_slice(src),
+                }
+                yb[j] = y[i];
+            }
+            let valid = idx.len();
+            // Read the totals only when the bar is due (or every 64 steps, to catch a
+            // diverging loss early) and at the epoch's end; never otherwise.
+            let due = step + 1 == steps
+                || step % 64 == 63
+                || (verbose && last_read.elapsed() > Duration::from_millis(300));
+            let totals = self.step(
+                &xb[..valid * sample],
+                &yb[..valid],
+                batch,
+                due,
+                &mut cpu_totals,
+            )?;
+            if let Some((l, h)) = totals {
+                last_read = Instant::now();
+                let seen = step * batch + valid;
+                let (loss, acc) = (l / seen as f64, h / seen as f64);
+                if !loss.is_finite() {
+                    bail!(
+                        "the loss became {loss} in epoch {} at or before step {} of {steps}; lower the learning rate or check the data",
+                        epoch + 1,
+                        step + 1
+                    );
+                }
+                let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "loss: {loss:.4} - accuracy: {acc:.4} - {rate:.0} img/s"
+                ));
+                result = (loss as f32, acc as f32);
+            }
+            bar.set_position(step as u64 + 1);
+        }
+        Ok(result)
+    }
+
+    /// One training step on `valid` samples in a graph of `batch` rows; returns the totals
+    /// (loss sum, correct count) since the epoch's reset when `read` asks for them.
+    fn step(
+        &mut self,
+        xb: &[f32],
+        yb: &[u32],
+        batch: usize,
+        read: bool,
+        cpu_totals: &mut (f64, f64),
+    ) -> Result<Option<(f64, f64)>> {
+        // Borrowed field by field: a step clones nothing.
+        let Model {
+            graph,
+            seed,
+            compiled,
+            ..
+        } = self;
+        let c = Compiled::of(compiled)?;
+        let (seed, valid) = (*seed, yb.len());
+        c.step += 1;
+        let opt = &c.optimizer;
+        match &mut c.engine {
+            Engine::Gpu(e) => {
+                let (g, p) = e.graph(graph, batch, true)?;
+                g.load(&p.gpu, xb, Some(yb), valid)?;
+                g.train_step(p, opt, c.step, seed)?;
+                if read {
+                    Ok(Some(g.read_totals(&p.gpu)?))
+                } else {
+                    Ok(None)
+                }
+            }
+            Engine::Cpu(e) => {
+                let (l, h) = e.train_step(graph, xb, yb, valid, opt, c.step, seed)?;
+                *cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h as f64);
+                Ok(Some(*cpu_totals))
+            }
+        }
+    }
+
+    /// Keras' `train_on_batch`: one training step on (x, y) as one batch; returns its
+    /// loss and accuracy (one read-back).
+    pub fn train_on_batch(&mut self, x: &[f32], y: &[u32]) -> Result<(f32, f32)> {
+        let n = self.check_data(x, Some(y), "train_on_batch")?;
+
+        let graph = self.graph.clone();
+        if let Engine::Gpu(e) = &mut self.compiled()?.engine {
+            let (g, p) = e.graph(&graph, n, true)?;
+            g.reset_totals(&p.gpu)?;
+        }
+        let (l, h) = self
+            .step(x, y, n, true, &mut (0.0, 0.0))?
+            .context("a step's totals")?;
+        Ok(((l / n as f64) as f32, (h / n as f64) as f32))
+    }
+
+    /// Mean loss and accuracy on (x, y), batch 32 like Keras.
+    pub fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<(f32, f32)> {
+        self.evaluate_batched(x, y, 32)
+    }
+
+    /// Mean loss and accuracy on (x, y) in batches of `batch_size`.
+    pub fn evaluate_batched(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        batch_size: usize,
+    ) -> Result<(f32, f32)> {
+        ensure!(batch_size > 0, "batch_size must be positive");
+        let n = self.check_data(x, Some(y), "evaluate")?;
+        let input = self.input_shape().context("no input shape")?.to_vec();
+        let sample: usize = input.iter().product();
+        let graph = self.graph.clone();
+        let batch = self.reuse_batch(batch_size.min(n));
+        let c = self.compiled()?;
+        let (sum, hits) = match &mut c.engine {
+            Engine::Gpu(e) => {
+                let gpu = e.params.gpu.clone();
+                let (g, _) = e.graph(&graph, batch, false)?;
+                g.reset_totals(&gpu)?;
+                for start in (0..n).step_by(batch) {
+                    let valid = batch.min(n - start);
+                    g.load(
+                        &gpu,
+                        &x[start * sample..(start + valid) * sample],
+                        Some(&y[start..start + valid]),
+                        valid,
+                    )?;
+                    g.eval_step(&gpu)?;
+                }
+                g.read_totals(&gpu)?
+            }
+            Engine::Cpu(e) => {
+                let mut t = (0f64, 0f64);
+                for start in (0..n).step_by(batch) {
+                    let valid = batch.min(n - start);
+                    let (l, h) = e.eval_batch(
+                        &graph,
+                        &x[start * sample..(start + valid) * sample],
+                        &y[start..start + valid],
+                        valid,
+                    )?;
+                    t = (t.0 + l, t.1 + h as f64);
+                }
+                t
+            }
+        };
+        Ok(((sum / n as f64) as f32, (hits / n as f64) as f32))
+    }
+
+    /// A batch size whose graph already exists when `wanted` has none, to avoid
+    /// allocating a second set of activations for evaluation.
+    fn reuse_batch(&self, wanted: usize) -> usize {
+        match &self.compiled {
+            Some(Compiled {
+                engine: Engine::Gpu(e),
+                ..
+            }) if !e.graphs.contains_key(&wanted) => {
+                e.graphs.keys().copied().max().unwrap_or(wanted)
+            }
+            _ => wanted,
+        }
+    }
+
+    /// Model outputs for every sample of `x` (probabilities with a softmax head), row-major
+    /// `[n, classes]`.
+    pub fn predict(&mut self, x: &[f32], batch_size: usize) -> Result<Vec<f32>> {
+        ensure!(batch_size > 0, "batch_size must be positive");
+        let n = self.check_data(x, None, "predict")?;
+        let input = self.input_shape().context("no input shape")?.to_vec();
+        let sample: usize = input.iter().product();
+        let classes = self.classes()?;
+        let graph = self.graph.clone();
+        let batch = self.reuse_batch(batch_size.min(n));
+        let c = self.compiled()?;
+        let mut out = Vec::with_capacity(n * classes);
+        for start in (0..n).step_by(batch) {
+            let valid = batch.min(n - start);
+            let xs = &x[start * sample..(start + valid) * sample];
+            match &mut c.engine {
+                Engine::Gpu(e) => {
+                    let gpu = e.params.gpu.clone();
+                    let (g, _) = e.graph(&graph, batch, false)?;
+                    g.load(&gpu, xs, None, valid)?;
+                    g.predict_step(&gpu)?;
+                    let src = if g.predict_probs {
+                        &g.probs
+                    } else {
+                        &g.acts[g.output]
+                    };
+                    out.extend_from_slice(&src.read::<f32>(&gpu)?[..valid * classes]);
+                }
+                Engine::Cpu(e) => out.extend(e.predict_batch(&graph, xs, valid)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every layer's output for one sample (layer name, per-sample shape, values).
+    pub fn layer_outputs(&mut self, sample_x: &[f32]) -> Result<Vec<NamedTensor>> {
+        let n = self.check_data(sample_x, None, "layer_outputs")?;
+        ensure!(n == 1, "layer_outputs takes one sample, got {n}");
+        let graph = self.graph.clone();
+        let c = self.compiled()?;
+        // Every tensor of the graph, the input's included.
+        let outs: Vec<Vec<f32>> = match &mut c.engine {
+            Engine::Gpu(e) => {
+                let gpu = e.params.gpu.clone();
+                let (g, _) = e.graph(&graph, 1, false)?;
+                g.load(&gpu, sample_x, None, 1)?;
+                g.predict_step(&gpu)?;
+                g.acts
+                    .iter()
+                    .map(|t| t.read::<f32>(&gpu))
+                    .collect::<Result<_>>()?
+            }
+            Engine::Cpu(e) => e.layer_outputs(&graph, sample_x, 1),
+        };
+        Ok(graph
+            .nodes
+            .iter()
+            .zip(outs)
+            .filter(|(n, _)| n.op != crate::layers::Op::Input)
+            .map(|(n, values)| NamedTensor {
+                name: n.name.clone(),
+                shape: n.out_shape.clone(),
+                values,
+            })
+            .collect())
+    }
+
+    /// The times of every dispatch of one GPU training step at `batch` (each run alone:
+    /// its first run and the median of `reps` more), in step order. Empty on the CPU path.
+    pub fn profile_step(&mut self, batch: usize, reps: usize) -> Result<Vec<DispatchTime>> {
+        let graph = self.graph.clone();
+        match &mut self.compiled()?.engine {
+            Engine::Gpu(e) => {
+                let (g, p) = e.graph(&graph, batch, true)?;
+                g.profile(p, reps)
+            }
+            Engine::Cpu(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+fn progress_bar(
+    verbose: bool,
+    steps: usize,
+    epoch: usize,
+    epochs: usize,
+) -> indicatif::ProgressBar {
+    if !verbose {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "Epoch {}/{epochs} {{pos:>5}}/{{len}} [{{bar:25}}] {{elapsed}}<{{eta}} {{msg}}",
+        epoch + 1
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}

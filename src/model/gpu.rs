@@ -1,0 +1,826 @@
+//! The GPU step recorder of a [`Model`](super::Model): every buffer of one
+//! batch size allocated once, and every dispatch of a training step recorded once, so
+//! that a step is: queue the batch, record the dispatch list into one encoder, submit.
+
+use super::{Graph, LossHead, plan_head};
+use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
+use crate::layers::{ActivationFn, Node, Op};
+use crate::ops::activation::{Act, activation_backward, activation_forward};
+use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward};
+use crate::ops::bias::bias_backward;
+use crate::ops::concat::{Columns, copy_columns};
+use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
+use crate::ops::matmul::{MatmulShape, matmul};
+use crate::ops::merge::{MergeOp, merge_backward, merge_forward};
+use crate::ops::optimizer::Optimizer;
+use crate::ops::pool2d::{
+    avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward,
+    maxpool2d_relu_backward,
+};
+use crate::ops::softmax_xent::{
+    BatchRows, loss_metrics, softmax, softmax_xent_backward, softmax_xent_forward,
+};
+use crate::tensor::Tensor;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+
+/// Parameters, gradients and optimizer state on the GPU: independent of the batch size.
+pub(crate) struct GpuParams {
+    pub gpu: Arc<Gpu>,
+    /// Per node: kernel and bias tensors (empty for layers without parameters).
+    pub params: Vec<Vec<Tensor>>,
+    pub grads: Vec<Vec<Tensor>>,
+    pub state: Vec<Vec<Vec<Tensor>>>,
+    pub opt_uniform: Uniform<[f32; 8]>,
+    pub updates: Vec<Dispatch>,
+}
+
+impl GpuParams {
+    pub fn new(
+        gpu: Arc<Gpu>,
+        nodes: &[Node],
+        values: &[Vec<Vec<f32>>],
+        opt: &Optimizer,
+    ) -> Result<GpuParams> {
+        let mut params = Vec::new();
+        let mut grads = Vec::new();
+        let mut state = Vec::new();
+        for (node, vals) in nodes.iter().zip(values) {
+            let mut p = Vec::new();
+            let mut g = Vec::new();
+            let mut s = Vec::new();
+            // Gradients and optimizer state for the trainable tensors only (they come
+            // first: a BatchNormalization's moving statistics have neither).
+            for (param, v) in node.params().iter().zip(vals) {
+                let name = format!("{}/{}", node.name, param.suffix);
+                p.push(Tensor::from_slice(&gpu, &param.shape, v, &name)?);
+                if !param.trainable {
+                    continue;
+                }
+                g.push(Tensor::zeros(
+                    &gpu,
+                    &param.shape,
+                    &format!("{name} gradient"),
+                )?);
+                s.push(
+                    (0..opt.slots())
+                        .map(|_| Tensor::zeros(&gpu, &param.shape, &format!("{name} state")))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+            params.push(p);
+            grads.push(g);
+            state.push(s);
+        }
+        let opt_uniform = Uniform::new(&gpu, &opt.params(1), "optimizer");
+        let mut updates = Vec::new();
+        for ((p, g), s) in params.iter().zip(&grads).zip(&state) {
+            for ((p, g), s) in p.iter().zip(g).zip(s) {
+                updates.push(opt.update(&gpu, &opt_uniform, p, g, s)?);
+            }
+        }
+        Ok(GpuParams {
+            gpu,
+            params,
+            grads,
+            state,
+            opt_uniform,
+            updates,
+        })
+    }
+
+    /// Reads every parameter back, per node.
+    pub fn read(&self) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.params
+            .iter()
+            .map(|p| p.iter().map(|t| t.read::<f32>(&self.gpu)).collect())
+            .collect()
+    }
+
+    /// Overwrites every parameter (shapes already checked by the caller).
+    pub fn write(&self, values: &[Vec<Vec<f32>>]) -> Result<()> {
+        for (p, v) in self.params.iter().zip(values) {
+            for (t, v) in p.iter().zip(v) {
+                t.write(&self.gpu, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the optimizer state back: per node, per trainable tensor, its slots.
+    pub fn read_state(&self) -> Result<Vec<Vec<Vec<Vec<f32>>>>> {
+        self.state
+            .iter()
+            .map(|node| {
+                node.iter()
+                    .map(|slots| slots.iter().map(|t| t.read::<f32>(&self.gpu)).collect())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Overwrites the optimizer state (the layout of [`GpuParams::read_state`]).
+    pub fn write_state(&self, values: &[Vec<Vec<Vec<f32>>>]) -> Result<()> {
+        for (node, vals) in self.state.iter().zip(values) {
+            for (slots, vals) in node.iter().zip(vals) {
+                for (t, v) in slots.iter().zip(vals) {
+                    t.write(&self.gpu, v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes the optimizer state (after loading weights, or a re-compile).
+    pub fn reset_state(&self) -> Result<()> {
+        for s in self.state.iter().flatten().flatten() {
+            s.write(&self.gpu, &vec![0f32; s.len()])?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that depends on the batch size: one buffer per tensor (views share their
+/// input's), the gradient buffers, and the recorded dispatch lists of a training step,
+/// an evaluation and a prediction.
+pub(crate) struct GpuGraph {
+    /// The input node (its tensor holds the loaded batch) and the output node.
+    pub input: usize,
+    pub output: usize,
+    pub labels: Tensor,
+    /// acts[t]: the output of node t, for the whole batch.
+    pub acts: Vec<Tensor>,
+    pub probs: Tensor,
+    pub totals: Tensor,
+    pub staging: wgpu::Buffer,
+    pub rows: BatchRows,
+    /// Dropout nodes: (uniform, node, layer index for the mask seed, rate).
+    dropout: Vec<(Uniform<DropoutParams>, usize, usize, f32)>,
+    /// Per node: its BatchNormalization state, if it is one.
+    batchnorm: Vec<Option<BatchNormNode>>,
+    train: Vec<Dispatch>,
+    eval: Vec<Dispatch>,
+    predict: Vec<Dispatch>,
+    /// Whether predict's output is `probs` (softmax head) or the output's activations.
+    pub predict_probs: bool,
+}
+
+/// What a BatchNormalization node needs beyond its parameters: uniforms for training and
+/// inference (the valid rows change with each batch) and the batch statistics that the
+/// training forward pass keeps for the backward one.
+struct BatchNormNode {
+    train: Uniform<BatchNormParams>,
+    infer: Uniform<BatchNormParams>,
+    params: BatchNormParams,
+    /// Rows per sample (H·W after a conv, 1 after a dense layer).
+    spatial: usize,
+    saved: Tensor,
+}
+
+/// Nodes whose output is a view of their input (no kernel runs).
+fn is_alias(node: &Node) -> bool {
+    matches!(node.op, Op::Flatten)
+        || (matches!(node.op, Op::Activation)
+            && matches!(
+                node.activation,
+                ActivationFn::Linear | ActivationFn::Softmax
+            ))
+}
+
+/// Nodes whose input gradient is their output gradient itself (a view, or an activation
+/// layer, whose backward runs in place on its output gradient).
+fn passes_gradient(node: &Node) -> bool {
+    is_alias(node) || matches!(node.op, Op::Activation)
+}
+
+/// The element-wise activation a node applies after its op (None when fused or absent).
+fn separate_activation(node: &Node) -> Option<Act> {
+    match (&node.op, node.activation) {
+        (Op::Conv { .. } | Op::Dense { .. }, ActivationFn::Sigmoid | ActivationFn::Tanh) => {
+            node.activation.elementwise()
+        }
+        (Op::Activation, a) => a.elementwise().filter(|a| *a != Act::Linear),
+        _ => None,
+    }
+}
+
+/// The activation whose derivative the backward pass applies to a node's output gradient.
+fn backward_activation(node: &Node) -> Option<Act> {
+    match node.activation {
+        ActivationFn::Relu | ActivationFn::Sigmoid | ActivationFn::Tanh => {
+            node.activation.elementwise()
+        }
+        _ => None,
+    }
+}
+
+impl GpuGraph {
+    pub fn new(p: &GpuParams, graph: &Graph, batch: usize, training: bool) -> Result<GpuGraph> {
+        let gpu = &*p.gpu;
+        let nodes = &graph.nodes;
+        let head: LossHead = plan_head(graph)?;
+        let (input, output) = (graph.input()?, head.output);
+        let shape_of = |s: &[usize]| -> Vec<usize> {
+            std::iter::once(batch).chain(s.iter().copied()).collect()
+        };
+        let labels = Tensor::zeros(gpu, &[batch], "labels")?;
+        // Activations; a node with a separate activation also needs its pre-activation,
+        // a max pooling its argmax, an element-wise merge of more than two inputs the
+        // partial results of its fold.
+        let mut acts: Vec<Tensor> = Vec::new();
+        let mut pre = Vec::new();
+        let mut argmax = Vec::new();
+        let mut folds: Vec<Vec<Tensor>> = Vec::new();
+        for node in nodes {
+            let out_shape = shape_of(&node.out_shape);
+            let y = if node.op == Op::Input {
+                Tensor::zeros(gpu, &out_shape, "input batch")
+                    .context("allocating the input batch")?
+            } else if is_alias(node) {
+                acts[node.inputs[0]].alias(&out_shape)?
+            } else {
+                Tensor::zeros(gpu, &out_shape, &format!("{} output", node.name))?
+            };
+            let z = match separate_activation(node) {
+                Some(_) if !matches!(node.op, Op::Activation) => Some(Tensor::zeros(
+                    gpu,
+                    &out_shape,
+                    &format!("{} pre-activation", node.name),
+                )?),
+                _ => None,
+            };
+            let am = match node.op {
+                Op::MaxPool { .. } => Some(Tensor::zeros(
+                    gpu,
+                    &out_shape,
+                    &format!("{} argmax", node.name),
+                )?),
+                _ => None,
+            };
+            let fold = match node.op {
+                Op::Merge { .. } => (2..node.inputs.len())
+                    .map(|_| Tensor::zeros(gpu, &out_shape, &format!("{} partial", node.name)))
+                    .collect::<Result<_>>()?,
+                _ => Vec::new(),
+            };
+            acts.push(y);
+            pre.push(z);
+            argmax.push(am);
+            folds.push(fold);
+        }
+
+        let classes = head.classes;
+        let rows = BatchRows::new(gpu, batch, classes)?;
+        let probs = Tensor::zeros(gpu, &[batch, classes], "probabilities")?;
+        let loss = Tensor::zeros(gpu, &[batch], "per-sample loss")?;
+        let totals = Tensor::zeros(gpu, &[2], "metric totals")?;
+        let staging = gpu.staging_buffer(8);
+        let logits = &acts[output];
+
+        let mut batchnorm = Vec::new();
+        for node in nodes {
+            batchnorm.push(match node.op {
+                Op::BatchNorm {
+                    channels,
+                    momentum,
+                    epsilon,
+                } => {
+                    let spatial = node.in_shape.iter().product::<usize>() / channels.max(1);
+                    let params =
+                        BatchNormParams::new(batch * spatial, channels, true, momentum, epsilon)?;
+                    let infer = params.inference();
+                    Some(BatchNormNode {
+                        train: Uniform::new(gpu, &params, "batch normalization"),
+                        infer: Uniform::new(gpu, &infer, "batch normalization"),
+                        params,
+                        spatial,
+                        saved: Tensor::zeros(
+                            gpu,
+                            &[2, channels],
+                            &format!("{} batch statistics", node.name),
+                        )?,
+                    })
+                }
+                _ => None,
+            });
+        }
+
+        // Forward passes: training (dropout on, batch statistics) and inference (dropout
+        // off, moving statistics).
+        let mut dropout = Vec::new();
+        let forward = |train: bool,
+                       dropout: &mut Vec<(Uniform<DropoutParams>, usize, usize, f32)>|
+         -> Result<Vec<Dispatch>> {
+            let mut ds = Vec::new();
+            for (i, node) in nodes.iter().enumerate() {
+                if node.op == Op::Input {
+                    continue;
+                }
+                let (a, y) = (&acts[node.inputs[0]], &acts[i]);
+                let sep = separate_activation(node);
+                let out = pre[i].as_ref().unwrap_or(y);
+                let relu = node.activation == ActivationFn::Relu;
+                match &node.op {
+                    Op::Conv { .. } => {
+                        let s = node.op.conv_shape(batch).expect("conv op");
+                        ds.push(conv2d_forward(
+                            gpu,
+                            out,
+                            a,
+                            &p.params[i][0],
+                            &p.params[i][1],
+                            &s,
+                            relu,
+                        )?);
+                    }
+                    Op::Dense { n_in, units } => {
+                        let s = MatmulShape {
+                            m: batch,
+                            n: *units,
+                            k: *n_in,
+                            bias: true,
+                            relu,
+                            ..Default::default()
+                        };
+                        ds.push(matmul(
+                            gpu,
+                            out,
+                            a,
+                            &p.params[i][0],
+                            Some(&p.params[i][1]),
+                            &s,
+                        )?);
+                    }
+                    Op::MaxPool { .. } => {
+                        let s = node.op.pool_shape(batch).expect("pool op");
+                        ds.push(maxpool2d_forward(
+                            gpu,
+                            y,
+                            argmax[i].as_ref().expect("argmax"),
+                            a,
+                            &s,
+                        )?);
+                    }
+                    Op::AvgPool { .. } => ds.push(avgpool2d_forward(
+                        gpu,
+                        y,
+                        a,
+                        &node.op.pool_shape(batch).expect("pool op"),
+                    )?),
+                    Op::Dropout { rate } => {
+                        let r = if train { *rate } else { 0.0 };
+                        let u = Uniform::new(gpu, &DropoutParams::new(a.len(), r, 0)?, "dropout");
+                        ds.push(dropout_forward(gpu, y, a, &u)?);
+                        if train {
+                            dropout.push((u, i, graph.layer_index(i), r));
+                        }
+                    }
+                    Op::BatchNorm { .. } => {
+                        let b = batchnorm[i].as_ref().expect("batch norm state");
+                        let pp = &p.params[i];
+                        let params = [&pp[0], &pp[1], &pp[2], &pp[3]];
+                        let u = if train { &b.train } else { &b.infer };
+                        ds.push(batchnorm_forward(
+                            gpu, y, a, params, &b.saved, u, &b.params,
+                        )?);
+                    }
+                    Op::Merge { op, scale } => {
+                        // y = f(…f(f(x0, x1), x2)…, xn) · scale, the partial results kept.
+                        let n = node.inputs.len();
+                        let mut left = a;
+                        for k in 1..n {
+                            let dst = if k == n - 1 { y } else { &folds[i][k - 1] };
+                            let s = if k == n - 1 { *scale } else { 1.0 };
+                            let right = &acts[node.inputs[k]];
+                            ds.push(merge_forward(gpu, dst, left, right, *op, s, false)?);
+                            left = dst;
+                        }
+                    }
+                    Op::Concat { rows, widths } => {
+                        let total: usize = widths.iter().sum();
+                        let mut offset = 0;
+                        for (k, &w) in widths.iter().enumerate() {
+                            let c = Columns::into_output(batch * rows, w, offset, total);
+                            ds.push(copy_columns(gpu, y, &acts[node.inputs[k]], &c)?);
+                            offset += w;
+                        }
+                    }
+                    Op::Input | Op::Flatten | Op::Activation => {}
+                }
+                if let Some(act) = sep {
+                    let src = if matches!(node.op, Op::Activation) {
+                        a
+                    } else {
+                        out
+                    };
+                    ds.push(activation_forward(gpu, y, src, act)?);
+                }
+            }
+            Ok(ds)
+        };
+        let mut train_ds = if training {
+            forward(true, &mut dropout)?
+        } else {
+            Vec::new()
+        };
+        let mut eval = forward(false, &mut dropout)?;
+        let mut predict = forward(false, &mut dropout)?;
+        eval.push(softmax_xent_forward(
+            gpu, &probs, &loss, logits, &labels, &rows,
+        )?);
+        eval.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+        if head.softmax {
+            predict.push(softmax(gpu, &probs, logits, &rows)?);
+        }
+
+        if training {
+            train_ds.push(softmax_xent_forward(
+                gpu, &probs, &loss, logits, &labels, &rows,
+            )?);
+            train_ds.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+            let plan = GradientPlan::new(gpu, graph, &acts)?;
+            train_ds.push(softmax_xent_backward(
+                gpu,
+                plan.grads[output].as_ref().expect("the output's gradient"),
+                &probs,
+                &labels,
+                &rows,
+            )?);
+            let readers = graph.readers();
+            // Nodes whose relu backward a following max pooling already applied.
+            let mut relu_fused = vec![false; nodes.len()];
+            let scratch = |t: &Tensor| Tensor::zeros(gpu, &t.shape, "unused input gradient");
+            for (i, node) in nodes.iter().enumerate().rev() {
+                let Some(dy) = plan.grads[i].as_ref() else {
+                    continue; // nothing upstream learns: no backward pass
+                };
+                // A tensor read several times: its gradient is the sum of its readers'
+                // contributions, added in reader order (no atomics: bit-reproducible).
+                if let [e0, e1, rest @ ..] = &plan.sums[i][..] {
+                    train_ds.push(merge_forward(gpu, dy, e0, e1, MergeOp::Add, 1.0, false)?);
+                    for e in rest {
+                        train_ds.push(merge_forward(gpu, dy, e, e, MergeOp::First, 1.0, true)?);
+                    }
+                }
+                let da = |k: usize| plan.edges[i][k].as_ref();
+                let a = &acts[node.inputs.first().copied().unwrap_or(i)];
+                if let Some(act) = backward_activation(node).filter(|_| !relu_fused[i]) {
+                    train_ds.push(activation_backward(gpu, dy, &acts[i], act)?);
+                }
+                match &node.op {
+                    Op::Conv { .. } => {
+                        let s = node.op.conv_shape(batch).expect("conv op");
+                        if let Some(da) = da(0) {
+                            train_ds.push(conv2d_backward_input(
+                                gpu,
+                                da,
+                                dy,
+                                &p.params[i][0],
+                                &s,
+                                false,
+                            )?);
+                        }
+                        train_ds.push(conv2d_backward_weight(
+                            gpu,
+                            &p.grads[i][0],
+                            dy,
+                            a,
+                            &s,
+                            false,
+                        )?);
+                        train_ds.push(bias_backward(
+                            gpu,
+                            &p.grads[i][1],
+                            dy,
+                            batch * s.out_h() * s.out_w(),
+                            s.out_c,
+                            false,
+                        )?);
+                    }
+                    Op::Dense { n_in, units } => {
+                        if let Some(da) = da(0) {
+                            let s = MatmulShape {
+                                m: batch,
+                                n: *n_in,
+                                k: *units,
+                                trans_b: true,
+                                ..Default::default()
+                            };
+                            train_ds.push(matmul(gpu, da, dy, &p.params[i][0], None, &s)?);
+                        }
+                        let s = MatmulShape {
+                            m: *n_in,
+                            n: *units,
+                            k: batch,
+                            trans_a: true,
+                            ..Default::default()
+                        };
+                        train_ds.push(matmul(gpu, &p.grads[i][0], a, dy, None, &s)?);
+                        train_ds.push(bias_backward(
+                            gpu,
+                            &p.grads[i][1],
+                            dy,
+                            batch,
+                            *units,
+                            false,
+                        )?);
+                    }
+                    Op::MaxPool { .. } => {
+                        if let Some(da) = da(0) {
+                            let s = node.op.pool_shape(batch).expect("pool op");
+                            let arg = argmax[i].as_ref().expect("argmax");
+                            // A relu right before the pooling, read by it alone: mask by
+                            // the pooled output here instead of a relu-backward pass over
+                            // the larger input.
+                            let src = node.inputs[0];
+                            let relu_before = backward_activation(&nodes[src]) == Some(Act::Relu)
+                                && readers[src].len() == 1;
+                            train_ds.push(if relu_before {
+                                relu_fused[src] = true;
+                                maxpool2d_relu_backward(gpu, da, dy, arg, &acts[i], &s, false)?
+                            } else {
+                                maxpool2d_backward(gpu, da, dy, arg, &s, false)?
+                            });
+                        }
+                    }
+                    Op::AvgPool { .. } => {
+                        if let Some(da) = da(0) {
+                            train_ds.push(avgpool2d_backward(
+                                gpu,
+                                da,
+                                dy,
+                                &node.op.pool_shape(batch).expect("pool op"),
+                                false,
+                            )?);
+                        }
+                    }
+                    Op::BatchNorm { .. } => {
+                        // Always: dγ and dβ are needed even where dx is not.
+                        let b = batchnorm[i].as_ref().expect("batch norm state");
+                        let unused;
+                        let dx = match da(0) {
+                            Some(da) => da,
+                            None => {
+                                unused = scratch(a)?;
+                                &unused
+                            }
+                        };
+                        train_ds.push(batchnorm_backward(
+                            gpu,
+                            dx,
+                            &p.grads[i][0],
+                            &p.grads[i][1],
+                            dy,
+                            a,
+                            &p.params[i][0],
+                            &b.saved,
+                            &b.train,
+                            &b.params,
+                        )?);
+                    }
+                    Op::Dropout { .. } => {
+                        if let Some(da) = da(0) {
+                            let (u, ..) = dropout
+                                .iter()
+                                .find(|(_, j, ..)| *j == i)
+                                .expect("dropout uniform");
+                            train_ds.push(dropout_backward(gpu, da, dy, u)?);
+                        }
+                    }
+                    Op::Merge { op, scale } => {
+                        // The fold backwards: step k took (left, x_k) to its result.
+                        let n = node.inputs.len();
+                        let mut g = dy.alias(&dy.shape)?;
+                        for k in (1..n).rev() {
+                            let left = if k == 1 {
+                                &acts[node.inputs[0]]
+                            } else {
+                                &folds[i][k - 2]
+                            };
+                            let s = if k == n - 1 { *scale } else { 1.0 };
+                            let dleft = match (k, da(0)) {
+                                (1, Some(d)) => d.alias(&d.shape)?,
+                                _ => scratch(&g)?,
+                            };
+                            let dright = match da(k) {
+                                Some(d) => d.alias(&d.shape)?,
+                                None => scratch(&g)?,
+                            };
+                            let right = &acts[node.inputs[k]];
+                            train_ds.push(merge_backward(
+                                gpu, &dleft, &dright, &g, left, right, *op, s,
+                            )?);
+                            g = dleft;
+                        }
+                    }
+                    Op::Concat { rows, widths } => {
+                        let total: usize = widths.iter().sum();
+                        let mut offset = 0;
+                        for (k, &w) in widths.iter().enumerate() {
+                            if let Some(da) = da(k) {
+                                let c = Columns::out_of_output(batch * rows, w, offset, total);
+                                train_ds.push(copy_columns(gpu, da, dy, &c)?);
+                            }
+                            offset += w;
+                        }
+                    }
+                    Op::Input | Op::Flatten | Op::Activation => {}
+                }
+            }
+        }
+        let predict_probs = head.softmax;
+        Ok(GpuGraph {
+            input,
+            output,
+            labels,
+            acts,
+            probs,
+            totals,
+            staging,
+            rows,
+            dropout,
+            batchnorm,
+            train: train_ds,
+            eval,
+            predict,
+            predict_probs,
+        })
+    }
+}
+
+/// Where each gradient of a training step lives.
+struct GradientPlan {
+    /// grads[t]: the gradient of tensor t (None where nothing upstream learns).
+    grads: Vec<Option<Tensor>>,
+    /// edges[j][k]: where node j's backward writes the gradient of its input k (None
+    /// where that input needs none).
+    edges: Vec<Vec<Option<Tensor>>>,
+    /// sums[t], for a tensor read several times: its readers' contributions, in reader
+    /// order, whose sum is grads[t].
+    sums: Vec<Vec<Tensor>>,
+}
+
+impl GradientPlan {
+    /// Plans from the output back: a tensor read once takes the gradient its reader
+    /// writes (the reader's own output gradient where the reader passes it through: a
+    /// view, or an activation layer working in place); a tensor read several times gets
+    /// one buffer per reading and one for their sum.
+    fn new(gpu: &Gpu, graph: &Graph, acts: &[Tensor]) -> Result<GradientPlan> {
+        let nodes = &graph.nodes;
+        let need = graph.needs_grad();
+        let readers = graph.readers();
+        let mut grads: Vec<Option<Tensor>> = nodes.iter().map(|_| None).collect();
+        let mut edges: Vec<Vec<Option<Tensor>>> = nodes
+            .iter()
+            .map(|n| n.inputs.iter().map(|_| None).collect())
+            .collect();
+        let mut sums: Vec<Vec<Tensor>> = nodes.iter().map(|_| Vec::new()).collect();
+        for t in (0..nodes.len()).rev() {
+            if !need[t] {
+                continue;
+            }
+            let shape = &acts[t].shape;
+            let name = &nodes[t].name;
+            let edge = |j: usize, grads: &[Option<Tensor>]| -> Result<Tensor> {
+                if passes_gradient(&nodes[j]) {
+                    grads[j]
+                        .as_ref()
+                        .context("a reader's gradient is planned before its input's")?
+                        .alias(shape)
+                } else {
+                    Tensor::zeros(
+                        gpu,
+                        shape,
+                        &format!("{name} gradient from {}", nodes[j].name),
+                    )
+                }
+            };
+            match &readers[t][..] {
+                [] => grads[t] = Some(Tensor::zeros(gpu, shape, "output gradient")?),
+                [(j, k)] => {
+                    let e = edge(*j, &grads)?;
+                    grads[t] = Some(e.alias(shape)?);
+                    edges[*j][*k] = Some(e);
+                }
+                several => {
+                    for &(j, k) in several {
+                        let e = edge(j, &grads)?;
+                        sums[t].push(e.alias(shape)?);
+                        edges[j][k] = Some(e);
+                    }
+                    grads[t] = Some(Tensor::zeros(gpu, shape, &format!("{name} gradient"))?);
+                }
+            }
+        }
+        Ok(GradientPlan { grads, edges, sums })
+    }
+}
+
+impl GpuGraph {
+    /// Whether this graph was built with the training passes.
+    pub fn has_train(&self) -> bool {
+        !self.train.is_empty()
+    }
+
+    /// Queues one batch: `x` holds `valid` samples (≤ batch), `labels` as many labels.
+    pub fn load(&self, gpu: &Gpu, x: &[f32], labels: Option<&[u32]>, valid: usize) -> Result<()> {
+        self.acts[self.input].write_at(gpu, 0, x)?;
+        if let Some(l) = labels {
+            self.labels.write_at(gpu, 0, l)?;
+        }
+        for b in self.batchnorm.iter().flatten() {
+            let rows = valid * b.spatial;
+            b.train.set(gpu, &b.params.with_valid(rows));
+            b.infer.set(gpu, &b.params.with_valid(rows).inference());
+        }
+        self.rows.set_valid(gpu, valid)
+    }
+
+    /// Records and submits one training step (forward, loss, backward, update) as one
+    /// command buffer. `step` is the 1-based optimizer step; `seed` varies dropout masks.
+    pub fn train_step(&self, p: &GpuParams, opt: &Optimizer, step: u64, seed: u64) -> Result<()> {
+        let gpu = &*p.gpu;
+        p.opt_uniform.set(gpu, &opt.params(step));
+        for (u, i, layer, rate) in &self.dropout {
+            u.set(
+                gpu,
+                &DropoutParams::new(self.acts[*i].len(), *rate, dropout_seed(seed, step, *layer))?,
+            );
+        }
+        let all: Vec<&Dispatch> = self.train.iter().chain(&p.updates).collect();
+        gpu.run(&all)
+    }
+
+    /// Wall time of every dispatch of a training step (each link of a chained dispatch
+    /// on its own), in step order: its first run, which on a CPU adapter includes the
+    /// shader compile when its pipeline had not run before, and the median of `reps`
+    /// runs after it. Where the time of a step, and of a cold start, goes.
+    pub fn profile(&self, p: &GpuParams, reps: usize) -> Result<Vec<DispatchTime>> {
+        let gpu = &*p.gpu;
+        let mut out = Vec::new();
+        for d in self
+            .train
+            .iter()
+            .chain(&p.updates)
+            .flat_map(Dispatch::links)
+        {
+            let time = || -> Result<f64> {
+                let t = std::time::Instant::now();
+                d.run_alone(gpu)?;
+                Ok(t.elapsed().as_secs_f64())
+            };
+            let first = time()?;
+            let mut times: Vec<f64> = (0..reps.max(1)).map(|_| time()).collect::<Result<_>>()?;
+            times.sort_by(f64::total_cmp);
+            out.push(DispatchTime {
+                kernel: d.kernel,
+                variant: d.variant,
+                first_s: first,
+                warm_s: times[times.len() / 2],
+            });
+        }
+        Ok(out)
+    }
+
+    /// Forward pass plus loss and metrics (evaluate).
+    pub fn eval_step(&self, gpu: &Gpu) -> Result<()> {
+        gpu.run(&self.eval.iter().collect::<Vec<_>>())
+    }
+
+    /// Forward pass (plus softmax) for predict and feature maps.
+    pub fn predict_step(&self, gpu: &Gpu) -> Result<()> {
+        gpu.run(&self.predict.iter().collect::<Vec<_>>())
+    }
+
+    /// Resets the GPU-side loss/accuracy totals.
+    pub fn reset_totals(&self, gpu: &Gpu) -> Result<()> {
+        self.totals.write(gpu, &[0f32, 0.0])
+    }
+
+    /// Reads (loss sum, correct count) accumulated since the last reset.
+    pub fn read_totals(&self, gpu: &Gpu) -> Result<(f64, f64)> {
+        let raw = gpu.read_bytes(&self.totals.buffer, &self.staging, 8)?;
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+        Ok((f64::from(v[0]), f64::from(v[1])))
+    }
+}
+
+/// One dispatch's times from [`Graph::profile`].
+#[derive(Clone, Copy, Debug)]
+pub struct DispatchTime {
+    pub kernel: Kernel,
+    pub variant: Variant,
+    /// Seconds of its first run (with the shader compile when cold).
+    pub first_s: f64,
+    /// Median seconds of the runs after it.
+    pub warm_s: f64,
+}
+
+/// The dropout mask seed of node `node` at `step` (the CPU path uses the same).
+pub(crate) fn dropout_seed(seed: u64, step: u64, node: usize) -> u32 {
+    use crate::ops::dropout::pcg;
+    pcg(pcg(seed as u32 ^ (seed >> 32) as u32)
+        ^ pcg(step as u32)
+        ^ (node as u32).wrapping_mul(0x9E37_79B9))
+}

@@ -1,0 +1,412 @@
+//! Layer graphs: Keras' functional `Model` (fan-out, residual `Add` after a projection,
+//! `Concatenate`, a tensor merged with itself, every merge layer with two and three
+//! inputs, a layer off every path to the output) trains on the GPU exactly like the CPU
+//! reference, step for step, on every kernel family; the CPU reference's gradients through
+//! such graphs match finite differences; shapes are checked when a layer is applied;
+//! files round-trip, and files of the Sequential-only release still load.
+
+use std::sync::Arc;
+use wgcnn::gpu::{Gpu, Variant};
+use wgcnn::prelude::*;
+use wgcnn::testing::{assert_close, random_labels, random_vec};
+
+type R = anyhow::Result<()>;
+
+fn gpu() -> Device {
+    Device::gpu().expect("a GPU adapter (lavapipe in CI) is required")
+}
+
+/// The default device and one forced onto every other GEMM family the adapter runs.
+fn every_family() -> Vec<(String, Device)> {
+    let main = Gpu::shared().expect("a GPU adapter");
+    let mut out = vec![(format!("{:?}", main.variant), gpu())];
+    for v in [
+        Variant::Portable,
+        Variant::Tiled,
+        Variant::Subgroup,
+        Variant::Texture,
+    ] {
+        if v == main.variant {
+            continue;
+        }
+        match Gpu::with_variant(Some(v)) {
+            Ok(g) => out.push((format!("{v:?}"), Device::Gpu(Arc::new(g)))),
+            Err(e) => eprintln!("not testing the {v:?} family here: {e:#}"),
+        }
+    }
+    out
+}
+
+const SHAPE: [usize; 3] = [9, 8, 2];
+
+/// The graph cases, by name.
+fn graph_model(case: &str) -> anyhow::Result<Model> {
+    let inputs = input(&SHAPE)?;
+    let x = Conv2D::new(4, 3)
+        .padding(Same)
+        .activation(Relu)
+        .apply(&inputs)?;
+    let y = match case {
+        // x read by a conv and by the Add (fan-out), a projection shortcut beside it.
+        "residual" => {
+            let y = Conv2D::new(4, 3).padding(Same).apply(&x)?;
+            let y = BatchNormalization::new().momentum(0.9).apply(&y)?;
+            let y = Add::new().apply(&[&x, &y])?;
+            let y = Activation::new(Relu).apply(&y)?;
+            let p = Conv2D::new(6, 1).strides(2, 2).apply(&y)?;
+            let q = Conv2D::new(6, 3)
+                .strides(2, 2)
+                .padding(Same)
+                .activation(Relu)
+                .apply(&y)?;
+            let q = Dropout::new(0.25).apply(&q)?;
+            Add::new().apply(&[&p, &q])?
+        }
+        "concatenate" => {
+            let a = Conv2D::new(3, 1).activation(Tanh).apply(&x)?;
+            let b = MaxPooling2D::new(1).apply(&x)?;
+            let c = Concatenate::new().apply(&[&a, &b, &a])?;
+            let h = Conv2D::new(2, 3).padding(Same).apply(&inputs)?;
+            Concatenate::new()
+                .axis(1)
+                .apply(&[&c, &Conv2D::new(10, 1).apply(&h)?])?
+        }
+        // A tensor merged with itself, and a layer applied but off every path.
+        "self" => {
+            let _unused = Conv2D::new(7, 3).apply(&x)?;
+            let y = Add::new().apply(&[&x, &x])?;
+            Multiply::new().apply(&[&y, &x])?
+        }
+        "merges" => {
+            let a = Conv2D::new(4, 1).apply(&x)?;
+            let b = Conv2D::new(4, 3)
+                .padding(Same)
+                .activation(Sigmoid)
+                .apply(&x)?;
+            let m3 = Multiply::new().apply(&[&a, &b, &x])?;
+            let av = Average::new().apply(&[&a, &b, &m3])?;
+            let mx = Maximum::new().apply(&[&a, &b, &x])?;
+            let mn = Minimum::new().apply(&[&av, &mx])?;
+            let s = Subtract::new().apply(&[&mn, &b])?;
+            let av2 = Average::new().apply(&[&s, &a])?;
+            Maximum::new().apply(&[&av2, &mn, &b])?
+        }
+        other => anyhow::bail!("no case {other}"),
+    };
+    let y = GlobalAveragePooling2D::new().apply(&y)?;
+    let outputs = Dense::new(3).activation(Softmax).apply(&y)?;
+    Model::new(&[&inputs], &[&outputs])
+}
+
+fn compiled(mut m: Model, device: Device, opt: Optimizer) -> anyhow::Result<Model> {
+    m.set_device(device).set_seed(11);
+    m.compile(
+        opt,
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    Ok(m)
+}
+
+#[test]
+fn graph_models_train_like_the_cpu_reference() -> R {
+    let n = 40; // batch 16: steps of 16, 16 and a partial 8
+    let x = random_vec(n * SHAPE.iter().product::<usize>(), 1);
+    let y = random_labels(n, 3, 2);
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 16,
+        verbose: false,
+        ..Default::default()
+    };
+    let families = every_family();
+    for case in ["residual", "concatenate", "self", "merges"] {
+        // Every family for the richest graph, the default for the others.
+        let devices = if case == "residual" {
+            &families[..]
+        } else {
+            &families[..1]
+        };
+        let opt = Optimizer::sgd(0.1).momentum(0.9);
+        let mut c = compiled(graph_model(case)?, Device::Cpu, opt.clone())?;
+        let hc = c.fit(&x, &y, &cfg)?;
+        let wc = c.get_weights()?;
+        for (family, device) in devices {
+            let mut g = compiled(graph_model(case)?, device.clone(), opt.clone())?;
+            let hg = g.fit(&x, &y, &cfg)?;
+            assert_eq!(g.steps_taken(), 6);
+            for (gw, cw) in g.get_weights()?.iter().zip(&wc) {
+                assert_eq!(gw.name, cw.name);
+                let what = format!("{case} on {family}: {} after 6 steps", gw.name);
+                assert_close(&what, &gw.values, &cw.values, 1e-4, 1e-3)?;
+            }
+            assert_close(&format!("{case} loss"), &hg.loss, &hc.loss, 1e-4, 1e-3)?;
+            let pg = g.predict(&x, 16)?;
+            let pc = c.predict(&x, 16)?;
+            assert_close(&format!("{case} predict"), &pg, &pc, 1e-5, 1e-3)?;
+            let (lg, _) = g.evaluate(&x, &y)?;
+            let (lc, _) = c.evaluate(&x, &y)?;
+            assert_close(&format!("{case} evaluate"), &[lg], &[lc], 1e-4, 1e-3)?;
+        }
+    }
+    Ok(())
+}
+
+/// The CPU reference's gradients through fan-out and every merge layer, recovered from
+/// one SGD step (w − w' = lr·∂L/∂w), against central differences of the loss.
+#[test]
+fn graph_gradients_match_finite_differences() -> R {
+    let n = 6;
+    let x = random_vec(n * SHAPE.iter().product::<usize>(), 3);
+    let y = random_labels(n, 3, 4);
+    for case in ["concatenate", "self", "merges"] {
+        // No dropout or batch statistics in these cases: evaluate sees the training loss.
+        let lr = 1.0;
+        let mut m = compiled(graph_model(case)?, Device::Cpu, Optimizer::sgd(lr))?;
+        let w0 = m.get_weights()?;
+        m.train_on_batch(&x, &y)?;
+        let w1 = m.get_weights()?;
+        let loss = |m: &mut Model, w: &[NamedTensor]| -> anyhow::Result<f64> {
+            m.set_weights(w)?;
+            let p = m.predict(&x, n)?;
+            Ok(y.iter()
+                .enumerate()
+                .map(|(i, &l)| -f64::from(p[i * 3 + l as usize]).ln())
+                .sum::<f64>()
+                / n as f64)
+        };
+        let mut worst = 0f64;
+        for (t, (a, b)) in w0.iter().zip(&w1).enumerate() {
+            let step = (a.values.len() / 5).max(1);
+            for i in (0..a.values.len()).step_by(step) {
+                let analytic = f64::from(a.values[i] - b.values[i]) / f64::from(lr);
+                let eps = 1e-2f32;
+                let mut w = w0.clone();
+                w[t].values[i] += eps;
+                let plus = loss(&mut m, &w)?;
+                w[t].values[i] -= 2.0 * eps;
+                let minus = loss(&mut m, &w)?;
+                let numeric = (plus - minus) / (2.0 * f64::from(eps));
+                let err = (numeric - analytic).abs();
+                worst = worst.max(err);
+                assert!(
+                    err <= 2e-3 * (1.0 + numeric.abs()),
+                    "{case}: {}[{i}] analytic {analytic} numeric {numeric}",
+                    a.name
+                );
+            }
+        }
+        eprintln!("{case}: worst |analytic − numeric| = {worst:.2e}");
+    }
+    Ok(())
+}
+
+#[test]
+fn layers_that_do_not_fit_their_inputs_fail_when_applied() -> R {
+    let inputs = input(&[8, 8, 3])?;
+    let a = Conv2D::new(4, 3).padding(Same).apply(&inputs)?;
+    let b = Conv2D::new(5, 3).padding(Same).apply(&inputs)?;
+    let err = Add::new().apply(&[&a, &b]).unwrap_err().to_string();
+    assert!(
+        err.contains("'add' (Add)")
+            && err.contains("input 0 is (None, 8, 8, 4)")
+            && err.contains("input 1 is (None, 8, 8, 5)"),
+        "{err}"
+    );
+    let err = Subtract::new()
+        .apply(&[&a, &a, &a])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exactly 2 inputs, got 3"), "{err}");
+    let c = Conv2D::new(4, 3).apply(&inputs)?;
+    let err = Concatenate::new().apply(&[&a, &c]).unwrap_err().to_string();
+    assert!(
+        err.contains("(None, 8, 8, 4)") && err.contains("(None, 6, 6, 4)"),
+        "{err}"
+    );
+    assert_eq!(Concatenate::new().apply(&[&a, &b])?.shape(), [8, 8, 9]);
+    assert_eq!(
+        Concatenate::new().axis(1).apply(&[&a, &a])?.shape(),
+        [16, 8, 4]
+    );
+    assert!(Concatenate::new().axis(0).apply(&[&a, &a]).is_err());
+    let err = Dense::new(3).apply(&a).unwrap_err().to_string();
+    assert!(err.contains("Flatten"), "{err}");
+    let err = Conv2D::new(4, 3)
+        .input_shape(&[8, 8, 3])
+        .apply(&inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("input(&"), "{err}");
+    // An output that depends on an input not given.
+    let other = input(&[8, 8, 3])?;
+    let d = Add::new().apply(&[&a, &Conv2D::new(4, 3).padding(Same).apply(&other)?])?;
+    let d = Dense::new(2).apply(&Flatten::new().apply(&d)?)?;
+    assert!(Model::new(&[&inputs], &[&d]).is_err());
+    Ok(())
+}
+
+/// Off-path layers are not part of the model; a graph trains twice to the same bits.
+#[test]
+fn graphs_keep_only_their_paths_and_train_reproducibly() -> R {
+    let m = graph_model("self")?;
+    let names: Vec<&str> = m.nodes().iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv2d",
+            "add",
+            "multiply",
+            "global_average_pooling2d",
+            "dense"
+        ]
+    );
+    assert_eq!(m.count_params(), 4 * 9 * 2 + 4 + 4 * 3 + 3);
+    let n = 24;
+    let x = random_vec(n * SHAPE.iter().product::<usize>(), 5);
+    let y = random_labels(n, 3, 6);
+    let run = || -> anyhow::Result<Vec<NamedTensor>> {
+        let mut m = compiled(graph_model("residual")?, gpu(), Optimizer::adam())?;
+        m.fit(
+            &x,
+            &y,
+            &FitConfig {
+                epochs: 2,
+                batch_size: 8,
+                verbose: false,
+                ..Default::default()
+            },
+        )?;
+        m.get_weights()
+    };
+    assert_eq!(run()?, run()?, "two runs of one seed differ");
+    Ok(())
+}
+
+/// A functional model's file round-trips (graph, names, weights, optimizer state); a
+/// model file of the Sequential-only release (format 1) loads and predicts as it did.
+#[test]
+fn graph_files_round_trip_and_old_files_load() -> R {
+    let dir = std::env::temp_dir().join(format!("wgcnn-graph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let n = 16;
+    let x = random_vec(n * SHAPE.iter().product::<usize>(), 7);
+    let y = random_labels(n, 3, 8);
+    let mut m = compiled(graph_model("residual")?, gpu(), Optimizer::adam())?;
+    m.train_on_batch(&x, &y)?;
+    let path = dir.join("graph.safetensors");
+    m.save(&path)?;
+    let mut back = Model::load(&path)?;
+    assert_eq!(back.summary(), m.summary());
+    assert_eq!(back.get_weights()?, m.get_weights()?);
+    m.train_on_batch(&x, &y)?;
+    back.train_on_batch(&x, &y)?;
+    assert_eq!(
+        back.get_weights()?,
+        m.get_weights()?,
+        "one more step differs"
+    );
+
+    // Written by wgcnn 0.1 before graphs (`wgcnn train mnist-dense --limit 300 --epochs 1`):
+    // its predict printed "3 13.2%, 7 12.6%, 0 12.5%" for the input picture.
+    let old = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut v1 = Model::load(old.join("v1-mnist-dense.safetensors"))?;
+    assert_eq!(v1.epochs_trained(), 1);
+    assert!(v1.summary().contains("Total params: 7,850"));
+    let img =
+        wgcnn::report::load_input_image(&old.join("v1-mnist-dense-input.png"), [28, 28, 1], false)?;
+    let p = v1.predict(&img, 1)?;
+    for (class, want) in [(3, 0.132), (7, 0.126), (0, 0.125)] {
+        assert!(
+            (p[class] - want).abs() < 0.0006,
+            "class {class}: {}",
+            p[class]
+        );
+    }
+    // Saved again, it is a format-2 file with the same weights and optimizer state.
+    let again = dir.join("v1-again.safetensors");
+    v1.save(&again)?;
+    let mut v2 = Model::load(&again)?;
+    assert_eq!(v2.get_weights()?, v1.get_weights()?);
+    v1.train_on_batch(&img, &[3])?;
+    v2.train_on_batch(&img, &[3])?;
+    assert_eq!(v2.get_weights()?, v1.get_weights()?);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Keras 3's functional summary, character for character (the 899-parameter model of
+/// keras.io's shape, printed by Keras 3.15 on this machine), and a merge of a tensor
+/// with itself listed twice.
+#[test]
+fn functional_summary_is_keras_3s_table() -> R {
+    let inputs = input(&[8, 8, 3])?;
+    let a = Conv2D::new(4, 3).padding(Same).apply(&inputs)?;
+    let b = Conv2D::new(4, 1).apply(&inputs)?;
+    let y = Add::new().apply(&[&a, &b])?;
+    let y = Flatten::new().apply(&y)?;
+    let out = Dense::new(3).activation(Softmax).apply(&y)?;
+    let m = Model::new(&[&inputs], &[&out])?;
+    let want = "\
+Model: \"functional\"
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ Layer (type)                  ┃ Output Shape              ┃         Param # ┃ Connected to               ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩
+│ input_layer (InputLayer)      │ (None, 8, 8, 3)           │               0 │ -                          │
+├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤
+│ conv2d (Conv2D)               │ (None, 8, 8, 4)           │             112 │ input_layer[0][0]          │
+├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤
+│ conv2d_1 (Conv2D)             │ (None, 8, 8, 4)           │              16 │ input_layer[0][0]          │
+├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤
+│ add (Add)                     │ (None, 8, 8, 4)           │               0 │ conv2d[0][0],              │
+│                               │                           │                 │ conv2d_1[0][0]             │
+├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤
+│ flatten (Flatten)             │ (None, 256)               │               0 │ add[0][0]                  │
+├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤
+│ dense (Dense)                 │ (None, 3)                 │             771 │ flatten[0][0]              │
+└───────────────────────────────┴───────────────────────────┴─────────────────┴────────────────────────────┘
+ Total params: 899 (3.51 KB)
+ Trainable params: 899 (3.51 KB)
+ Non-trainable params: 0 (0.00 B)
+";
+    assert_eq!(m.summary(), want, "got:\n{}", m.summary());
+    let c = Add::new().apply(&[&a, &a])?;
+    let out = Dense::new(3).apply(&Flatten::new().apply(&c)?)?;
+    let m = Model::new(&[&inputs], &[&out])?;
+    assert!(
+        m.summary().contains("│ conv2d[0][0], conv2d[0][0] │"),
+        "{}",
+        m.summary()
+    );
+    Ok(())
+}
+
+/// A graph model's step is still one submission that allocates nothing, and reads back
+/// only the loss and metrics.
+#[test]
+fn a_graph_training_step_is_one_submit_and_allocates_nothing() -> R {
+    // A device of its own: the shared one's counters move with every parallel test.
+    let g = Arc::new(Gpu::new()?);
+    let mut m = compiled(
+        graph_model("residual")?,
+        Device::Gpu(g.clone()),
+        Optimizer::adam(),
+    )?;
+    let n = 32 * 10;
+    let x = random_vec(n * SHAPE.iter().product::<usize>(), 5);
+    let y = random_labels(n, 3, 6);
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 32,
+        verbose: false,
+        ..Default::default()
+    };
+    m.fit(&x, &y, &cfg)?; // the first epoch records the step
+    let (b0, s0, r0) = g.counters.snapshot();
+    m.fit(&x, &y, &cfg)?;
+    let (b1, s1, r1) = g.counters.snapshot();
+    assert_eq!(b1 - b0, 0, "buffers created during an epoch");
+    assert_eq!(s1 - s0, 10 + (r1 - r0), "submits: 10 steps + read-backs");
+    assert!(r1 - r0 <= 1, "read-backs in a quiet epoch: {}", r1 - r0);
+    Ok(())
+}
