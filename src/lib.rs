@@ -29,6 +29,7 @@ pub mod prelude {
         Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D,
         Maximum, Minimum, Multiply, Subtract,
     };
+    pub use crate::layers::{Initializer, Regularizer, l2};
     pub use crate::model::{
         Device, FitConfig, History, Loss, Metric, Model, NamedTensor, Sequential, SymbolicTensor,
         input,

@@ -49,7 +49,12 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
     let y = match case {
         // x read by a conv and by the Add (fan-out), a projection shortcut beside it.
         "residual" => {
-            let y = Conv2D::new(4, 3).padding(Same).apply(&x)?;
+            let y = Conv2D::new(4, 3)
+                .padding(Same)
+                .use_bias(false)
+                .kernel_initializer(Initializer::HeNormal)
+                .kernel_regularizer(l2(1e-2))
+                .apply(&x)?;
             let y = BatchNormalization::new().momentum(0.9).apply(&y)?;
             let y = Add::new().apply(&[&x, &y])?;
             let y = Activation::new(Relu).apply(&y)?;
@@ -78,7 +83,10 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
             Multiply::new().apply(&[&y, &x])?
         }
         "merges" => {
-            let a = Conv2D::new(4, 1).apply(&x)?;
+            let a = Conv2D::new(4, 1)
+                .kernel_regularizer(l2(0.05))
+                .use_bias(false)
+                .apply(&x)?;
             let b = Conv2D::new(4, 3)
                 .padding(Same)
                 .activation(Sigmoid)
@@ -166,14 +174,10 @@ fn graph_gradients_match_finite_differences() -> R {
         let w0 = m.get_weights()?;
         m.train_on_batch(&x, &y)?;
         let w1 = m.get_weights()?;
+        // The loss evaluate reports: cross-entropy plus the kernels' L2 penalties.
         let loss = |m: &mut Model, w: &[NamedTensor]| -> anyhow::Result<f64> {
             m.set_weights(w)?;
-            let p = m.predict(&x, n)?;
-            Ok(y.iter()
-                .enumerate()
-                .map(|(i, &l)| -f64::from(p[i * 3 + l as usize]).ln())
-                .sum::<f64>()
-                / n as f64)
+            Ok(f64::from(m.evaluate_batched(&x, &y, n)?.0))
         };
         let mut worst = 0f64;
         for (t, (a, b)) in w0.iter().zip(&w1).enumerate() {
@@ -408,5 +412,95 @@ fn a_graph_training_step_is_one_submit_and_allocates_nothing() -> R {
     assert_eq!(b1 - b0, 0, "buffers created during an epoch");
     assert_eq!(s1 - s0, 10 + (r1 - r0), "submits: 10 steps + read-backs");
     assert!(r1 - r0 <= 1, "read-backs in a quiet epoch: {}", r1 - r0);
+    Ok(())
+}
+
+/// keras.io's ResNet-20 v1: Keras 3's counts and its summary, character for character
+/// (tests/fixtures holds what Keras 3.15 printed for the same network).
+#[test]
+fn resnet20_is_keras_resnet_v1() -> R {
+    let m = wgcnn::experiments::experiment("cifar-resnet20")?.model()?;
+    assert_eq!(m.count_params(), 274_442);
+    assert_eq!(m.count_trainable_params(), 273_066);
+    let keras = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keras3-resnet20-summary.txt"),
+    )?;
+    assert_eq!(m.summary(), keras);
+    Ok(())
+}
+
+/// Keras' initializers (spread from the fans, truncation at two standard deviations),
+/// `use_bias=False` in the parameter counts, and an L2 factor that is not a number.
+#[test]
+fn kernel_options_follow_keras() -> R {
+    let spread = |init: Initializer| -> anyhow::Result<(f64, f32)> {
+        let inputs = input(&[8, 8, 64])?;
+        let y = Conv2D::new(64, 3).kernel_initializer(init).apply(&inputs)?;
+        let out = Dense::new(2).apply(&Flatten::new().apply(&y)?)?;
+        let mut m = compiled(
+            Model::new(&[&inputs], &[&out])?,
+            Device::Cpu,
+            Optimizer::adam(),
+        )?;
+        let w = m.get_weights()?.remove(0).values;
+        let sd = (w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
+        let max = w.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        let _ = m.predict(&vec![0.5; 8 * 8 * 64], 1)?;
+        Ok((sd, max))
+    };
+    let fan_in: f64 = 3.0 * 3.0 * 64.0;
+    for (init, want, bound) in [
+        (
+            Initializer::HeNormal,
+            (2.0 / fan_in).sqrt(),
+            2.0 * (2.0 / fan_in).sqrt() / 0.8796,
+        ),
+        (
+            Initializer::LecunNormal,
+            (1.0 / fan_in).sqrt(),
+            2.0 * (1.0 / fan_in).sqrt() / 0.8796,
+        ),
+        (
+            Initializer::HeUniform,
+            (2.0 / fan_in).sqrt(),
+            (6.0 / fan_in).sqrt(),
+        ),
+        (
+            Initializer::GlorotUniform,
+            (1.0 / fan_in).sqrt(),
+            (3.0 / fan_in).sqrt(),
+        ),
+    ] {
+        let (sd, max) = spread(init)?;
+        assert!(
+            (sd / want - 1.0).abs() < 0.02,
+            "{init:?}: spread {sd}, want {want}"
+        );
+        assert!(
+            f64::from(max) <= bound * 1.0001,
+            "{init:?}: {max} past {bound}"
+        );
+    }
+    let inputs = input(&[4, 4, 3])?;
+    let c = Conv2D::new(4, 3).use_bias(false).apply(&inputs)?;
+    let d = Dense::new(5)
+        .use_bias(false)
+        .apply(&Flatten::new().apply(&c)?)?;
+    let m = Model::new(&[&inputs], &[&d])?;
+    assert_eq!(m.count_params(), 108 + 4 * 4 * 5);
+    let names: Vec<String> = m
+        .nodes()
+        .iter()
+        .flat_map(|n| n.param_shapes())
+        .map(|p| p.0.into())
+        .collect();
+    assert_eq!(names, ["kernel", "kernel"]);
+    assert!(
+        Conv2D::new(4, 3)
+            .kernel_regularizer(l2(f32::NAN))
+            .apply(&inputs)
+            .is_err()
+    );
     Ok(())
 }

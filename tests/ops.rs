@@ -12,6 +12,7 @@ use wgcnn::ops::bias::*;
 use wgcnn::ops::concat::*;
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::dropout::*;
+use wgcnn::ops::l2::*;
 use wgcnn::ops::matmul::*;
 use wgcnn::ops::merge::*;
 use wgcnn::ops::optimizer::{LearningRate, Optimizer};
@@ -952,6 +953,38 @@ fn concatenate_copies_match_cpu() -> R {
     let small = poisoned(&g, &[4], "small");
     let bad = Columns::into_output(2, 3, 2, 4);
     assert!(copy_columns(&g, &small, &small, &bad).is_err());
+    Ok(())
+}
+
+/// The L2 penalty joins the loss total once per valid sample, and its gradient the
+/// kernel's; sizes that are not multiples of the 64 lanes or of vec4s.
+#[test]
+fn l2_penalty_and_gradient_match_cpu() -> R {
+    let g = gpu();
+    for (n, valid) in [(1, 1), (37, 5), (4_099, 8)] {
+        let w = random_vec(n, 1);
+        let tw = Tensor::from_slice(&g, &[n], &w, "w")?;
+        let totals = Tensor::from_slice(&g, &[2], &[1.5f32, 2.0], "totals")?;
+        let rows = BatchRows::new(&g, 8, 3)?;
+        rows.set_valid(&g, valid)?;
+        let base = random_vec(n, 2);
+        let grad = Tensor::from_slice(&g, &[n], &base, "grad")?;
+        g.run(&[
+            &l2_penalty(&g, &totals, &tw, 0.01, &rows)?,
+            &l2_gradient(&g, &grad, &tw, 0.01)?,
+        ])?;
+        let want = 1.5 + valid as f64 * l2_penalty_cpu(&w, 0.01);
+        assert_close(
+            "l2 penalty",
+            &totals.read(&g)?,
+            &[want as f32, 2.0],
+            1e-5,
+            1e-5,
+        )?;
+        let mut wg = base.clone();
+        l2_gradient_cpu(&mut wg, &w, 0.01);
+        assert_close("l2 gradient", &grad.read(&g)?, &wg, 1e-7, 1e-6)?;
+    }
     Ok(())
 }
 

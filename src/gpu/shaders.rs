@@ -117,11 +117,12 @@ pub enum Kernel {
     MergeForward,
     MergeBackward,
     CopyColumns,
+    L2Penalty,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 29] = [
+    pub const ALL: [Kernel; 30] = [
         Kernel::Matmul,
         Kernel::SplitKReduce,
         Kernel::Transpose,
@@ -151,6 +152,7 @@ impl Kernel {
         Kernel::MergeForward,
         Kernel::MergeBackward,
         Kernel::CopyColumns,
+        Kernel::L2Penalty,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -220,6 +222,7 @@ impl Kernel {
             Kernel::MergeForward => "merge_forward",
             Kernel::MergeBackward => "merge_backward",
             Kernel::CopyColumns => "copy_columns",
+            Kernel::L2Penalty => "l2_penalty",
         }
     }
 
@@ -312,6 +315,7 @@ impl Kernel {
             Kernel::MergeForward => shader!("merge_forward"),
             Kernel::MergeBackward => shader!("merge_backward"),
             Kernel::CopyColumns => shader!("copy_columns"),
+            Kernel::L2Penalty => shader!("l2_penalty"),
         };
         let mut src = String::new();
         if self.uses_divmod() {

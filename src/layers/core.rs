@@ -1,6 +1,6 @@
 //! The core layers: the input declaration, dense, flatten, activation and dropout.
 
-use super::ActivationFn;
+use super::{ActivationFn, Initializer, Regularizer, yes};
 
 /// Keras' `Input(shape=…)`: declares the model's per-sample input shape, so that any
 /// layer (a pooling, a normalisation) may come first. It adds no layer to the summary.
@@ -29,11 +29,18 @@ impl Flatten {
     }
 }
 
-/// `Dense(units, activation=None)`.
+/// `Dense(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform',
+/// kernel_regularizer=None)`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dense {
     pub units: usize,
     pub activation: ActivationFn,
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    #[serde(default)]
+    pub kernel_regularizer: Option<Regularizer>,
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -42,11 +49,29 @@ impl Dense {
         Dense {
             units,
             activation: ActivationFn::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            kernel_regularizer: None,
             input_shape: None,
         }
     }
     pub fn activation(mut self, activation: ActivationFn) -> Self {
         self.activation = activation;
+        self
+    }
+    /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
+    pub fn use_bias(mut self, on: bool) -> Self {
+        self.use_bias = on;
+        self
+    }
+    /// How the kernel starts (Keras' `kernel_initializer`).
+    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
+        self.kernel_initializer = init;
+        self
+    }
+    /// A penalty on the kernel (Keras' `kernel_regularizer`, e.g. `l2(1e-4)`).
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.kernel_regularizer = Some(r);
         self
     }
 }

@@ -166,7 +166,7 @@ impl Layer {
         }
     }
     /// Keras' automatic name stem: `conv2d`, `max_pooling2d`, …
-    fn name_stem(&self) -> &'static str {
+    pub(crate) fn name_stem(&self) -> &'static str {
         match self {
             Layer::Input(_) => "input_layer",
             Layer::Conv2D(_) => "conv2d",
@@ -214,6 +214,8 @@ pub enum Op {
         kernel: (usize, usize),
         strides: (usize, usize),
         padding: Padding,
+        /// Kernel options: bias, initializer, L2 factor (0 for none).
+        options: KernelOptions,
     },
     MaxPool {
         in_hwc: [usize; 3],
@@ -231,6 +233,7 @@ pub enum Op {
     Dense {
         n_in: usize,
         units: usize,
+        options: KernelOptions,
     },
     Activation,
     Dropout {
@@ -244,7 +247,37 @@ pub enum Op {
     },
 }
 
+/// A Conv2D's or Dense layer's kernel options.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelOptions {
+    pub use_bias: bool,
+    pub init: Initializer,
+    /// The L2 factor (0 for none).
+    pub l2: f32,
+}
+
+impl KernelOptions {
+    fn of(use_bias: bool, init: Initializer, r: Option<Regularizer>) -> KernelOptions {
+        KernelOptions {
+            use_bias,
+            init,
+            l2: match r {
+                Some(Regularizer::L2(f)) => f,
+                None => 0.0,
+            },
+        }
+    }
+}
+
 impl Op {
+    /// The kernel options of a Conv2D or Dense layer.
+    pub fn kernel_options(&self) -> Option<KernelOptions> {
+        match self {
+            Op::Conv { options, .. } | Op::Dense { options, .. } => Some(*options),
+            _ => None,
+        }
+    }
+
     /// The conv2d shapes of this op at `batch` (None unless it is a convolution).
     pub fn conv_shape(&self, batch: usize) -> Option<Conv2dShape> {
         match *self {
@@ -254,6 +287,7 @@ impl Op {
                 kernel,
                 strides,
                 padding,
+                ..
             } => Some(Conv2dShape {
                 batch,
                 in_h: in_hwc[0],
@@ -315,13 +349,88 @@ pub struct Node {
     pub out_shape: Vec<usize>,
 }
 
-/// How a parameter tensor starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Init {
-    /// Glorot-uniform from the model's seed (Keras' default kernel initializer).
+/// How a parameter tensor starts: Keras' initializers (`kernel_initializer=`), drawn
+/// from the model's seed. With fan_in = kernel height · width · input channels (a Dense
+/// layer's inputs) and fan_out likewise with the filters: `GlorotUniform` (Keras'
+/// default) U(±√(6/(fan_in + fan_out))); `HeUniform` U(±√(6/fan_in)); `LecunUniform`
+/// U(±√(3/fan_in)); `GlorotNormal`, `HeNormal` and `LecunNormal` a normal truncated at
+/// two standard deviations whose spread is √(2/(fan_in + fan_out)), √(2/fan_in) and
+/// √(1/fan_in) (Keras draws N(0, 1) cut to [−2, 2] times stddev/0.8796…).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Initializer {
+    #[default]
     GlorotUniform,
+    GlorotNormal,
+    HeNormal,
+    HeUniform,
+    LecunNormal,
+    LecunUniform,
     Zeros,
     Ones,
+}
+
+impl Initializer {
+    /// `len` values for a kernel of fans (`fan_in`, `fan_out`).
+    pub(crate) fn draw(
+        self,
+        len: usize,
+        (fan_in, fan_out): (usize, usize),
+        rng: &mut impl rand::Rng,
+    ) -> Vec<f32> {
+        let (fan_in, fan_out) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
+        let avg = (fan_in + fan_out) / 2.0;
+        let uniform = |rng: &mut dyn rand::RngCore, scale: f64, fan: f64| -> Vec<f32> {
+            let limit = (3.0 * scale / fan).sqrt() as f32;
+            (0..len)
+                .map(|_| rand::Rng::random_range(rng, -limit..limit))
+                .collect()
+        };
+        // Keras' truncated normal: N(0, 1) redrawn outside [−2, 2] (Box–Muller), scaled
+        // so that the truncated spread is √(scale/fan).
+        let normal = |rng: &mut dyn rand::RngCore, scale: f64, fan: f64| -> Vec<f32> {
+            let stddev = (scale / fan).sqrt() / 0.879_625_661_034_239_8;
+            (0..len)
+                .map(|_| {
+                    loop {
+                        let u1: f64 = rand::Rng::random_range(rng, f64::EPSILON..1.0);
+                        let u2: f64 = rand::Rng::random_range(rng, 0.0..1.0);
+                        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                        if z.abs() <= 2.0 {
+                            break (z * stddev) as f32;
+                        }
+                    }
+                })
+                .collect()
+        };
+        match self {
+            Initializer::GlorotUniform => uniform(rng, 1.0, avg),
+            Initializer::GlorotNormal => normal(rng, 1.0, avg),
+            Initializer::HeNormal => normal(rng, 2.0, fan_in),
+            Initializer::HeUniform => uniform(rng, 2.0, fan_in),
+            Initializer::LecunNormal => normal(rng, 1.0, fan_in),
+            Initializer::LecunUniform => uniform(rng, 1.0, fan_in),
+            Initializer::Zeros => vec![0.0; len],
+            Initializer::Ones => vec![1.0; len],
+        }
+    }
+}
+
+/// A penalty on a layer's kernel, added to the loss and its gradient inside the
+/// training step (Keras' `kernel_regularizer=`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Regularizer {
+    /// `factor·Σw²` (Keras' `l2`; its default factor is 0.01).
+    L2(f32),
+}
+
+/// Keras' `regularizers.l2(factor)`.
+pub fn l2(factor: f32) -> Regularizer {
+    Regularizer::L2(factor)
+}
+
+/// serde's default for `use_bias`.
+fn yes() -> bool {
+    true
 }
 
 /// One parameter tensor of a node, as Keras names it (`kernel`, `bias`, `gamma`, `beta`,
@@ -331,7 +440,7 @@ pub struct Param {
     pub suffix: &'static str,
     pub shape: Vec<usize>,
     pub trainable: bool,
-    pub init: Init,
+    pub init: Initializer,
 }
 
 impl Node {
@@ -343,30 +452,35 @@ impl Node {
             trainable,
             init,
         };
+        let kernel_and_bias = |shape: Vec<usize>, out: usize, o: &KernelOptions| {
+            let mut v = vec![p("kernel", shape, true, o.init)];
+            if o.use_bias {
+                v.push(p("bias", vec![out], true, Initializer::Zeros));
+            }
+            v
+        };
         match &self.op {
             Op::Conv {
                 in_hwc,
                 filters,
                 kernel,
+                options,
                 ..
-            } => vec![
-                p(
-                    "kernel",
-                    vec![kernel.0, kernel.1, in_hwc[2], *filters],
-                    true,
-                    Init::GlorotUniform,
-                ),
-                p("bias", vec![*filters], true, Init::Zeros),
-            ],
-            Op::Dense { n_in, units } => vec![
-                p("kernel", vec![*n_in, *units], true, Init::GlorotUniform),
-                p("bias", vec![*units], true, Init::Zeros),
-            ],
+            } => kernel_and_bias(
+                vec![kernel.0, kernel.1, in_hwc[2], *filters],
+                *filters,
+                options,
+            ),
+            Op::Dense {
+                n_in,
+                units,
+                options,
+            } => kernel_and_bias(vec![*n_in, *units], *units, options),
             Op::BatchNorm { channels, .. } => vec![
-                p("gamma", vec![*channels], true, Init::Ones),
-                p("beta", vec![*channels], true, Init::Zeros),
-                p("moving_mean", vec![*channels], false, Init::Zeros),
-                p("moving_variance", vec![*channels], false, Init::Ones),
+                p("gamma", vec![*channels], true, Initializer::Ones),
+                p("beta", vec![*channels], true, Initializer::Zeros),
+                p("moving_mean", vec![*channels], false, Initializer::Zeros),
+                p("moving_variance", vec![*channels], false, Initializer::Ones),
             ],
             _ => Vec::new(),
         }
@@ -409,7 +523,7 @@ impl Node {
                 kernel.0 * kernel.1 * in_hwc[2],
                 kernel.0 * kernel.1 * filters,
             ),
-            Op::Dense { n_in, units } => (*n_in, *units),
+            Op::Dense { n_in, units, .. } => (*n_in, *units),
             _ => (0, 0),
         }
     }
@@ -596,12 +710,18 @@ fn resolve_one(
                 (Ok(h), Ok(w)) => (h, w),
                 (Err(e), _) | (_, Err(e)) => return fail(format!("{e}")),
             };
+            if let Some(Regularizer::L2(f)) = c.kernel_regularizer
+                && !(f.is_finite() && f >= 0.0)
+            {
+                return fail(format!("the L2 factor {f} must be finite and ≥ 0"));
+            }
             let op = Op::Conv {
                 in_hwc,
                 filters: c.filters,
                 kernel: c.kernel_size,
                 strides: c.strides,
                 padding: c.padding,
+                options: KernelOptions::of(c.use_bias, c.kernel_initializer, c.kernel_regularizer),
             };
             (op, c.activation, vec![oh, ow, c.filters])
         }
@@ -633,10 +753,20 @@ fn resolve_one(
             if d.units == 0 {
                 return fail("units must be positive".into());
             }
+            if let Some(Regularizer::L2(f)) = d.kernel_regularizer
+                && !(f.is_finite() && f >= 0.0)
+            {
+                return fail(format!("the L2 factor {f} must be finite and ≥ 0"));
+            }
             (
                 Op::Dense {
                     n_in: *n_in,
                     units: d.units,
+                    options: KernelOptions::of(
+                        d.use_bias,
+                        d.kernel_initializer,
+                        d.kernel_regularizer,
+                    ),
                 },
                 d.activation,
                 vec![d.units],

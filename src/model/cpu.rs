@@ -11,6 +11,7 @@ use crate::ops::batchnorm::{
 use crate::ops::concat::{Columns, copy_columns_cpu};
 use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
+use crate::ops::l2::{l2_gradient_cpu, l2_penalty_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use crate::ops::merge::{merge_backward_cpu, merge_forward_cpu};
 use crate::ops::optimizer::Optimizer;
@@ -120,19 +121,19 @@ impl CpuEngine {
                     let saved = batchnorm_forward_cpu(&mut y, a, state, &p);
                     bn = training.then_some((saved, mm, mv));
                 }
-                Op::Conv { .. } => conv2d_forward_cpu(
+                Op::Conv { filters, .. } => conv2d_forward_cpu(
                     &mut y,
                     a,
                     &self.params[i][0],
-                    &self.params[i][1],
+                    &self.bias(i, *filters),
                     &node.op.conv_shape(batch).expect("conv op"),
                     false,
                 ),
-                Op::Dense { n_in, units } => dense_forward_cpu(
+                Op::Dense { n_in, units, .. } => dense_forward_cpu(
                     &mut y,
                     a,
                     &self.params[i][0],
-                    &self.params[i][1],
+                    &self.bias(i, *units),
                     batch,
                     *n_in,
                     *units,
@@ -294,24 +295,26 @@ impl CpuEngine {
                         &p,
                     );
                 }
-                Op::Conv { .. } => {
+                Op::Conv { filters, .. } => {
                     let (gw, gb) = pgrads[i].split_at_mut(1);
+                    let mut unused = Vec::new();
                     conv2d_backward_cpu(
                         need_da.then_some(&mut da[0][..]),
                         &mut gw[0],
-                        &mut gb[0],
+                        bias_grad(gb, &mut unused, *filters),
                         &dy,
                         a,
                         &self.params[i][0],
                         &node.op.conv_shape(batch).expect("conv op"),
                     );
                 }
-                Op::Dense { n_in, units } => {
+                Op::Dense { n_in, units, .. } => {
                     let (gw, gb) = pgrads[i].split_at_mut(1);
+                    let mut unused = Vec::new();
                     dense_backward_cpu(
                         need_da.then_some(&mut da[0][..]),
                         &mut gw[0],
-                        &mut gb[0],
+                        bias_grad(gb, &mut unused, *units),
                         &dy,
                         a,
                         &self.params[i][0],
@@ -382,6 +385,7 @@ impl CpuEngine {
                 }
             }
         }
+        let (sum, _) = self.regularize(graph, Some(&mut pgrads), sum, batch);
         // The optimizer updates the trainable tensors (they come first); a batch
         // normalization's moving statistics take this batch's.
         for (i, node) in nodes.iter().enumerate() {
@@ -409,7 +413,40 @@ impl CpuEngine {
         let t = self.forward(graph, x, batch, None);
         let output = graph.output()?;
         let (_, sum, hits) = Self::loss(graph, &t.acts[output], labels, batch)?;
+        let (sum, _) = self.regularize(graph, None, sum, batch);
         Ok((sum, hits))
+    }
+
+    /// Node `i`'s bias: its parameter, or `n` zeros for a layer without one.
+    fn bias(&self, i: usize, n: usize) -> std::borrow::Cow<'_, [f32]> {
+        match self.params[i].get(1) {
+            Some(b) => std::borrow::Cow::Borrowed(b),
+            None => std::borrow::Cow::Owned(vec![0.0; n]),
+        }
+    }
+
+    /// Kernel regularizers: adds each penalty, once per sample, to the loss sum of a
+    /// batch of `valid` samples, and (given the parameter gradients) each penalty's
+    /// gradient to its kernel's.
+    fn regularize(
+        &self,
+        graph: &Graph,
+        mut grads: Option<&mut Vec<Vec<Vec<f32>>>>,
+        sum: f64,
+        valid: usize,
+    ) -> (f64, ()) {
+        let mut sum = sum;
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let Some(o) = node.op.kernel_options().filter(|o| o.l2 > 0.0) else {
+                continue;
+            };
+            let w = &self.params[i][0];
+            sum += valid as f64 * l2_penalty_cpu(w, o.l2);
+            if let Some(g) = grads.as_deref_mut() {
+                l2_gradient_cpu(&mut g[i][0], w, o.l2);
+            }
+        }
+        (sum, ())
     }
 
     /// Model outputs (probabilities with a softmax head) of a batch.
@@ -428,5 +465,17 @@ impl CpuEngine {
     /// Every tensor of the graph for a batch, the input's included (feature maps).
     pub fn layer_outputs(&self, graph: &Graph, x: &[f32], batch: usize) -> Vec<Vec<f32>> {
         self.forward(graph, x, batch, None).acts
+    }
+}
+
+/// The bias gradient a layer's backward reference adds to: its own, or `unused` (sized
+/// `n`) for a layer without a bias.
+fn bias_grad<'a>(gb: &'a mut [Vec<f32>], unused: &'a mut Vec<f32>, n: usize) -> &'a mut [f32] {
+    match gb.first_mut() {
+        Some(g) => g,
+        None => {
+            *unused = vec![0.0; n];
+            unused
+        }
     }
 }

@@ -119,12 +119,51 @@ impl Model {
             seen.insert(t.id(), t);
         }
         let mut symbols: Vec<SymbolicTensor> = seen.into_values().collect();
+        // Names in the order the layers were applied (Keras' per-stem counters).
         symbols.sort_by_key(|t| t.0.seq);
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let names: HashMap<*const Symbol, String> = symbols
+            .iter()
+            .map(|t| {
+                let stem = t.0.layer.name_stem();
+                let n = counts.entry(stem).or_default();
+                let name = if *n == 0 {
+                    stem.to_string()
+                } else {
+                    format!("{stem}_{n}")
+                };
+                *n += 1;
+                (t.id(), name)
+            })
+            .collect();
+        // Keras' layer order (`model.layers`, the summary's rows): by depth from the
+        // outputs, deepest first, ties in the order a depth-first walk from the outputs
+        // meets them. Every input comes before its readers.
+        let mut depth: HashMap<*const Symbol, usize> =
+            outputs.iter().map(|t| (t.id(), 0)).collect();
+        for t in symbols.iter().rev() {
+            let d = depth.get(&t.id()).copied().unwrap_or(0);
+            for i in &t.0.inputs {
+                let e = depth.entry(i.id()).or_default();
+                *e = (*e).max(d + 1);
+            }
+        }
+        let mut walk: HashMap<*const Symbol, usize> = HashMap::new();
+        let mut stack: Vec<SymbolicTensor> = outputs.iter().rev().map(|&t| t.clone()).collect();
+        while let Some(t) = stack.pop() {
+            if walk.contains_key(&t.id()) {
+                continue;
+            }
+            walk.insert(t.id(), walk.len());
+            stack.extend(t.0.inputs.iter().rev().cloned());
+        }
+        symbols.sort_by_key(|t| (std::cmp::Reverse(depth[&t.id()]), walk[&t.id()]));
         let mut graph = Graph::default();
         let mut index: HashMap<*const Symbol, usize> = HashMap::new();
         for t in &symbols {
             let reads = t.0.inputs.iter().map(|i| index[&i.id()]).collect();
-            let i = graph.push(t.0.layer.clone(), reads, None)?;
+            let name = names[&t.id()].clone();
+            let i = graph.push(t.0.layer.clone(), reads, Some(name))?;
             index.insert(t.id(), i);
         }
         graph.outputs = outputs.iter().map(|t| index[&t.id()]).collect();

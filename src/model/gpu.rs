@@ -11,6 +11,7 @@ use crate::ops::bias::bias_backward;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
+use crate::ops::l2::{l2_gradient, l2_penalty};
 use crate::ops::matmul::{MatmulShape, matmul};
 use crate::ops::merge::{MergeOp, merge_backward, merge_forward};
 use crate::ops::optimizer::Optimizer;
@@ -34,9 +35,18 @@ pub(crate) struct GpuParams {
     pub state: Vec<Vec<Vec<Tensor>>>,
     pub opt_uniform: Uniform<[f32; 8]>,
     pub updates: Vec<Dispatch>,
+    /// Per convolution without a bias: the zeros its kernel adds instead.
+    zero_bias: Vec<Option<Tensor>>,
 }
 
 impl GpuParams {
+    /// Node `i`'s bias: its parameter, or zeros for a convolution without one.
+    fn bias(&self, i: usize) -> &Tensor {
+        self.zero_bias[i]
+            .as_ref()
+            .unwrap_or_else(|| &self.params[i][1])
+    }
+
     pub fn new(
         gpu: Arc<Gpu>,
         nodes: &[Node],
@@ -80,6 +90,17 @@ impl GpuParams {
                 updates.push(opt.update(&gpu, &opt_uniform, p, g, s)?);
             }
         }
+        let zero_bias = nodes
+            .iter()
+            .map(|n| match n.op {
+                Op::Conv {
+                    filters, options, ..
+                } if !options.use_bias => {
+                    Tensor::zeros(&gpu, &[filters], &format!("{} zero bias", n.name)).map(Some)
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
         Ok(GpuParams {
             gpu,
             params,
@@ -87,6 +108,7 @@ impl GpuParams {
             state,
             opt_uniform,
             updates,
+            zero_bias,
         })
     }
 
@@ -329,28 +351,26 @@ impl GpuGraph {
                             out,
                             a,
                             &p.params[i][0],
-                            &p.params[i][1],
+                            p.bias(i),
                             &s,
                             relu,
                         )?);
                     }
-                    Op::Dense { n_in, units } => {
+                    Op::Dense {
+                        n_in,
+                        units,
+                        options,
+                    } => {
                         let s = MatmulShape {
                             m: batch,
                             n: *units,
                             k: *n_in,
-                            bias: true,
+                            bias: options.use_bias,
                             relu,
                             ..Default::default()
                         };
-                        ds.push(matmul(
-                            gpu,
-                            out,
-                            a,
-                            &p.params[i][0],
-                            Some(&p.params[i][1]),
-                            &s,
-                        )?);
+                        let bias = options.use_bias.then(|| &p.params[i][1]);
+                        ds.push(matmul(gpu, out, a, &p.params[i][0], bias, &s)?);
                     }
                     Op::MaxPool { .. } => {
                         let s = node.op.pool_shape(batch).expect("pool op");
@@ -489,16 +509,18 @@ impl GpuGraph {
                             &s,
                             false,
                         )?);
-                        train_ds.push(bias_backward(
-                            gpu,
-                            &p.grads[i][1],
-                            dy,
-                            batch * s.out_h() * s.out_w(),
-                            s.out_c,
-                            false,
-                        )?);
+                        if p.grads[i].len() > 1 {
+                            train_ds.push(bias_backward(
+                                gpu,
+                                &p.grads[i][1],
+                                dy,
+                                batch * s.out_h() * s.out_w(),
+                                s.out_c,
+                                false,
+                            )?);
+                        }
                     }
-                    Op::Dense { n_in, units } => {
+                    Op::Dense { n_in, units, .. } => {
                         if let Some(da) = da(0) {
                             let s = MatmulShape {
                                 m: batch,
@@ -517,14 +539,16 @@ impl GpuGraph {
                             ..Default::default()
                         };
                         train_ds.push(matmul(gpu, &p.grads[i][0], a, dy, None, &s)?);
-                        train_ds.push(bias_backward(
-                            gpu,
-                            &p.grads[i][1],
-                            dy,
-                            batch,
-                            *units,
-                            false,
-                        )?);
+                        if p.grads[i].len() > 1 {
+                            train_ds.push(bias_backward(
+                                gpu,
+                                &p.grads[i][1],
+                                dy,
+                                batch,
+                                *units,
+                                false,
+                            )?);
+                        }
                     }
                     Op::MaxPool { .. } => {
                         if let Some(da) = da(0) {
@@ -627,6 +651,19 @@ impl GpuGraph {
                     }
                     Op::Input | Op::Flatten | Op::Activation => {}
                 }
+            }
+        }
+        // Kernel regularizers: the penalty joins the loss total (training and evaluation,
+        // as in Keras) and its gradient the kernel's, before the optimizer update.
+        for (i, node) in nodes.iter().enumerate() {
+            let Some(o) = node.op.kernel_options().filter(|o| o.l2 > 0.0) else {
+                continue;
+            };
+            let w = &p.params[i][0];
+            eval.push(l2_penalty(gpu, &totals, w, o.l2, &rows)?);
+            if training {
+                train_ds.push(l2_penalty(gpu, &totals, w, o.l2, &rows)?);
+                train_ds.push(l2_gradient(gpu, &p.grads[i][0], w, o.l2)?);
             }
         }
         let predict_probs = head.softmax;

@@ -38,13 +38,13 @@ pub use io::{FileKind, file_kind};
 use crate::callbacks::Callback;
 use crate::data::augment::RandomTranslation;
 use crate::gpu::Gpu;
-use crate::layers::{self, ActivationFn, Init, Layer, Node, Op};
+use crate::layers::{self, ActivationFn, Layer, Node, Op};
 use crate::ops::optimizer::LearningRate;
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, bail, ensure};
 use cpu::CpuEngine;
 use gpu::{GpuGraph, GpuParams};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -443,21 +443,11 @@ impl Model {
             .nodes
             .iter()
             .map(|n| {
-                let (fan_in, fan_out) = n.fans();
+                let fans = n.fans();
                 let fresh: Vec<Vec<f32>> = n
                     .params()
                     .iter()
-                    .map(|p| {
-                        let len: usize = p.shape.iter().product();
-                        match p.init {
-                            Init::GlorotUniform => {
-                                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                                (0..len).map(|_| rng.random_range(-limit..limit)).collect()
-                            }
-                            Init::Zeros => vec![0.0; len],
-                            Init::Ones => vec![1.0; len],
-                        }
-                    })
+                    .map(|p| p.init.draw(p.shape.iter().product(), fans, &mut rng))
                     .collect();
                 kept.next().unwrap_or(fresh)
             })

@@ -8,6 +8,7 @@ pub mod bias;
 pub mod concat;
 pub mod conv2d;
 pub mod dropout;
+pub mod l2;
 pub mod matmul;
 pub mod merge;
 pub mod optimizer;

@@ -40,6 +40,11 @@ impl BatchRows {
             uniform: Uniform::new(gpu, &p, "batch rows"),
         })
     }
+    /// The buffer holding (rows, classes, valid rows): kernels that count samples read it.
+    pub(crate) fn uniform_buffer(&self) -> &wgpu::Buffer {
+        &self.uniform.buffer
+    }
+
     /// Sets how many leading rows are real samples for the next submission.
     pub fn set_valid(&self, gpu: &Gpu, valid: usize) -> Result<()> {
         ensure!(
