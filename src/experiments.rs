@@ -261,7 +261,7 @@ fn resnet_layer(
 /// relu), 8×8 average pooling and a softmax Dense.
 pub fn resnet_v1(input_shape: &[usize], depth: usize, classes: usize) -> Result<Model> {
     anyhow::ensure!(
-        depth >= 8 && (depth - 2) % 6 == 0,
+        depth >= 8 && (depth - 2).is_multiple_of(6),
         "ResNet v1 depth must be 6n + 2 (20, 32, 44, 56, …), got {depth}"
     );
     let blocks = (depth - 2) / 6;
