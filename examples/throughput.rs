@@ -27,6 +27,7 @@ use clap::Parser;
 use std::time::Instant;
 use wgcnn::experiments::{Experiment, NAMES, experiment};
 use wgcnn::layers::{Node, Op};
+use wgcnn::model::Graph;
 use wgcnn::prelude::*;
 use wgcnn::testing::{random_labels, random_vec};
 
@@ -83,18 +84,20 @@ fn forward_flops(node: &Node) -> f64 {
             let out: f64 = node.out_shape.iter().map(|&d| d as f64).product();
             2.0 * out * (kernel.0 * kernel.1 * in_hwc[2]) as f64
         }
-        Op::Dense { n_in, units } => 2.0 * (n_in * units) as f64,
+        Op::Dense { n_in, units, .. } => 2.0 * (n_in * units) as f64,
         _ => 0.0,
     }
 }
 
-/// (training step, inference) FLOPs per sample.
-fn model_flops(nodes: &[Node]) -> (f64, f64) {
+/// (training step, inference) FLOPs per sample: a layer's backward costs twice its
+/// forward when its input needs a gradient, once otherwise.
+fn model_flops(graph: &Graph) -> (f64, f64) {
+    let need = graph.needs_grad();
     let mut train = 0.0;
     let mut infer = 0.0;
-    for (i, node) in nodes.iter().enumerate() {
+    for node in &graph.nodes {
         let f = forward_flops(node);
-        let needs_dx = nodes[..i].iter().any(|n| n.param_count() > 0);
+        let needs_dx = node.inputs.iter().any(|&t| need[t]);
         train += f * if needs_dx { 3.0 } else { 2.0 };
         infer += f;
     }
@@ -310,7 +313,7 @@ fn main() -> Result<()> {
             );
             let data = Data::new(&exp, batch, steps, 1);
             let (train, infer) = measure(&mut m, &data, args.repeats)?;
-            let (train_f, infer_f) = model_flops(m.nodes());
+            let (train_f, infer_f) = model_flops(m.graph());
             let mut row = format!(
                 "| {name} | {batch} | {first:.2} | {first_predict:.2} | {train:.0} | {infer:.0} | {:.2} | {:.2} |",
                 train * train_f / 1e9,
