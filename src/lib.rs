@@ -31,8 +31,8 @@ pub mod prelude {
     };
     pub use crate::layers::{Initializer, Regularizer, l2};
     pub use crate::model::{
-        Device, FitConfig, History, Loss, Metric, Model, NamedTensor, Sequential, SymbolicTensor,
-        input,
+        Device, FitConfig, History, Loss, Metric, Model, NamedTensor, Sequential, StepMemory,
+        SymbolicTensor, input,
     };
     pub use crate::ops::Padding::{self, Same, Valid};
     pub use crate::ops::optimizer::{LearningRate, Optimizer};

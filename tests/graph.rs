@@ -504,3 +504,40 @@ fn kernel_options_follow_keras() -> R {
     );
     Ok(())
 }
+
+/// Gradient buffers are reused by liveness: a residual graph's step needs fewer gradient
+/// bytes than one buffer per tensor, and trains to the same bits either way.
+#[test]
+fn gradient_buffers_are_reused_and_change_nothing() -> R {
+    let n = 32;
+    let x = random_vec(n * SHAPE.iter().product::<usize>(), 9);
+    let y = random_labels(n, 3, 10);
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 16,
+        verbose: false,
+        ..Default::default()
+    };
+    let mut weights = Vec::new();
+    for reuse in [true, false] {
+        let mut m = compiled(graph_model("residual")?, gpu(), Optimizer::adam())?;
+        m.set_gradient_reuse(reuse)?;
+        let mem = m.step_memory(16)?.expect("a GPU model");
+        eprintln!("reuse {reuse}: {mem:?}");
+        if reuse {
+            assert!(
+                mem.gradients < mem.gradients_one_per_tensor,
+                "no gradient buffer was reused: {mem:?}"
+            );
+        } else {
+            assert_eq!(mem.gradients, mem.gradients_one_per_tensor);
+        }
+        m.fit(&x, &y, &cfg)?;
+        weights.push(m.get_weights()?);
+    }
+    assert_eq!(
+        weights[0], weights[1],
+        "reusing buffers changed the results"
+    );
+    Ok(())
+}

@@ -37,6 +37,8 @@ pub(crate) struct GpuParams {
     pub updates: Vec<Dispatch>,
     /// Per convolution without a bias: the zeros its kernel adds instead.
     zero_bias: Vec<Option<Tensor>>,
+    /// Reuse gradient buffers by liveness (off only to measure or check the plan).
+    pub reuse_gradients: bool,
 }
 
 impl GpuParams {
@@ -109,7 +111,16 @@ impl GpuParams {
             opt_uniform,
             updates,
             zero_bias,
+            reuse_gradients: true,
         })
+    }
+
+    /// Bytes of the weights, their gradients and the optimizer state.
+    pub fn bytes(&self) -> u64 {
+        let count = |ts: &[Tensor]| ts.iter().map(|t| t.len() as u64 * 4).sum::<u64>();
+        self.params.iter().map(|p| count(p)).sum::<u64>()
+            + self.grads.iter().map(|g| count(g)).sum::<u64>()
+            + self.state.iter().flatten().map(|s| count(s)).sum::<u64>()
     }
 
     /// Reads every parameter back, per node.
@@ -186,6 +197,9 @@ pub(crate) struct GpuGraph {
     predict: Vec<Dispatch>,
     /// Whether predict's output is `probs` (softmax head) or the output's activations.
     pub predict_probs: bool,
+    /// Bytes of the activations (and what the backward pass keeps beside them), and of
+    /// the gradient buffers as planned and as one buffer per gradient would take.
+    pub bytes: (u64, (u64, u64)),
 }
 
 /// What a BatchNormalization node needs beyond its parameters: uniforms for training and
@@ -292,6 +306,16 @@ impl GpuGraph {
             folds.push(fold);
         }
 
+        let bytes_of = |t: &Tensor| t.len() as u64 * 4;
+        let activation_bytes: u64 = nodes
+            .iter()
+            .zip(&acts)
+            .filter(|(n, _)| !is_alias(n))
+            .map(|(_, t)| bytes_of(t))
+            .chain(pre.iter().flatten().map(bytes_of))
+            .chain(argmax.iter().flatten().map(bytes_of))
+            .chain(folds.iter().flatten().map(bytes_of))
+            .sum();
         let classes = head.classes;
         let rows = BatchRows::new(gpu, batch, classes)?;
         let probs = Tensor::zeros(gpu, &[batch, classes], "probabilities")?;
@@ -454,12 +478,14 @@ impl GpuGraph {
             predict.push(softmax(gpu, &probs, logits, &rows)?);
         }
 
+        let mut gradient_bytes = (0, 0);
         if training {
             train_ds.push(softmax_xent_forward(
                 gpu, &probs, &loss, logits, &labels, &rows,
             )?);
             train_ds.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
-            let plan = GradientPlan::new(gpu, graph, &acts)?;
+            let plan = GradientPlan::new(gpu, graph, &acts, p.reuse_gradients)?;
+            gradient_bytes = plan.bytes;
             train_ds.push(softmax_xent_backward(
                 gpu,
                 plan.grads[output].as_ref().expect("the output's gradient"),
@@ -682,6 +708,7 @@ impl GpuGraph {
             eval,
             predict,
             predict_probs,
+            bytes: (activation_bytes, gradient_bytes),
         })
     }
 }
@@ -696,61 +723,138 @@ struct GradientPlan {
     /// sums[t], for a tensor read several times: its readers' contributions, in reader
     /// order, whose sum is grads[t].
     sums: Vec<Vec<Tensor>>,
+    /// Bytes of the gradient buffers allocated, and what one buffer per gradient would
+    /// have taken.
+    bytes: (u64, u64),
+}
+
+/// One gradient buffer the backward pass needs: shaped like tensor `t`, written first at
+/// backward time `birth` and read last at `death` (node i's backward runs at n − 1 − i).
+struct Request {
+    t: usize,
+    birth: usize,
+    death: usize,
 }
 
 impl GradientPlan {
     /// Plans from the output back: a tensor read once takes the gradient its reader
     /// writes (the reader's own output gradient where the reader passes it through: a
     /// view, or an activation layer working in place); a tensor read several times gets
-    /// one buffer per reading and one for their sum.
-    fn new(gpu: &Gpu, graph: &Graph, acts: &[Tensor]) -> Result<GradientPlan> {
+    /// one buffer per reading and one for their sum. Then, by liveness, a buffer whose
+    /// last reader has run is reused for a later gradient of the same size (`reuse`).
+    fn new(gpu: &Gpu, graph: &Graph, acts: &[Tensor], reuse: bool) -> Result<GradientPlan> {
         let nodes = &graph.nodes;
+        let n = nodes.len();
         let need = graph.needs_grad();
         let readers = graph.readers();
-        let mut grads: Vec<Option<Tensor>> = nodes.iter().map(|_| None).collect();
-        let mut edges: Vec<Vec<Option<Tensor>>> = nodes
-            .iter()
-            .map(|n| n.inputs.iter().map(|_| None).collect())
-            .collect();
-        let mut sums: Vec<Vec<Tensor>> = nodes.iter().map(|_| Vec::new()).collect();
-        for t in (0..nodes.len()).rev() {
+        let time = |i: usize| n - 1 - i;
+        let mut requests: Vec<Request> = Vec::new();
+        let mut grad_req: Vec<Option<usize>> = vec![None; n];
+        let mut edge_req: Vec<Vec<Option<usize>>> =
+            nodes.iter().map(|nd| vec![None; nd.inputs.len()]).collect();
+        let mut sum_req: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for t in (0..n).rev() {
             if !need[t] {
                 continue;
             }
-            let shape = &acts[t].shape;
-            let name = &nodes[t].name;
-            let edge = |j: usize, grads: &[Option<Tensor>]| -> Result<Tensor> {
-                if passes_gradient(&nodes[j]) {
-                    grads[j]
-                        .as_ref()
-                        .context("a reader's gradient is planned before its input's")?
-                        .alias(shape)
+            // The buffer reader j writes t's gradient into (its own output gradient when
+            // it passes the gradient through); read last, so far, at t's backward.
+            let edge = |j: usize, requests: &mut Vec<Request>| -> Result<usize> {
+                let r = if passes_gradient(&nodes[j]) {
+                    grad_req[j].context("a reader's gradient is planned before its input's")?
                 } else {
-                    Tensor::zeros(
-                        gpu,
-                        shape,
-                        &format!("{name} gradient from {}", nodes[j].name),
-                    )
-                }
+                    requests.push(Request {
+                        t,
+                        birth: time(j),
+                        death: time(j),
+                    });
+                    requests.len() - 1
+                };
+                requests[r].death = requests[r].death.max(time(t));
+                Ok(r)
             };
             match &readers[t][..] {
-                [] => grads[t] = Some(Tensor::zeros(gpu, shape, "output gradient")?),
+                [] => {
+                    requests.push(Request {
+                        t,
+                        birth: 0,
+                        death: time(t),
+                    });
+                    grad_req[t] = Some(requests.len() - 1);
+                }
                 [(j, k)] => {
-                    let e = edge(*j, &grads)?;
-                    grads[t] = Some(e.alias(shape)?);
-                    edges[*j][*k] = Some(e);
+                    let r = edge(*j, &mut requests)?;
+                    grad_req[t] = Some(r);
+                    edge_req[*j][*k] = Some(r);
                 }
                 several => {
                     for &(j, k) in several {
-                        let e = edge(j, &grads)?;
-                        sums[t].push(e.alias(shape)?);
-                        edges[j][k] = Some(e);
+                        let r = edge(j, &mut requests)?;
+                        sum_req[t].push(r);
+                        edge_req[j][k] = Some(r);
                     }
-                    grads[t] = Some(Tensor::zeros(gpu, shape, &format!("{name} gradient"))?);
+                    requests.push(Request {
+                        t,
+                        birth: time(t),
+                        death: time(t),
+                    });
+                    grad_req[t] = Some(requests.len() - 1);
                 }
             }
         }
-        Ok(GradientPlan { grads, edges, sums })
+        // A request takes a free buffer of its size (one whose last reader ran before it
+        // is first written), else a new one; in birth order.
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by_key(|&r| (requests[r].birth, r));
+        let mut pool: Vec<(usize, Tensor)> = Vec::new(); // (death of its last request, buffer)
+        let mut buffer_of = vec![0usize; requests.len()];
+        let mut unplanned = 0u64;
+        for r in order {
+            let req = &requests[r];
+            let shape = &acts[req.t].shape;
+            unplanned += acts[req.t].len() as u64 * 4;
+            let free = pool
+                .iter()
+                .position(|(death, b)| reuse && *death < req.birth && b.len() == acts[req.t].len());
+            buffer_of[r] = match free {
+                Some(b) => b,
+                None => {
+                    let name = format!("{} gradient", nodes[req.t].name);
+                    pool.push((0, Tensor::zeros(gpu, shape, &name)?));
+                    pool.len() - 1
+                }
+            };
+            pool[buffer_of[r]].0 = req.death;
+        }
+        let planned = pool.iter().map(|(_, b)| b.len() as u64 * 4).sum();
+        let view = |r: usize, t: usize| pool[buffer_of[r]].1.alias(&acts[t].shape);
+        let grads = (0..n)
+            .map(|t| grad_req[t].map(|r| view(r, t)).transpose())
+            .collect::<Result<_>>()?;
+        let edges = nodes
+            .iter()
+            .zip(&edge_req)
+            .map(|(nd, reqs)| {
+                reqs.iter()
+                    .zip(&nd.inputs)
+                    .map(|(r, &t)| r.map(|r| view(r, t)).transpose())
+                    .collect::<Result<_>>()
+            })
+            .collect::<Result<_>>()?;
+        let sums = (0..n)
+            .map(|t| {
+                sum_req[t]
+                    .iter()
+                    .map(|&r| view(r, t))
+                    .collect::<Result<_>>()
+            })
+            .collect::<Result<_>>()?;
+        Ok(GradientPlan {
+            grads,
+            edges,
+            sums,
+            bytes: (planned, unplanned),
+        })
     }
 }
 

@@ -215,6 +215,31 @@ pub struct NamedTensor {
 
 pub use crate::data::augment::mirror_horizontal;
 
+/// The GPU memory of a training step at one batch size ([`Model::step_memory`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepMemory {
+    /// Weights, their gradients and the optimizer state (independent of the batch).
+    pub parameters: u64,
+    /// Every layer's output, and what the backward pass keeps beside them
+    /// (pre-activations, max-pooling argmax, partial results of merges).
+    pub activations: u64,
+    /// The gradient buffers as planned: reused once their last reader has run.
+    pub gradients: u64,
+    /// What one gradient buffer per tensor would take.
+    pub gradients_one_per_tensor: u64,
+}
+
+impl StepMemory {
+    /// Everything, as planned.
+    pub fn total(&self) -> u64 {
+        self.parameters + self.activations + self.gradients
+    }
+    /// Everything, with one gradient buffer per tensor.
+    pub fn total_one_per_tensor(&self) -> u64 {
+        self.parameters + self.activations + self.gradients_one_per_tensor
+    }
+}
+
 /// What the loss sees at the end of the model.
 pub(crate) struct LossHead {
     /// The output node.
@@ -527,6 +552,36 @@ impl Model {
         let graph = &self.graph;
         if let Engine::Gpu(e) = &mut Compiled::of(&mut self.compiled)?.engine {
             e.graph(graph, batch_size, true)?;
+        }
+        Ok(())
+    }
+
+    /// The GPU memory of a training step at `batch_size` (its buffers are allocated, as
+    /// [`Model::plan`] does). None on the CPU path.
+    pub fn step_memory(&mut self, batch_size: usize) -> Result<Option<StepMemory>> {
+        self.plan(batch_size)?;
+        let graph = &self.graph;
+        Ok(match &mut Compiled::of(&mut self.compiled)?.engine {
+            Engine::Gpu(e) => {
+                let (g, p) = e.graph(graph, batch_size, true)?;
+                let (activations, (gradients, gradients_one_per_tensor)) = g.bytes;
+                Some(StepMemory {
+                    parameters: p.bytes(),
+                    activations,
+                    gradients,
+                    gradients_one_per_tensor,
+                })
+            }
+            Engine::Cpu(_) => None,
+        })
+    }
+
+    /// Whether a GPU step reuses gradient buffers by liveness (on by default; off only
+    /// to measure the plan or check that it changes nothing). Recorded steps are rebuilt.
+    pub fn set_gradient_reuse(&mut self, on: bool) -> Result<()> {
+        if let Engine::Gpu(e) = &mut Compiled::of(&mut self.compiled)?.engine {
+            e.params.reuse_gradients = on;
+            e.graphs.clear();
         }
         Ok(())
     }
