@@ -1,6 +1,6 @@
 //! Convolution layers.
 
-use super::{ActivationFn, Initializer, Regularizer, yes};
+use super::{ActivationFn, Initializer, Regularizer, kernel_builders, yes};
 use crate::ops::Padding;
 
 /// `Conv2D(filters, kernel_size, strides=1, padding='valid', activation=None,
@@ -52,19 +52,6 @@ impl Conv2D {
         self.activation = activation;
         self
     }
-    /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
-    pub fn use_bias(mut self, on: bool) -> Self {
-        self.use_bias = on;
-        self
-    }
-    /// How the kernel starts (Keras' `kernel_initializer`).
-    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
-        self.kernel_initializer = init;
-        self
-    }
-    /// A penalty on the kernel (Keras' `kernel_regularizer`, e.g. `l2(1e-4)`).
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.kernel_regularizer = Some(r);
-        self
-    }
 }
+
+kernel_builders!(Conv2D);

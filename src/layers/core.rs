@@ -1,6 +1,6 @@
 //! The core layers: the input declaration, dense, flatten, activation and dropout.
 
-use super::{ActivationFn, Initializer, Regularizer, yes};
+use super::{ActivationFn, Initializer, Regularizer, kernel_builders, yes};
 
 /// Keras' `Input(shape=…)`: declares the model's per-sample input shape, so that any
 /// layer (a pooling, a normalisation) may come first. It adds no layer to the summary.
@@ -59,22 +59,9 @@ impl Dense {
         self.activation = activation;
         self
     }
-    /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
-    pub fn use_bias(mut self, on: bool) -> Self {
-        self.use_bias = on;
-        self
-    }
-    /// How the kernel starts (Keras' `kernel_initializer`).
-    pub fn kernel_initializer(mut self, init: Initializer) -> Self {
-        self.kernel_initializer = init;
-        self
-    }
-    /// A penalty on the kernel (Keras' `kernel_regularizer`, e.g. `l2(1e-4)`).
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.kernel_regularizer = Some(r);
-        self
-    }
 }
+
+kernel_builders!(Dense);
 
 /// `Activation(fn)`: an activation as a layer of its own.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

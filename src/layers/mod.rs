@@ -428,6 +428,30 @@ pub fn l2(factor: f32) -> Regularizer {
     Regularizer::L2(factor)
 }
 
+/// The kernel options every layer with a kernel has (Conv2D, Dense).
+macro_rules! kernel_builders {
+    ($($t:ident),*) => {$(
+        impl $t {
+            /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
+            pub fn use_bias(mut self, on: bool) -> Self {
+                self.use_bias = on;
+                self
+            }
+            /// How the kernel starts (Keras' `kernel_initializer`).
+            pub fn kernel_initializer(mut self, init: Initializer) -> Self {
+                self.kernel_initializer = init;
+                self
+            }
+            /// A penalty on the kernel (Keras' `kernel_regularizer`, e.g. `l2(1e-4)`).
+            pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+                self.kernel_regularizer = Some(r);
+                self
+            }
+        }
+    )*};
+}
+pub(crate) use kernel_builders;
+
 /// serde's default for `use_bias`.
 fn yes() -> bool {
     true
