@@ -947,7 +947,7 @@ impl GpuGraph {
     }
 }
 
-/// One dispatch's times from [`Graph::profile`].
+/// One dispatch's times from [`Model::profile_step`](super::Model::profile_step).
 #[derive(Clone, Copy, Debug)]
 pub struct DispatchTime {
     pub kernel: Kernel,

@@ -108,9 +108,9 @@ fn decode(data: &[u8]) -> Result<(Vec<NamedTensor>, Metadata)> {
 /// What a safetensors file that wgcnn wrote holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
-    /// A whole model ([`Sequential::save`]): architecture, weights, optimizer state.
+    /// A whole model ([`Model::save`]): architecture, weights, optimizer state.
     Model,
-    /// Weights only ([`Sequential::save_weights`]).
+    /// Weights only ([`Model::save_weights`]).
     Weights,
 }
 
@@ -276,7 +276,7 @@ impl Model {
 
     /// Saves the whole model (Keras' `model.save`): architecture, compile settings,
     /// weights, optimizer state and step, epochs trained, seed and metadata, in one
-    /// safetensors file, written atomically. [`Sequential::load`] reads it back.
+    /// safetensors file, written atomically. [`Model::load`] reads it back.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let c = self
@@ -333,14 +333,14 @@ impl Model {
         crate::io::write_atomic(path, &bytes)
     }
 
-    /// Loads a model saved by [`Sequential::save`], compiled on the default device, ready to
+    /// Loads a model saved by [`Model::save`], compiled on the default device, ready to
     /// predict or to train on (a `fit` with `initial_epoch: model.epochs_trained()`
     /// continues the saved run exactly).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         Self::load_on(path, None)
     }
 
-    /// Like [`Sequential::load`], on `device` (None: the default).
+    /// Like [`Model::load`], on `device` (None: the default).
     pub fn load_on(path: impl AsRef<Path>, device: Option<super::Device>) -> Result<Model> {
         let path = path.as_ref();
         let data = std::fs::read(path)

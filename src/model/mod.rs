@@ -79,7 +79,7 @@ pub enum Metric {
     Accuracy,
 }
 
-/// Options of [`Sequential::fit`], Keras names and defaults (batch 32, shuffle on).
+/// Options of [`Model::fit`], Keras names and defaults (batch 32, shuffle on).
 #[derive(Clone, Debug)]
 pub struct FitConfig<'a> {
     /// Train up to this epoch (counting from 0; with `initial_epoch`, `epochs −
@@ -125,9 +125,9 @@ impl Default for FitConfig<'_> {
     }
 }
 
-/// Per-epoch results of [`Sequential::fit`], and what its callbacks did. A model also
+/// Per-epoch results of [`Model::fit`], and what its callbacks did. A model also
 /// keeps the per-epoch columns of every epoch it has trained
-/// ([`Sequential::training_history`]), and its model files carry them.
+/// ([`Model::training_history`]), and its model files carry them.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct History {
