@@ -64,8 +64,9 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
                 .padding(Same)
                 .activation(Relu)
                 .apply(&y)?;
-            let q = Dropout::new(0.25).apply(&q)?;
-            Add::new().apply(&[&p, &q])?
+            // q read by a dropout and by the Add after it: fan-out through a dropout.
+            let dq = Dropout::new(0.25).apply(&q)?;
+            Add::new().apply(&[&p, &dq, &q])?
         }
         "concatenate" => {
             let a = Conv2D::new(3, 1).activation(Tanh).apply(&x)?;
@@ -539,5 +540,20 @@ fn gradient_buffers_are_reused_and_change_nothing() -> R {
         weights[0], weights[1],
         "reusing buffers changed the results"
     );
+    Ok(())
+}
+
+/// A graph whose every node is on a path to the output: a node nothing reads (say, from a
+/// crafted model file) is an error, not a gradient buffer nothing writes.
+#[test]
+fn nodes_off_the_path_to_the_output_are_refused() -> R {
+    let mut g = wgcnn::model::Graph::default();
+    let i = g.push(Input::new(&[4]).into(), vec![], None)?;
+    let d = g.push(Dense::new(3).into(), vec![i], None)?;
+    let out = g.push(Dense::new(2).activation(Softmax).into(), vec![d], None)?;
+    g.push(Dense::new(5).into(), vec![d], None)?; // read by nothing, not the output
+    g.outputs = vec![out];
+    let err = g.validate().unwrap_err().to_string();
+    assert!(err.contains("dense_2") && err.contains("path"), "{err}");
     Ok(())
 }

@@ -112,8 +112,8 @@ impl Graph {
     }
 
     /// Checks what training and inference need: one input, one output, every node on a
-    /// path from the input to the output, softmax only as the output's activation, and
-    /// the output read by no other layer.
+    /// path to the output, softmax only as the output's activation, and the output read
+    /// by no other layer.
     pub fn validate(&self) -> Result<()> {
         self.input()?;
         let out = self.output()?;
@@ -129,6 +129,22 @@ impl Graph {
             "the output layer '{}' is also read by another layer; not supported yet",
             self.nodes[out].name
         );
+        // Every node on a path to the output (Model::new keeps only those; a model file
+        // could hold others, whose gradients nothing would write).
+        let mut on_path = vec![false; self.nodes.len()];
+        on_path[out] = true;
+        for i in (0..self.nodes.len()).rev() {
+            if on_path[i] {
+                self.nodes[i].inputs.iter().for_each(|&t| on_path[t] = true);
+            }
+        }
+        if let Some(i) = on_path.iter().position(|&p| !p) {
+            bail!(
+                "layer '{}' is not on a path to the output '{}'",
+                self.nodes[i].name,
+                self.nodes[out].name
+            );
+        }
         Ok(())
     }
 }

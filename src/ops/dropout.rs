@@ -85,12 +85,12 @@ pub fn dropout_forward_cpu(out: &mut [f32], inp: &[f32], p: &DropoutParams) {
     }
 }
 
+/// CPU reference of [`dropout_backward`]; accumulates into `dinp`, as every backward
+/// reference does (a tensor read by a dropout and another layer sums both gradients).
 pub fn dropout_backward_cpu(dinp: &mut [f32], dout: &[f32], p: &DropoutParams) {
     for (i, (d, &g)) in dinp.iter_mut().zip(dout).enumerate() {
-        *d = if keep(i as u32, p.seed, p.rate) {
-            g / (1.0 - p.rate)
-        } else {
-            0.0
-        };
+        if keep(i as u32, p.seed, p.rate) {
+            *d += g / (1.0 - p.rate);
+        }
     }
 }
