@@ -19,11 +19,17 @@ pub struct TextureOperand {
     texels: u32,
 }
 
-/// Texture rows holding `len` f32 elements.
+/// Texture rows allocated for `len` f32 elements: enough to hold them, and never a power
+/// of two. llvmpipe keys its compiled shader variants on whether each bound texture's
+/// height is a power of two, so textures of both kinds made one kernel compile twice
+/// (~0.4 s each cold); one spare row keeps every GEMM operand texture the same kind.
 pub fn texture_rows(len: usize) -> u64 {
-    (len.div_ceil(4) as u64)
-        .div_ceil(u64::from(TEXTURE_WIDTH))
-        .max(1)
+    let rows = (len.div_ceil(4) as u64).div_ceil(u64::from(TEXTURE_WIDTH));
+    match rows {
+        0..=2 => 3,
+        r if r.is_power_of_two() => r + 1,
+        r => r,
+    }
 }
 
 impl TextureOperand {
