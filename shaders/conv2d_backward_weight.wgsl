@@ -24,9 +24,8 @@ fn load_a4(m: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(dout_at(k, m), dout_at(k + 1u, m), dout_at(k + 2u, m), dout_at(k + 3u, m));
 }
 
-// B[k = output pixel, n = tap (kh, kw, ci)]: the launcher uses this kernel only with
-// in_c % 4 == 0 (conv2d_backward_weight_taps takes the others), so the four taps
-// n .. n+3 are four channels of one pixel: one texel.
+// B[k = output pixel, n = tap (kh, kw, ci)]: in_c % 4 == 0 (the launcher pads other
+// channel counts), so the four taps n .. n+3 are four channels of one pixel: one texel.
 fn load_b4(k: u32, n: u32) -> vec4<f32> {
     return load_b4_unaligned(k, n);
 }

@@ -67,12 +67,6 @@ fn load_b4_aligned(k: u32, n: u32) -> vec4<f32> {
     return input2_texel((k * p.out_c + min(n, p.out_c - 4u)) >> 2u);
 }
 
-// For the texture core's AlignedB form (out_c % 4 == 0, in_c not): aligned along N, rows
-// past K zero.
-fn load_b4_aligned_k(k: u32, n: u32) -> vec4<f32> {
-    return select(vec4<f32>(0.0), load_b4_aligned(k, n), k < p.k_h * p.k_w * p.in_c);
-}
-
 fn store(m: u32, n: u32, v: f32) {
     let i = m * p.out_c + n;
     if (i >= arrayLength(&out)) {

@@ -1,8 +1,9 @@
 // Copies a block of columns between two row-major matrices:
-// dst[r·dst_stride + dst_offset + j] = src[r·src_stride + src_offset + j] for r < rows,
+// dst[r·dst_stride + dst_offset + j] (+)= src[r·src_stride + src_offset + j] for r < rows,
 // j < width. Concatenate's forward (each input into its columns of the output) and
 // backward (each input's columns of the output gradient), on any axis: the tensors are
-// viewed as [outer, axis·inner]. One invocation per element.
+// viewed as [outer, axis·inner]; also a convolution's channel padding (conv2d.rs). One
+// invocation per element.
 
 struct Params {
     rows: u32,
@@ -11,8 +12,8 @@ struct Params {
     src_offset: u32,
     dst_stride: u32,
     dst_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
+    accumulate: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
@@ -33,6 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let j = i - r * p.width;
     let d = r * p.dst_stride + p.dst_offset + j;
     if (d < arrayLength(&dst)) {
-        dst[d] = src[r * p.src_stride + p.src_offset + j];
+        let v = src[r * p.src_stride + p.src_offset + j];
+        dst[d] = select(v, v + dst[d], p.accumulate != 0u);
     }
 }

@@ -26,10 +26,12 @@ fn gpu() -> Arc<Gpu> {
     Gpu::shared().expect("a GPU adapter (lavapipe in CI) is required")
 }
 
-/// The default device plus devices forced onto every other GEMM family the adapter can
-/// run: portable always, tiled, subgroup and texture where its limits and features allow
+/// The default device plus devices forced onto every GEMM family the adapter can run:
+/// portable always, tiled, subgroup and texture where its limits and features allow
 /// (lavapipe runs them all), and a texture device whose textures hold one row, so that
-/// operands past 4,096 texels take the storage-buffer fallback.
+/// operands past 4,096 texels take the storage-buffer fallback. The forced devices send
+/// even the smallest matmuls to the GEMM cores; the default one sends them to the
+/// small-matmul kernel.
 fn gpus() -> Vec<Arc<Gpu>> {
     static OTHERS: OnceLock<Vec<Arc<Gpu>>> = OnceLock::new();
     let main = gpu();
@@ -41,9 +43,11 @@ fn gpus() -> Vec<Arc<Gpu>> {
             Variant::Texture,
         ]
         .into_iter()
-        .filter(|v| *v != main.variant)
         .filter_map(|v| match Gpu::with_variant(Some(v)) {
-            Ok(g) => Some(Arc::new(g)),
+            Ok(mut g) => {
+                g.small_gemm_macs = 0;
+                Some(Arc::new(g))
+            }
             Err(e) if v != Variant::Portable => {
                 eprintln!("not testing the {v:?} family here: {e:#}");
                 None
@@ -53,6 +57,7 @@ fn gpus() -> Vec<Arc<Gpu>> {
         .collect();
         if let Ok(mut g) = Gpu::with_variant(Some(Variant::Texture)) {
             g.max_texture_rows = 1;
+            g.small_gemm_macs = 0;
             others.push(Arc::new(g));
         }
         others
@@ -64,10 +69,15 @@ fn gpus() -> Vec<Arc<Gpu>> {
 
 /// Names a device in assertion messages: its family, and a lowered texture size.
 fn family(g: &Gpu) -> String {
-    if g.max_texture_rows == 1 {
-        format!("{:?} (1-row textures)", g.variant)
+    let small = if g.small_gemm_macs > 0 {
+        ", small matmuls on matmul_small"
     } else {
-        format!("{:?}", g.variant)
+        ""
+    };
+    if g.max_texture_rows == 1 {
+        format!("{:?} (1-row textures{small})", g.variant)
+    } else {
+        format!("{:?}{small}", g.variant)
     }
 }
 
@@ -174,30 +184,45 @@ fn conv2d_backward_matches_cpu() -> R {
     Ok(())
 }
 
+/// Gradients added to what the buffers hold: a first layer's channels (3, padded to 4
+/// for the GEMM, its kernel gradient added back) and aligned ones (8 and 16).
 #[test]
 fn conv2d_backward_accumulates() -> R {
     let g = gpu();
-    let s = conv_shapes()[3];
-    let (x, w, dy) = (
-        random_vec(s.input_len(), 1),
-        random_vec(s.weight_len(), 2),
-        random_vec(s.output_len(), 3),
-    );
-    let prior_dx = random_vec(s.input_len(), 4);
-    let prior_dw = random_vec(s.weight_len(), 5);
-    let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
-    let tw = Tensor::from_slice(&g, &[w.len()], &w, "w")?;
-    let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
-    let dx = Tensor::from_slice(&g, &[x.len()], &prior_dx, "dx")?;
-    let dw = Tensor::from_slice(&g, &[w.len()], &prior_dw, "dw")?;
-    g.run(&[
-        &conv2d_backward_input(&g, &dx, &tdy, &tw, &s, true)?,
-        &conv2d_backward_weight(&g, &dw, &tdy, &tx, &s, true)?,
-    ])?;
-    let (mut wdx, mut wdw, mut wdb) = (prior_dx, prior_dw, vec![0.0; s.out_c]);
-    conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, &s);
-    assert_close("conv2d dX accumulate", &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
-    assert_close("conv2d dW accumulate", &dw.read(&g)?, &wdw, 1e-3, 1e-3)?;
+    for s in [conv_shapes()[3], conv_shapes()[7], conv_shapes()[8]] {
+        let (x, w, dy) = (
+            random_vec(s.input_len(), 1),
+            random_vec(s.weight_len(), 2),
+            random_vec(s.output_len(), 3),
+        );
+        let prior_dx = random_vec(s.input_len(), 4);
+        let prior_dw = random_vec(s.weight_len(), 5);
+        let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+        let tw = Tensor::from_slice(&g, &[w.len()], &w, "w")?;
+        let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
+        let dx = Tensor::from_slice(&g, &[x.len()], &prior_dx, "dx")?;
+        let dw = Tensor::from_slice(&g, &[w.len()], &prior_dw, "dw")?;
+        g.run(&[
+            &conv2d_backward_input(&g, &dx, &tdy, &tw, &s, true)?,
+            &conv2d_backward_weight(&g, &dw, &tdy, &tx, &s, true)?,
+        ])?;
+        let (mut wdx, mut wdw, mut wdb) = (prior_dx, prior_dw, vec![0.0; s.out_c]);
+        conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, &s);
+        assert_close(
+            &format!("conv2d dX accumulate {s:?}"),
+            &dx.read(&g)?,
+            &wdx,
+            1e-4,
+            1e-3,
+        )?;
+        assert_close(
+            &format!("conv2d dW accumulate {s:?}"),
+            &dw.read(&g)?,
+            &wdw,
+            1e-3,
+            1e-3,
+        )?;
+    }
     Ok(())
 }
 
@@ -286,6 +311,9 @@ fn test_shapes_reach_every_gemm_kernel_form() -> R {
                 missing.push(format!("{}:{v:?}", kernel.name()));
             }
         }
+    }
+    if !seen.contains(&(Kernel::MatmulSmall, Variant::Portable)) {
+        missing.push("matmul_small".into());
     }
     assert!(
         missing.is_empty(),
@@ -760,7 +788,7 @@ fn batchnorm_matches_cpu() -> R {
         );
         let (y, saved, dx, dgamma, dbeta) = (
             poisoned(&g, &[rows * c], "y"),
-            poisoned(&g, &[2 * c], "saved"),
+            poisoned(&g, &[saved_len(c)], "saved"),
             poisoned(&g, &[rows * c], "dx"),
             poisoned(&g, &[c], "dgamma"),
             poisoned(&g, &[c], "dbeta"),
@@ -937,14 +965,21 @@ fn concatenate_copies_match_cpu() -> R {
             let x = random_vec(rows * w, i as u64);
             let tx = Tensor::from_slice(&g, &[rows * w], &x, "input")?;
             let fwd = Columns::into_output(rows, w, offset, total);
-            g.run(&[&copy_columns(&g, &out, &tx, &fwd)?])?;
-            copy_columns_cpu(&mut want, &x, &fwd);
+            g.run(&[&copy_columns(&g, &out, &tx, &fwd, false)?])?;
+            copy_columns_cpu(&mut want, &x, &fwd, false);
             let back = Columns::out_of_output(rows, w, offset, total);
             let dx = poisoned(&g, &[rows * w], "input gradient");
-            g.run(&[&copy_columns(&g, &dx, &tdy, &back)?])?;
+            g.run(&[&copy_columns(&g, &dx, &tdy, &back, false)?])?;
             let mut wdx = vec![f32::NAN; rows * w];
-            copy_columns_cpu(&mut wdx, &dy, &back);
+            copy_columns_cpu(&mut wdx, &dy, &back, false);
             assert_close("concatenate backward", &dx.read(&g)?, &wdx, 0.0, 0.0)?;
+            // Accumulating (a padded convolution's kernel gradient back into the kernel's).
+            let prior = random_vec(rows * w, 40 + i as u64);
+            let acc = Tensor::from_slice(&g, &[rows * w], &prior, "accumulated")?;
+            g.run(&[&copy_columns(&g, &acc, &tdy, &back, true)?])?;
+            let mut wacc = prior.clone();
+            copy_columns_cpu(&mut wacc, &dy, &back, true);
+            assert_close("column copy, accumulating", &acc.read(&g)?, &wacc, 0.0, 0.0)?;
             offset += w;
         }
         assert_close("concatenate forward", &out.read(&g)?, &want, 0.0, 0.0)?;
@@ -952,7 +987,7 @@ fn concatenate_copies_match_cpu() -> R {
     // A copy that would run past either tensor is an error, not a wild write.
     let small = poisoned(&g, &[4], "small");
     let bad = Columns::into_output(2, 3, 2, 4);
-    assert!(copy_columns(&g, &small, &small, &bad).is_err());
+    assert!(copy_columns(&g, &small, &small, &bad, false).is_err());
     Ok(())
 }
 

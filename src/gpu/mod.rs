@@ -61,6 +61,10 @@ pub struct Gpu {
     /// `max_texture_dimension_2d`); an operand needing more reads from its buffer instead.
     /// Tests lower it to reach that fallback with small shapes.
     pub max_texture_rows: u32,
+    /// Dense matmuls of at most this many multiply-adds run on the small-matmul kernel
+    /// ([`crate::ops::matmul::SMALL_GEMM_MACS`] by default). Tests set it to 0 to reach the
+    /// GEMM cores with small shapes.
+    pub small_gemm_macs: usize,
     pub counters: Counters,
     pipelines: Mutex<HashMap<(Kernel, Variant), Arc<wgpu::ComputePipeline>>>,
 }
@@ -188,6 +192,7 @@ impl Gpu {
             features,
             variant,
             max_texture_rows,
+            small_gemm_macs: crate::ops::matmul::SMALL_GEMM_MACS,
             counters: Counters::default(),
             pipelines: Mutex::new(HashMap::new()),
         })

@@ -89,12 +89,12 @@ const DIVMOD: &str = shader!("divmod");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Matmul,
+    MatmulSmall,
     SplitKReduce,
     Transpose,
     Conv2dForward,
     Conv2dBackwardInput,
     Conv2dBackwardWeight,
-    Conv2dBackwardWeightTaps,
     BiasBackward,
     MaxPool2dForward,
     MaxPool2dBackward,
@@ -124,12 +124,12 @@ impl Kernel {
     /// Every kernel, in the order of the enum.
     pub const ALL: [Kernel; 30] = [
         Kernel::Matmul,
+        Kernel::MatmulSmall,
         Kernel::SplitKReduce,
         Kernel::Transpose,
         Kernel::Conv2dForward,
         Kernel::Conv2dBackwardInput,
         Kernel::Conv2dBackwardWeight,
-        Kernel::Conv2dBackwardWeightTaps,
         Kernel::BiasBackward,
         Kernel::MaxPool2dForward,
         Kernel::MaxPool2dBackward,
@@ -168,6 +168,16 @@ impl Kernel {
                 Variant::TextureAligned,
                 Variant::TextureAlignedB,
             ],
+            // Its A operand (the input) is always channel-aligned, padded if need be
+            // (conv2d.rs), so the forms with unaligned A loads never run.
+            Kernel::Conv2dForward => &[
+                Variant::Portable,
+                Variant::Tiled,
+                Variant::Subgroup,
+                Variant::SubgroupAligned,
+                Variant::Texture,
+                Variant::TextureAligned,
+            ],
             // Its B operand is always aligned (in_c % 4 == 0), so the unaligned texture
             // form never runs.
             Kernel::Conv2dBackwardWeight => &[
@@ -194,12 +204,12 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Matmul => "matmul",
+            Kernel::MatmulSmall => "matmul_small",
             Kernel::SplitKReduce => "split_k_reduce",
             Kernel::Transpose => "transpose",
             Kernel::Conv2dForward => "conv2d_forward",
             Kernel::Conv2dBackwardInput => "conv2d_backward_input",
             Kernel::Conv2dBackwardWeight => "conv2d_backward_weight",
-            Kernel::Conv2dBackwardWeightTaps => "conv2d_backward_weight_taps",
             Kernel::BiasBackward => "bias_backward",
             Kernel::MaxPool2dForward => "maxpool2d_forward",
             Kernel::MaxPool2dBackward => "maxpool2d_backward",
@@ -239,7 +249,6 @@ impl Kernel {
                 | Kernel::Conv2dForward
                 | Kernel::Conv2dBackwardInput
                 | Kernel::Conv2dBackwardWeight
-                | Kernel::Conv2dBackwardWeightTaps
         )
     }
 
@@ -251,7 +260,6 @@ impl Kernel {
             Kernel::Conv2dForward
                 | Kernel::Conv2dBackwardInput
                 | Kernel::Conv2dBackwardWeight
-                | Kernel::Conv2dBackwardWeightTaps
                 | Kernel::MaxPool2dForward
                 | Kernel::MaxPool2dBackward
                 | Kernel::MaxPool2dBackwardWindows
@@ -287,12 +295,12 @@ impl Kernel {
     pub fn source(self, variant: Variant) -> String {
         let body = match self {
             Kernel::Matmul => shader!("matmul"),
+            Kernel::MatmulSmall => shader!("matmul_small"),
             Kernel::SplitKReduce => shader!("split_k_reduce"),
             Kernel::Transpose => shader!("transpose"),
             Kernel::Conv2dForward => shader!("conv2d_forward"),
             Kernel::Conv2dBackwardInput => shader!("conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => shader!("conv2d_backward_weight"),
-            Kernel::Conv2dBackwardWeightTaps => shader!("conv2d_backward_weight_taps"),
             Kernel::BiasBackward => shader!("bias_backward"),
             Kernel::MaxPool2dForward => shader!("maxpool2d_forward"),
             Kernel::MaxPool2dBackward => shader!("maxpool2d_backward"),
@@ -322,10 +330,9 @@ impl Kernel {
             src.push_str(DIVMOD);
         }
         match self {
-            Kernel::Conv2dForward
-            | Kernel::Conv2dBackwardInput
-            | Kernel::Conv2dBackwardWeight
-            | Kernel::Conv2dBackwardWeightTaps => src.push_str(CONV2D_COMMON),
+            Kernel::Conv2dForward | Kernel::Conv2dBackwardInput | Kernel::Conv2dBackwardWeight => {
+                src.push_str(CONV2D_COMMON)
+            }
             Kernel::MaxPool2dForward
             | Kernel::MaxPool2dBackward
             | Kernel::MaxPool2dBackwardWindows

@@ -182,7 +182,7 @@ impl CpuEngine {
                     let mut offset = 0;
                     for (k, &w) in widths.iter().enumerate() {
                         let c = Columns::into_output(batch * rows, w, offset, total);
-                        copy_columns_cpu(&mut y, &acts[node.inputs[k]], &c);
+                        copy_columns_cpu(&mut y, &acts[node.inputs[k]], &c, false);
                         offset += w;
                     }
                 }
@@ -363,7 +363,7 @@ impl CpuEngine {
                     for (k, &w) in widths.iter().enumerate() {
                         let c = Columns::out_of_output(batch * rows, w, offset, total);
                         let mut part = vec![0.0; da[k].len()];
-                        copy_columns_cpu(&mut part, &dy, &c);
+                        copy_columns_cpu(&mut part, &dy, &c, false);
                         da[k].iter_mut().zip(part).for_each(|(d, p)| *d += p);
                         offset += w;
                     }

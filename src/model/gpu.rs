@@ -6,7 +6,7 @@ use super::{Graph, LossHead, plan_head};
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
 use crate::layers::{ActivationFn, Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
-use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward};
+use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward, saved_len};
 use crate::ops::bias::bias_backward;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
@@ -343,7 +343,7 @@ impl GpuGraph {
                         spatial,
                         saved: Tensor::zeros(
                             gpu,
-                            &[2, channels],
+                            &[saved_len(channels)],
                             &format!("{} batch statistics", node.name),
                         )?,
                     })
@@ -446,7 +446,7 @@ impl GpuGraph {
                         let mut offset = 0;
                         for (k, &w) in widths.iter().enumerate() {
                             let c = Columns::into_output(batch * rows, w, offset, total);
-                            ds.push(copy_columns(gpu, y, &acts[node.inputs[k]], &c)?);
+                            ds.push(copy_columns(gpu, y, &acts[node.inputs[k]], &c, false)?);
                             offset += w;
                         }
                     }
@@ -670,7 +670,7 @@ impl GpuGraph {
                         for (k, &w) in widths.iter().enumerate() {
                             if let Some(da) = da(k) {
                                 let c = Columns::out_of_output(batch * rows, w, offset, total);
-                                train_ds.push(copy_columns(gpu, da, dy, &c)?);
+                                train_ds.push(copy_columns(gpu, da, dy, &c, false)?);
                             }
                             offset += w;
                         }

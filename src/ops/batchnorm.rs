@@ -3,7 +3,11 @@
 //! variance in training (over the valid rows of a partial batch only), moving averages
 //! `m ← momentum·m + (1 − momentum)·batch` updated there and used in inference. Forward
 //! (both modes) and backward are one dispatch each, one workgroup per quad of channels.
+//! The kernels read and write whole vec4s only; a channel count that is not a multiple
+//! of 4 runs on zero-padded copies of the row tensors (the padded channels are all-zero
+//! channels: mean 0, variance 0), which keeps the shaders small and cheap to compile.
 
+use super::concat::{Columns, copy_columns};
 use super::u32_of;
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform};
 use crate::tensor::Tensor;
@@ -75,6 +79,54 @@ fn groups(channels: usize) -> u64 {
     channels.div_ceil(4) as u64
 }
 
+/// Elements of the `saved` batch statistics of `channels` channels: [mean (C4),
+/// 1/√(var + ε) (C4)], C4 = channels rounded up to a multiple of 4.
+pub fn saved_len(channels: usize) -> usize {
+    2 * channels.next_multiple_of(4)
+}
+
+/// Where a kernel reads (`input`) or writes `t` ([rows, c]) as [rows, C4]: nothing when
+/// c is a multiple of 4, else a zero-padded stand-in and the copy that fills it from `t`
+/// (an input, recorded before the kernel) or empties it into `t` (the output, after).
+fn padded(
+    gpu: &Gpu,
+    t: &Tensor,
+    rows: usize,
+    c: usize,
+    input: bool,
+) -> Result<Option<(Tensor, Dispatch)>> {
+    if c.is_multiple_of(4) {
+        return Ok(None);
+    }
+    let c4 = c.next_multiple_of(4);
+    let tp = Tensor::zeros(gpu, &[rows, c4], "batch normalization, channels padded")?;
+    let copy = if input {
+        copy_columns(gpu, &tp, t, &Columns::into_output(rows, c, 0, c4), false)?
+    } else {
+        copy_columns(gpu, t, &tp, &Columns::out_of_output(rows, c, 0, c4), false)?
+    };
+    Ok(Some((tp, copy)))
+}
+
+/// The tensor a kernel binds: the padded stand-in where there is one.
+fn bound<'a>(t: &'a Tensor, pad: &'a Option<(Tensor, Dispatch)>) -> &'a Tensor {
+    pad.as_ref().map_or(t, |(p, _)| p)
+}
+
+/// `main` preceded by the `before` copies and followed by the `after` one, where they exist.
+fn chain(
+    before: Vec<Option<(Tensor, Dispatch)>>,
+    main: Dispatch,
+    after: Option<(Tensor, Dispatch)>,
+) -> Dispatch {
+    let before = before.into_iter().flatten().map(|(_, d)| d);
+    before
+        .chain([main])
+        .chain(after.map(|(_, d)| d))
+        .reduce(Dispatch::then)
+        .expect("at least the main dispatch")
+}
+
 /// `y = γ·(x − mean)/√(var + ε) + β`: with the batch statistics (kept in `saved` as
 /// [mean, 1/√(var + ε)], and folded into the moving ones) when the uniform says training,
 /// with the moving statistics otherwise.
@@ -99,14 +151,16 @@ pub fn batchnorm_forward(
     ] {
         t.expect_len(c, what)?;
     }
-    saved.expect_len(2 * c, "batch statistics")?;
-    Dispatch::with_uniform(
+    saved.expect_len(saved_len(c), "batch statistics")?;
+    let pad_x = padded(gpu, x, rows, c, true)?;
+    let unpad_y = padded(gpu, y, rows, c, false)?;
+    let main = Dispatch::with_uniform(
         gpu,
         Kernel::BatchNormForward,
         &uniform.buffer,
         &[
-            &x.buffer,
-            &y.buffer,
+            &bound(x, &pad_x).buffer,
+            &bound(y, &unpad_y).buffer,
             &gamma.buffer,
             &beta.buffer,
             &moving_mean.buffer,
@@ -114,7 +168,8 @@ pub fn batchnorm_forward(
             &saved.buffer,
         ],
         groups(c),
-    )
+    )?;
+    Ok(chain(vec![pad_x], main, unpad_y))
 }
 
 /// `dx`, `dγ`, `dβ` (all overwritten) from `dy`, with the statistics the training
@@ -139,22 +194,26 @@ pub fn batchnorm_backward(
     for (t, what) in [(dgamma, "dgamma"), (dbeta, "dbeta"), (gamma, "gamma")] {
         t.expect_len(c, what)?;
     }
-    saved.expect_len(2 * c, "batch statistics")?;
-    Dispatch::with_uniform(
+    saved.expect_len(saved_len(c), "batch statistics")?;
+    let pad_x = padded(gpu, x, rows, c, true)?;
+    let pad_dy = padded(gpu, dy, rows, c, true)?;
+    let unpad_dx = padded(gpu, dx, rows, c, false)?;
+    let main = Dispatch::with_uniform(
         gpu,
         Kernel::BatchNormBackward,
         &uniform.buffer,
         &[
-            &x.buffer,
-            &dy.buffer,
-            &dx.buffer,
+            &bound(x, &pad_x).buffer,
+            &bound(dy, &pad_dy).buffer,
+            &bound(dx, &unpad_dx).buffer,
             &gamma.buffer,
             &saved.buffer,
             &dgamma.buffer,
             &dbeta.buffer,
         ],
         groups(c),
-    )
+    )?;
+    Ok(chain(vec![pad_x, pad_dy], main, unpad_dx))
 }
 
 /// The per-channel tensors of a BatchNormalization layer on the host, in Keras' order.
@@ -166,8 +225,9 @@ pub struct BatchNormState<'a> {
 }
 
 /// CPU reference of [`batchnorm_forward`] (f64 statistics). In training it returns the
-/// batch [mean, 1/√(var + ε)] (what the GPU keeps in `saved`) and updates the moving
-/// statistics; in inference it returns them computed from the moving ones.
+/// batch [mean (C4), 1/√(var + ε) (C4)] (what the GPU keeps in `saved`, padded channels
+/// being all-zero ones) and updates the moving statistics; in inference it returns them
+/// computed from the moving ones.
 pub fn batchnorm_forward_cpu(
     y: &mut [f32],
     x: &[f32],
@@ -176,7 +236,11 @@ pub fn batchnorm_forward_cpu(
 ) -> Vec<f32> {
     let (rows, c, valid) = (p.rows(), p.channels(), p.valid as usize);
     let eps = f64::from(p.epsilon);
-    let mut saved = vec![0f32; 2 * c];
+    let c4 = c.next_multiple_of(4);
+    let mut saved = vec![0f32; saved_len(c)];
+    for pad in c..c4 {
+        saved[c4 + pad] = (1.0 / eps.sqrt()) as f32;
+    }
     for ch in 0..c {
         let (mean, inv) = if p.training != 0 {
             let n = valid.max(1) as f64;
@@ -197,7 +261,7 @@ pub fn batchnorm_forward_cpu(
             )
         };
         saved[ch] = mean as f32;
-        saved[c + ch] = inv as f32;
+        saved[c4 + ch] = inv as f32;
         let (g, b) = (f64::from(s.gamma[ch]), f64::from(s.beta[ch]));
         for r in 0..rows {
             y[r * c + ch] = ((f64::from(x[r * c + ch]) - mean) * inv * g + b) as f32;
@@ -220,9 +284,10 @@ pub fn batchnorm_backward_cpu(
     p: &BatchNormParams,
 ) {
     let (c, valid) = (p.channels(), p.valid as usize);
+    let c4 = c.next_multiple_of(4);
     let n = valid.max(1) as f64;
     for ch in 0..c {
-        let (mean, inv) = (f64::from(saved[ch]), f64::from(saved[c + ch]));
+        let (mean, inv) = (f64::from(saved[ch]), f64::from(saved[c4 + ch]));
         let xh = |r: usize| (f64::from(x[r * c + ch]) - mean) * inv;
         let sd: f64 = (0..valid).map(|r| f64::from(dy[r * c + ch])).sum();
         let sdx: f64 = (0..valid).map(|r| f64::from(dy[r * c + ch]) * xh(r)).sum();

@@ -74,11 +74,19 @@ struct Params {
     src_offset: u32,
     dst_stride: u32,
     dst_offset: u32,
-    _pad: [u32; 2],
+    accumulate: u32,
+    _pad: u32,
 }
 
-/// Copies the columns `c` says from `src` into `dst`.
-pub fn copy_columns(gpu: &Gpu, dst: &Tensor, src: &Tensor, c: &Columns) -> Result<Dispatch> {
+/// Copies the columns `c` says from `src` into `dst` (adds them to `dst`'s if
+/// `accumulate`).
+pub fn copy_columns(
+    gpu: &Gpu,
+    dst: &Tensor,
+    src: &Tensor,
+    c: &Columns,
+    accumulate: bool,
+) -> Result<Dispatch> {
     c.check(src.len(), dst.len())?;
     let n = c.rows.saturating_mul(c.width);
     let params = Params {
@@ -88,7 +96,8 @@ pub fn copy_columns(gpu: &Gpu, dst: &Tensor, src: &Tensor, c: &Columns) -> Resul
         src_offset: u32_of(c.src_offset, "source offset")?,
         dst_stride: u32_of(c.dst_stride, "destination row length")?,
         dst_offset: u32_of(c.dst_offset, "destination offset")?,
-        _pad: [0; 2],
+        accumulate: u32::from(accumulate),
+        _pad: 0,
     };
     u32_of(n, "elements copied")?;
     Dispatch::new(
@@ -101,10 +110,12 @@ pub fn copy_columns(gpu: &Gpu, dst: &Tensor, src: &Tensor, c: &Columns) -> Resul
 }
 
 /// CPU reference of [`copy_columns`].
-pub fn copy_columns_cpu(dst: &mut [f32], src: &[f32], c: &Columns) {
+pub fn copy_columns_cpu(dst: &mut [f32], src: &[f32], c: &Columns, accumulate: bool) {
     for r in 0..c.rows {
         let s = r * c.src_stride + c.src_offset;
         let d = r * c.dst_stride + c.dst_offset;
-        dst[d..d + c.width].copy_from_slice(&src[s..s + c.width]);
+        for (d, s) in dst[d..d + c.width].iter_mut().zip(&src[s..s + c.width]) {
+            *d = if accumulate { *d + s } else { *s };
+        }
     }
 }

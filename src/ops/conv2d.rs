@@ -1,7 +1,14 @@
 //! 2-D convolution, NHWC activations and HWIO kernels (Keras layout). Forward, and three
 //! dedicated backward kernels: dX (gather over the windows that saw each input pixel), dW
 //! (im2col(X)ᵀ·dY without materialising im2col) and db ([`super::bias`]).
+//!
+//! A convolution over a channel count that is not a multiple of 4 (a first layer on 1 or
+//! 3 channels) runs its forward pass and kernel gradient on zero-padded copies of its
+//! input and kernel: the GEMM cores then load whole vec4s, and such layers share the
+//! pipelines of every other layer instead of compiling forms of their own (two fewer
+//! pipelines, ~0.7 s (Mesa 22.3) to 1.4 s (Mesa 25.0) of a cold first step on lavapipe).
 
+use super::concat::{Columns, copy_columns};
 use super::matmul::{gemm_groups, gemm_variant, split_k_plan, split_k_reduce};
 use super::transpose::transpose;
 use super::{Padding, u32_of};
@@ -70,6 +77,14 @@ impl Conv2dShape {
             * (self.k_h * self.k_w * self.in_c) as f64
     }
 
+    /// The same convolution over input channels zero-padded to a multiple of 4.
+    fn channels_padded(&self) -> Conv2dShape {
+        Conv2dShape {
+            in_c: self.in_c.next_multiple_of(4),
+            ..*self
+        }
+    }
+
     fn params(&self, flags: u32, k_chunk: usize) -> Result<Params> {
         self.validate()?;
         Ok(Params {
@@ -129,8 +144,18 @@ pub fn conv2d_forward(
     weight.expect_len(s.weight_len(), "conv2d kernel")?;
     bias.expect_len(s.out_c, "conv2d bias")?;
     out.expect_len(s.output_len(), "conv2d output")?;
-    let (a_aligned, b_aligned) = (s.in_c.is_multiple_of(4), s.out_c.is_multiple_of(4));
-    let variant = gemm_variant(gpu, a_aligned, b_aligned, [inp, weight]);
+    if !s.in_c.is_multiple_of(4) {
+        let sp = s.channels_padded();
+        let (xp, pad_x) = padded_input(gpu, inp, s)?;
+        // HWIO: each tap's [in_c·out_c] block becomes [in_c_p·out_c], zeros after it.
+        let taps = s.k_h * s.k_w;
+        let wp = Tensor::zeros(gpu, &[sp.weight_len()], "conv2d kernel, channels padded")?;
+        let cols = Columns::into_output(taps, s.in_c * s.out_c, 0, sp.in_c * s.out_c);
+        let pad_w = copy_columns(gpu, &wp, weight, &cols, false)?;
+        let conv = conv2d_forward(gpu, out, &xp, &wp, bias, &sp, relu)?;
+        return Ok(pad_x.then(pad_w).then(conv));
+    }
+    let variant = gemm_variant(gpu, true, s.out_c.is_multiple_of(4), [inp, weight]);
     let groups = gemm_groups(
         Kernel::Conv2dForward,
         variant,
@@ -197,21 +222,25 @@ pub fn conv2d_backward_weight(
     dweight.expect_len(s.weight_len(), "conv2d dkernel")?;
     dout.expect_len(s.output_len(), "conv2d doutput")?;
     inp.expect_len(s.input_len(), "conv2d input")?;
-    // K = B·OH·OW is long while M·N (the kernel) is small: split K over workgroups.
-    // With channels in multiples of 4 the GEMM computes dWᵀ (M = CO, N = taps) so that
-    // im2col loads vec4 along the channels; otherwise (a first layer on 1 or 3 channels)
-    // it computes dW itself (M = taps, N = CO) and loads dout as vec4 along CO.
+    if !s.in_c.is_multiple_of(4) {
+        // The gradient of the padded kernel, whose taps' leading in_c·out_c columns are
+        // this kernel's.
+        let sp = s.channels_padded();
+        let (xp, pad_x) = padded_input(gpu, inp, s)?;
+        let dwp = Tensor::zeros(gpu, &[sp.weight_len()], "conv2d dkernel, channels padded")?;
+        let grad = conv2d_backward_weight(gpu, &dwp, dout, &xp, &sp, false)?;
+        let taps = s.k_h * s.k_w;
+        let cols = Columns::out_of_output(taps, s.in_c * s.out_c, 0, sp.in_c * s.out_c);
+        let unpad = copy_columns(gpu, dweight, &dwp, &cols, accumulate)?;
+        return Ok(pad_x.then(grad).then(unpad));
+    }
+    // K = B·OH·OW is long while M·N (the kernel) is small: split K over workgroups. The
+    // GEMM computes dWᵀ (M = CO, N = taps) so that im2col loads vec4 along the channels;
+    // A's loads are element by element: "aligned" asks only K % 4 == 0.
     let k = s.batch * s.out_h() * s.out_w();
     let taps = s.k_h * s.k_w * s.in_c;
-    let by_taps = !s.in_c.is_multiple_of(4);
-    // A's loads are element by element in both kernels: "aligned" asks only K % 4 == 0.
-    let (kernel, m, n, b_aligned) = if by_taps {
-        let b = s.out_c.is_multiple_of(4);
-        (Kernel::Conv2dBackwardWeightTaps, taps, s.out_c, b)
-    } else {
-        (Kernel::Conv2dBackwardWeight, s.out_c, taps, true)
-    };
-    let variant = gemm_variant(gpu, k.is_multiple_of(4), b_aligned, [inp, dout]);
+    let (kernel, m, n) = (Kernel::Conv2dBackwardWeight, s.out_c, taps);
+    let variant = gemm_variant(gpu, k.is_multiple_of(4), true, [inp, dout]);
     let (splits, chunk) = split_k_plan(gpu, kernel, variant, m, n, k);
     let groups = gemm_groups(kernel, variant, m, n) * splits as u64;
     if splits == 1 {
@@ -219,7 +248,7 @@ pub fn conv2d_backward_weight(
         let bufs = [&dweight.buffer];
         return Dispatch::gemm(gpu, kernel, variant, &params, [inp, dout], &bufs, groups);
     }
-    // Both kernels write partial sums in dW's own layout, [splits, taps, CO].
+    // Partial sums in dW's own layout, [splits, taps, CO].
     let partial = Tensor::zeros(gpu, &[splits, taps, s.out_c], "conv2d dW partial sums")?;
     let params = s.params(4, chunk)?;
     let gemm = Dispatch::gemm(
@@ -240,6 +269,17 @@ pub fn conv2d_backward_weight(
         (taps, s.out_c, splits),
         accumulate_flag,
     )?))
+}
+
+/// `inp` ([pixels, in_c]) copied into a fresh [pixels, in_c_p] tensor whose extra
+/// channels are never written and so stay zero.
+fn padded_input(gpu: &Gpu, inp: &Tensor, s: &Conv2dShape) -> Result<(Tensor, Dispatch)> {
+    let pixels = s.batch * s.in_h * s.in_w;
+    let c_p = s.in_c.next_multiple_of(4);
+    let xp = Tensor::zeros(gpu, &[pixels, c_p], "conv2d input, channels padded")?;
+    let cols = Columns::into_output(pixels, s.in_c, 0, c_p);
+    let pad = copy_columns(gpu, &xp, inp, &cols, false)?;
+    Ok((xp, pad))
 }
 
 /// Index of input element (n, ih, iw, c) for the output pixel (oh, ow) and tap (kh, kw),

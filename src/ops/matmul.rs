@@ -150,6 +150,22 @@ pub(crate) fn split_k_reduce(
     )
 }
 
+/// Matmuls of at most this many multiply-adds (a classifier head: 128 × 64 × 10 is 81,920)
+/// run on `matmul_small.wgsl`, one invocation per output. At this size the GEMM cores'
+/// tiles are mostly empty and their speed does not show, while their three forms for a
+/// dense layer's forward pass and gradients cost 0.5 s (Mesa 22.3) to 1.0 s (Mesa 25.0)
+/// of compiling at the first step on lavapipe against ~0.05 s for this one kernel.
+pub const SMALL_GEMM_MACS: usize = 1 << 17;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SmallParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+}
+
 /// `c = op(a)·op(b) (+ bias) (relu) (+ c)`. `bias` must be given iff `shape.bias`.
 pub fn matmul(
     gpu: &Gpu,
@@ -169,6 +185,9 @@ pub fn matmul(
     );
     if let Some(bias) = bias {
         bias.expect_len(s.n, "matmul bias")?;
+    }
+    if s.m.saturating_mul(s.n).saturating_mul(s.k) <= gpu.small_gemm_macs {
+        return matmul_small(gpu, c, a, b, bias, s);
     }
     if narrow(gpu, s) {
         return matmul_narrow(gpu, c, a, b, bias, s);
@@ -221,6 +240,32 @@ pub fn matmul(
     let variant = gemm_variant(gpu, s.k.is_multiple_of(4), s.n.is_multiple_of(4), [a, b]);
     let flags = s.flags() & (BIAS | RELU | ACCUMULATE) | if swap { TRANSPOSED_C } else { 0 };
     gemm(gpu, (c, a, b, bias), s, variant, flags, pre)
+}
+
+/// `c = op(a)·op(b) …` on `matmul_small.wgsl`, operands read in place.
+fn matmul_small(
+    gpu: &Gpu,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    s: &MatmulShape,
+) -> Result<Dispatch> {
+    let params = SmallParams {
+        m: u32_of(s.m, "m")?,
+        n: u32_of(s.n, "n")?,
+        k: u32_of(s.k, "k")?,
+        flags: s.flags(),
+    };
+    // As in gemm(): B stands in for a missing bias.
+    let bias_buf = bias.map(|t| &t.buffer).unwrap_or(&b.buffer);
+    Dispatch::new(
+        gpu,
+        Kernel::MatmulSmall,
+        &params,
+        &[&a.buffer, &b.buffer, bias_buf, &c.buffer],
+        (s.m * s.n).div_ceil(64) as u64,
+    )
 }
 
 /// True when the narrow-output core applies: a subgroup device, N ≤ 16 (a classifier
