@@ -5,6 +5,7 @@ use wgcnn::Tensor;
 use wgcnn::gpu::{Dispatch, Gpu};
 use wgcnn::ops::Padding;
 use wgcnn::ops::conv2d::*;
+use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::matmul::*;
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::transpose::transpose;
@@ -66,6 +67,67 @@ fn main() -> anyhow::Result<()> {
         let tw = time(&g, &conv2d_backward_weight(&g, &dw, &dy, &x, &s, false)?, 9)?;
         println!(
             "conv {in_hw}x{in_hw}x{in_c}->{out_c} b{batch}: fwd {:.2} ms ({:.1} GF/s)  dX {:.2} ms ({:.1})  dW {:.2} ms ({:.1})",
+            tf * 1e3,
+            f / tf,
+            tx * 1e3,
+            f / tx,
+            tw * 1e3,
+            f / tw
+        );
+    }
+    // Depthwise 3×3 convolutions (MobileNet's blocks; 16×16×64 is the full conv's shape
+    // above, so the two rows compare per FLOP and per layer).
+    for (in_hw, c, mult, stride) in [
+        (16, 64, 1, 1),
+        (14, 64, 1, 1),
+        (28, 16, 1, 2),
+        (16, 32, 2, 1),
+    ] {
+        if only_gemm {
+            break;
+        }
+        let s = DepthwiseShape {
+            batch,
+            in_h: in_hw,
+            in_w: in_hw,
+            in_c: c,
+            mult,
+            k_h: 3,
+            k_w: 3,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            padding: Padding::Same,
+        };
+        let t = |n: usize, seed: u64, name: &str| {
+            Tensor::from_slice(&g, &[n], &random_vec(n, seed), name)
+        };
+        let (x, w, b) = (
+            t(s.input_len(), 1, "x")?,
+            t(s.weight_len(), 2, "w")?,
+            t(s.out_c(), 3, "b")?,
+        );
+        let (y, dy) = (t(s.output_len(), 4, "y")?, t(s.output_len(), 5, "dy")?);
+        let (dx, dw) = (t(s.input_len(), 6, "dx")?, t(s.weight_len(), 7, "dw")?);
+        let f = s.flops() / 1e9;
+        let tf = time(
+            &g,
+            &depthwise_conv2d_forward(&g, &y, &x, &w, &b, &s, true)?,
+            9,
+        )?;
+        let tx = time(
+            &g,
+            &depthwise_conv2d_backward_input(&g, &dx, &dy, &w, &s, false)?,
+            9,
+        )?;
+        let tw = time(
+            &g,
+            &depthwise_conv2d_backward_weight(&g, &dw, &dy, &x, &s, false)?,
+            9,
+        )?;
+        println!(
+            "depthwise {in_hw}x{in_hw}x{c} m{mult} s{stride} b{batch}: fwd {:.2} ms ({:.1} GF/s)  dX {:.2} ms ({:.1})  dW {:.2} ms ({:.1})",
             tf * 1e3,
             f / tf,
             tx * 1e3,

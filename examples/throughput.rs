@@ -77,12 +77,16 @@ struct Args {
     peer_framework: String,
 }
 
-/// Forward FLOPs of one sample through `node` (conv and dense; 0 for the rest).
+/// Forward FLOPs of one sample through `node` (convolutions and dense; 0 for the rest).
 fn forward_flops(node: &Node) -> f64 {
     match node.op {
         Op::Conv { in_hwc, kernel, .. } => {
             let out: f64 = node.out_shape.iter().map(|&d| d as f64).product();
             2.0 * out * (kernel.0 * kernel.1 * in_hwc[2]) as f64
+        }
+        Op::DepthwiseConv { kernel, .. } => {
+            let out: f64 = node.out_shape.iter().map(|&d| d as f64).product();
+            2.0 * out * (kernel.0 * kernel.1) as f64
         }
         Op::Dense { n_in, units, .. } => 2.0 * (n_in * units) as f64,
         _ => 0.0,

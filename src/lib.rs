@@ -26,8 +26,8 @@ pub mod prelude {
     pub use crate::layers::ActivationFn::{self, Linear, Relu, Sigmoid, Softmax, Tanh};
     pub use crate::layers::{
         Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
-        Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, MaxPooling2D,
-        Maximum, Minimum, Multiply, Subtract,
+        DepthwiseConv2D, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input,
+        Layer, MaxPooling2D, Maximum, Minimum, Multiply, Subtract,
     };
     pub use crate::layers::{Initializer, Regularizer, l2};
     pub use crate::model::{

@@ -8,6 +8,7 @@ use wgcnn::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
 use wgcnn::ops::conv2d::*;
+use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::{softmax_xent_backward_cpu, softmax_xent_forward_cpu};
@@ -93,6 +94,58 @@ fn conv2d_gradients_match_finite_differences() {
         check("conv2d dX", &dx, &mut x, 1e-2, 1e-3, |x| fwd(x, &w0, &b0));
         check("conv2d dW", &dw, &mut w, 1e-2, 1e-3, |w| fwd(&x0, w, &b0));
         check("conv2d db", &db, &mut b, 1e-2, 1e-3, |b| fwd(&x0, &w0, b));
+    }
+}
+
+/// Depthwise convolution: a depth multiplier, strides with 'same' padding, dilation.
+#[test]
+fn depthwise_conv2d_gradients_match_finite_differences() {
+    let d = |in_c, mult, k, stride, dilation, padding| DepthwiseShape {
+        batch: 2,
+        in_h: 7,
+        in_w: 6,
+        in_c,
+        mult,
+        k_h: k,
+        k_w: k,
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: dilation,
+        dilation_w: dilation,
+        padding,
+    };
+    for (i, s) in [
+        d(3, 2, 3, 2, 1, Padding::Same),
+        d(5, 1, 3, 1, 2, Padding::Valid),
+        d(2, 3, 2, 1, 2, Padding::Same),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 20 * i as u64;
+        let (mut x, mut w, mut b) = (
+            random_vec(s.input_len(), seed),
+            random_vec(s.weight_len(), seed + 1),
+            random_vec(s.out_c(), seed + 2),
+        );
+        let r = random_vec(s.output_len(), seed + 3);
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        depthwise_conv2d_backward_cpu(Some(&mut dx), &mut dw, &mut db, &r, &x, &w, s);
+        let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+            let mut y = vec![0.0; s.output_len()];
+            depthwise_conv2d_forward_cpu(&mut y, x, w, b, s, false);
+            dot(&y, &r)
+        };
+        let (w0, b0, x0) = (w.clone(), b.clone(), x.clone());
+        check("depthwise dX", &dx, &mut x, 1e-2, 1e-3, |x| {
+            fwd(x, &w0, &b0)
+        });
+        check("depthwise dW", &dw, &mut w, 1e-2, 1e-3, |w| {
+            fwd(&x0, w, &b0)
+        });
+        check("depthwise db", &db, &mut b, 1e-2, 1e-3, |b| {
+            fwd(&x0, &w0, b)
+        });
     }
 }
 

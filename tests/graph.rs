@@ -100,6 +100,48 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
             let av2 = Average::new().apply(&[&s, &a])?;
             Maximum::new().apply(&[&av2, &mn, &b])?
         }
+        // MobileNet's inverted residual block: expand 1×1, depthwise 3×3, project 1×1,
+        // batch normalization after each, added to the block's input.
+        "mobile" => {
+            let e = Conv2D::new(8, 1).use_bias(false).apply(&x)?;
+            let e = BatchNormalization::new().apply(&e)?;
+            let e = Activation::new(Relu).apply(&e)?;
+            let d = DepthwiseConv2D::new(3)
+                .padding(Same)
+                .use_bias(false)
+                .apply(&e)?;
+            let d = BatchNormalization::new().apply(&d)?;
+            let d = Activation::new(Relu).apply(&d)?;
+            let p = Conv2D::new(4, 1).use_bias(false).apply(&d)?;
+            let p = BatchNormalization::new().apply(&p)?;
+            Add::new().apply(&[&x, &p])?
+        }
+        // Depthwise convolutions with a depth multiplier on odd channels (3 → padded), a
+        // stride, a dilation, 'valid' padding, fused relu (tanh for finite differences,
+        // where relu's kinks break them) and a separate sigmoid, an L2 penalty, and fan-out
+        // into both.
+        "depthwise" | "depthwise, smooth" => {
+            let act = if case == "depthwise" { Relu } else { Tanh };
+            let a = Conv2D::new(3, 1).apply(&x)?;
+            let b = DepthwiseConv2D::new(3)
+                .depth_multiplier(2)
+                .strides(2, 2)
+                .padding(Same)
+                .activation(act)
+                .depthwise_regularizer(l2(0.05))
+                .apply(&a)?;
+            let c = DepthwiseConv2D::new(2)
+                .dilation_rate(2, 2)
+                .depth_multiplier(3)
+                .activation(Sigmoid)
+                .depthwise_initializer(Initializer::HeUniform)
+                .apply(&a)?;
+            let b = GlobalAveragePooling2D::new().apply(&b)?;
+            let c = GlobalAveragePooling2D::new().apply(&c)?;
+            let y = Concatenate::new().apply(&[&b, &c])?;
+            let outputs = Dense::new(3).activation(Softmax).apply(&y)?;
+            return Model::new(&[&inputs], &[&outputs]);
+        }
         other => anyhow::bail!("no case {other}"),
     };
     let y = GlobalAveragePooling2D::new().apply(&y)?;
@@ -129,7 +171,14 @@ fn graph_models_train_like_the_cpu_reference() -> R {
         ..Default::default()
     };
     let families = every_family();
-    for case in ["residual", "concatenate", "self", "merges"] {
+    for case in [
+        "residual",
+        "concatenate",
+        "self",
+        "merges",
+        "mobile",
+        "depthwise",
+    ] {
         // Every family for the richest graph, the default for the others.
         let devices = if case == "residual" {
             &families[..]
@@ -168,7 +217,7 @@ fn graph_gradients_match_finite_differences() -> R {
     let n = 6;
     let x = random_vec(n * SHAPE.iter().product::<usize>(), 3);
     let y = random_labels(n, 3, 4);
-    for case in ["concatenate", "self", "merges"] {
+    for case in ["concatenate", "self", "merges", "depthwise, smooth"] {
         // No dropout or batch statistics in these cases: evaluate sees the training loss.
         let lr = 1.0;
         let mut m = compiled(graph_model(case)?, Device::Cpu, Optimizer::sgd(lr))?;
@@ -297,20 +346,22 @@ fn graph_files_round_trip_and_old_files_load() -> R {
     let n = 16;
     let x = random_vec(n * SHAPE.iter().product::<usize>(), 7);
     let y = random_labels(n, 3, 8);
-    let mut m = compiled(graph_model("residual")?, gpu(), Optimizer::adam())?;
-    m.train_on_batch(&x, &y)?;
-    let path = dir.join("graph.safetensors");
-    m.save(&path)?;
-    let mut back = Model::load(&path)?;
-    assert_eq!(back.summary(), m.summary());
-    assert_eq!(back.get_weights()?, m.get_weights()?);
-    m.train_on_batch(&x, &y)?;
-    back.train_on_batch(&x, &y)?;
-    assert_eq!(
-        back.get_weights()?,
-        m.get_weights()?,
-        "one more step differs"
-    );
+    for case in ["residual", "depthwise"] {
+        let mut m = compiled(graph_model(case)?, gpu(), Optimizer::adam())?;
+        m.train_on_batch(&x, &y)?;
+        let path = dir.join(format!("{case}.safetensors"));
+        m.save(&path)?;
+        let mut back = Model::load(&path)?;
+        assert_eq!(back.summary(), m.summary());
+        assert_eq!(back.get_weights()?, m.get_weights()?);
+        m.train_on_batch(&x, &y)?;
+        back.train_on_batch(&x, &y)?;
+        assert_eq!(
+            back.get_weights()?,
+            m.get_weights()?,
+            "{case}: one more step differs"
+        );
+    }
 
     // Written by wgcnn 0.1 before graphs (`wgcnn train mnist-dense --limit 300 --epochs 1`):
     // its predict printed "3 13.2%, 7 12.6%, 0 12.5%" for the input picture.
@@ -433,6 +484,86 @@ fn resnet20_is_keras_resnet_v1() -> R {
 
 /// Keras' initializers (spread from the fans, truncation at two standard deviations),
 /// `use_bias=False` in the parameter counts, and an L2 factor that is not a number.
+/// DepthwiseConv2D's output shapes and parameter counts, as Keras 3.15 reports them
+/// (`compute_output_shape`, `count_params`) for each option.
+#[test]
+fn depthwise_conv2d_follows_keras() -> R {
+    let cases: [(&[usize], DepthwiseConv2D, [usize; 3], usize); 6] = [
+        (&[9, 8, 5], DepthwiseConv2D::new(3), [7, 6, 5], 50),
+        (
+            &[9, 8, 5],
+            DepthwiseConv2D::new(3)
+                .depth_multiplier(2)
+                .strides(2, 2)
+                .padding(Same),
+            [5, 4, 10],
+            100,
+        ),
+        (
+            &[11, 10, 4],
+            DepthwiseConv2D::new(3)
+                .dilation_rate(2, 2)
+                .padding(Same)
+                .use_bias(false),
+            [11, 10, 4],
+            36,
+        ),
+        (
+            &[11, 10, 4],
+            DepthwiseConv2D::new(3)
+                .kernel_size(2, 3)
+                .dilation_rate(2, 2),
+            [9, 6, 4],
+            28,
+        ),
+        (
+            &[7, 7, 6],
+            DepthwiseConv2D::new(2)
+                .strides(3, 3)
+                .depth_multiplier(4)
+                .padding(Same)
+                .dilation_rate(2, 2),
+            [3, 3, 24],
+            120,
+        ),
+        (
+            &[14, 14, 64],
+            DepthwiseConv2D::new(3).padding(Same).use_bias(false),
+            [14, 14, 64],
+            576,
+        ),
+    ];
+    for (shape, layer, out, params) in cases {
+        let inputs = input(shape)?;
+        let y = layer.clone().apply(&inputs)?;
+        assert_eq!(y.shape(), out, "{layer:?} on {shape:?}");
+        let m = Model::new(&[&inputs], &[&y])?;
+        assert_eq!(m.count_params(), params, "{layer:?} on {shape:?}");
+    }
+    // Keras' weight names and the kernel's [kh, kw, channels, multiplier] shape.
+    let inputs = input(&[6, 6, 3])?;
+    let y = DepthwiseConv2D::new(3).depth_multiplier(2).apply(&inputs)?;
+    let m = Model::new(&[&inputs], &[&y])?;
+    let shapes: Vec<_> = m.nodes().iter().flat_map(|n| n.param_shapes()).collect();
+    assert_eq!(shapes, [("kernel", vec![3, 3, 3, 2]), ("bias", vec![6])]);
+    // Windows that do not fit, and zero sizes, fail when applied.
+    assert!(DepthwiseConv2D::new(7).apply(&inputs).is_err());
+    assert!(
+        DepthwiseConv2D::new(3)
+            .dilation_rate(3, 3)
+            .apply(&inputs)
+            .is_err()
+    );
+    assert!(
+        DepthwiseConv2D::new(3)
+            .depth_multiplier(0)
+            .apply(&inputs)
+            .is_err()
+    );
+    assert!(DepthwiseConv2D::new(3).apply(&input(&[6, 6])?).is_err());
+    Ok(())
+}
+
 #[test]
 fn kernel_options_follow_keras() -> R {
     let spread = |init: Initializer| -> anyhow::Result<(f64, f32)> {

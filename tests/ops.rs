@@ -11,6 +11,7 @@ use wgcnn::ops::batchnorm::*;
 use wgcnn::ops::bias::*;
 use wgcnn::ops::concat::*;
 use wgcnn::ops::conv2d::*;
+use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::dropout::*;
 use wgcnn::ops::l2::*;
 use wgcnn::ops::matmul::*;
@@ -223,6 +224,132 @@ fn conv2d_backward_accumulates() -> R {
             1e-3,
         )?;
     }
+    Ok(())
+}
+
+/// Depthwise shapes: channels in multiples of 4 and not (padded), depth multipliers,
+/// strides, dilations, both paddings, non-square kernels, a long kernel-gradient sum.
+fn depthwise_shapes() -> Vec<DepthwiseShape> {
+    let d = |batch, in_h, in_w, in_c, mult, k_h, k_w, stride, dil, padding| DepthwiseShape {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        mult,
+        k_h,
+        k_w,
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: dil,
+        dilation_w: dil,
+        padding,
+    };
+    vec![
+        d(2, 9, 7, 8, 1, 3, 3, 1, 1, Padding::Same),
+        d(1, 5, 6, 3, 1, 3, 3, 1, 1, Padding::Valid),
+        d(2, 9, 8, 5, 2, 3, 2, 2, 1, Padding::Same),
+        d(3, 11, 10, 4, 3, 3, 3, 1, 2, Padding::Same),
+        d(1, 12, 9, 16, 1, 5, 5, 2, 1, Padding::Valid),
+        d(2, 7, 7, 6, 4, 2, 3, 3, 2, Padding::Same),
+        d(8, 15, 15, 12, 1, 3, 3, 1, 1, Padding::Same),
+    ]
+}
+
+/// DepthwiseConv2D against its CPU reference: forward (with and without relu), input,
+/// kernel and bias gradients, on outputs poisoned with NaN; then the accumulating forms.
+#[test]
+fn depthwise_conv2d_matches_cpu() -> R {
+    let g = gpu();
+    for (i, s) in depthwise_shapes().iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let (x, w, b, dy) = (
+            random_vec(s.input_len(), seed),
+            random_vec(s.weight_len(), seed + 1),
+            random_vec(s.out_c(), seed + 2),
+            random_vec(s.output_len(), seed + 3),
+        );
+        let t = |v: &[f32], what| Tensor::from_slice(&g, &[v.len()], v, what).unwrap();
+        let (tx, tw, tb, tdy) = (t(&x, "x"), t(&w, "w"), t(&b, "b"), t(&dy, "dy"));
+        for relu in [false, true] {
+            let y = poisoned(&g, &[s.output_len()], "y");
+            g.run(&[&depthwise_conv2d_forward(&g, &y, &tx, &tw, &tb, s, relu)?])?;
+            let mut want = vec![0.0; s.output_len()];
+            depthwise_conv2d_forward_cpu(&mut want, &x, &w, &b, s, relu);
+            assert_close(
+                &format!("depthwise forward {s:?} relu={relu}"),
+                &y.read(&g)?,
+                &want,
+                1e-5,
+                1e-4,
+            )?;
+        }
+        let (dx, dw, db) = (
+            poisoned(&g, &[s.input_len()], "dx"),
+            poisoned(&g, &[s.weight_len()], "dw"),
+            poisoned(&g, &[s.out_c()], "db"),
+        );
+        let out_pixels = s.batch * s.out_h() * s.out_w();
+        g.run(&[
+            &depthwise_conv2d_backward_input(&g, &dx, &tdy, &tw, s, false)?,
+            &depthwise_conv2d_backward_weight(&g, &dw, &tdy, &tx, s, false)?,
+            &bias_backward(&g, &db, &tdy, out_pixels, s.out_c(), false)?,
+        ])?;
+        let (mut wdx, mut wdw, mut wdb) =
+            (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        depthwise_conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, s);
+        assert_close(
+            &format!("depthwise dX {s:?}"),
+            &dx.read(&g)?,
+            &wdx,
+            1e-5,
+            1e-4,
+        )?;
+        assert_close(
+            &format!("depthwise dW {s:?}"),
+            &dw.read(&g)?,
+            &wdw,
+            1e-4,
+            1e-4,
+        )?;
+        assert_close(
+            &format!("depthwise db {s:?}"),
+            &db.read(&g)?,
+            &wdb,
+            1e-4,
+            1e-4,
+        )?;
+        // Accumulating: the gradients add to what the buffers hold.
+        let (px, pw) = (random_vec(x.len(), seed + 4), random_vec(w.len(), seed + 5));
+        let (ax, aw) = (t(&px, "dx prior"), t(&pw, "dw prior"));
+        g.run(&[
+            &depthwise_conv2d_backward_input(&g, &ax, &tdy, &tw, s, true)?,
+            &depthwise_conv2d_backward_weight(&g, &aw, &tdy, &tx, s, true)?,
+        ])?;
+        let (mut wax, mut waw, mut unused) = (px, pw, vec![0.0; b.len()]);
+        depthwise_conv2d_backward_cpu(Some(&mut wax), &mut waw, &mut unused, &dy, &x, &w, s);
+        assert_close(
+            &format!("depthwise dX accumulate {s:?}"),
+            &ax.read(&g)?,
+            &wax,
+            1e-5,
+            1e-4,
+        )?;
+        assert_close(
+            &format!("depthwise dW accumulate {s:?}"),
+            &aw.read(&g)?,
+            &waw,
+            1e-4,
+            1e-4,
+        )?;
+    }
+    // A kernel larger than the input with 'valid' padding is an error, not a dispatch.
+    let mut bad = depthwise_shapes()[1];
+    bad.k_h = 9;
+    let z = |n: usize| Tensor::zeros(&g, &[n.max(1)], "z").unwrap();
+    assert!(
+        depthwise_conv2d_forward(&g, &z(bad.input_len()), &z(1), &z(1), &z(1), &bad, false)
+            .is_err()
+    );
     Ok(())
 }
 

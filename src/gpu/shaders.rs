@@ -83,6 +83,8 @@ const GEMM_SUBGROUP_N32: &str = shader!("gemm_subgroup_n32");
 const CONV2D_COMMON: &str = shader!("conv2d_common");
 const POOL2D_COMMON: &str = shader!("pool2d_common");
 const BATCHNORM_COMMON: &str = shader!("batchnorm_common");
+const DEPTHWISE_COMMON: &str = shader!("depthwise_conv2d_common");
+const DEPTHWISE_INPUT: &str = shader!("depthwise_conv2d_input");
 const DIVMOD: &str = shader!("divmod");
 
 /// Every compute kernel wgcnn dispatches.
@@ -95,6 +97,9 @@ pub enum Kernel {
     Conv2dForward,
     Conv2dBackwardInput,
     Conv2dBackwardWeight,
+    DepthwiseConv2dForward,
+    DepthwiseConv2dBackwardInput,
+    DepthwiseConv2dBackwardWeight,
     BiasBackward,
     MaxPool2dForward,
     MaxPool2dBackward,
@@ -122,7 +127,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 30] = [
+    pub const ALL: [Kernel; 33] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -130,6 +135,9 @@ impl Kernel {
         Kernel::Conv2dForward,
         Kernel::Conv2dBackwardInput,
         Kernel::Conv2dBackwardWeight,
+        Kernel::DepthwiseConv2dForward,
+        Kernel::DepthwiseConv2dBackwardInput,
+        Kernel::DepthwiseConv2dBackwardWeight,
         Kernel::BiasBackward,
         Kernel::MaxPool2dForward,
         Kernel::MaxPool2dBackward,
@@ -210,6 +218,9 @@ impl Kernel {
             Kernel::Conv2dForward => "conv2d_forward",
             Kernel::Conv2dBackwardInput => "conv2d_backward_input",
             Kernel::Conv2dBackwardWeight => "conv2d_backward_weight",
+            Kernel::DepthwiseConv2dForward => "depthwise_conv2d_forward",
+            Kernel::DepthwiseConv2dBackwardInput => "depthwise_conv2d_backward_input",
+            Kernel::DepthwiseConv2dBackwardWeight => "depthwise_conv2d_backward_weight",
             Kernel::BiasBackward => "bias_backward",
             Kernel::MaxPool2dForward => "maxpool2d_forward",
             Kernel::MaxPool2dBackward => "maxpool2d_backward",
@@ -260,6 +271,9 @@ impl Kernel {
             Kernel::Conv2dForward
                 | Kernel::Conv2dBackwardInput
                 | Kernel::Conv2dBackwardWeight
+                | Kernel::DepthwiseConv2dForward
+                | Kernel::DepthwiseConv2dBackwardInput
+                | Kernel::DepthwiseConv2dBackwardWeight
                 | Kernel::MaxPool2dForward
                 | Kernel::MaxPool2dBackward
                 | Kernel::MaxPool2dBackwardWindows
@@ -301,6 +315,9 @@ impl Kernel {
             Kernel::Conv2dForward => shader!("conv2d_forward"),
             Kernel::Conv2dBackwardInput => shader!("conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => shader!("conv2d_backward_weight"),
+            Kernel::DepthwiseConv2dForward => shader!("depthwise_conv2d_forward"),
+            Kernel::DepthwiseConv2dBackwardInput => shader!("depthwise_conv2d_backward_input"),
+            Kernel::DepthwiseConv2dBackwardWeight => shader!("depthwise_conv2d_backward_weight"),
             Kernel::BiasBackward => shader!("bias_backward"),
             Kernel::MaxPool2dForward => shader!("maxpool2d_forward"),
             Kernel::MaxPool2dBackward => shader!("maxpool2d_backward"),
@@ -339,6 +356,11 @@ impl Kernel {
             | Kernel::AvgPool2dForward
             | Kernel::AvgPool2dBackward => src.push_str(POOL2D_COMMON),
             Kernel::BatchNormForward | Kernel::BatchNormBackward => src.push_str(BATCHNORM_COMMON),
+            Kernel::DepthwiseConv2dBackwardInput => src.push_str(DEPTHWISE_COMMON),
+            Kernel::DepthwiseConv2dForward | Kernel::DepthwiseConv2dBackwardWeight => {
+                src.push_str(DEPTHWISE_COMMON);
+                src.push_str(DEPTHWISE_INPUT);
+            }
             _ => {}
         }
         if self.is_gemm() {

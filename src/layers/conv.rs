@@ -1,6 +1,36 @@
 //! Convolution layers.
 
 use super::{ActivationFn, Initializer, Regularizer, kernel_builders, yes};
+
+/// The window options both convolutions share: kernel size, strides, padding,
+/// activation.
+macro_rules! window_builders {
+    ($($t:ident),*) => {$(
+        impl $t {
+            /// A `h × w` kernel (Keras' `kernel_size`).
+            pub fn kernel_size(mut self, h: usize, w: usize) -> Self {
+                self.kernel_size = (h, w);
+                self
+            }
+            /// The step between windows (Keras' `strides`, 1 by default).
+            pub fn strides(mut self, h: usize, w: usize) -> Self {
+                self.strides = (h, w);
+                self
+            }
+            /// 'valid' (the default) or 'same' (Keras' `padding`).
+            pub fn padding(mut self, padding: Padding) -> Self {
+                self.padding = padding;
+                self
+            }
+            /// The activation after the convolution (Keras' `activation`, linear by
+            /// default).
+            pub fn activation(mut self, activation: ActivationFn) -> Self {
+                self.activation = activation;
+                self
+            }
+        }
+    )*};
+}
 use crate::ops::Padding;
 
 /// `Conv2D(filters, kernel_size, strides=1, padding='valid', activation=None,
@@ -36,22 +66,69 @@ impl Conv2D {
             input_shape: None,
         }
     }
-    pub fn kernel_size(mut self, h: usize, w: usize) -> Self {
-        self.kernel_size = (h, w);
-        self
-    }
-    pub fn strides(mut self, h: usize, w: usize) -> Self {
-        self.strides = (h, w);
-        self
-    }
-    pub fn padding(mut self, padding: Padding) -> Self {
-        self.padding = padding;
-        self
-    }
-    pub fn activation(mut self, activation: ActivationFn) -> Self {
-        self.activation = activation;
-        self
-    }
 }
 
 kernel_builders!(Conv2D);
+window_builders!(Conv2D, DepthwiseConv2D);
+
+/// `DepthwiseConv2D(kernel_size, strides=1, padding='valid', depth_multiplier=1,
+/// dilation_rate=1, activation=None, use_bias=True,
+/// depthwise_initializer='glorot_uniform', depthwise_regularizer=None)`: each input
+/// channel convolved with `depth_multiplier` filters of its own; output channel
+/// `c·depth_multiplier + m`. Its kernel is `[kh, kw, channels, depth_multiplier]`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DepthwiseConv2D {
+    pub kernel_size: (usize, usize),
+    pub strides: (usize, usize),
+    pub padding: Padding,
+    pub depth_multiplier: usize,
+    pub dilation_rate: (usize, usize),
+    pub activation: ActivationFn,
+    pub use_bias: bool,
+    pub depthwise_initializer: Initializer,
+    pub depthwise_regularizer: Option<Regularizer>,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl DepthwiseConv2D {
+    /// A square `kernel × kernel` depthwise convolution, stride 1, 'valid', linear.
+    pub fn new(kernel: usize) -> DepthwiseConv2D {
+        DepthwiseConv2D {
+            kernel_size: (kernel, kernel),
+            strides: (1, 1),
+            padding: Padding::Valid,
+            depth_multiplier: 1,
+            dilation_rate: (1, 1),
+            activation: ActivationFn::Linear,
+            use_bias: true,
+            depthwise_initializer: Initializer::GlorotUniform,
+            depthwise_regularizer: None,
+            input_shape: None,
+        }
+    }
+    /// Filters per input channel (Keras' `depth_multiplier`, 1 by default).
+    pub fn depth_multiplier(mut self, m: usize) -> Self {
+        self.depth_multiplier = m;
+        self
+    }
+    /// Spacing of the kernel's taps (Keras' `dilation_rate`, 1 by default).
+    pub fn dilation_rate(mut self, h: usize, w: usize) -> Self {
+        self.dilation_rate = (h, w);
+        self
+    }
+    /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
+    pub fn use_bias(mut self, on: bool) -> Self {
+        self.use_bias = on;
+        self
+    }
+    /// How the kernel starts (Keras' `depthwise_initializer`).
+    pub fn depthwise_initializer(mut self, init: Initializer) -> Self {
+        self.depthwise_initializer = init;
+        self
+    }
+    /// A penalty on the kernel (Keras' `depthwise_regularizer`, e.g. `l2(1e-4)`).
+    pub fn depthwise_regularizer(mut self, r: Regularizer) -> Self {
+        self.depthwise_regularizer = Some(r);
+        self
+    }
+}

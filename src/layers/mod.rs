@@ -6,6 +6,7 @@ use crate::model::SymbolicTensor;
 use crate::ops::Padding;
 use crate::ops::activation::Act;
 use crate::ops::conv2d::Conv2dShape;
+use crate::ops::depthwise_conv2d::DepthwiseShape;
 use crate::ops::merge::MergeOp;
 use crate::ops::pool2d::Pool2dShape;
 use crate::tensor::checked_len;
@@ -18,7 +19,7 @@ mod normalization;
 mod pooling;
 mod summary;
 
-pub use conv::Conv2D;
+pub use conv::{Conv2D, DepthwiseConv2D};
 pub use core::{Activation, Dense, Dropout, Flatten, Input};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::BatchNormalization;
@@ -56,6 +57,7 @@ impl ActivationFn {
 pub enum Layer {
     Input(Input),
     Conv2D(Conv2D),
+    DepthwiseConv2D(DepthwiseConv2D),
     MaxPooling2D(MaxPooling2D),
     AveragePooling2D(AveragePooling2D),
     GlobalAveragePooling2D(GlobalAveragePooling2D),
@@ -107,6 +109,7 @@ macro_rules! layers {
 }
 layers!(
     Conv2D,
+    DepthwiseConv2D,
     MaxPooling2D,
     AveragePooling2D,
     GlobalAveragePooling2D,
@@ -124,6 +127,7 @@ impl Layer {
         match self {
             Layer::Input(i) => Some(&i.shape),
             Layer::Conv2D(l) => l.input_shape.as_deref(),
+            Layer::DepthwiseConv2D(l) => l.input_shape.as_deref(),
             Layer::MaxPooling2D(l) => l.input_shape.as_deref(),
             Layer::AveragePooling2D(l) => l.input_shape.as_deref(),
             Layer::GlobalAveragePooling2D(l) => l.input_shape.as_deref(),
@@ -147,6 +151,7 @@ impl Layer {
         match self {
             Layer::Input(_) => "InputLayer",
             Layer::Conv2D(_) => "Conv2D",
+            Layer::DepthwiseConv2D(_) => "DepthwiseConv2D",
             Layer::MaxPooling2D(_) => "MaxPooling2D",
             Layer::AveragePooling2D(_) => "AveragePooling2D",
             Layer::GlobalAveragePooling2D(_) => "GlobalAveragePooling2D",
@@ -170,6 +175,7 @@ impl Layer {
         match self {
             Layer::Input(_) => "input_layer",
             Layer::Conv2D(_) => "conv2d",
+            Layer::DepthwiseConv2D(_) => "depthwise_conv2d",
             Layer::MaxPooling2D(_) => "max_pooling2d",
             Layer::AveragePooling2D(_) => "average_pooling2d",
             Layer::GlobalAveragePooling2D(_) => "global_average_pooling2d",
@@ -217,6 +223,16 @@ pub enum Op {
         /// Kernel options: bias, initializer, L2 factor (0 for none).
         options: KernelOptions,
     },
+    /// A depthwise convolution: `mult` filters per input channel.
+    DepthwiseConv {
+        in_hwc: [usize; 3],
+        mult: usize,
+        kernel: (usize, usize),
+        strides: (usize, usize),
+        dilation: (usize, usize),
+        padding: Padding,
+        options: KernelOptions,
+    },
     MaxPool {
         in_hwc: [usize; 3],
         pool: (usize, usize),
@@ -247,7 +263,7 @@ pub enum Op {
     },
 }
 
-/// A Conv2D's or Dense layer's kernel options.
+/// A Conv2D's, DepthwiseConv2D's or Dense layer's kernel options.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KernelOptions {
     pub use_bias: bool,
@@ -270,10 +286,12 @@ impl KernelOptions {
 }
 
 impl Op {
-    /// The kernel options of a Conv2D or Dense layer.
+    /// The kernel options of a layer with a kernel.
     pub fn kernel_options(&self) -> Option<KernelOptions> {
         match self {
-            Op::Conv { options, .. } | Op::Dense { options, .. } => Some(*options),
+            Op::Conv { options, .. }
+            | Op::DepthwiseConv { options, .. }
+            | Op::Dense { options, .. } => Some(*options),
             _ => None,
         }
     }
@@ -298,6 +316,35 @@ impl Op {
                 k_w: kernel.1,
                 stride_h: strides.0,
                 stride_w: strides.1,
+                padding,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The depthwise shapes of this op at `batch` (None unless it is one).
+    pub fn depthwise_shape(&self, batch: usize) -> Option<DepthwiseShape> {
+        match *self {
+            Op::DepthwiseConv {
+                in_hwc,
+                mult,
+                kernel,
+                strides,
+                dilation,
+                padding,
+                ..
+            } => Some(DepthwiseShape {
+                batch,
+                in_h: in_hwc[0],
+                in_w: in_hwc[1],
+                in_c: in_hwc[2],
+                mult,
+                k_h: kernel.0,
+                k_w: kernel.1,
+                stride_h: strides.0,
+                stride_w: strides.1,
+                dilation_h: dilation.0,
+                dilation_w: dilation.1,
                 padding,
             }),
             _ => None,
@@ -495,6 +542,17 @@ impl Node {
                 *filters,
                 options,
             ),
+            Op::DepthwiseConv {
+                in_hwc,
+                mult,
+                kernel,
+                options,
+                ..
+            } => kernel_and_bias(
+                vec![kernel.0, kernel.1, in_hwc[2], *mult],
+                in_hwc[2] * mult,
+                options,
+            ),
             Op::Dense {
                 n_in,
                 units,
@@ -547,6 +605,13 @@ impl Node {
                 kernel.0 * kernel.1 * in_hwc[2],
                 kernel.0 * kernel.1 * filters,
             ),
+            // Keras' fans of a [kh, kw, channels, multiplier] kernel.
+            Op::DepthwiseConv {
+                in_hwc,
+                mult,
+                kernel,
+                ..
+            } => (kernel.0 * kernel.1 * in_hwc[2], kernel.0 * kernel.1 * mult),
             Op::Dense { n_in, units, .. } => (*n_in, *units),
             _ => (0, 0),
         }
@@ -748,6 +813,51 @@ fn resolve_one(
                 options: KernelOptions::of(c.use_bias, c.kernel_initializer, c.kernel_regularizer),
             };
             (op, c.activation, vec![oh, ow, c.filters])
+        }
+        Layer::DepthwiseConv2D(d) => {
+            let in_hwc = image("DepthwiseConv2D")?;
+            let positive = [
+                d.depth_multiplier,
+                d.kernel_size.0,
+                d.kernel_size.1,
+                d.strides.0,
+                d.strides.1,
+                d.dilation_rate.0,
+                d.dilation_rate.1,
+            ];
+            if positive.contains(&0) {
+                return fail(
+                    "depth multiplier, kernel size, strides and dilation rate must be positive"
+                        .into(),
+                );
+            }
+            if let Some(Regularizer::L2(f)) = d.depthwise_regularizer
+                && !(f.is_finite() && f >= 0.0)
+            {
+                return fail(format!("the L2 factor {f} must be finite and ≥ 0"));
+            }
+            let op = Op::DepthwiseConv {
+                in_hwc,
+                mult: d.depth_multiplier,
+                kernel: d.kernel_size,
+                strides: d.strides,
+                dilation: d.dilation_rate,
+                padding: d.padding,
+                options: KernelOptions::of(
+                    d.use_bias,
+                    d.depthwise_initializer,
+                    d.depthwise_regularizer,
+                ),
+            };
+            let s = op.depthwise_shape(1).expect("depthwise op");
+            if let Err(e) = s.validate() {
+                return fail(format!("{e}"));
+            }
+            let out_c = in_hwc[2].checked_mul(d.depth_multiplier);
+            let Some(out_c) = out_c else {
+                return fail("channels × depth multiplier overflows".into());
+            };
+            (op, d.activation, vec![s.out_h(), s.out_w(), out_c])
         }
         Layer::MaxPooling2D(p) => {
             let (op, out) = pooling(p.pool_size, p.strides, p.padding, true)?;

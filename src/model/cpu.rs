@@ -10,6 +10,7 @@ use crate::ops::batchnorm::{
 };
 use crate::ops::concat::{Columns, copy_columns_cpu};
 use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
+use crate::ops::depthwise_conv2d::{depthwise_conv2d_backward_cpu, depthwise_conv2d_forward_cpu};
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
 use crate::ops::l2::{l2_gradient_cpu, l2_penalty_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
@@ -129,6 +130,17 @@ impl CpuEngine {
                     &node.op.conv_shape(batch).expect("conv op"),
                     false,
                 ),
+                Op::DepthwiseConv { .. } => {
+                    let s = node.op.depthwise_shape(batch).expect("depthwise op");
+                    depthwise_conv2d_forward_cpu(
+                        &mut y,
+                        a,
+                        &self.params[i][0],
+                        &self.bias(i, s.out_c()),
+                        &s,
+                        false,
+                    );
+                }
                 Op::Dense { n_in, units, .. } => dense_forward_cpu(
                     &mut y,
                     a,
@@ -306,6 +318,20 @@ impl CpuEngine {
                         a,
                         &self.params[i][0],
                         &node.op.conv_shape(batch).expect("conv op"),
+                    );
+                }
+                Op::DepthwiseConv { .. } => {
+                    let s = node.op.depthwise_shape(batch).expect("depthwise op");
+                    let (gw, gb) = pgrads[i].split_at_mut(1);
+                    let mut unused = Vec::new();
+                    depthwise_conv2d_backward_cpu(
+                        need_da.then_some(&mut da[0][..]),
+                        &mut gw[0],
+                        bias_grad(gb, &mut unused, s.out_c()),
+                        &dy,
+                        a,
+                        &self.params[i][0],
+                        &s,
                     );
                 }
                 Op::Dense { n_in, units, .. } => {

@@ -10,6 +10,9 @@ use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forwa
 use crate::ops::bias::bias_backward;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::ops::depthwise_conv2d::{
+    depthwise_conv2d_backward_input, depthwise_conv2d_backward_weight, depthwise_conv2d_forward,
+};
 use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
 use crate::ops::l2::{l2_gradient, l2_penalty};
 use crate::ops::matmul::{MatmulShape, matmul};
@@ -99,6 +102,15 @@ impl GpuParams {
                     filters, options, ..
                 } if !options.use_bias => {
                     Tensor::zeros(&gpu, &[filters], &format!("{} zero bias", n.name)).map(Some)
+                }
+                Op::DepthwiseConv {
+                    in_hwc,
+                    mult,
+                    options,
+                    ..
+                } if !options.use_bias => {
+                    Tensor::zeros(&gpu, &[in_hwc[2] * mult], &format!("{} zero bias", n.name))
+                        .map(Some)
                 }
                 _ => Ok(None),
             })
@@ -233,9 +245,10 @@ fn passes_gradient(node: &Node) -> bool {
 /// The element-wise activation a node applies after its op (None when fused or absent).
 fn separate_activation(node: &Node) -> Option<Act> {
     match (&node.op, node.activation) {
-        (Op::Conv { .. } | Op::Dense { .. }, ActivationFn::Sigmoid | ActivationFn::Tanh) => {
-            node.activation.elementwise()
-        }
+        (
+            Op::Conv { .. } | Op::DepthwiseConv { .. } | Op::Dense { .. },
+            ActivationFn::Sigmoid | ActivationFn::Tanh,
+        ) => node.activation.elementwise(),
         (Op::Activation, a) => a.elementwise().filter(|a| *a != Act::Linear),
         _ => None,
     }
@@ -371,6 +384,18 @@ impl GpuGraph {
                     Op::Conv { .. } => {
                         let s = node.op.conv_shape(batch).expect("conv op");
                         ds.push(conv2d_forward(
+                            gpu,
+                            out,
+                            a,
+                            &p.params[i][0],
+                            p.bias(i),
+                            &s,
+                            relu,
+                        )?);
+                    }
+                    Op::DepthwiseConv { .. } => {
+                        let s = node.op.depthwise_shape(batch).expect("depthwise op");
+                        ds.push(depthwise_conv2d_forward(
                             gpu,
                             out,
                             a,
@@ -542,6 +567,37 @@ impl GpuGraph {
                                 dy,
                                 batch * s.out_h() * s.out_w(),
                                 s.out_c,
+                                false,
+                            )?);
+                        }
+                    }
+                    Op::DepthwiseConv { .. } => {
+                        let s = node.op.depthwise_shape(batch).expect("depthwise op");
+                        if let Some(da) = da(0) {
+                            train_ds.push(depthwise_conv2d_backward_input(
+                                gpu,
+                                da,
+                                dy,
+                                &p.params[i][0],
+                                &s,
+                                false,
+                            )?);
+                        }
+                        train_ds.push(depthwise_conv2d_backward_weight(
+                            gpu,
+                            &p.grads[i][0],
+                            dy,
+                            a,
+                            &s,
+                            false,
+                        )?);
+                        if p.grads[i].len() > 1 {
+                            train_ds.push(bias_backward(
+                                gpu,
+                                &p.grads[i][1],
+                                dy,
+                                batch * s.out_h() * s.out_w(),
+                                s.out_c(),
                                 false,
                             )?);
                         }

@@ -1,0 +1,70 @@
+// DepthwiseConv2D input gradient, gather-style: dx[n, ih, iw, c] (+)= Σ over the taps
+// (kh, kw) whose window at some output pixel (oh, ow) covers (ih, iw) and over m < M of
+// dy[n, oh, ow, c·M + m]·w[kh, kw, c·M + m]. One invocation per input quad of channels.
+
+@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
+
+// Elements o·M + m for o = c0 .. c0+3: one vec4 when M = 1.
+fn dy_quad(at: u32, c0: u32, m: u32) -> vec4<f32> {
+    if (p.mult == 1u) {
+        return dy[(at + c0) >> 2u];
+    }
+    let i = vec4<u32>(at + m) + (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) * p.mult;
+    return vec4<f32>(dy[i.x >> 2u][i.x & 3u], dy[i.y >> 2u][i.y & 3u],
+                     dy[i.z >> 2u][i.z & 3u], dy[i.w >> 2u][i.w & 3u]);
+}
+
+fn w_quad(at: u32, c0: u32, m: u32) -> vec4<f32> {
+    if (p.mult == 1u) {
+        return w[(at + c0) >> 2u];
+    }
+    let i = vec4<u32>(at + m) + (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) * p.mult;
+    return vec4<f32>(w[i.x >> 2u][i.x & 3u], w[i.y >> 2u][i.y & 3u],
+                     w[i.z >> 2u][i.z & 3u], w[i.w >> 2u][i.w & 3u]);
+}
+
+// The output row (column) whose tap `k` reads input row `i`, or -1 if none does.
+fn out_coord(i: u32, k: u32, stride: u32, dil: u32, pad: u32, size: u32) -> i32 {
+    let t = i32(i + pad) - i32(k * dil);
+    let o = divmod(u32(max(t, 0)), stride);
+    return select(-1, i32(o.x), t >= 0 && o.y == 0u && o.x < size);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    p = params;
+    let cq = p.in_c >> 2u;
+    let oc = p.in_c * p.mult;
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.batch * p.in_h * p.in_w * cq || i >= arrayLength(&dx)) {
+        return;
+    }
+    // divmod: lavapipe has no SIMD integer division.
+    let pix_q = divmod(i, cq);
+    let nh_w = divmod(pix_q.x, p.in_w);
+    let n_h = divmod(nh_w.x, p.in_h);
+    let q = pix_q.y;
+    let iw = nh_w.y;
+    let ih = n_h.y;
+    let n = n_h.x;
+    let c0 = q * 4u;
+    var acc = vec4<f32>(0.0);
+    for (var kh = 0u; kh < p.k_h; kh++) {
+        let oh = out_coord(ih, kh, p.stride_h, p.dil_h, p.pad_top, p.out_h);
+        for (var kw = 0u; kw < p.k_w; kw++) {
+            let ow = out_coord(iw, kw, p.stride_w, p.dil_w, p.pad_left, p.out_w);
+            if (oh >= 0 && ow >= 0) {
+                let at_dy = ((n * p.out_h + u32(oh)) * p.out_w + u32(ow)) * oc;
+                let at_w = (kh * p.k_w + kw) * oc;
+                for (var m = 0u; m < p.mult; m++) {
+                    acc += dy_quad(at_dy, c0, m) * w_quad(at_w, c0, m);
+                }
+            }
+        }
+    }
+    dx[i] = acc + select(vec4<f32>(0.0), dx[i], (p.flags & 2u) != 0u);
+}

@@ -1,0 +1,41 @@
+// DepthwiseConv2D forward: y[n, oh, ow, o] = Σ_{kh, kw} x[n, ih, iw, o / M]·w[kh, kw, o]
+// + b[o] (relu fused on request), ih = oh·stride + kh·dilation − pad. One invocation per
+// output quad of channels; taps in the padding add nothing.
+
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    p = params;
+    let oq = (p.in_c * p.mult) >> 2u; // output quads per pixel
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.batch * p.out_h * p.out_w * oq || i >= arrayLength(&y)) {
+        return;
+    }
+    // divmod: lavapipe has no SIMD integer division.
+    let pix_q = divmod(i, oq);
+    let nh_w = divmod(pix_q.x, p.out_w);
+    let n_h = divmod(nh_w.x, p.out_h);
+    let q = pix_q.y;
+    let ow = nh_w.y;
+    let oh = n_h.y;
+    let n = n_h.x;
+    let o0 = q * 4u;
+    var acc = vec4<f32>(0.0);
+    for (var kh = 0u; kh < p.k_h; kh++) {
+        let ih = in_coord(oh, kh, p.stride_h, p.dil_h, p.pad_top, p.in_h);
+        for (var kw = 0u; kw < p.k_w; kw++) {
+            let iw = in_coord(ow, kw, p.stride_w, p.dil_w, p.pad_left, p.in_w);
+            if (ih >= 0 && iw >= 0) {
+                let xin = x_quad((n * p.in_h + u32(ih)) * p.in_w + u32(iw), o0);
+                acc += xin * w[(kh * p.k_w + kw) * oq + q];
+            }
+        }
+    }
+    let r = acc + bias[q];
+    y[i] = select(r, max(r, vec4<f32>(0.0)), (p.flags & 1u) != 0u);
+}

@@ -1,0 +1,442 @@
+//! Depthwise 2-D convolution (Keras' `DepthwiseConv2D`): every input channel convolved
+//! with `M` filters of its own (the depth multiplier), NHWC activations, kernel
+//! `[KH, KW, C, M]`; output channel `c·M + m`. Strides, 'valid'/'same' padding and
+//! dilation. Kernels of its own, not a full convolution with zeros: forward and input
+//! gradient one invocation per quad of channels, kernel gradient split over output pixels
+//! and finished by `split_k_reduce`, bias gradient by [`super::bias`].
+//!
+//! The kernels read and write whole vec4s of channels; an input channel count that is not
+//! a multiple of 4 runs on zero-padded copies (input, kernel, bias, output), as the full
+//! convolution does.
+
+use super::concat::{Columns, copy_columns};
+use super::matmul::split_k_reduce;
+use super::{Padding, groups_for, u32_of};
+use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::tensor::Tensor;
+use anyhow::{Result, ensure};
+
+/// Everything about one depthwise convolution's shapes; owns the output-size and
+/// padding maths (with dilation, the window spans (k − 1)·dilation + 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwiseShape {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    /// The depth multiplier M: output channels are `in_c · mult`.
+    pub mult: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub padding: Padding,
+}
+
+impl DepthwiseShape {
+    /// Checks that the window fits the input and that no size is zero.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.batch > 0
+                && self.in_c > 0
+                && self.mult > 0
+                && self.dilation_h > 0
+                && self.dilation_w > 0,
+            "depthwise conv2d: batch ({}), channels ({}), depth multiplier ({}) and dilation \
+             ({}, {}) must be positive",
+            self.batch,
+            self.in_c,
+            self.mult,
+            self.dilation_h,
+            self.dilation_w
+        );
+        self.padding
+            .out_len(self.in_h, self.window_h(), self.stride_h)?;
+        self.padding
+            .out_len(self.in_w, self.window_w(), self.stride_w)?;
+        Ok(())
+    }
+    /// Rows the dilated kernel spans.
+    pub fn window_h(&self) -> usize {
+        (self.k_h.max(1) - 1) * self.dilation_h + 1
+    }
+    /// Columns the dilated kernel spans.
+    pub fn window_w(&self) -> usize {
+        (self.k_w.max(1) - 1) * self.dilation_w + 1
+    }
+    pub fn out_h(&self) -> usize {
+        self.padding
+            .out_len(self.in_h, self.window_h(), self.stride_h)
+            .unwrap_or(0)
+    }
+    pub fn out_w(&self) -> usize {
+        self.padding
+            .out_len(self.in_w, self.window_w(), self.stride_w)
+            .unwrap_or(0)
+    }
+    pub fn out_c(&self) -> usize {
+        self.in_c * self.mult
+    }
+    pub fn pad_top(&self) -> usize {
+        self.padding
+            .pad_before(self.in_h, self.window_h(), self.stride_h)
+    }
+    pub fn pad_left(&self) -> usize {
+        self.padding
+            .pad_before(self.in_w, self.window_w(), self.stride_w)
+    }
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h() * self.out_w() * self.out_c()
+    }
+    pub fn weight_len(&self) -> usize {
+        self.k_h * self.k_w * self.out_c()
+    }
+    /// Multiply-adds × 2 of the forward pass (each backward pass costs the same).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.output_len() as f64 * (self.k_h * self.k_w) as f64
+    }
+
+    /// The same convolution over input channels zero-padded to a multiple of 4.
+    fn channels_padded(&self) -> DepthwiseShape {
+        DepthwiseShape {
+            in_c: self.in_c.next_multiple_of(4),
+            ..*self
+        }
+    }
+
+    fn params(&self, flags: u32, chunk: usize) -> Result<Params> {
+        self.validate()?;
+        ensure!(
+            self.in_c.is_multiple_of(4),
+            "depthwise kernels need padded channels"
+        );
+        u32_of(self.input_len(), "depthwise conv2d input elements")?;
+        u32_of(self.output_len(), "depthwise conv2d output elements")?;
+        Ok(Params {
+            batch: u32_of(self.batch, "batch")?,
+            in_h: u32_of(self.in_h, "height")?,
+            in_w: u32_of(self.in_w, "width")?,
+            in_c: u32_of(self.in_c, "channels")?,
+            out_h: u32_of(self.out_h(), "output height")?,
+            out_w: u32_of(self.out_w(), "output width")?,
+            mult: u32_of(self.mult, "depth multiplier")?,
+            k_h: u32_of(self.k_h, "kernel height")?,
+            k_w: u32_of(self.k_w, "kernel width")?,
+            stride_h: u32_of(self.stride_h, "stride")?,
+            stride_w: u32_of(self.stride_w, "stride")?,
+            dil_h: u32_of(self.dilation_h, "dilation")?,
+            dil_w: u32_of(self.dilation_w, "dilation")?,
+            pad_top: self.pad_top() as u32,
+            pad_left: self.pad_left() as u32,
+            flags,
+            chunk: u32_of(chunk.max(1), "pixels per chunk")?,
+            _pad: [0; 3],
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    in_c: u32,
+    out_h: u32,
+    out_w: u32,
+    mult: u32,
+    k_h: u32,
+    k_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    dil_h: u32,
+    dil_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    flags: u32,
+    chunk: u32,
+    _pad: [u32; 3],
+}
+
+const RELU: u32 = 1;
+const ACCUMULATE: u32 = 2;
+
+/// The channel-padded stand-ins of a pass over a shape whose channels are not a
+/// multiple of 4: each tensor `t` viewed as `rows` rows of `width` real columns out of
+/// `padded` becomes a zero-padded copy (filled before the pass, or for an output emptied
+/// into `t` after it, added when `accumulate`).
+struct Padded {
+    before: Vec<Dispatch>,
+    after: Vec<Dispatch>,
+}
+
+impl Padded {
+    fn new() -> Padded {
+        Padded {
+            before: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+
+    /// A padded copy of input `t` ([rows, width] → [rows, padded]).
+    fn input(
+        &mut self,
+        gpu: &Gpu,
+        t: &Tensor,
+        rows: usize,
+        width: usize,
+        padded: usize,
+    ) -> Result<Tensor> {
+        let p = Tensor::zeros(gpu, &[rows, padded], "depthwise conv2d, channels padded")?;
+        let cols = Columns::into_output(rows, width, 0, padded);
+        self.before.push(copy_columns(gpu, &p, t, &cols, false)?);
+        Ok(p)
+    }
+
+    /// A padded scratch for output `t`, copied (or added) into `t` after the pass.
+    fn output(
+        &mut self,
+        gpu: &Gpu,
+        t: &Tensor,
+        (rows, width, padded): (usize, usize, usize),
+        accumulate: bool,
+    ) -> Result<Tensor> {
+        let p = Tensor::zeros(gpu, &[rows, padded], "depthwise conv2d, channels padded")?;
+        let cols = Columns::out_of_output(rows, width, 0, padded);
+        self.after
+            .push(copy_columns(gpu, t, &p, &cols, accumulate)?);
+        Ok(p)
+    }
+
+    /// The copies in, `main`, the copies out.
+    fn around(self, main: Dispatch) -> Dispatch {
+        self.before
+            .into_iter()
+            .chain([main])
+            .chain(self.after)
+            .reduce(Dispatch::then)
+            .expect("at least the main dispatch")
+    }
+}
+
+/// `out = depthwise_conv2d(inp, weight) + bias`, relu fused when asked.
+pub fn depthwise_conv2d_forward(
+    gpu: &Gpu,
+    out: &Tensor,
+    inp: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    s: &DepthwiseShape,
+    relu: bool,
+) -> Result<Dispatch> {
+    s.validate()?;
+    inp.expect_len(s.input_len(), "depthwise conv2d input")?;
+    weight.expect_len(s.weight_len(), "depthwise conv2d kernel")?;
+    bias.expect_len(s.out_c(), "depthwise conv2d bias")?;
+    out.expect_len(s.output_len(), "depthwise conv2d output")?;
+    if !s.in_c.is_multiple_of(4) {
+        let sp = s.channels_padded();
+        let mut pad = Padded::new();
+        let pixels = s.batch * s.in_h * s.in_w;
+        let xp = pad.input(gpu, inp, pixels, s.in_c, sp.in_c)?;
+        let taps = s.k_h * s.k_w;
+        let wp = pad.input(gpu, weight, taps, s.out_c(), sp.out_c())?;
+        let bp = pad.input(gpu, bias, 1, s.out_c(), sp.out_c())?;
+        let out_pixels = s.batch * s.out_h() * s.out_w();
+        let yp = pad.output(gpu, out, (out_pixels, s.out_c(), sp.out_c()), false)?;
+        let main = depthwise_conv2d_forward(gpu, &yp, &xp, &wp, &bp, &sp, relu)?;
+        return Ok(pad.around(main));
+    }
+    let params = s.params(if relu { RELU } else { 0 }, 1)?;
+    Dispatch::new(
+        gpu,
+        Kernel::DepthwiseConv2dForward,
+        &params,
+        &[&inp.buffer, &weight.buffer, &bias.buffer, &out.buffer],
+        groups_for(s.output_len() / 4, 64),
+    )
+}
+
+/// `dinp (+)= ∂L/∂inp` from `dout` and the kernel.
+pub fn depthwise_conv2d_backward_input(
+    gpu: &Gpu,
+    dinp: &Tensor,
+    dout: &Tensor,
+    weight: &Tensor,
+    s: &DepthwiseShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    s.validate()?;
+    dinp.expect_len(s.input_len(), "depthwise conv2d dinput")?;
+    dout.expect_len(s.output_len(), "depthwise conv2d doutput")?;
+    weight.expect_len(s.weight_len(), "depthwise conv2d kernel")?;
+    if !s.in_c.is_multiple_of(4) {
+        let sp = s.channels_padded();
+        let mut pad = Padded::new();
+        let out_pixels = s.batch * s.out_h() * s.out_w();
+        let dyp = pad.input(gpu, dout, out_pixels, s.out_c(), sp.out_c())?;
+        let wp = pad.input(gpu, weight, s.k_h * s.k_w, s.out_c(), sp.out_c())?;
+        let pixels = s.batch * s.in_h * s.in_w;
+        let dxp = pad.output(gpu, dinp, (pixels, s.in_c, sp.in_c), accumulate)?;
+        let main = depthwise_conv2d_backward_input(gpu, &dxp, &dyp, &wp, &sp, false)?;
+        return Ok(pad.around(main));
+    }
+    let params = s.params(if accumulate { ACCUMULATE } else { 0 }, 1)?;
+    Dispatch::new(
+        gpu,
+        Kernel::DepthwiseConv2dBackwardInput,
+        &params,
+        &[&dout.buffer, &weight.buffer, &dinp.buffer],
+        groups_for(s.input_len() / 4, 64),
+    )
+}
+
+/// `dweight (+)= ∂L/∂weight` from `dout` and the layer input.
+pub fn depthwise_conv2d_backward_weight(
+    gpu: &Gpu,
+    dweight: &Tensor,
+    dout: &Tensor,
+    inp: &Tensor,
+    s: &DepthwiseShape,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    s.validate()?;
+    dweight.expect_len(s.weight_len(), "depthwise conv2d dkernel")?;
+    dout.expect_len(s.output_len(), "depthwise conv2d doutput")?;
+    inp.expect_len(s.input_len(), "depthwise conv2d input")?;
+    let taps = s.k_h * s.k_w;
+    if !s.in_c.is_multiple_of(4) {
+        let sp = s.channels_padded();
+        let mut pad = Padded::new();
+        let xp = pad.input(gpu, inp, s.batch * s.in_h * s.in_w, s.in_c, sp.in_c)?;
+        let out_pixels = s.batch * s.out_h() * s.out_w();
+        let dyp = pad.input(gpu, dout, out_pixels, s.out_c(), sp.out_c())?;
+        let dwp = pad.output(gpu, dweight, (taps, s.out_c(), sp.out_c()), accumulate)?;
+        let main = depthwise_conv2d_backward_weight(gpu, &dwp, &dyp, &xp, &sp, false)?;
+        return Ok(pad.around(main));
+    }
+    // Each invocation sums one (tap, quad) over a chunk of output pixels: enough chunks
+    // for a few thousand invocations, none shorter than 64 pixels.
+    let pixels = s.batch * s.out_h() * s.out_w();
+    let cells = taps * s.out_c() / 4;
+    let splits = (4096 / cells.max(1)).clamp(1, pixels.div_ceil(64).max(1));
+    let chunk = pixels.div_ceil(splits);
+    let splits = pixels.div_ceil(chunk);
+    let partial = Tensor::zeros(
+        gpu,
+        &[splits, taps, s.out_c()],
+        "depthwise conv2d dW partial sums",
+    )?;
+    let params = s.params(0, chunk)?;
+    let sums = Dispatch::new(
+        gpu,
+        Kernel::DepthwiseConv2dBackwardWeight,
+        &params,
+        &[&inp.buffer, &dout.buffer, &partial.buffer],
+        groups_for(splits * cells, 64),
+    )?;
+    let flags = if accumulate { 16 } else { 0 };
+    Ok(sums.then(split_k_reduce(
+        gpu,
+        dweight,
+        &partial,
+        None,
+        (taps, s.out_c(), splits),
+        flags,
+    )?))
+}
+
+/// Index of input element (n, ih, iw, c) for output pixel (oh, ow) and tap (kh, kw), or
+/// None in the padding.
+fn tap(s: &DepthwiseShape, n: usize, oh: usize, ow: usize, kh: usize, kw: usize) -> Option<usize> {
+    let ih = (oh * s.stride_h + kh * s.dilation_h).checked_sub(s.pad_top())?;
+    let iw = (ow * s.stride_w + kw * s.dilation_w).checked_sub(s.pad_left())?;
+    (ih < s.in_h && iw < s.in_w).then_some(((n * s.in_h + ih) * s.in_w + iw) * s.in_c)
+}
+
+/// Calls `f(input index, output index, kernel index)` for every multiply-add of the
+/// convolution (input index: channel included).
+fn for_each_tap(s: &DepthwiseShape, mut f: impl FnMut(usize, usize, usize)) {
+    let (oh_n, ow_n, oc) = (s.out_h(), s.out_w(), s.out_c());
+    for n in 0..s.batch {
+        for oh in 0..oh_n {
+            for ow in 0..ow_n {
+                let o_base = ((n * oh_n + oh) * ow_n + ow) * oc;
+                for kh in 0..s.k_h {
+                    for kw in 0..s.k_w {
+                        let Some(x_base) = tap(s, n, oh, ow, kh, kw) else {
+                            continue;
+                        };
+                        let w_base = (kh * s.k_w + kw) * oc;
+                        for o in 0..oc {
+                            f(x_base + o / s.mult, o_base + o, w_base + o);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// CPU reference of the forward pass (f64 accumulation).
+pub fn depthwise_conv2d_forward_cpu(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    s: &DepthwiseShape,
+    relu: bool,
+) {
+    let oc = s.out_c();
+    let mut acc: Vec<f64> = (0..s.output_len())
+        .map(|i| f64::from(bias[i % oc]))
+        .collect();
+    for_each_tap(s, |x, o, w| {
+        acc[o] += f64::from(inp[x]) * f64::from(weight[w]);
+    });
+    for (y, a) in out.iter_mut().zip(acc) {
+        *y = if relu { a.max(0.0) } else { a } as f32;
+    }
+}
+
+/// CPU reference of the backward pass, accumulating into `dinp` (if given), `dweight`
+/// and `dbias`.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_backward_cpu(
+    dinp: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    s: &DepthwiseShape,
+) {
+    let oc = s.out_c();
+    let mut dx = vec![0f64; s.input_len()];
+    let mut dw = vec![0f64; s.weight_len()];
+    for_each_tap(s, |x, o, w| {
+        let g = f64::from(dout[o]);
+        dx[x] += g * f64::from(weight[w]);
+        dw[w] += g * f64::from(inp[x]);
+    });
+    let mut db = vec![0f64; oc];
+    for (i, g) in dout.iter().enumerate() {
+        db[i % oc] += f64::from(*g);
+    }
+    if let Some(dinp) = dinp {
+        for (d, v) in dinp.iter_mut().zip(dx) {
+            *d += v as f32;
+        }
+    }
+    for (d, v) in dweight.iter_mut().zip(dw) {
+        *d += v as f32;
+    }
+    for (d, v) in dbias.iter_mut().zip(db) {
+        *d += v as f32;
+    }
+}
