@@ -23,11 +23,14 @@ pub use tensor::Tensor;
 
 /// Everything a model definition needs, Keras-style.
 pub mod prelude {
-    pub use crate::layers::ActivationFn::{self, Linear, Relu, Sigmoid, Softmax, Tanh};
+    pub use crate::layers::ActivationFn::{
+        self, Elu, HardSigmoid, LeakyRelu, Linear, Relu, Relu6, Sigmoid, Softmax, Softplus,
+        Softsign, Tanh,
+    };
     pub use crate::layers::{
         Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
-        DepthwiseConv2D, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input,
-        Layer, MaxPooling2D, Maximum, Minimum, Multiply, Subtract,
+        DepthwiseConv2D, Dropout, ELU, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input,
+        Layer, LeakyReLU, MaxPooling2D, Maximum, Minimum, Multiply, ReLU, Subtract,
     };
     pub use crate::layers::{Initializer, Regularizer, l2};
     pub use crate::model::{

@@ -4,6 +4,7 @@
 //! so ∂L/∂out = r (the softmax-CE check uses its own mean loss).
 
 use wgcnn::ops::Padding;
+use wgcnn::ops::activation::Act;
 use wgcnn::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
@@ -146,6 +147,46 @@ fn depthwise_conv2d_gradients_match_finite_differences() {
         check("depthwise db", &db, &mut b, 1e-2, 1e-3, |b| {
             fwd(&x0, &w0, b)
         });
+    }
+}
+
+/// Every activation's derivative, read from its output as the backward pass does,
+/// against central differences of the forward formula, away from the kinks.
+#[test]
+fn activation_derivatives_match_finite_differences() {
+    let acts = [
+        Act::RELU,
+        Act::RELU6,
+        Act::leaky_relu(0.3),
+        Act::Relu {
+            negative_slope: 0.1,
+            max_value: 6.0,
+            threshold: 1.0,
+        },
+        Act::Sigmoid,
+        Act::Tanh,
+        Act::Elu { alpha: 1.0 },
+        Act::Elu { alpha: 0.5 },
+        Act::Softplus,
+        Act::Softsign,
+        Act::HardSigmoid,
+    ];
+    let kinks = [-3.0f32, 0.0, 1.0, 3.0, 6.0];
+    for act in acts {
+        for i in 0..161 {
+            let x = -8.0 + 0.1 * i as f32 + 0.013;
+            if kinks.iter().any(|k| (x - k).abs() < 0.02) {
+                continue;
+            }
+            let h = 1e-3f32;
+            let numeric =
+                (f64::from(act.apply(x + h)) - f64::from(act.apply(x - h))) / f64::from(2.0 * h);
+            let analytic = f64::from(act.derivative_from_output(act.apply(x)));
+            assert!(
+                (numeric - analytic).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                "{act:?} at {x}: analytic {analytic}, numeric {numeric}"
+            );
+        }
     }
 }
 

@@ -142,6 +142,30 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
             let outputs = Dense::new(3).activation(Softmax).apply(&y)?;
             return Model::new(&[&inputs], &[&outputs]);
         }
+        // Every activation, as `activation=` values and as layers with parameters.
+        "activations" => {
+            let a = Conv2D::new(4, 3)
+                .padding(Same)
+                .activation(Relu6)
+                .apply(&x)?;
+            let a = ReLU::new()
+                .max_value(2.0)
+                .negative_slope(0.1)
+                .threshold(0.5)
+                .apply(&a)?;
+            let b = DepthwiseConv2D::new(3)
+                .padding(Same)
+                .activation(LeakyRelu)
+                .apply(&a)?;
+            let b = LeakyReLU::new().apply(&b)?;
+            let c = Conv2D::new(4, 1).activation(Elu).apply(&b)?;
+            let c = ELU::new().alpha(0.5).apply(&c)?;
+            let d = Conv2D::new(4, 1).activation(Softplus).apply(&c)?;
+            let e = Conv2D::new(4, 1).activation(Softsign).apply(&d)?;
+            let f = Conv2D::new(4, 1).activation(HardSigmoid).apply(&e)?;
+            let g = Activation::new(Relu6).apply(&f)?;
+            Add::new().apply(&[&g, &c])?
+        }
         other => anyhow::bail!("no case {other}"),
     };
     let y = GlobalAveragePooling2D::new().apply(&y)?;
@@ -561,6 +585,113 @@ fn depthwise_conv2d_follows_keras() -> R {
             .is_err()
     );
     assert!(DepthwiseConv2D::new(3).apply(&input(&[6, 6])?).is_err());
+    Ok(())
+}
+
+/// The activations' values at a few points, as Keras 3.15 computes them
+/// (`keras.activations.get(name)(x)`, `keras.layers.ReLU(6, 0.1, 1)(x)`), and Keras'
+/// layer names.
+#[test]
+fn activations_follow_keras() -> R {
+    let x = [-4.0f32, -1.0, -0.5, 0.0, 0.5, 2.0, 7.0];
+    let keras: [(&str, [f32; 7]); 7] = [
+        ("relu6", [0.0, 0.0, 0.0, 0.0, 0.5, 2.0, 6.0]),
+        ("leaky_relu", [-0.8, -0.2, -0.1, 0.0, 0.5, 2.0, 7.0]),
+        (
+            "elu",
+            [
+                -0.981_684_4,
+                -0.632_120_55,
+                -0.393_469_33,
+                0.0,
+                0.5,
+                2.0,
+                7.0,
+            ],
+        ),
+        (
+            "softplus",
+            [
+                0.018_149_93,
+                0.313_261_7,
+                0.474_077,
+                std::f32::consts::LN_2,
+                0.974_077,
+                2.126_928,
+                7.000_911,
+            ],
+        ),
+        (
+            "softsign",
+            [
+                -0.8,
+                -0.5,
+                -0.333_333_34,
+                0.0,
+                0.333_333_34,
+                0.666_666_7,
+                0.875,
+            ],
+        ),
+        (
+            "hard_sigmoid",
+            [
+                0.0,
+                0.333_333_34,
+                0.416_666_7,
+                0.5,
+                0.583_333_4,
+                0.833_333_4,
+                1.0,
+            ],
+        ),
+        (
+            "ReLU(6, 0.1, 1)",
+            [-0.5, -0.2, -0.15, -0.1, -0.05, 2.0, 6.0],
+        ),
+    ];
+    for (name, want) in keras {
+        let inputs = input(&[7])?;
+        let y = match name {
+            "relu6" => Activation::new(Relu6).apply(&inputs)?,
+            "leaky_relu" => Activation::new(LeakyRelu).apply(&inputs)?,
+            "elu" => Activation::new(Elu).apply(&inputs)?,
+            "softplus" => Activation::new(Softplus).apply(&inputs)?,
+            "softsign" => Activation::new(Softsign).apply(&inputs)?,
+            "hard_sigmoid" => Activation::new(HardSigmoid).apply(&inputs)?,
+            _ => ReLU::new()
+                .max_value(6.0)
+                .negative_slope(0.1)
+                .threshold(1.0)
+                .apply(&inputs)?,
+        };
+        // The layer's activation, as both engines run it (ops tests hold the GPU kernels
+        // to this CPU formula, graph tests the engines to each other).
+        let m = Model::new(&[&inputs], &[&y])?;
+        let act = m.nodes().last().expect("the layer").act;
+        let out: Vec<f32> = x.iter().map(|&v| act.apply(v)).collect();
+        assert_close(name, &out, &want, 1e-6, 1e-5)?;
+    }
+    let names: Vec<String> = {
+        let inputs = input(&[3])?;
+        let a = ReLU::new().apply(&inputs)?;
+        let b = LeakyReLU::new().apply(&a)?;
+        let c = ELU::new().apply(&b)?;
+        let m = Model::new(&[&inputs], &[&c])?;
+        m.nodes().iter().map(|n| n.name.clone()).collect()
+    };
+    assert_eq!(names, ["re_lu", "leaky_re_lu", "elu"]);
+    // Keras refuses negative parameters; so does wgcnn, when the layer is applied.
+    let inputs = input(&[3])?;
+    assert!(ReLU::new().negative_slope(-0.1).apply(&inputs).is_err());
+    assert!(ReLU::new().max_value(-1.0).apply(&inputs).is_err());
+    assert!(
+        LeakyReLU::new()
+            .negative_slope(-0.3)
+            .apply(&inputs)
+            .is_err()
+    );
+    assert!(ELU::new().alpha(0.0).apply(&inputs).is_err());
     Ok(())
 }
 

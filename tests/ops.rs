@@ -693,12 +693,36 @@ fn avgpool_matches_cpu() -> R {
     Ok(())
 }
 
+/// Every element-wise activation, the parameterised ones with their defaults and with
+/// other parameters.
+fn every_act() -> Vec<Act> {
+    vec![
+        Act::Linear,
+        Act::RELU,
+        Act::RELU6,
+        Act::leaky_relu(0.2),
+        Act::Relu {
+            negative_slope: 0.1,
+            max_value: 6.0,
+            threshold: 1.0,
+        },
+        Act::Sigmoid,
+        Act::Tanh,
+        Act::Elu { alpha: 1.0 },
+        Act::Elu { alpha: 0.5 },
+        Act::Softplus,
+        Act::Softsign,
+        Act::HardSigmoid,
+    ]
+}
+
 #[test]
 fn activations_match_cpu() -> R {
     let g = gpu();
-    for act in [Act::Linear, Act::Relu, Act::Sigmoid, Act::Tanh] {
+    for act in every_act() {
         let n = 1037;
-        let x: Vec<f32> = random_vec(n, 80).iter().map(|v| v * 4.0).collect();
+        // Past relu6's cap and hard sigmoid's ±3.
+        let x: Vec<f32> = random_vec(n, 80).iter().map(|v| v * 8.0).collect();
         let dy = random_vec(n, 81);
         let tx = Tensor::from_slice(&g, &[n], &x, "x")?;
         let y = poisoned(&g, &[n], "y");

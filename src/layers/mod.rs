@@ -12,6 +12,7 @@ use crate::ops::pool2d::Pool2dShape;
 use crate::tensor::checked_len;
 use anyhow::{Result, bail, ensure};
 
+mod activations;
 mod conv;
 mod core;
 mod merge;
@@ -19,6 +20,7 @@ mod normalization;
 mod pooling;
 mod summary;
 
+pub use activations::{ELU, LeakyReLU, ReLU};
 pub use conv::{Conv2D, DepthwiseConv2D};
 pub use core::{Activation, Dense, Dropout, Flatten, Input};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
@@ -27,7 +29,7 @@ pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, 
 pub use summary::{functional_summary, summary, thousands};
 
 /// Activation functions, as in Keras' `activation=` argument (the prelude exports the
-/// variants: `.activation(Relu)`).
+/// variants: `.activation(Relu)`), with Keras 3's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ActivationFn {
     Linear,
@@ -37,18 +39,36 @@ pub enum ActivationFn {
     /// Row-wise softmax; supported as the model's last activation, where it is fused with
     /// the cross-entropy loss.
     Softmax,
+    /// `min(max(x, 0), 6)` (MobileNet's).
+    Relu6,
+    /// Keras' `leaky_relu`: slope 0.2 below 0 (the `LeakyReLU` layer's default is 0.3).
+    LeakyRelu,
+    /// `x` above 0, `eˣ − 1` below.
+    Elu,
+    /// `ln(1 + eˣ)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `relu6(x + 3) / 6` (Keras 3).
+    HardSigmoid,
 }
 
 impl ActivationFn {
     /// The element-wise kernel for this activation (softmax is not element-wise).
     pub(crate) fn elementwise(self) -> Option<Act> {
-        match self {
-            ActivationFn::Linear => Some(Act::Linear),
-            ActivationFn::Relu => Some(Act::Relu),
-            ActivationFn::Sigmoid => Some(Act::Sigmoid),
-            ActivationFn::Tanh => Some(Act::Tanh),
-            ActivationFn::Softmax => None,
-        }
+        Some(match self {
+            ActivationFn::Linear => Act::Linear,
+            ActivationFn::Relu => Act::RELU,
+            ActivationFn::Sigmoid => Act::Sigmoid,
+            ActivationFn::Tanh => Act::Tanh,
+            ActivationFn::Softmax => return None,
+            ActivationFn::Relu6 => Act::RELU6,
+            ActivationFn::LeakyRelu => Act::leaky_relu(0.2),
+            ActivationFn::Elu => Act::Elu { alpha: 1.0 },
+            ActivationFn::Softplus => Act::Softplus,
+            ActivationFn::Softsign => Act::Softsign,
+            ActivationFn::HardSigmoid => Act::HardSigmoid,
+        })
     }
 }
 
@@ -65,6 +85,9 @@ pub enum Layer {
     Flatten(Flatten),
     Dense(Dense),
     Activation(Activation),
+    ReLU(ReLU),
+    LeakyReLU(LeakyReLU),
+    ELU(ELU),
     Dropout(Dropout),
     BatchNormalization(BatchNormalization),
     Add(Add),
@@ -117,6 +140,9 @@ layers!(
     Flatten,
     Dense,
     Activation,
+    ReLU,
+    LeakyReLU,
+    ELU,
     Dropout,
     BatchNormalization
 );
@@ -135,6 +161,9 @@ impl Layer {
             Layer::Flatten(l) => l.input_shape.as_deref(),
             Layer::Dense(l) => l.input_shape.as_deref(),
             Layer::Activation(l) => l.input_shape.as_deref(),
+            Layer::ReLU(l) => l.input_shape.as_deref(),
+            Layer::LeakyReLU(l) => l.input_shape.as_deref(),
+            Layer::ELU(l) => l.input_shape.as_deref(),
             Layer::Dropout(l) => l.input_shape.as_deref(),
             Layer::BatchNormalization(l) => l.input_shape.as_deref(),
             Layer::Add(_)
@@ -159,6 +188,9 @@ impl Layer {
             Layer::Flatten(_) => "Flatten",
             Layer::Dense(_) => "Dense",
             Layer::Activation(_) => "Activation",
+            Layer::ReLU(_) => "ReLU",
+            Layer::LeakyReLU(_) => "LeakyReLU",
+            Layer::ELU(_) => "ELU",
             Layer::Dropout(_) => "Dropout",
             Layer::BatchNormalization(_) => "BatchNormalization",
             Layer::Add(_) => "Add",
@@ -183,6 +215,9 @@ impl Layer {
             Layer::Flatten(_) => "flatten",
             Layer::Dense(_) => "dense",
             Layer::Activation(_) => "activation",
+            Layer::ReLU(_) => "re_lu",
+            Layer::LeakyReLU(_) => "leaky_re_lu",
+            Layer::ELU(_) => "elu",
             Layer::Dropout(_) => "dropout",
             Layer::BatchNormalization(_) => "batch_normalization",
             Layer::Add(_) => "add",
@@ -389,6 +424,10 @@ pub struct Node {
     pub keras_type: &'static str,
     pub op: Op,
     pub activation: ActivationFn,
+    /// The element-wise activation it applies after its op: `activation`'s, or an
+    /// activation layer's with its parameters (linear for none, and for softmax, which
+    /// the loss applies).
+    pub act: Act,
     /// The tensors it reads: the outputs of these nodes of its model (none for an input).
     pub inputs: Vec<usize>,
     /// The per-sample shape of its first input (its own shape for an input).
@@ -682,11 +721,19 @@ pub(crate) fn resolve(
         "layer '{name}' ({kind}): its output shape {} has more elements than can be counted",
         shape_str(&out_shape)
     );
+    let act = match layer {
+        Layer::ReLU(l) => l.act(),
+        Layer::LeakyReLU(l) => l.act(),
+        Layer::ELU(l) => l.act(),
+        _ => Ok(activation.elementwise().unwrap_or(Act::Linear)),
+    }
+    .map_err(|e| anyhow::anyhow!("layer '{name}' ({kind}): {e}"))?;
     Ok(Node {
         name,
         keras_type: kind,
         op,
         activation,
+        act,
         inputs,
         in_shape: shapes
             .first()
@@ -907,6 +954,9 @@ fn resolve_one(
             )
         }
         Layer::Activation(a) => (Op::Activation, a.activation, input.to_vec()),
+        Layer::ReLU(_) | Layer::LeakyReLU(_) | Layer::ELU(_) => {
+            (Op::Activation, ActivationFn::Linear, input.to_vec())
+        }
         Layer::Dropout(d) => {
             if !(0.0..1.0).contains(&d.rate) {
                 return fail(format!("rate {} must be in [0, 1)", d.rate));

@@ -3,8 +3,8 @@
 //! same batches → same weights) and is the baseline in the benchmarks.
 
 use super::{Graph, plan_head};
-use crate::layers::{ActivationFn, Node, Op};
-use crate::ops::activation::{activation_backward_cpu, activation_forward_cpu};
+use crate::layers::{Node, Op};
+use crate::ops::activation::{Act, activation_backward_cpu, activation_forward_cpu};
 use crate::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
@@ -200,9 +200,9 @@ impl CpuEngine {
                 }
                 Op::Flatten | Op::Activation => y.copy_from_slice(a),
             }
-            if let Some(act) = node.activation.elementwise() {
+            if node.act != Act::Linear {
                 let z = y.clone();
-                activation_forward_cpu(&mut y, &z, act);
+                activation_forward_cpu(&mut y, &z, node.act);
             }
             acts.push(y);
             argmax.push(am);
@@ -269,12 +269,8 @@ impl CpuEngine {
             let Some(mut dy) = grads[i].take() else {
                 continue;
             };
-            if let Some(act) = node
-                .activation
-                .elementwise()
-                .filter(|_| node.activation != ActivationFn::Linear)
-            {
-                activation_backward_cpu(&mut dy, &t.acts[i], act);
+            if node.act != Act::Linear {
+                activation_backward_cpu(&mut dy, &t.acts[i], node.act);
             }
             let Some(&src) = node.inputs.first() else {
                 continue; // an input

@@ -4,7 +4,7 @@
 
 use super::{Graph, LossHead, plan_head};
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
-use crate::layers::{ActivationFn, Node, Op};
+use crate::layers::{Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
 use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward, saved_len};
 use crate::ops::bias::bias_backward;
@@ -228,12 +228,7 @@ struct BatchNormNode {
 
 /// Nodes whose output is a view of their input (no kernel runs).
 fn is_alias(node: &Node) -> bool {
-    matches!(node.op, Op::Flatten)
-        || (matches!(node.op, Op::Activation)
-            && matches!(
-                node.activation,
-                ActivationFn::Linear | ActivationFn::Softmax
-            ))
+    matches!(node.op, Op::Flatten) || (matches!(node.op, Op::Activation) && node.act == Act::Linear)
 }
 
 /// Nodes whose input gradient is their output gradient itself (a view, or an activation
@@ -242,26 +237,23 @@ fn passes_gradient(node: &Node) -> bool {
     is_alias(node) || matches!(node.op, Op::Activation)
 }
 
-/// The element-wise activation a node applies after its op (None when fused or absent).
+/// The element-wise activation a node applies after its op (None when fused or absent:
+/// the convolutions and dense layers fuse a plain relu).
 fn separate_activation(node: &Node) -> Option<Act> {
-    match (&node.op, node.activation) {
-        (
-            Op::Conv { .. } | Op::DepthwiseConv { .. } | Op::Dense { .. },
-            ActivationFn::Sigmoid | ActivationFn::Tanh,
-        ) => node.activation.elementwise(),
-        (Op::Activation, a) => a.elementwise().filter(|a| *a != Act::Linear),
+    match node.op {
+        Op::Conv { .. } | Op::DepthwiseConv { .. } | Op::Dense { .. } if node.act == Act::RELU => {
+            None
+        }
+        Op::Conv { .. } | Op::DepthwiseConv { .. } | Op::Dense { .. } | Op::Activation => {
+            Some(node.act).filter(|a| *a != Act::Linear)
+        }
         _ => None,
     }
 }
 
 /// The activation whose derivative the backward pass applies to a node's output gradient.
 fn backward_activation(node: &Node) -> Option<Act> {
-    match node.activation {
-        ActivationFn::Relu | ActivationFn::Sigmoid | ActivationFn::Tanh => {
-            node.activation.elementwise()
-        }
-        _ => None,
-    }
+    Some(node.act).filter(|a| *a != Act::Linear)
 }
 
 impl GpuGraph {
@@ -379,7 +371,7 @@ impl GpuGraph {
                 let (a, y) = (&acts[node.inputs[0]], &acts[i]);
                 let sep = separate_activation(node);
                 let out = pre[i].as_ref().unwrap_or(y);
-                let relu = node.activation == ActivationFn::Relu;
+                let relu = node.act == Act::RELU;
                 match &node.op {
                     Op::Conv { .. } => {
                         let s = node.op.conv_shape(batch).expect("conv op");
@@ -640,7 +632,7 @@ impl GpuGraph {
                             // the pooled output here instead of a relu-backward pass over
                             // the larger input.
                             let src = node.inputs[0];
-                            let relu_before = backward_activation(&nodes[src]) == Some(Act::Relu)
+                            let relu_before = backward_activation(&nodes[src]) == Some(Act::RELU)
                                 && readers[src].len() == 1;
                             train_ds.push(if relu_before {
                                 relu_fused[src] = true;

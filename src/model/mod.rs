@@ -265,7 +265,8 @@ pub(crate) fn plan_head(graph: &Graph) -> Result<LossHead> {
             && matches!(
                 last.activation,
                 ActivationFn::Softmax | ActivationFn::Linear
-            ),
+            )
+            && last.act == crate::ops::activation::Act::Linear,
         "the last layer '{}' uses {:?}; the cross-entropy loss needs softmax (or linear logits)",
         last.name,
         last.activation

@@ -1,42 +1,145 @@
 //! Element-wise activations. Backward runs in place on the gradient and uses the forward
-//! *output*, which every supported activation's derivative can be written in.
+//! *output*, which every activation here has its derivative written in (GELU, SiLU and
+//! hard swish, which need the input, are not among them yet).
 
 use super::{groups_for, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
 use anyhow::Result;
 
-/// Element-wise activations (softmax is separate: it couples a whole row).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Element-wise activations (softmax is separate: it couples a whole row), with Keras'
+/// formulas. Every one has a derivative that the output y determines, which is what the
+/// backward pass uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
-    Linear = 0,
-    Relu = 1,
-    Sigmoid = 2,
-    Tanh = 3,
+    Linear,
+    /// Keras' `ReLU` layer: `x` for `threshold ≤ x`, capped at `max_value`, and
+    /// `negative_slope·(x − threshold)` below the threshold. relu, relu6 and leaky relu
+    /// are its special cases; `negative_slope` and `threshold` are ≥ 0 (as Keras asks).
+    Relu {
+        negative_slope: f32,
+        max_value: f32,
+        threshold: f32,
+    },
+    Sigmoid,
+    Tanh,
+    /// `x` above 0, `alpha·(eˣ − 1)` below (alpha > 0).
+    Elu {
+        alpha: f32,
+    },
+    /// `ln(1 + eˣ)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// Keras 3's `relu6(x + 3) / 6`.
+    HardSigmoid,
 }
 
 impl Act {
+    /// `max(x, 0)`.
+    pub const RELU: Act = Act::Relu {
+        negative_slope: 0.0,
+        max_value: f32::INFINITY,
+        threshold: 0.0,
+    };
+    /// `min(max(x, 0), 6)`.
+    pub const RELU6: Act = Act::Relu {
+        negative_slope: 0.0,
+        max_value: 6.0,
+        threshold: 0.0,
+    };
+
+    /// Keras' `leaky_relu` with slope `negative_slope` below 0.
+    pub fn leaky_relu(negative_slope: f32) -> Act {
+        Act::Relu {
+            negative_slope,
+            max_value: f32::INFINITY,
+            threshold: 0.0,
+        }
+    }
+
+    /// The shaders' kind and its three parameters.
+    fn encode(self) -> (u32, [f32; 3]) {
+        match self {
+            Act::Linear => (0, [0.0; 3]),
+            Act::Relu {
+                negative_slope,
+                max_value,
+                threshold,
+            } => (1, [negative_slope, max_value, threshold]),
+            Act::Sigmoid => (2, [0.0; 3]),
+            Act::Tanh => (3, [0.0; 3]),
+            Act::Elu { alpha } => (4, [alpha, 0.0, 0.0]),
+            Act::Softplus => (5, [0.0; 3]),
+            Act::Softsign => (6, [0.0; 3]),
+            Act::HardSigmoid => (7, [0.0; 3]),
+        }
+    }
+
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Act::Linear => x,
-            Act::Relu => x.max(0.0),
+            Act::Relu {
+                negative_slope,
+                max_value,
+                threshold,
+            } => {
+                if x >= threshold {
+                    x.min(max_value)
+                } else {
+                    negative_slope * (x - threshold)
+                }
+            }
             Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Act::Tanh => x.tanh(),
+            Act::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x.exp_m1()
+                }
+            }
+            Act::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Act::Softsign => x / (1.0 + x.abs()),
+            Act::HardSigmoid => ((x + 3.0) / 6.0).clamp(0.0, 1.0),
         }
     }
     /// Derivative expressed through the output y = f(x).
     pub fn derivative_from_output(self, y: f32) -> f32 {
         match self {
             Act::Linear => 1.0,
-            Act::Relu => {
+            // y > 0 exactly where x passed the threshold (above 0), and below the cap
+            // the slope is 1; at or below 0 it is the negative slope (TensorFlow's
+            // gradients at the kinks: relu 0, leaky relu the slope, relu6 0 at 6).
+            Act::Relu {
+                negative_slope,
+                max_value,
+                ..
+            } => {
                 if y > 0.0 {
-                    1.0
+                    if y < max_value { 1.0 } else { 0.0 }
                 } else {
-                    0.0
+                    negative_slope
                 }
             }
             Act::Sigmoid => y * (1.0 - y),
             Act::Tanh => 1.0 - y * y,
+            Act::Elu { alpha } => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    y + alpha
+                }
+            }
+            Act::Softplus => -(-y).exp_m1(),
+            Act::Softsign => (1.0 - y.abs()).powi(2),
+            Act::HardSigmoid => {
+                if y > 0.0 && y < 1.0 {
+                    1.0 / 6.0
+                } else {
+                    0.0
+                }
+            }
         }
     }
 }
@@ -46,17 +149,30 @@ impl Act {
 struct Params {
     n: u32,
     kind: u32,
-    _pad: [u32; 2],
+    a: f32,
+    b: f32,
+    c: f32,
+    _pad: [u32; 3],
+}
+
+impl Params {
+    fn new(n: usize, act: Act) -> Result<Params> {
+        let (kind, [a, b, c]) = act.encode();
+        Ok(Params {
+            n: u32_of(n, "elements")?,
+            kind,
+            a,
+            b,
+            c,
+            _pad: [0; 3],
+        })
+    }
 }
 
 /// `out = act(inp)`; `out` and `inp` must be different tensors.
 pub fn activation_forward(gpu: &Gpu, out: &Tensor, inp: &Tensor, act: Act) -> Result<Dispatch> {
     out.expect_len(inp.len(), "activation output")?;
-    let params = Params {
-        n: u32_of(inp.len(), "elements")?,
-        kind: act as u32,
-        _pad: [0; 2],
-    };
+    let params = Params::new(inp.len(), act)?;
     Dispatch::new(
         gpu,
         Kernel::ActivationForward,
@@ -69,11 +185,7 @@ pub fn activation_forward(gpu: &Gpu, out: &Tensor, inp: &Tensor, act: Act) -> Re
 /// In place: `grad *= act'(out)`.
 pub fn activation_backward(gpu: &Gpu, grad: &Tensor, out: &Tensor, act: Act) -> Result<Dispatch> {
     grad.expect_len(out.len(), "activation gradient")?;
-    let params = Params {
-        n: u32_of(out.len(), "elements")?,
-        kind: act as u32,
-        _pad: [0; 2],
-    };
+    let params = Params::new(out.len(), act)?;
     Dispatch::new(
         gpu,
         Kernel::ActivationBackward,
