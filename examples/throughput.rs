@@ -88,6 +88,11 @@ fn forward_flops(node: &Node) -> f64 {
             let out: f64 = node.out_shape.iter().map(|&d| d as f64).product();
             2.0 * out * (kernel.0 * kernel.1) as f64
         }
+        Op::SeparableConv { .. } => {
+            let d = node.op.depthwise_shape(1).expect("separable op");
+            let p = node.op.pointwise_shape(1).expect("separable op");
+            d.flops() + p.flops()
+        }
         Op::Dense { n_in, units, .. } => 2.0 * (n_in * units) as f64,
         _ => 0.0,
     }

@@ -2,27 +2,24 @@
 // (kh, kw) whose window at some output pixel (oh, ow) covers (ih, iw) and over m < M of
 // dy[n, oh, ow, c·M + m]·w[kh, kw, c·M + m]. One invocation per input quad of channels.
 
-@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+// Operands (gemm_operands_*.wgsl): input1 = dy, input2 = the kernel.
 @group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
 
 // Elements o·M + m for o = c0 .. c0+3: one vec4 when M = 1.
 fn dy_quad(at: u32, c0: u32, m: u32) -> vec4<f32> {
     if (p.mult == 1u) {
-        return dy[(at + c0) >> 2u];
+        return input1_texel((at + c0) >> 2u);
     }
     let i = vec4<u32>(at + m) + (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) * p.mult;
-    return vec4<f32>(dy[i.x >> 2u][i.x & 3u], dy[i.y >> 2u][i.y & 3u],
-                     dy[i.z >> 2u][i.z & 3u], dy[i.w >> 2u][i.w & 3u]);
+    return vec4<f32>(input1_elem(i.x), input1_elem(i.y), input1_elem(i.z), input1_elem(i.w));
 }
 
 fn w_quad(at: u32, c0: u32, m: u32) -> vec4<f32> {
     if (p.mult == 1u) {
-        return w[(at + c0) >> 2u];
+        return input2_texel((at + c0) >> 2u);
     }
     let i = vec4<u32>(at + m) + (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) * p.mult;
-    return vec4<f32>(w[i.x >> 2u][i.x & 3u], w[i.y >> 2u][i.y & 3u],
-                     w[i.z >> 2u][i.z & 3u], w[i.w >> 2u][i.w & 3u]);
+    return vec4<f32>(input2_elem(i.x), input2_elem(i.y), input2_elem(i.z), input2_elem(i.w));
 }
 
 // The output row (column) whose tap `k` reads input row `i`, or -1 if none does.

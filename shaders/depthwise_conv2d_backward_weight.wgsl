@@ -2,7 +2,7 @@
 // Σ over output pixels of chunk s of dy[n, oh, ow, o]·x[n, ih, iw, o / M]
 // (split_k_reduce adds the chunks). One invocation per (chunk, tap, output quad).
 
-@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+// Operands (gemm_operands_*.wgsl): input1 = x, input2 = dy.
 @group(0) @binding(3) var<storage, read_write> partial: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
@@ -41,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let iw = in_coord(ow, kw, p.stride_w, p.dil_w, p.pad_left, p.in_w);
         if (ih >= 0 && iw >= 0) {
             let xin = x_quad((n * p.in_h + u32(ih)) * p.in_w + u32(iw), o0);
-            acc += dy[pix * oq + q] * xin;
+            acc += input2_texel(pix * oq + q) * xin;
         }
         ow += 1u;
         let row_done = ow == p.out_w;

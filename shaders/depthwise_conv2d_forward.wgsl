@@ -2,7 +2,7 @@
 // + b[o] (relu fused on request), ih = oh·stride + kh·dilation − pad. One invocation per
 // output quad of channels; taps in the padding add nothing.
 
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+// Operands (gemm_operands_*.wgsl): input1 = x, input2 = the kernel.
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
 
@@ -32,7 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             let iw = in_coord(ow, kw, p.stride_w, p.dil_w, p.pad_left, p.in_w);
             if (ih >= 0 && iw >= 0) {
                 let xin = x_quad((n * p.in_h + u32(ih)) * p.in_w + u32(iw), o0);
-                acc += xin * w[(kh * p.k_w + kw) * oq + q];
+                acc += xin * input2_texel((kh * p.k_w + kw) * oq + q);
             }
         }
     }

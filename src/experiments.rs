@@ -1,5 +1,5 @@
-//! The five experiments of the lecture "Redes Neuronales Convolucionales", and two beyond
-//! it (mnist-bn, cifar-resnet20), as models and training recipes. `wgcnn train <name>`
+//! The five experiments of the lecture "Redes Neuronales Convolucionales", and three
+//! beyond it (mnist-bn, cifar-resnet20, mnist-mobile), as models and training recipes. `wgcnn train <name>`
 //! and the examples run them.
 
 use crate::data::augment::{FillMode, RandomTranslation};
@@ -34,7 +34,7 @@ pub struct Experiment {
 }
 
 /// Every experiment name: the lecture's five in its order, then the ones beyond it.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "mnist-dense",
     "mnist-conv",
     "cifar-conv",
@@ -42,6 +42,7 @@ pub const NAMES: [&str; 7] = [
     "cifar-deep",
     "mnist-bn",
     "cifar-resnet20",
+    "mnist-mobile",
 ];
 
 /// The static name matching `name` (names are `&'static` in [`Experiment`]).
@@ -157,6 +158,16 @@ pub fn experiment(name: &str) -> Result<Experiment> {
                 "beyond the lecture: He et al. report 91.25 % test",
             )
         },
+        // Beyond the lecture: a MobileNetV2-style net on MNIST (Keras 3 counts 4,426
+        // parameters, 320 non-trainable), Adam at Keras' defaults.
+        "mnist-mobile" => e(
+            name_of(name),
+            DatasetKind::Mnist,
+            3,
+            32,
+            adam,
+            "beyond the lecture: Keras 3 on the same recipe (README)",
+        ),
         other => bail!(
             "unknown experiment '{other}'; choose one of {}",
             NAMES.join(", ")
@@ -178,6 +189,9 @@ impl Experiment {
         let input = self.input_shape();
         if self.name == "cifar-resnet20" {
             return resnet_v1(&input, 20, 10);
+        }
+        if self.name == "mnist-mobile" {
+            return mobile(&input, 10);
         }
         let mut m = Sequential::new();
         match self.name {
@@ -287,5 +301,41 @@ pub fn resnet_v1(input_shape: &[usize], depth: usize, classes: usize) -> Result<
         .activation(Softmax)
         .kernel_initializer(Initializer::HeNormal)
         .apply(&y)?;
+    Model::new(&[&inputs], &[&outputs])
+}
+
+/// MobileNetV2's pieces on a small input: Conv2D(16, 3, strides 2, 'same', no bias) → BN
+/// → ReLU6, one inverted residual block (1×1 expansion to 64 → BN → ReLU6 → 3×3
+/// depthwise → BN → ReLU6 → 1×1 projection to 16 → BN, added to the block's input), a
+/// SeparableConv2D(32, 3, strides 2, 'same'), global average pooling and a softmax
+/// Dense.
+pub fn mobile(input_shape: &[usize], classes: usize) -> Result<Model> {
+    let relu6 = || ReLU::new().max_value(6.0);
+    let inputs = input(input_shape)?;
+    let x = Conv2D::new(16, 3)
+        .strides(2, 2)
+        .padding(Same)
+        .use_bias(false)
+        .apply(&inputs)?;
+    let x = BatchNormalization::new().apply(&x)?;
+    let x = relu6().apply(&x)?;
+    let e = Conv2D::new(64, 1).use_bias(false).apply(&x)?;
+    let e = BatchNormalization::new().apply(&e)?;
+    let e = relu6().apply(&e)?;
+    let e = DepthwiseConv2D::new(3)
+        .padding(Same)
+        .use_bias(false)
+        .apply(&e)?;
+    let e = BatchNormalization::new().apply(&e)?;
+    let e = relu6().apply(&e)?;
+    let e = Conv2D::new(16, 1).use_bias(false).apply(&e)?;
+    let e = BatchNormalization::new().apply(&e)?;
+    let x = Add::new().apply(&[&x, &e])?;
+    let x = SeparableConv2D::new(32, 3)
+        .strides(2, 2)
+        .padding(Same)
+        .apply(&x)?;
+    let x = GlobalAveragePooling2D::new().apply(&x)?;
+    let outputs = Dense::new(classes).activation(Softmax).apply(&x)?;
     Model::new(&[&inputs], &[&outputs])
 }

@@ -136,9 +136,17 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
                 .activation(Sigmoid)
                 .depthwise_initializer(Initializer::HeUniform)
                 .apply(&a)?;
+            // A separable convolution over odd channels with a multiplier, no bias.
+            let e = SeparableConv2D::new(5, 3)
+                .depth_multiplier(2)
+                .padding(Same)
+                .use_bias(false)
+                .activation(act)
+                .apply(&a)?;
             let b = GlobalAveragePooling2D::new().apply(&b)?;
             let c = GlobalAveragePooling2D::new().apply(&c)?;
-            let y = Concatenate::new().apply(&[&b, &c])?;
+            let e = GlobalAveragePooling2D::new().apply(&e)?;
+            let y = Concatenate::new().apply(&[&b, &c, &e])?;
             let outputs = Dense::new(3).activation(Softmax).apply(&y)?;
             return Model::new(&[&inputs], &[&outputs]);
         }
@@ -164,7 +172,13 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
             let e = Conv2D::new(4, 1).activation(Softsign).apply(&d)?;
             let f = Conv2D::new(4, 1).activation(HardSigmoid).apply(&e)?;
             let g = Activation::new(Relu6).apply(&f)?;
-            Add::new().apply(&[&g, &c])?
+            let h = SeparableConv2D::new(4, 3)
+                .strides(2, 2)
+                .padding(Same)
+                .activation(Relu)
+                .apply(&g)?;
+            let c = MaxPooling2D::new(2).padding(Same).apply(&c)?;
+            Add::new().apply(&[&h, &c])?
         }
         other => anyhow::bail!("no case {other}"),
     };
@@ -585,6 +599,56 @@ fn depthwise_conv2d_follows_keras() -> R {
             .is_err()
     );
     assert!(DepthwiseConv2D::new(3).apply(&input(&[6, 6])?).is_err());
+    Ok(())
+}
+
+/// SeparableConv2D's output shapes, parameter counts and weights, as Keras 3.15 reports
+/// them.
+#[test]
+fn separable_conv2d_follows_keras() -> R {
+    let cases: [(&[usize], SeparableConv2D, [usize; 3], usize); 3] = [
+        (
+            &[14, 14, 16],
+            SeparableConv2D::new(32, 3).strides(2, 2).padding(Same),
+            [7, 7, 32],
+            688,
+        ),
+        (
+            &[9, 8, 5],
+            SeparableConv2D::new(4, 3)
+                .depth_multiplier(2)
+                .use_bias(false),
+            [7, 6, 4],
+            130,
+        ),
+        (
+            &[11, 10, 3],
+            SeparableConv2D::new(6, 2).dilation_rate(2, 2).padding(Same),
+            [11, 10, 6],
+            36,
+        ),
+    ];
+    for (shape, layer, out, params) in cases {
+        let inputs = input(shape)?;
+        let y = layer.clone().apply(&inputs)?;
+        assert_eq!(y.shape(), out, "{layer:?} on {shape:?}");
+        let m = Model::new(&[&inputs], &[&y])?;
+        assert_eq!(m.count_params(), params, "{layer:?} on {shape:?}");
+    }
+    let inputs = input(&[8, 8, 16])?;
+    let y = SeparableConv2D::new(32, 3).apply(&inputs)?;
+    let m = Model::new(&[&inputs], &[&y])?;
+    let shapes: Vec<_> = m.nodes().iter().flat_map(|n| n.param_shapes()).collect();
+    assert_eq!(
+        shapes,
+        [
+            ("depthwise_kernel", vec![3, 3, 16, 1]),
+            ("pointwise_kernel", vec![1, 1, 16, 32]),
+            ("bias", vec![32])
+        ]
+    );
+    assert!(SeparableConv2D::new(0, 3).apply(&inputs).is_err());
+    assert!(SeparableConv2D::new(4, 9).apply(&inputs).is_err());
     Ok(())
 }
 

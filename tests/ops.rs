@@ -259,7 +259,16 @@ fn depthwise_shapes() -> Vec<DepthwiseShape> {
 /// kernel and bias gradients, on outputs poisoned with NaN; then the accumulating forms.
 #[test]
 fn depthwise_conv2d_matches_cpu() -> R {
-    let g = gpu();
+    for g in gpus() {
+        depthwise_conv2d_on(&g)?;
+    }
+    Ok(())
+}
+
+/// One device's depthwise checks (operands from textures on the texture family, from
+/// buffers on the others and past the texture size).
+fn depthwise_conv2d_on(g: &Gpu) -> R {
+    let fam = family(g);
     for (i, s) in depthwise_shapes().iter().enumerate() {
         let seed = 100 + 10 * i as u64;
         let (x, w, b, dy) = (
@@ -268,52 +277,52 @@ fn depthwise_conv2d_matches_cpu() -> R {
             random_vec(s.out_c(), seed + 2),
             random_vec(s.output_len(), seed + 3),
         );
-        let t = |v: &[f32], what| Tensor::from_slice(&g, &[v.len()], v, what).unwrap();
+        let t = |v: &[f32], what| Tensor::from_slice(g, &[v.len()], v, what).unwrap();
         let (tx, tw, tb, tdy) = (t(&x, "x"), t(&w, "w"), t(&b, "b"), t(&dy, "dy"));
         for relu in [false, true] {
-            let y = poisoned(&g, &[s.output_len()], "y");
-            g.run(&[&depthwise_conv2d_forward(&g, &y, &tx, &tw, &tb, s, relu)?])?;
+            let y = poisoned(g, &[s.output_len()], "y");
+            g.run(&[&depthwise_conv2d_forward(g, &y, &tx, &tw, &tb, s, relu)?])?;
             let mut want = vec![0.0; s.output_len()];
             depthwise_conv2d_forward_cpu(&mut want, &x, &w, &b, s, relu);
             assert_close(
-                &format!("depthwise forward {s:?} relu={relu}"),
-                &y.read(&g)?,
+                &format!("depthwise forward {s:?} relu={relu} {fam}"),
+                &y.read(g)?,
                 &want,
                 1e-5,
                 1e-4,
             )?;
         }
         let (dx, dw, db) = (
-            poisoned(&g, &[s.input_len()], "dx"),
-            poisoned(&g, &[s.weight_len()], "dw"),
-            poisoned(&g, &[s.out_c()], "db"),
+            poisoned(g, &[s.input_len()], "dx"),
+            poisoned(g, &[s.weight_len()], "dw"),
+            poisoned(g, &[s.out_c()], "db"),
         );
         let out_pixels = s.batch * s.out_h() * s.out_w();
         g.run(&[
-            &depthwise_conv2d_backward_input(&g, &dx, &tdy, &tw, s, false)?,
-            &depthwise_conv2d_backward_weight(&g, &dw, &tdy, &tx, s, false)?,
-            &bias_backward(&g, &db, &tdy, out_pixels, s.out_c(), false)?,
+            &depthwise_conv2d_backward_input(g, &dx, &tdy, &tw, s, false)?,
+            &depthwise_conv2d_backward_weight(g, &dw, &tdy, &tx, s, false)?,
+            &bias_backward(g, &db, &tdy, out_pixels, s.out_c(), false)?,
         ])?;
         let (mut wdx, mut wdw, mut wdb) =
             (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
         depthwise_conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, s);
         assert_close(
-            &format!("depthwise dX {s:?}"),
-            &dx.read(&g)?,
+            &format!("depthwise dX {s:?} {fam}"),
+            &dx.read(g)?,
             &wdx,
             1e-5,
             1e-4,
         )?;
         assert_close(
-            &format!("depthwise dW {s:?}"),
-            &dw.read(&g)?,
+            &format!("depthwise dW {s:?} {fam}"),
+            &dw.read(g)?,
             &wdw,
             1e-4,
             1e-4,
         )?;
         assert_close(
-            &format!("depthwise db {s:?}"),
-            &db.read(&g)?,
+            &format!("depthwise db {s:?} {fam}"),
+            &db.read(g)?,
             &wdb,
             1e-4,
             1e-4,
@@ -322,21 +331,21 @@ fn depthwise_conv2d_matches_cpu() -> R {
         let (px, pw) = (random_vec(x.len(), seed + 4), random_vec(w.len(), seed + 5));
         let (ax, aw) = (t(&px, "dx prior"), t(&pw, "dw prior"));
         g.run(&[
-            &depthwise_conv2d_backward_input(&g, &ax, &tdy, &tw, s, true)?,
-            &depthwise_conv2d_backward_weight(&g, &aw, &tdy, &tx, s, true)?,
+            &depthwise_conv2d_backward_input(g, &ax, &tdy, &tw, s, true)?,
+            &depthwise_conv2d_backward_weight(g, &aw, &tdy, &tx, s, true)?,
         ])?;
         let (mut wax, mut waw, mut unused) = (px, pw, vec![0.0; b.len()]);
         depthwise_conv2d_backward_cpu(Some(&mut wax), &mut waw, &mut unused, &dy, &x, &w, s);
         assert_close(
             &format!("depthwise dX accumulate {s:?}"),
-            &ax.read(&g)?,
+            &ax.read(g)?,
             &wax,
             1e-5,
             1e-4,
         )?;
         assert_close(
             &format!("depthwise dW accumulate {s:?}"),
-            &aw.read(&g)?,
+            &aw.read(g)?,
             &waw,
             1e-4,
             1e-4,
@@ -345,10 +354,9 @@ fn depthwise_conv2d_matches_cpu() -> R {
     // A kernel larger than the input with 'valid' padding is an error, not a dispatch.
     let mut bad = depthwise_shapes()[1];
     bad.k_h = 9;
-    let z = |n: usize| Tensor::zeros(&g, &[n.max(1)], "z").unwrap();
+    let z = |n: usize| Tensor::zeros(g, &[n.max(1)], "z").unwrap();
     assert!(
-        depthwise_conv2d_forward(&g, &z(bad.input_len()), &z(1), &z(1), &z(1), &bad, false)
-            .is_err()
+        depthwise_conv2d_forward(g, &z(bad.input_len()), &z(1), &z(1), &z(1), &bad, false).is_err()
     );
     Ok(())
 }

@@ -161,7 +161,7 @@ impl Dispatch {
         }
         Ok(Dispatch {
             kernel,
-            variant: if kernel.is_gemm() {
+            variant: if kernel.reads_operands() {
                 variant
             } else {
                 Variant::Portable

@@ -224,7 +224,7 @@ impl Gpu {
     /// The compiled pipeline for `kernel` in the kernel family `variant` (which matters
     /// only for GEMM kernels), compiled on first use and cached.
     pub fn pipeline(&self, kernel: Kernel, variant: Variant) -> Result<Arc<wgpu::ComputePipeline>> {
-        let variant = if kernel.is_gemm() {
+        let variant = if kernel.reads_operands() {
             variant
         } else {
             Variant::Portable

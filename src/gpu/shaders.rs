@@ -196,6 +196,9 @@ impl Kernel {
                 Variant::TextureAligned,
                 Variant::TextureAlignedB,
             ],
+            Kernel::DepthwiseConv2dForward
+            | Kernel::DepthwiseConv2dBackwardInput
+            | Kernel::DepthwiseConv2dBackwardWeight => &[Variant::Portable, Variant::Texture],
             k if k.is_gemm() => &[
                 Variant::Portable,
                 Variant::Tiled,
@@ -261,6 +264,19 @@ impl Kernel {
                 | Kernel::Conv2dBackwardInput
                 | Kernel::Conv2dBackwardWeight
         )
+    }
+
+    /// True for the kernels that read two operands through `input1_*`/`input2_*` (the
+    /// GEMM kernels and the depthwise convolutions), from textures on the texture family
+    /// and from storage buffers otherwise.
+    pub fn reads_operands(self) -> bool {
+        self.is_gemm()
+            || matches!(
+                self,
+                Kernel::DepthwiseConv2dForward
+                    | Kernel::DepthwiseConv2dBackwardInput
+                    | Kernel::DepthwiseConv2dBackwardWeight
+            )
     }
 
     /// True for the kernels that split indices with `divmod` (exact below 2^24; their
@@ -363,7 +379,7 @@ impl Kernel {
             }
             _ => {}
         }
-        if self.is_gemm() {
+        if self.reads_operands() {
             src.push_str(if variant.uses_textures() {
                 GEMM_OPERANDS_TEXTURE
             } else {

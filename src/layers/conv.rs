@@ -69,7 +69,7 @@ impl Conv2D {
 }
 
 kernel_builders!(Conv2D);
-window_builders!(Conv2D, DepthwiseConv2D);
+window_builders!(Conv2D, DepthwiseConv2D, SeparableConv2D);
 
 /// `DepthwiseConv2D(kernel_size, strides=1, padding='valid', depth_multiplier=1,
 /// dilation_rate=1, activation=None, use_bias=True,
@@ -129,6 +129,72 @@ impl DepthwiseConv2D {
     /// A penalty on the kernel (Keras' `depthwise_regularizer`, e.g. `l2(1e-4)`).
     pub fn depthwise_regularizer(mut self, r: Regularizer) -> Self {
         self.depthwise_regularizer = Some(r);
+        self
+    }
+}
+
+/// `SeparableConv2D(filters, kernel_size, strides=1, padding='valid', depth_multiplier=1,
+/// dilation_rate=1, activation=None, use_bias=True, depthwise_initializer='glorot_uniform',
+/// pointwise_initializer='glorot_uniform')`: a depthwise convolution (no bias) followed by
+/// a 1×1 convolution to `filters` with the bias. Weights `depthwise_kernel`
+/// `[kh, kw, channels, depth_multiplier]`, `pointwise_kernel`
+/// `[1, 1, channels·depth_multiplier, filters]`, `bias`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SeparableConv2D {
+    pub filters: usize,
+    pub kernel_size: (usize, usize),
+    pub strides: (usize, usize),
+    pub padding: Padding,
+    pub depth_multiplier: usize,
+    pub dilation_rate: (usize, usize),
+    pub activation: ActivationFn,
+    pub use_bias: bool,
+    pub depthwise_initializer: Initializer,
+    pub pointwise_initializer: Initializer,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl SeparableConv2D {
+    /// `filters` outputs of a square `kernel × kernel` depthwise stage, stride 1, 'valid',
+    /// linear.
+    pub fn new(filters: usize, kernel: usize) -> SeparableConv2D {
+        SeparableConv2D {
+            filters,
+            kernel_size: (kernel, kernel),
+            strides: (1, 1),
+            padding: Padding::Valid,
+            depth_multiplier: 1,
+            dilation_rate: (1, 1),
+            activation: ActivationFn::Linear,
+            use_bias: true,
+            depthwise_initializer: Initializer::GlorotUniform,
+            pointwise_initializer: Initializer::GlorotUniform,
+            input_shape: None,
+        }
+    }
+    /// Depthwise filters per input channel (Keras' `depth_multiplier`, 1 by default).
+    pub fn depth_multiplier(mut self, m: usize) -> Self {
+        self.depth_multiplier = m;
+        self
+    }
+    /// Spacing of the depthwise kernel's taps (Keras' `dilation_rate`, 1 by default).
+    pub fn dilation_rate(mut self, h: usize, w: usize) -> Self {
+        self.dilation_rate = (h, w);
+        self
+    }
+    /// Whether the layer adds a bias after the pointwise stage (on by default).
+    pub fn use_bias(mut self, on: bool) -> Self {
+        self.use_bias = on;
+        self
+    }
+    /// How the depthwise kernel starts (Keras' `depthwise_initializer`).
+    pub fn depthwise_initializer(mut self, init: Initializer) -> Self {
+        self.depthwise_initializer = init;
+        self
+    }
+    /// How the pointwise kernel starts (Keras' `pointwise_initializer`).
+    pub fn pointwise_initializer(mut self, init: Initializer) -> Self {
+        self.pointwise_initializer = init;
         self
     }
 }

@@ -21,7 +21,7 @@ mod pooling;
 mod summary;
 
 pub use activations::{ELU, LeakyReLU, ReLU};
-pub use conv::{Conv2D, DepthwiseConv2D};
+pub use conv::{Conv2D, DepthwiseConv2D, SeparableConv2D};
 pub use core::{Activation, Dense, Dropout, Flatten, Input};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::BatchNormalization;
@@ -78,6 +78,7 @@ pub enum Layer {
     Input(Input),
     Conv2D(Conv2D),
     DepthwiseConv2D(DepthwiseConv2D),
+    SeparableConv2D(SeparableConv2D),
     MaxPooling2D(MaxPooling2D),
     AveragePooling2D(AveragePooling2D),
     GlobalAveragePooling2D(GlobalAveragePooling2D),
@@ -133,6 +134,7 @@ macro_rules! layers {
 layers!(
     Conv2D,
     DepthwiseConv2D,
+    SeparableConv2D,
     MaxPooling2D,
     AveragePooling2D,
     GlobalAveragePooling2D,
@@ -154,6 +156,7 @@ impl Layer {
             Layer::Input(i) => Some(&i.shape),
             Layer::Conv2D(l) => l.input_shape.as_deref(),
             Layer::DepthwiseConv2D(l) => l.input_shape.as_deref(),
+            Layer::SeparableConv2D(l) => l.input_shape.as_deref(),
             Layer::MaxPooling2D(l) => l.input_shape.as_deref(),
             Layer::AveragePooling2D(l) => l.input_shape.as_deref(),
             Layer::GlobalAveragePooling2D(l) => l.input_shape.as_deref(),
@@ -181,6 +184,7 @@ impl Layer {
             Layer::Input(_) => "InputLayer",
             Layer::Conv2D(_) => "Conv2D",
             Layer::DepthwiseConv2D(_) => "DepthwiseConv2D",
+            Layer::SeparableConv2D(_) => "SeparableConv2D",
             Layer::MaxPooling2D(_) => "MaxPooling2D",
             Layer::AveragePooling2D(_) => "AveragePooling2D",
             Layer::GlobalAveragePooling2D(_) => "GlobalAveragePooling2D",
@@ -208,6 +212,7 @@ impl Layer {
             Layer::Input(_) => "input_layer",
             Layer::Conv2D(_) => "conv2d",
             Layer::DepthwiseConv2D(_) => "depthwise_conv2d",
+            Layer::SeparableConv2D(_) => "separable_conv2d",
             Layer::MaxPooling2D(_) => "max_pooling2d",
             Layer::AveragePooling2D(_) => "average_pooling2d",
             Layer::GlobalAveragePooling2D(_) => "global_average_pooling2d",
@@ -267,6 +272,19 @@ pub enum Op {
         dilation: (usize, usize),
         padding: Padding,
         options: KernelOptions,
+    },
+    /// A depthwise convolution (no bias) into a 1×1 convolution to `filters`.
+    SeparableConv {
+        in_hwc: [usize; 3],
+        mult: usize,
+        kernel: (usize, usize),
+        strides: (usize, usize),
+        dilation: (usize, usize),
+        padding: Padding,
+        filters: usize,
+        use_bias: bool,
+        depthwise_init: Initializer,
+        pointwise_init: Initializer,
     },
     MaxPool {
         in_hwc: [usize; 3],
@@ -368,6 +386,15 @@ impl Op {
                 dilation,
                 padding,
                 ..
+            }
+            | Op::SeparableConv {
+                in_hwc,
+                mult,
+                kernel,
+                strides,
+                dilation,
+                padding,
+                ..
             } => Some(DepthwiseShape {
                 batch,
                 in_h: in_hwc[0],
@@ -384,6 +411,27 @@ impl Op {
             }),
             _ => None,
         }
+    }
+
+    /// The 1×1 convolution of a separable convolution at `batch`, over the depthwise
+    /// stage's output (None unless it is one).
+    pub fn pointwise_shape(&self, batch: usize) -> Option<Conv2dShape> {
+        let Op::SeparableConv { filters, .. } = *self else {
+            return None;
+        };
+        let d = self.depthwise_shape(batch)?;
+        Some(Conv2dShape {
+            batch,
+            in_h: d.out_h(),
+            in_w: d.out_w(),
+            in_c: d.out_c(),
+            out_c: filters,
+            k_h: 1,
+            k_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            padding: Padding::Valid,
+        })
     }
 
     /// The pooling shapes of this op at `batch` (None unless it is a pooling layer).
@@ -553,6 +601,23 @@ pub struct Param {
     pub init: Initializer,
 }
 
+impl Param {
+    /// Keras' fans of a tensor of this shape (`compute_fans`): a matrix's rows and
+    /// columns; a convolution kernel `[..., in, out]`'s in and out channels times its
+    /// window.
+    pub fn fans(&self) -> (usize, usize) {
+        match self.shape[..] {
+            [] => (1, 1),
+            [n] => (n, n),
+            [a, b] => (a, b),
+            [ref window @ .., i, o] => {
+                let rf: usize = window.iter().product();
+                (i * rf, o * rf)
+            }
+        }
+    }
+}
+
 impl Node {
     /// Every parameter tensor, trainable ones first.
     pub fn params(&self) -> Vec<Param> {
@@ -592,6 +657,36 @@ impl Node {
                 in_hwc[2] * mult,
                 options,
             ),
+            Op::SeparableConv {
+                in_hwc,
+                mult,
+                kernel,
+                filters,
+                use_bias,
+                depthwise_init,
+                pointwise_init,
+                ..
+            } => {
+                let mid = in_hwc[2] * mult;
+                let mut v = vec![
+                    p(
+                        "depthwise_kernel",
+                        vec![kernel.0, kernel.1, in_hwc[2], *mult],
+                        true,
+                        *depthwise_init,
+                    ),
+                    p(
+                        "pointwise_kernel",
+                        vec![1, 1, mid, *filters],
+                        true,
+                        *pointwise_init,
+                    ),
+                ];
+                if *use_bias {
+                    v.push(p("bias", vec![*filters], true, Initializer::Zeros));
+                }
+                v
+            }
             Op::Dense {
                 n_in,
                 units,
@@ -631,29 +726,6 @@ impl Node {
     /// Number of trainable tensors (they come first in [`Node::params`]).
     pub fn trainable_tensors(&self) -> usize {
         self.params().iter().filter(|p| p.trainable).count()
-    }
-    /// Fan-in and fan-out of the kernel, for Glorot initialisation.
-    pub fn fans(&self) -> (usize, usize) {
-        match &self.op {
-            Op::Conv {
-                in_hwc,
-                filters,
-                kernel,
-                ..
-            } => (
-                kernel.0 * kernel.1 * in_hwc[2],
-                kernel.0 * kernel.1 * filters,
-            ),
-            // Keras' fans of a [kh, kw, channels, multiplier] kernel.
-            Op::DepthwiseConv {
-                in_hwc,
-                mult,
-                kernel,
-                ..
-            } => (kernel.0 * kernel.1 * in_hwc[2], kernel.0 * kernel.1 * mult),
-            Op::Dense { n_in, units, .. } => (*n_in, *units),
-            _ => (0, 0),
-        }
     }
 }
 
@@ -905,6 +977,46 @@ fn resolve_one(
                 return fail("channels × depth multiplier overflows".into());
             };
             (op, d.activation, vec![s.out_h(), s.out_w(), out_c])
+        }
+        Layer::SeparableConv2D(c) => {
+            let in_hwc = image("SeparableConv2D")?;
+            let positive = [
+                c.filters,
+                c.depth_multiplier,
+                c.kernel_size.0,
+                c.kernel_size.1,
+                c.strides.0,
+                c.strides.1,
+                c.dilation_rate.0,
+                c.dilation_rate.1,
+            ];
+            if positive.contains(&0) {
+                return fail(
+                    "filters, depth multiplier, kernel size, strides and dilation rate must be \
+                     positive"
+                        .into(),
+                );
+            }
+            if in_hwc[2].checked_mul(c.depth_multiplier).is_none() {
+                return fail("channels × depth multiplier overflows".into());
+            }
+            let op = Op::SeparableConv {
+                in_hwc,
+                mult: c.depth_multiplier,
+                kernel: c.kernel_size,
+                strides: c.strides,
+                dilation: c.dilation_rate,
+                padding: c.padding,
+                filters: c.filters,
+                use_bias: c.use_bias,
+                depthwise_init: c.depthwise_initializer,
+                pointwise_init: c.pointwise_initializer,
+            };
+            let s = op.depthwise_shape(1).expect("separable op");
+            if let Err(e) = s.validate() {
+                return fail(format!("{e}"));
+            }
+            (op, c.activation, vec![s.out_h(), s.out_w(), c.filters])
         }
         Layer::MaxPooling2D(p) => {
             let (op, out) = pooling(p.pool_size, p.strides, p.padding, true)?;

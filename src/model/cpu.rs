@@ -141,6 +141,17 @@ impl CpuEngine {
                         false,
                     );
                 }
+                Op::SeparableConv { filters, .. } => {
+                    let mid = self.separable_mid(node, i, a, batch);
+                    conv2d_forward_cpu(
+                        &mut y,
+                        &mid,
+                        &self.params[i][1],
+                        &self.separable_bias(i, *filters),
+                        &node.op.pointwise_shape(batch).expect("separable op"),
+                        false,
+                    );
+                }
                 Op::Dense { n_in, units, .. } => dense_forward_cpu(
                     &mut y,
                     a,
@@ -330,6 +341,34 @@ impl CpuEngine {
                         &s,
                     );
                 }
+                Op::SeparableConv { filters, .. } => {
+                    // The depthwise stage's output again, then back through both stages.
+                    let mid = self.separable_mid(node, i, a, batch);
+                    let sd = node.op.depthwise_shape(batch).expect("separable op");
+                    let mut dmid = vec![0.0; mid.len()];
+                    let (gd, rest) = pgrads[i].split_at_mut(1);
+                    let (gp, gb) = rest.split_at_mut(1);
+                    let mut unused = Vec::new();
+                    conv2d_backward_cpu(
+                        Some(&mut dmid),
+                        &mut gp[0],
+                        bias_grad(gb, &mut unused, *filters),
+                        &dy,
+                        &mid,
+                        &self.params[i][1],
+                        &node.op.pointwise_shape(batch).expect("separable op"),
+                    );
+                    let mut unused_db = vec![0.0; sd.out_c()];
+                    depthwise_conv2d_backward_cpu(
+                        need_da.then_some(&mut da[0][..]),
+                        &mut gd[0],
+                        &mut unused_db,
+                        &dmid,
+                        a,
+                        &self.params[i][0],
+                        &sd,
+                    );
+                }
                 Op::Dense { n_in, units, .. } => {
                     let (gw, gb) = pgrads[i].split_at_mut(1);
                     let mut unused = Vec::new();
@@ -437,6 +476,23 @@ impl CpuEngine {
         let (_, sum, hits) = Self::loss(graph, &t.acts[output], labels, batch)?;
         let (sum, _) = self.regularize(graph, None, sum, batch);
         Ok((sum, hits))
+    }
+
+    /// A separable convolution's depthwise stage output for input `a`.
+    fn separable_mid(&self, node: &Node, i: usize, a: &[f32], batch: usize) -> Vec<f32> {
+        let sd = node.op.depthwise_shape(batch).expect("separable op");
+        let mut mid = vec![0.0; sd.output_len()];
+        let zero = vec![0.0; sd.out_c()];
+        depthwise_conv2d_forward_cpu(&mut mid, a, &self.params[i][0], &zero, &sd, false);
+        mid
+    }
+
+    /// A separable convolution's bias (its third tensor), or `n` zeros.
+    fn separable_bias(&self, i: usize, n: usize) -> std::borrow::Cow<'_, [f32]> {
+        match self.params[i].get(2) {
+            Some(b) => std::borrow::Cow::Borrowed(b),
+            None => std::borrow::Cow::Owned(vec![0.0; n]),
+        }
     }
 
     /// Node `i`'s bias: its parameter, or `n` zeros for a layer without one.

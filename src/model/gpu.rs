@@ -103,6 +103,11 @@ impl GpuParams {
                 } if !options.use_bias => {
                     Tensor::zeros(&gpu, &[filters], &format!("{} zero bias", n.name)).map(Some)
                 }
+                Op::SeparableConv {
+                    filters, use_bias, ..
+                } if !use_bias => {
+                    Tensor::zeros(&gpu, &[filters], &format!("{} zero bias", n.name)).map(Some)
+                }
                 Op::DepthwiseConv {
                     in_hwc,
                     mult,
@@ -241,12 +246,19 @@ fn passes_gradient(node: &Node) -> bool {
 /// the convolutions and dense layers fuse a plain relu).
 fn separate_activation(node: &Node) -> Option<Act> {
     match node.op {
-        Op::Conv { .. } | Op::DepthwiseConv { .. } | Op::Dense { .. } if node.act == Act::RELU => {
+        Op::Conv { .. }
+        | Op::DepthwiseConv { .. }
+        | Op::SeparableConv { .. }
+        | Op::Dense { .. }
+            if node.act == Act::RELU =>
+        {
             None
         }
-        Op::Conv { .. } | Op::DepthwiseConv { .. } | Op::Dense { .. } | Op::Activation => {
-            Some(node.act).filter(|a| *a != Act::Linear)
-        }
+        Op::Conv { .. }
+        | Op::DepthwiseConv { .. }
+        | Op::SeparableConv { .. }
+        | Op::Dense { .. }
+        | Op::Activation => Some(node.act).filter(|a| *a != Act::Linear),
         _ => None,
     }
 }
@@ -312,11 +324,26 @@ impl GpuGraph {
         }
 
         let bytes_of = |t: &Tensor| t.len() as u64 * 4;
+        // A separable convolution's depthwise stage output (kept for its backward pass;
+        // every recorded pass shares it) and the zero bias that stage adds.
+        let separable: Vec<Option<(Tensor, Tensor)>> = nodes
+            .iter()
+            .map(|n| match n.op.depthwise_shape(batch) {
+                Some(s) if matches!(n.op, Op::SeparableConv { .. }) => {
+                    let what = format!("{} depthwise stage", n.name);
+                    let mid = Tensor::zeros(gpu, &[s.output_len()], &what)?;
+                    let zero = Tensor::zeros(gpu, &[s.out_c()], &what)?;
+                    Ok(Some((mid, zero)))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
         let activation_bytes: u64 = nodes
             .iter()
             .zip(&acts)
             .filter(|(n, _)| !is_alias(n))
             .map(|(_, t)| bytes_of(t))
+            .chain(separable.iter().flatten().map(|(mid, _)| bytes_of(mid)))
             .chain(pre.iter().flatten().map(bytes_of))
             .chain(argmax.iter().flatten().map(bytes_of))
             .chain(folds.iter().flatten().map(bytes_of))
@@ -396,6 +423,17 @@ impl GpuGraph {
                             &s,
                             relu,
                         )?);
+                    }
+                    Op::SeparableConv { use_bias, .. } => {
+                        let (mid, zero) = separable[i].as_ref().expect("separable state");
+                        let sd = node.op.depthwise_shape(batch).expect("separable op");
+                        let sp = node.op.pointwise_shape(batch).expect("separable op");
+                        let pp = &p.params[i];
+                        ds.push(depthwise_conv2d_forward(
+                            gpu, mid, a, &pp[0], zero, &sd, false,
+                        )?);
+                        let bias = if *use_bias { &pp[2] } else { p.bias(i) };
+                        ds.push(conv2d_forward(gpu, out, mid, &pp[1], bias, &sp, relu)?);
                     }
                     Op::Dense {
                         n_in,
@@ -593,6 +631,28 @@ impl GpuGraph {
                                 false,
                             )?);
                         }
+                    }
+                    Op::SeparableConv { .. } => {
+                        let (mid, _) = separable[i].as_ref().expect("separable state");
+                        let sd = node.op.depthwise_shape(batch).expect("separable op");
+                        let sp = node.op.pointwise_shape(batch).expect("separable op");
+                        let (pp, pg) = (&p.params[i], &p.grads[i]);
+                        let dmid = scratch(mid)?;
+                        train_ds.push(conv2d_backward_input(gpu, &dmid, dy, &pp[1], &sp, false)?);
+                        train_ds.push(conv2d_backward_weight(gpu, &pg[1], dy, mid, &sp, false)?);
+                        if pg.len() > 2 {
+                            let rows = batch * sp.in_h * sp.in_w;
+                            train_ds.push(bias_backward(gpu, &pg[2], dy, rows, sp.out_c, false)?);
+                        }
+                        if let Some(da) = da(0) {
+                            let d = depthwise_conv2d_backward_input(
+                                gpu, da, &dmid, &pp[0], &sd, false,
+                            )?;
+                            train_ds.push(d);
+                        }
+                        let d =
+                            depthwise_conv2d_backward_weight(gpu, &pg[0], &dmid, a, &sd, false)?;
+                        train_ds.push(d);
                     }
                     Op::Dense { n_in, units, .. } => {
                         if let Some(da) = da(0) {

@@ -469,11 +469,10 @@ impl Model {
             .nodes
             .iter()
             .map(|n| {
-                let fans = n.fans();
                 let fresh: Vec<Vec<f32>> = n
                     .params()
                     .iter()
-                    .map(|p| p.init.draw(p.shape.iter().product(), fans, &mut rng))
+                    .map(|p| p.init.draw(p.shape.iter().product(), p.fans(), &mut rng))
                     .collect();
                 kept.next().unwrap_or(fresh)
             })

@@ -12,7 +12,7 @@
 use super::concat::{Columns, copy_columns};
 use super::matmul::split_k_reduce;
 use super::{Padding, groups_for, u32_of};
-use crate::gpu::{Dispatch, Gpu, Kernel};
+use crate::gpu::{Dispatch, Gpu, Kernel, Variant};
 use crate::tensor::Tensor;
 use anyhow::{Result, ensure};
 
@@ -163,6 +163,16 @@ struct Params {
     _pad: [u32; 3],
 }
 
+/// The family a pass runs on: its two operands read from textures where the device's
+/// family does (and they fit), else from storage buffers.
+fn variant(gpu: &Gpu, operands: [&Tensor; 2]) -> Variant {
+    if gpu.variant.uses_textures() && operands.iter().all(|t| gpu.fits_texture(t.len())) {
+        Variant::Texture
+    } else {
+        Variant::Portable
+    }
+}
+
 const RELU: u32 = 1;
 const ACCUMULATE: u32 = 2;
 
@@ -253,11 +263,13 @@ pub fn depthwise_conv2d_forward(
         return Ok(pad.around(main));
     }
     let params = s.params(if relu { RELU } else { 0 }, 1)?;
-    Dispatch::new(
+    Dispatch::gemm(
         gpu,
         Kernel::DepthwiseConv2dForward,
+        variant(gpu, [inp, weight]),
         &params,
-        &[&inp.buffer, &weight.buffer, &bias.buffer, &out.buffer],
+        [inp, weight],
+        &[&bias.buffer, &out.buffer],
         groups_for(s.output_len() / 4, 64),
     )
 }
@@ -287,11 +299,13 @@ pub fn depthwise_conv2d_backward_input(
         return Ok(pad.around(main));
     }
     let params = s.params(if accumulate { ACCUMULATE } else { 0 }, 1)?;
-    Dispatch::new(
+    Dispatch::gemm(
         gpu,
         Kernel::DepthwiseConv2dBackwardInput,
+        variant(gpu, [dout, weight]),
         &params,
-        &[&dout.buffer, &weight.buffer, &dinp.buffer],
+        [dout, weight],
+        &[&dinp.buffer],
         groups_for(s.input_len() / 4, 64),
     )
 }
@@ -333,11 +347,13 @@ pub fn depthwise_conv2d_backward_weight(
         "depthwise conv2d dW partial sums",
     )?;
     let params = s.params(0, chunk)?;
-    let sums = Dispatch::new(
+    let sums = Dispatch::gemm(
         gpu,
         Kernel::DepthwiseConv2dBackwardWeight,
+        variant(gpu, [inp, dout]),
         &params,
-        &[&inp.buffer, &dout.buffer, &partial.buffer],
+        [inp, dout],
+        &[&partial.buffer],
         groups_for(splits * cells, 64),
     )?;
     let flags = if accumulate { 16 } else { 0 };

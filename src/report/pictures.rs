@@ -23,7 +23,11 @@ pub const SAMPLE_INDEX: usize = 0;
 pub fn has_feature_maps(node: &Node) -> bool {
     matches!(
         node.op,
-        Op::Conv { .. } | Op::DepthwiseConv { .. } | Op::MaxPool { .. } | Op::AvgPool { .. }
+        Op::Conv { .. }
+            | Op::DepthwiseConv { .. }
+            | Op::SeparableConv { .. }
+            | Op::MaxPool { .. }
+            | Op::AvgPool { .. }
     ) && node.out_shape.len() == 3
 }
 
