@@ -159,13 +159,16 @@ pub fn experiment(name: &str) -> Result<Experiment> {
             )
         },
         // Beyond the lecture: a MobileNetV2-style net on MNIST (Keras 3 counts 4,426
-        // parameters, 320 non-trainable), Adam at Keras' defaults.
+        // parameters, 320 non-trainable). Adam with the learning rate on a cosine from
+        // 1e-3 to 0 over the run (5 epochs of 1,875 steps): at a constant 1e-3, Keras 3's
+        // test accuracy after 3 epochs was 0.79 against 0.94 on the training batches, too
+        // unsettled to compare two implementations by.
         "mnist-mobile" => e(
             name_of(name),
             DatasetKind::Mnist,
-            3,
+            5,
             32,
-            adam,
+            adam.learning_rate(LearningRate::cosine_decay(1e-3, 5 * 1875)),
             "beyond the lecture: Keras 3 on the same recipe (README)",
         ),
         other => bail!(
