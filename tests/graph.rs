@@ -110,11 +110,18 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
                 .padding(Same)
                 .use_bias(false)
                 .apply(&e)?;
-            let d = BatchNormalization::new().apply(&d)?;
+            let d = BatchNormalization::new().center(false).apply(&d)?;
             let d = Activation::new(Relu).apply(&d)?;
             let p = Conv2D::new(4, 1).use_bias(false).apply(&d)?;
-            let p = BatchNormalization::new().apply(&p)?;
-            Add::new().apply(&[&x, &p])?
+            let p = BatchNormalization::new().scale(false).apply(&p)?;
+            let y = Add::new().apply(&[&x, &p])?;
+            // Neither gamma nor beta, over 3 channels (padded in the kernels).
+            let q = Conv2D::new(3, 1).apply(&y)?;
+            let q = BatchNormalization::new()
+                .center(false)
+                .scale(false)
+                .apply(&q)?;
+            Concatenate::new().apply(&[&y, &q])?
         }
         // Depthwise convolutions with a depth multiplier on odd channels (3 → padded), a
         // stride, a dilation, 'valid' padding, fused relu (tanh for finite differences,
@@ -649,6 +656,45 @@ fn separable_conv2d_follows_keras() -> R {
     );
     assert!(SeparableConv2D::new(0, 3).apply(&inputs).is_err());
     assert!(SeparableConv2D::new(4, 9).apply(&inputs).is_err());
+    Ok(())
+}
+
+/// BatchNormalization's `center` and `scale` switches: Keras 3.15's parameter counts and
+/// weight names for each combination (6 channels).
+#[test]
+fn batchnorm_center_and_scale_follow_keras() -> R {
+    let cases: [(bool, bool, usize, &[&str]); 4] = [
+        (
+            true,
+            true,
+            24,
+            &["gamma", "beta", "moving_mean", "moving_variance"],
+        ),
+        (
+            false,
+            true,
+            18,
+            &["gamma", "moving_mean", "moving_variance"],
+        ),
+        (true, false, 18, &["beta", "moving_mean", "moving_variance"]),
+        (false, false, 12, &["moving_mean", "moving_variance"]),
+    ];
+    for (center, scale, params, names) in cases {
+        let inputs = input(&[5, 5, 6])?;
+        let y = BatchNormalization::new()
+            .center(center)
+            .scale(scale)
+            .apply(&inputs)?;
+        let m = Model::new(&[&inputs], &[&y])?;
+        assert_eq!(m.count_params(), params, "center={center} scale={scale}");
+        let got: Vec<&str> = m
+            .nodes()
+            .iter()
+            .flat_map(|n| n.param_shapes())
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(got, names, "center={center} scale={scale}");
+    }
     Ok(())
 }
 

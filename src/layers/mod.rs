@@ -313,6 +313,9 @@ pub enum Op {
         channels: usize,
         momentum: f32,
         epsilon: f32,
+        /// Whether it has `beta` (Keras' `center`) and `gamma` (`scale`).
+        center: bool,
+        scale: bool,
     },
 }
 
@@ -432,6 +435,17 @@ impl Op {
             stride_w: 1,
             padding: Padding::Valid,
         })
+    }
+
+    /// Where a batch normalization's tensors sit among its parameters: (gamma, beta,
+    /// moving mean, moving variance), gamma and beta absent without `scale` / `center`.
+    pub fn batchnorm_slots(&self) -> Option<(Option<usize>, Option<usize>, usize, usize)> {
+        let Op::BatchNorm { center, scale, .. } = *self else {
+            return None;
+        };
+        let beta = usize::from(scale);
+        let mean = beta + usize::from(center);
+        Some((scale.then_some(0), center.then_some(beta), mean, mean + 1))
     }
 
     /// The pooling shapes of this op at `batch` (None unless it is a pooling layer).
@@ -692,12 +706,24 @@ impl Node {
                 units,
                 options,
             } => kernel_and_bias(vec![*n_in, *units], *units, options),
-            Op::BatchNorm { channels, .. } => vec![
-                p("gamma", vec![*channels], true, Initializer::Ones),
-                p("beta", vec![*channels], true, Initializer::Zeros),
-                p("moving_mean", vec![*channels], false, Initializer::Zeros),
-                p("moving_variance", vec![*channels], false, Initializer::Ones),
-            ],
+            Op::BatchNorm {
+                channels,
+                center,
+                scale,
+                ..
+            } => {
+                let c = vec![*channels];
+                let mut v = Vec::new();
+                if *scale {
+                    v.push(p("gamma", c.clone(), true, Initializer::Ones));
+                }
+                if *center {
+                    v.push(p("beta", c.clone(), true, Initializer::Zeros));
+                }
+                v.push(p("moving_mean", c.clone(), false, Initializer::Zeros));
+                v.push(p("moving_variance", c, false, Initializer::Ones));
+                v
+            }
             _ => Vec::new(),
         }
     }
@@ -1092,6 +1118,8 @@ fn resolve_one(
                     channels,
                     momentum: b.momentum,
                     epsilon: b.epsilon,
+                    center: b.center,
+                    scale: b.scale,
                 },
                 ActivationFn::Linear,
                 input.to_vec(),

@@ -1,15 +1,21 @@
 //! Normalization layers.
 
-/// `BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3)`: normalises each channel
+/// `BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True)`:
+/// normalises each channel
 /// (the last axis) over the batch — over N·H·W after a Conv2D, over N after a Dense —
 /// with the batch's mean and biased variance in training, and with moving averages of
 /// them in evaluate and predict; then scales by `gamma` and shifts by `beta` (trainable,
 /// 1 and 0 at first). The moving mean and variance (0 and 1 at first) are
 /// non-trainable parameters, updated in training as `m ← momentum·m + (1 − momentum)·x`.
+/// Without `center` there is no `beta` (no shift), without `scale` no `gamma`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BatchNormalization {
     pub momentum: f32,
     pub epsilon: f32,
+    #[serde(default = "super::yes")]
+    pub center: bool,
+    #[serde(default = "super::yes")]
+    pub scale: bool,
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -24,6 +30,8 @@ impl BatchNormalization {
         BatchNormalization {
             momentum: 0.99,
             epsilon: 1e-3,
+            center: true,
+            scale: true,
             input_shape: None,
         }
     }
@@ -33,6 +41,16 @@ impl BatchNormalization {
     }
     pub fn epsilon(mut self, epsilon: f32) -> Self {
         self.epsilon = epsilon;
+        self
+    }
+    /// Whether to add the trainable shift `beta` (Keras' `center`, on by default).
+    pub fn center(mut self, on: bool) -> Self {
+        self.center = on;
+        self
+    }
+    /// Whether to multiply by the trainable `gamma` (Keras' `scale`, on by default).
+    pub fn scale(mut self, on: bool) -> Self {
+        self.scale = on;
         self
     }
 }

@@ -101,6 +101,7 @@ impl CpuEngine {
                     channels,
                     momentum,
                     epsilon,
+                    ..
                 } => {
                     let training = dropout_seed.is_some();
                     let p = BatchNormParams::new(
@@ -112,10 +113,12 @@ impl CpuEngine {
                     )
                     .expect("shapes checked at add");
                     let w = &self.params[i];
-                    let (mut mm, mut mv) = (w[2].clone(), w[3].clone());
+                    let (g, be, m, v) = node.op.batchnorm_slots().expect("batch norm op");
+                    let (ones, zeros) = (vec![1.0; *channels], vec![0.0; *channels]);
+                    let (mut mm, mut mv) = (w[m].clone(), w[v].clone());
                     let state = BatchNormState {
-                        gamma: &w[0],
-                        beta: &w[1],
+                        gamma: g.map_or(&ones[..], |k| &w[k][..]),
+                        beta: be.map_or(&zeros[..], |k| &w[k][..]),
                         moving_mean: &mut mm,
                         moving_var: &mut mv,
                     };
@@ -302,17 +305,16 @@ impl CpuEngine {
                 Op::BatchNorm { channels, .. } => {
                     let (saved, _, _) = t.batchnorm[i].as_ref().expect("training statistics");
                     let p = BatchNormParams::new(a.len() / channels, *channels, true, 0.0, 1.0)?;
-                    let (gg, gb) = pgrads[i].split_at_mut(1);
-                    batchnorm_backward_cpu(
-                        &mut da[0],
-                        &mut gg[0],
-                        &mut gb[0],
-                        &dy,
-                        a,
-                        &self.params[i][0],
-                        saved,
-                        &p,
-                    );
+                    let (g, be, ..) = node.op.batchnorm_slots().expect("batch norm op");
+                    let ones = vec![1.0; *channels];
+                    let gamma = g.map_or(&ones[..], |k| &self.params[i][k][..]);
+                    let (mut dg, mut db) = (vec![0.0; *channels], vec![0.0; *channels]);
+                    batchnorm_backward_cpu(&mut da[0], &mut dg, &mut db, &dy, a, gamma, saved, &p);
+                    for (slot, d) in [(g, dg), (be, db)] {
+                        if let Some(k) = slot {
+                            pgrads[i][k].iter_mut().zip(d).for_each(|(g, d)| *g += d);
+                        }
+                    }
                 }
                 Op::Conv { filters, .. } => {
                     let (gw, gb) = pgrads[i].split_at_mut(1);
@@ -455,9 +457,11 @@ impl CpuEngine {
             for ((p, g), s) in p.iter_mut().zip(g).zip(s).take(trainable) {
                 opt.update_cpu(p, g, s, step);
             }
-            if let Some((_, mm, mv)) = &t.batchnorm[i] {
-                p[2].clone_from(mm);
-                p[3].clone_from(mv);
+            if let (Some((_, mm, mv)), Some((.., m, v))) =
+                (&t.batchnorm[i], node.op.batchnorm_slots())
+            {
+                p[m].clone_from(mm);
+                p[v].clone_from(mv);
             }
         }
         Ok((sum, hits))

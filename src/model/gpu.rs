@@ -229,6 +229,10 @@ struct BatchNormNode {
     /// Rows per sample (H·W after a conv, 1 after a dense layer).
     spatial: usize,
     saved: Tensor,
+    /// Stand-ins for a missing gamma (ones) or beta (zeros), and where their gradients go.
+    ones: Tensor,
+    zeros: Tensor,
+    unused_grad: Tensor,
 }
 
 /// Nodes whose output is a view of their input (no kernel runs).
@@ -363,6 +367,7 @@ impl GpuGraph {
                     channels,
                     momentum,
                     epsilon,
+                    ..
                 } => {
                     let spatial = node.in_shape.iter().product::<usize>() / channels.max(1);
                     let params =
@@ -378,6 +383,18 @@ impl GpuGraph {
                             &[saved_len(channels)],
                             &format!("{} batch statistics", node.name),
                         )?,
+                        ones: Tensor::from_slice(
+                            gpu,
+                            &[channels],
+                            &vec![1.0f32; channels],
+                            "batch normalization without scale",
+                        )?,
+                        zeros: Tensor::zeros(
+                            gpu,
+                            &[channels],
+                            "batch normalization without center",
+                        )?,
+                        unused_grad: Tensor::zeros(gpu, &[channels], "unused gradient")?,
                     })
                 }
                 _ => None,
@@ -478,7 +495,10 @@ impl GpuGraph {
                     Op::BatchNorm { .. } => {
                         let b = batchnorm[i].as_ref().expect("batch norm state");
                         let pp = &p.params[i];
-                        let params = [&pp[0], &pp[1], &pp[2], &pp[3]];
+                        let (g, be, m, v) = node.op.batchnorm_slots().expect("batch norm op");
+                        let gamma = g.map_or(&b.ones, |k| &pp[k]);
+                        let beta = be.map_or(&b.zeros, |k| &pp[k]);
+                        let params = [gamma, beta, &pp[m], &pp[v]];
                         let u = if train { &b.train } else { &b.infer };
                         ds.push(batchnorm_forward(
                             gpu, y, a, params, &b.saved, u, &b.params,
@@ -724,17 +744,13 @@ impl GpuGraph {
                                 &unused
                             }
                         };
+                        let (g, be, ..) = node.op.batchnorm_slots().expect("batch norm op");
+                        // Without gamma or beta their gradient is computed and dropped.
+                        let dgamma = g.map_or(&b.unused_grad, |k| &p.grads[i][k]);
+                        let dbeta = be.map_or(&b.unused_grad, |k| &p.grads[i][k]);
+                        let gamma = g.map_or(&b.ones, |k| &p.params[i][k]);
                         train_ds.push(batchnorm_backward(
-                            gpu,
-                            dx,
-                            &p.grads[i][0],
-                            &p.grads[i][1],
-                            dy,
-                            a,
-                            &p.params[i][0],
-                            &b.saved,
-                            &b.train,
-                            &b.params,
+                            gpu, dx, dgamma, dbeta, dy, a, gamma, &b.saved, &b.train, &b.params,
                         )?);
                     }
                     Op::Dropout { .. } => {
