@@ -30,7 +30,7 @@ pub mod prelude {
     pub use crate::layers::{
         Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
         DepthwiseConv2D, Dropout, ELU, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input,
-        Layer, LeakyReLU, MaxPooling2D, Maximum, Minimum, Multiply, ReLU, SeparableConv2D,
+        Layer, LeakyReLU, MaxPooling2D, Maximum, Minimum, Multiply, ReLU, Reshape, SeparableConv2D,
         Subtract,
     };
     pub use crate::layers::{Initializer, Regularizer, l2};

@@ -187,6 +187,14 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
             let c = MaxPooling2D::new(2).padding(Same).apply(&c)?;
             Add::new().apply(&[&h, &c])?
         }
+        // Back from vectors to images: Reshape with an inferred dimension.
+        "reshape" => {
+            let v = Dense::new(32)
+                .activation(Tanh)
+                .apply(&Flatten::new().apply(&x)?)?;
+            let r = Reshape::new(&[4, -1, 2]).apply(&v)?;
+            Conv2D::new(3, 3).padding(Same).activation(Relu).apply(&r)?
+        }
         other => anyhow::bail!("no case {other}"),
     };
     let y = GlobalAveragePooling2D::new().apply(&y)?;
@@ -694,6 +702,24 @@ fn batchnorm_center_and_scale_follow_keras() -> R {
             .map(|p| p.0)
             .collect();
         assert_eq!(got, names, "center={center} scale={scale}");
+    }
+    Ok(())
+}
+
+/// Reshape: Keras' output shapes (an inferred −1 included), its name, and the shapes it
+/// refuses when applied.
+#[test]
+fn reshape_follows_keras() -> R {
+    let inputs = input(&[12])?;
+    assert_eq!(Reshape::new(&[3, -1]).apply(&inputs)?.shape(), [3, 4]);
+    assert_eq!(Reshape::new(&[2, 3, 2]).apply(&inputs)?.shape(), [2, 3, 2]);
+    let y = Reshape::new(&[-1]).apply(&Reshape::new(&[6, 2]).apply(&inputs)?)?;
+    assert_eq!(y.shape(), [12]);
+    let m = Model::new(&[&inputs], &[&y])?;
+    let names: Vec<&str> = m.nodes().iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["reshape", "reshape_1"]);
+    for bad in [&[5, -1][..], &[3, 3], &[-1, -1], &[0, 12], &[-2, 6]] {
+        assert!(Reshape::new(bad).apply(&inputs).is_err(), "{bad:?}");
     }
     Ok(())
 }

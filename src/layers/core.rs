@@ -29,6 +29,51 @@ impl Flatten {
     }
 }
 
+/// `Reshape(target_shape)`: the same values per sample in another shape; one dimension
+/// may be −1, worked out from the others (`Reshape::new(&[7, 7, -1])`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reshape {
+    pub target_shape: Vec<isize>,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl Reshape {
+    pub fn new(target_shape: &[isize]) -> Reshape {
+        Reshape {
+            target_shape: target_shape.to_vec(),
+            input_shape: None,
+        }
+    }
+
+    /// The per-sample output shape for `len` values per sample.
+    pub(crate) fn out_shape(&self, len: usize) -> anyhow::Result<Vec<usize>> {
+        let unknown = self.target_shape.iter().filter(|&&d| d == -1).count();
+        anyhow::ensure!(
+            !self.target_shape.is_empty()
+                && unknown <= 1
+                && self.target_shape.iter().all(|&d| d > 0 || d == -1),
+            "target shape {:?}: sizes must be positive, with at most one −1",
+            self.target_shape
+        );
+        let known = self
+            .target_shape
+            .iter()
+            .filter(|&&d| d > 0)
+            .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+            .ok_or_else(|| anyhow::anyhow!("target shape {:?} overflows", self.target_shape))?;
+        anyhow::ensure!(
+            len.is_multiple_of(known) && (unknown == 1 || known == len),
+            "target shape {:?} does not hold the {len} values of a sample",
+            self.target_shape
+        );
+        Ok(self
+            .target_shape
+            .iter()
+            .map(|&d| if d == -1 { len / known } else { d as usize })
+            .collect())
+    }
+}
+
 /// `Dense(units, activation=None, use_bias=True, kernel_initializer='glorot_uniform',
 /// kernel_regularizer=None)`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -22,7 +22,7 @@ mod summary;
 
 pub use activations::{ELU, LeakyReLU, ReLU};
 pub use conv::{Conv2D, DepthwiseConv2D, SeparableConv2D};
-pub use core::{Activation, Dense, Dropout, Flatten, Input};
+pub use core::{Activation, Dense, Dropout, Flatten, Input, Reshape};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::BatchNormalization;
 pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D};
@@ -84,6 +84,7 @@ pub enum Layer {
     GlobalAveragePooling2D(GlobalAveragePooling2D),
     GlobalMaxPooling2D(GlobalMaxPooling2D),
     Flatten(Flatten),
+    Reshape(Reshape),
     Dense(Dense),
     Activation(Activation),
     ReLU(ReLU),
@@ -140,6 +141,7 @@ layers!(
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
     Flatten,
+    Reshape,
     Dense,
     Activation,
     ReLU,
@@ -162,6 +164,7 @@ impl Layer {
             Layer::GlobalAveragePooling2D(l) => l.input_shape.as_deref(),
             Layer::GlobalMaxPooling2D(l) => l.input_shape.as_deref(),
             Layer::Flatten(l) => l.input_shape.as_deref(),
+            Layer::Reshape(l) => l.input_shape.as_deref(),
             Layer::Dense(l) => l.input_shape.as_deref(),
             Layer::Activation(l) => l.input_shape.as_deref(),
             Layer::ReLU(l) => l.input_shape.as_deref(),
@@ -190,6 +193,7 @@ impl Layer {
             Layer::GlobalAveragePooling2D(_) => "GlobalAveragePooling2D",
             Layer::GlobalMaxPooling2D(_) => "GlobalMaxPooling2D",
             Layer::Flatten(_) => "Flatten",
+            Layer::Reshape(_) => "Reshape",
             Layer::Dense(_) => "Dense",
             Layer::Activation(_) => "Activation",
             Layer::ReLU(_) => "ReLU",
@@ -218,6 +222,7 @@ impl Layer {
             Layer::GlobalAveragePooling2D(_) => "global_average_pooling2d",
             Layer::GlobalMaxPooling2D(_) => "global_max_pooling2d",
             Layer::Flatten(_) => "flatten",
+            Layer::Reshape(_) => "reshape",
             Layer::Dense(_) => "dense",
             Layer::Activation(_) => "activation",
             Layer::ReLU(_) => "re_lu",
@@ -298,6 +303,7 @@ pub enum Op {
         strides: (usize, usize),
         padding: Padding,
     },
+    /// A view of the input in another shape (Flatten, Reshape): no kernel runs.
     Flatten,
     Dense {
         n_in: usize,
@@ -1065,6 +1071,10 @@ fn resolve_one(
             ActivationFn::Linear,
             vec![input.iter().product()],
         ),
+        Layer::Reshape(r) => match r.out_shape(input.iter().product()) {
+            Ok(out) => (Op::Flatten, ActivationFn::Linear, out),
+            Err(e) => return fail(format!("{e}")),
+        },
         Layer::Dense(d) => {
             let [n_in] = input else {
                 return fail("Dense takes a 1-D input; add Flatten() before it".into());
