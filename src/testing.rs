@@ -73,3 +73,28 @@ pub fn finite_diff(x: &mut [f32], i: usize, eps: f32, mut f: impl FnMut(&[f32]) 
     x[i] = orig;
     (plus - minus) / (2.0 * f64::from(eps))
 }
+
+/// Every element-wise activation, the parameterised ones with Keras' defaults and with
+/// other parameters (a leaky slope, a cap and a threshold together, another alpha).
+pub fn every_activation() -> Vec<crate::ops::activation::Act> {
+    use crate::ops::activation::Act;
+    vec![
+        Act::Linear,
+        Act::RELU,
+        Act::RELU6,
+        Act::leaky_relu(0.2),
+        Act::leaky_relu(0.3),
+        Act::Relu {
+            negative_slope: 0.1,
+            max_value: 6.0,
+            threshold: 1.0,
+        },
+        Act::Sigmoid,
+        Act::Tanh,
+        Act::Elu { alpha: 1.0 },
+        Act::Elu { alpha: 0.5 },
+        Act::Softplus,
+        Act::Softsign,
+        Act::HardSigmoid,
+    ]
+}

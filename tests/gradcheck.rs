@@ -4,7 +4,6 @@
 //! so ∂L/∂out = r (the softmax-CE check uses its own mean loss).
 
 use wgcnn::ops::Padding;
-use wgcnn::ops::activation::Act;
 use wgcnn::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
@@ -13,7 +12,7 @@ use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::{softmax_xent_backward_cpu, softmax_xent_forward_cpu};
-use wgcnn::testing::{finite_diff, random_labels, random_vec};
+use wgcnn::testing::{every_activation, finite_diff, random_labels, random_vec};
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
@@ -154,25 +153,8 @@ fn depthwise_conv2d_gradients_match_finite_differences() {
 /// against central differences of the forward formula, away from the kinks.
 #[test]
 fn activation_derivatives_match_finite_differences() {
-    let acts = [
-        Act::RELU,
-        Act::RELU6,
-        Act::leaky_relu(0.3),
-        Act::Relu {
-            negative_slope: 0.1,
-            max_value: 6.0,
-            threshold: 1.0,
-        },
-        Act::Sigmoid,
-        Act::Tanh,
-        Act::Elu { alpha: 1.0 },
-        Act::Elu { alpha: 0.5 },
-        Act::Softplus,
-        Act::Softsign,
-        Act::HardSigmoid,
-    ];
     let kinks = [-3.0f32, 0.0, 1.0, 3.0, 6.0];
-    for act in acts {
+    for act in every_activation() {
         for i in 0..161 {
             let x = -8.0 + 0.1 * i as f32 + 0.013;
             if kinks.iter().any(|k| (x - k).abs() < 0.02) {

@@ -19,7 +19,7 @@ use wgcnn::ops::merge::*;
 use wgcnn::ops::optimizer::{LearningRate, Optimizer};
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::*;
-use wgcnn::testing::{assert_close, poison, random_labels, random_vec};
+use wgcnn::testing::{assert_close, every_activation, poison, random_labels, random_vec};
 
 type R = anyhow::Result<()>;
 
@@ -701,33 +701,10 @@ fn avgpool_matches_cpu() -> R {
     Ok(())
 }
 
-/// Every element-wise activation, the parameterised ones with their defaults and with
-/// other parameters.
-fn every_act() -> Vec<Act> {
-    vec![
-        Act::Linear,
-        Act::RELU,
-        Act::RELU6,
-        Act::leaky_relu(0.2),
-        Act::Relu {
-            negative_slope: 0.1,
-            max_value: 6.0,
-            threshold: 1.0,
-        },
-        Act::Sigmoid,
-        Act::Tanh,
-        Act::Elu { alpha: 1.0 },
-        Act::Elu { alpha: 0.5 },
-        Act::Softplus,
-        Act::Softsign,
-        Act::HardSigmoid,
-    ]
-}
-
 #[test]
 fn activations_match_cpu() -> R {
     let g = gpu();
-    for act in every_act() {
+    for act in every_activation() {
         let n = 1037;
         // Past relu6's cap and hard sigmoid's ±3.
         let x: Vec<f32> = random_vec(n, 80).iter().map(|v| v * 8.0).collect();

@@ -7,7 +7,7 @@
 //! of 4 runs on zero-padded copies of the row tensors (the padded channels are all-zero
 //! channels: mean 0, variance 0), which keeps the shaders small and cheap to compile.
 
-use super::concat::{Columns, copy_columns};
+use super::concat::ColumnPadding;
 use super::u32_of;
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform};
 use crate::tensor::Tensor;
@@ -85,47 +85,12 @@ pub fn saved_len(channels: usize) -> usize {
     2 * channels.next_multiple_of(4)
 }
 
-/// Where a kernel reads (`input`) or writes `t` ([rows, c]) as [rows, C4]: nothing when
-/// c is a multiple of 4, else a zero-padded stand-in and the copy that fills it from `t`
-/// (an input, recorded before the kernel) or empties it into `t` (the output, after).
-fn padded(
-    gpu: &Gpu,
-    t: &Tensor,
-    rows: usize,
-    c: usize,
-    input: bool,
-) -> Result<Option<(Tensor, Dispatch)>> {
-    if c.is_multiple_of(4) {
-        return Ok(None);
-    }
-    let c4 = c.next_multiple_of(4);
-    let tp = Tensor::zeros(gpu, &[rows, c4], "batch normalization, channels padded")?;
-    let copy = if input {
-        copy_columns(gpu, &tp, t, &Columns::into_output(rows, c, 0, c4), false)?
-    } else {
-        copy_columns(gpu, t, &tp, &Columns::out_of_output(rows, c, 0, c4), false)?
-    };
-    Ok(Some((tp, copy)))
+/// The kernels' [rows, C4] view of `rows × c` tensors: `(rows, c, C4)`.
+fn padded_dims(rows: usize, c: usize) -> (usize, usize, usize) {
+    (rows, c, c.next_multiple_of(4))
 }
 
-/// The tensor a kernel binds: the padded stand-in where there is one.
-fn bound<'a>(t: &'a Tensor, pad: &'a Option<(Tensor, Dispatch)>) -> &'a Tensor {
-    pad.as_ref().map_or(t, |(p, _)| p)
-}
-
-/// `main` preceded by the `before` copies and followed by the `after` one, where they exist.
-fn chain(
-    before: Vec<Option<(Tensor, Dispatch)>>,
-    main: Dispatch,
-    after: Option<(Tensor, Dispatch)>,
-) -> Dispatch {
-    let before = before.into_iter().flatten().map(|(_, d)| d);
-    before
-        .chain([main])
-        .chain(after.map(|(_, d)| d))
-        .reduce(Dispatch::then)
-        .expect("at least the main dispatch")
-}
+const PADDED: &str = "batch normalization, channels padded";
 
 /// `y = γ·(x − mean)/√(var + ε) + β`: with the batch statistics (kept in `saved` as
 /// [mean, 1/√(var + ε)], and folded into the moving ones) when the uniform says training,
@@ -152,15 +117,22 @@ pub fn batchnorm_forward(
         t.expect_len(c, what)?;
     }
     saved.expect_len(saved_len(c), "batch statistics")?;
-    let pad_x = padded(gpu, x, rows, c, true)?;
-    let unpad_y = padded(gpu, y, rows, c, false)?;
+    let mut pad = ColumnPadding::new();
+    let (xp, yp);
+    let (x, y) = if c.is_multiple_of(4) {
+        (x, y)
+    } else {
+        xp = pad.input(gpu, x, padded_dims(rows, c), PADDED)?;
+        yp = pad.output(gpu, y, padded_dims(rows, c), false, PADDED)?;
+        (&xp, &yp)
+    };
     let main = Dispatch::with_uniform(
         gpu,
         Kernel::BatchNormForward,
         &uniform.buffer,
         &[
-            &bound(x, &pad_x).buffer,
-            &bound(y, &unpad_y).buffer,
+            &x.buffer,
+            &y.buffer,
             &gamma.buffer,
             &beta.buffer,
             &moving_mean.buffer,
@@ -169,7 +141,7 @@ pub fn batchnorm_forward(
         ],
         groups(c),
     )?;
-    Ok(chain(vec![pad_x], main, unpad_y))
+    Ok(pad.around(main))
 }
 
 /// `dx`, `dγ`, `dβ` (all overwritten) from `dy`, with the statistics the training
@@ -195,17 +167,24 @@ pub fn batchnorm_backward(
         t.expect_len(c, what)?;
     }
     saved.expect_len(saved_len(c), "batch statistics")?;
-    let pad_x = padded(gpu, x, rows, c, true)?;
-    let pad_dy = padded(gpu, dy, rows, c, true)?;
-    let unpad_dx = padded(gpu, dx, rows, c, false)?;
+    let mut pad = ColumnPadding::new();
+    let (xp, dyp, dxp);
+    let (x, dy, dx) = if c.is_multiple_of(4) {
+        (x, dy, dx)
+    } else {
+        xp = pad.input(gpu, x, padded_dims(rows, c), PADDED)?;
+        dyp = pad.input(gpu, dy, padded_dims(rows, c), PADDED)?;
+        dxp = pad.output(gpu, dx, padded_dims(rows, c), false, PADDED)?;
+        (&xp, &dyp, &dxp)
+    };
     let main = Dispatch::with_uniform(
         gpu,
         Kernel::BatchNormBackward,
         &uniform.buffer,
         &[
-            &bound(x, &pad_x).buffer,
-            &bound(dy, &pad_dy).buffer,
-            &bound(dx, &unpad_dx).buffer,
+            &x.buffer,
+            &dy.buffer,
+            &dx.buffer,
             &gamma.buffer,
             &saved.buffer,
             &dgamma.buffer,
@@ -213,7 +192,7 @@ pub fn batchnorm_backward(
         ],
         groups(c),
     )?;
-    Ok(chain(vec![pad_x, pad_dy], main, unpad_dx))
+    Ok(pad.around(main))
 }
 
 /// The per-channel tensors of a BatchNormalization layer on the host, in Keras' order.

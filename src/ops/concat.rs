@@ -109,6 +109,64 @@ pub fn copy_columns(
     )
 }
 
+/// Zero-padded stand-ins for tensors whose column count (channels) a kernel needs
+/// rounded up: an input is copied in before the kernel, an output copied (or added) out
+/// after it. The extra columns are never written, so they stay zero. The convolutions and
+/// batch normalization use it for channel counts that are not a multiple of 4.
+pub(crate) struct ColumnPadding {
+    before: Vec<Dispatch>,
+    after: Vec<Dispatch>,
+}
+
+impl ColumnPadding {
+    pub(crate) fn new() -> ColumnPadding {
+        ColumnPadding {
+            before: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+
+    /// A padded copy of input `t`: `rows` rows of `width` columns become rows of `padded`.
+    pub(crate) fn input(
+        &mut self,
+        gpu: &Gpu,
+        t: &Tensor,
+        (rows, width, padded): (usize, usize, usize),
+        what: &str,
+    ) -> Result<Tensor> {
+        let p = Tensor::zeros(gpu, &[rows, padded], what)?;
+        let cols = Columns::into_output(rows, width, 0, padded);
+        self.before.push(copy_columns(gpu, &p, t, &cols, false)?);
+        Ok(p)
+    }
+
+    /// A padded scratch for output `t`, copied (added, if `accumulate`) into it after.
+    pub(crate) fn output(
+        &mut self,
+        gpu: &Gpu,
+        t: &Tensor,
+        (rows, width, padded): (usize, usize, usize),
+        accumulate: bool,
+        what: &str,
+    ) -> Result<Tensor> {
+        let p = Tensor::zeros(gpu, &[rows, padded], what)?;
+        let cols = Columns::out_of_output(rows, width, 0, padded);
+        self.after
+            .push(copy_columns(gpu, t, &p, &cols, accumulate)?);
+        Ok(p)
+    }
+
+    /// The copies in, `main`, the copies out.
+    pub(crate) fn around(self, main: Dispatch) -> Dispatch {
+        self.before
+            .into_iter()
+            .chain([main])
+            .chain(self.after)
+            .reduce(Dispatch::then)
+            .expect("at least the main dispatch")
+    }
+}
+
 /// CPU reference of [`copy_columns`].
 pub fn copy_columns_cpu(dst: &mut [f32], src: &[f32], c: &Columns, accumulate: bool) {
     for r in 0..c.rows {

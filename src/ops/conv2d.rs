@@ -8,7 +8,7 @@
 //! pipelines of every other layer instead of compiling forms of their own (two fewer
 //! pipelines, ~0.7 s (Mesa 22.3) to 1.4 s (Mesa 25.0) of a cold first step on lavapipe).
 
-use super::concat::{Columns, copy_columns};
+use super::concat::ColumnPadding;
 use super::matmul::{gemm_groups, gemm_variant, split_k_plan, split_k_reduce};
 use super::transpose::transpose;
 use super::{Padding, u32_of};
@@ -146,14 +146,14 @@ pub fn conv2d_forward(
     out.expect_len(s.output_len(), "conv2d output")?;
     if !s.in_c.is_multiple_of(4) {
         let sp = s.channels_padded();
-        let (xp, pad_x) = padded_input(gpu, inp, s)?;
+        let mut pad = ColumnPadding::new();
+        let what = "conv2d, channels padded";
+        let pixels = s.batch * s.in_h * s.in_w;
+        let xp = pad.input(gpu, inp, (pixels, s.in_c, sp.in_c), what)?;
         // HWIO: each tap's [in_c·out_c] block becomes [in_c_p·out_c], zeros after it.
-        let taps = s.k_h * s.k_w;
-        let wp = Tensor::zeros(gpu, &[sp.weight_len()], "conv2d kernel, channels padded")?;
-        let cols = Columns::into_output(taps, s.in_c * s.out_c, 0, sp.in_c * s.out_c);
-        let pad_w = copy_columns(gpu, &wp, weight, &cols, false)?;
-        let conv = conv2d_forward(gpu, out, &xp, &wp, bias, &sp, relu)?;
-        return Ok(pad_x.then(pad_w).then(conv));
+        let taps = (s.k_h * s.k_w, s.in_c * s.out_c, sp.in_c * s.out_c);
+        let wp = pad.input(gpu, weight, taps, what)?;
+        return Ok(pad.around(conv2d_forward(gpu, out, &xp, &wp, bias, &sp, relu)?));
     }
     let variant = gemm_variant(gpu, true, s.out_c.is_multiple_of(4), [inp, weight]);
     let groups = gemm_groups(
@@ -226,13 +226,14 @@ pub fn conv2d_backward_weight(
         // The gradient of the padded kernel, whose taps' leading in_c·out_c columns are
         // this kernel's.
         let sp = s.channels_padded();
-        let (xp, pad_x) = padded_input(gpu, inp, s)?;
-        let dwp = Tensor::zeros(gpu, &[sp.weight_len()], "conv2d dkernel, channels padded")?;
+        let mut pad = ColumnPadding::new();
+        let what = "conv2d, channels padded";
+        let pixels = s.batch * s.in_h * s.in_w;
+        let xp = pad.input(gpu, inp, (pixels, s.in_c, sp.in_c), what)?;
+        let taps = (s.k_h * s.k_w, s.in_c * s.out_c, sp.in_c * s.out_c);
+        let dwp = pad.output(gpu, dweight, taps, accumulate, what)?;
         let grad = conv2d_backward_weight(gpu, &dwp, dout, &xp, &sp, false)?;
-        let taps = s.k_h * s.k_w;
-        let cols = Columns::out_of_output(taps, s.in_c * s.out_c, 0, sp.in_c * s.out_c);
-        let unpad = copy_columns(gpu, dweight, &dwp, &cols, accumulate)?;
-        return Ok(pad_x.then(grad).then(unpad));
+        return Ok(pad.around(grad));
     }
     // K = B·OH·OW is long while M·N (the kernel) is small: split K over workgroups. The
     // GEMM computes dWᵀ (M = CO, N = taps) so that im2col loads vec4 along the channels;
@@ -269,17 +270,6 @@ pub fn conv2d_backward_weight(
         (taps, s.out_c, splits),
         accumulate_flag,
     )?))
-}
-
-/// `inp` ([pixels, in_c]) copied into a fresh [pixels, in_c_p] tensor whose extra
-/// channels are never written and so stay zero.
-fn padded_input(gpu: &Gpu, inp: &Tensor, s: &Conv2dShape) -> Result<(Tensor, Dispatch)> {
-    let pixels = s.batch * s.in_h * s.in_w;
-    let c_p = s.in_c.next_multiple_of(4);
-    let xp = Tensor::zeros(gpu, &[pixels, c_p], "conv2d input, channels padded")?;
-    let cols = Columns::into_output(pixels, s.in_c, 0, c_p);
-    let pad = copy_columns(gpu, &xp, inp, &cols, false)?;
-    Ok((xp, pad))
 }
 
 /// Index of input element (n, ih, iw, c) for the output pixel (oh, ow) and tap (kh, kw),

@@ -9,7 +9,7 @@
 //! a multiple of 4 runs on zero-padded copies (input, kernel, bias, output), as the full
 //! convolution does.
 
-use super::concat::{Columns, copy_columns};
+use super::concat::ColumnPadding;
 use super::matmul::split_k_reduce;
 use super::{Padding, groups_for, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel, Variant};
@@ -176,64 +176,6 @@ fn variant(gpu: &Gpu, operands: [&Tensor; 2]) -> Variant {
 const RELU: u32 = 1;
 const ACCUMULATE: u32 = 2;
 
-/// The channel-padded stand-ins of a pass over a shape whose channels are not a
-/// multiple of 4: each tensor `t` viewed as `rows` rows of `width` real columns out of
-/// `padded` becomes a zero-padded copy (filled before the pass, or for an output emptied
-/// into `t` after it, added when `accumulate`).
-struct Padded {
-    before: Vec<Dispatch>,
-    after: Vec<Dispatch>,
-}
-
-impl Padded {
-    fn new() -> Padded {
-        Padded {
-            before: Vec::new(),
-            after: Vec::new(),
-        }
-    }
-
-    /// A padded copy of input `t` ([rows, width] → [rows, padded]).
-    fn input(
-        &mut self,
-        gpu: &Gpu,
-        t: &Tensor,
-        rows: usize,
-        width: usize,
-        padded: usize,
-    ) -> Result<Tensor> {
-        let p = Tensor::zeros(gpu, &[rows, padded], "depthwise conv2d, channels padded")?;
-        let cols = Columns::into_output(rows, width, 0, padded);
-        self.before.push(copy_columns(gpu, &p, t, &cols, false)?);
-        Ok(p)
-    }
-
-    /// A padded scratch for output `t`, copied (or added) into `t` after the pass.
-    fn output(
-        &mut self,
-        gpu: &Gpu,
-        t: &Tensor,
-        (rows, width, padded): (usize, usize, usize),
-        accumulate: bool,
-    ) -> Result<Tensor> {
-        let p = Tensor::zeros(gpu, &[rows, padded], "depthwise conv2d, channels padded")?;
-        let cols = Columns::out_of_output(rows, width, 0, padded);
-        self.after
-            .push(copy_columns(gpu, t, &p, &cols, accumulate)?);
-        Ok(p)
-    }
-
-    /// The copies in, `main`, the copies out.
-    fn around(self, main: Dispatch) -> Dispatch {
-        self.before
-            .into_iter()
-            .chain([main])
-            .chain(self.after)
-            .reduce(Dispatch::then)
-            .expect("at least the main dispatch")
-    }
-}
-
 /// `out = depthwise_conv2d(inp, weight) + bias`, relu fused when asked.
 pub fn depthwise_conv2d_forward(
     gpu: &Gpu,
@@ -251,14 +193,35 @@ pub fn depthwise_conv2d_forward(
     out.expect_len(s.output_len(), "depthwise conv2d output")?;
     if !s.in_c.is_multiple_of(4) {
         let sp = s.channels_padded();
-        let mut pad = Padded::new();
+        let mut pad = ColumnPadding::new();
         let pixels = s.batch * s.in_h * s.in_w;
-        let xp = pad.input(gpu, inp, pixels, s.in_c, sp.in_c)?;
+        let xp = pad.input(
+            gpu,
+            inp,
+            (pixels, s.in_c, sp.in_c),
+            "depthwise conv2d, channels padded",
+        )?;
         let taps = s.k_h * s.k_w;
-        let wp = pad.input(gpu, weight, taps, s.out_c(), sp.out_c())?;
-        let bp = pad.input(gpu, bias, 1, s.out_c(), sp.out_c())?;
+        let wp = pad.input(
+            gpu,
+            weight,
+            (taps, s.out_c(), sp.out_c()),
+            "depthwise conv2d, channels padded",
+        )?;
+        let bp = pad.input(
+            gpu,
+            bias,
+            (1, s.out_c(), sp.out_c()),
+            "depthwise conv2d, channels padded",
+        )?;
         let out_pixels = s.batch * s.out_h() * s.out_w();
-        let yp = pad.output(gpu, out, (out_pixels, s.out_c(), sp.out_c()), false)?;
+        let yp = pad.output(
+            gpu,
+            out,
+            (out_pixels, s.out_c(), sp.out_c()),
+            false,
+            "depthwise conv2d, channels padded",
+        )?;
         let main = depthwise_conv2d_forward(gpu, &yp, &xp, &wp, &bp, &sp, relu)?;
         return Ok(pad.around(main));
     }
@@ -289,12 +252,28 @@ pub fn depthwise_conv2d_backward_input(
     weight.expect_len(s.weight_len(), "depthwise conv2d kernel")?;
     if !s.in_c.is_multiple_of(4) {
         let sp = s.channels_padded();
-        let mut pad = Padded::new();
+        let mut pad = ColumnPadding::new();
         let out_pixels = s.batch * s.out_h() * s.out_w();
-        let dyp = pad.input(gpu, dout, out_pixels, s.out_c(), sp.out_c())?;
-        let wp = pad.input(gpu, weight, s.k_h * s.k_w, s.out_c(), sp.out_c())?;
+        let dyp = pad.input(
+            gpu,
+            dout,
+            (out_pixels, s.out_c(), sp.out_c()),
+            "depthwise conv2d, channels padded",
+        )?;
+        let wp = pad.input(
+            gpu,
+            weight,
+            (s.k_h * s.k_w, s.out_c(), sp.out_c()),
+            "depthwise conv2d, channels padded",
+        )?;
         let pixels = s.batch * s.in_h * s.in_w;
-        let dxp = pad.output(gpu, dinp, (pixels, s.in_c, sp.in_c), accumulate)?;
+        let dxp = pad.output(
+            gpu,
+            dinp,
+            (pixels, s.in_c, sp.in_c),
+            accumulate,
+            "depthwise conv2d, channels padded",
+        )?;
         let main = depthwise_conv2d_backward_input(gpu, &dxp, &dyp, &wp, &sp, false)?;
         return Ok(pad.around(main));
     }
@@ -326,11 +305,27 @@ pub fn depthwise_conv2d_backward_weight(
     let taps = s.k_h * s.k_w;
     if !s.in_c.is_multiple_of(4) {
         let sp = s.channels_padded();
-        let mut pad = Padded::new();
-        let xp = pad.input(gpu, inp, s.batch * s.in_h * s.in_w, s.in_c, sp.in_c)?;
+        let mut pad = ColumnPadding::new();
+        let xp = pad.input(
+            gpu,
+            inp,
+            (s.batch * s.in_h * s.in_w, s.in_c, sp.in_c),
+            "depthwise conv2d, channels padded",
+        )?;
         let out_pixels = s.batch * s.out_h() * s.out_w();
-        let dyp = pad.input(gpu, dout, out_pixels, s.out_c(), sp.out_c())?;
-        let dwp = pad.output(gpu, dweight, (taps, s.out_c(), sp.out_c()), accumulate)?;
+        let dyp = pad.input(
+            gpu,
+            dout,
+            (out_pixels, s.out_c(), sp.out_c()),
+            "depthwise conv2d, channels padded",
+        )?;
+        let dwp = pad.output(
+            gpu,
+            dweight,
+            (taps, s.out_c(), sp.out_c()),
+            accumulate,
+            "depthwise conv2d, channels padded",
+        )?;
         let main = depthwise_conv2d_backward_weight(gpu, &dwp, &dyp, &xp, &sp, false)?;
         return Ok(pad.around(main));
     }
