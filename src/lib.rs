@@ -24,8 +24,8 @@ pub use tensor::Tensor;
 /// Everything a model definition needs, Keras-style.
 pub mod prelude {
     pub use crate::layers::ActivationFn::{
-        self, Elu, HardSigmoid, LeakyRelu, Linear, Relu, Relu6, Sigmoid, Softmax, Softplus,
-        Softsign, Tanh,
+        self, Elu, Gelu, GeluApproximate, HardSigmoid, HardSilu, HardSilu as HardSwish, LeakyRelu,
+        Linear, Relu, Relu6, Sigmoid, Silu, Silu as Swish, Softmax, Softplus, Softsign, Tanh,
     };
     pub use crate::layers::{
         Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,

@@ -96,5 +96,9 @@ pub fn every_activation() -> Vec<crate::ops::activation::Act> {
         Act::Softplus,
         Act::Softsign,
         Act::HardSigmoid,
+        Act::Gelu { approximate: false },
+        Act::Gelu { approximate: true },
+        Act::Silu,
+        Act::HardSwish,
     ]
 }

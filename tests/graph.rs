@@ -179,6 +179,11 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
             let e = Conv2D::new(4, 1).activation(Softsign).apply(&d)?;
             let f = Conv2D::new(4, 1).activation(HardSigmoid).apply(&e)?;
             let g = Activation::new(Relu6).apply(&f)?;
+            // The activations whose derivative reads their input.
+            let g = Conv2D::new(4, 1).activation(Gelu).apply(&g)?;
+            let g = Activation::new(GeluApproximate).apply(&g)?;
+            let g = DepthwiseConv2D::new(1).activation(Swish).apply(&g)?;
+            let g = Activation::new(HardSwish).apply(&g)?;
             let h = SeparableConv2D::new(4, 3)
                 .strides(2, 2)
                 .padding(Same)
@@ -186,6 +191,17 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
                 .apply(&g)?;
             let c = MaxPooling2D::new(2).padding(Same).apply(&c)?;
             Add::new().apply(&[&h, &c])?
+        }
+        // Smooth activations whose derivative reads the input (finite differences).
+        "gelu" => {
+            let a = Conv2D::new(4, 3).activation(Gelu).apply(&x)?;
+            let b = Activation::new(GeluApproximate).apply(&a)?;
+            let c = Dense::new(5)
+                .activation(Silu)
+                .apply(&Flatten::new().apply(&b)?)?;
+            let d = Activation::new(Gelu).apply(&c)?;
+            let outputs = Dense::new(3).activation(Softmax).apply(&d)?;
+            return Model::new(&[&inputs], &[&outputs]);
         }
         // Back from vectors to images: Reshape with an inferred dimension.
         "reshape" => {
@@ -231,6 +247,8 @@ fn graph_models_train_like_the_cpu_reference() -> R {
         "merges",
         "mobile",
         "depthwise",
+        "activations",
+        "reshape",
     ] {
         // Every family for the richest graph, the default for the others.
         let devices = if case == "residual" {
@@ -270,7 +288,7 @@ fn graph_gradients_match_finite_differences() -> R {
     let n = 6;
     let x = random_vec(n * SHAPE.iter().product::<usize>(), 3);
     let y = random_labels(n, 3, 4);
-    for case in ["concatenate", "self", "merges", "depthwise, smooth"] {
+    for case in ["concatenate", "self", "merges", "depthwise, smooth", "gelu"] {
         // No dropout or batch statistics in these cases: evaluate sees the training loss.
         let lr = 1.0;
         let mut m = compiled(graph_model(case)?, Device::Cpu, Optimizer::sgd(lr))?;
@@ -730,7 +748,7 @@ fn reshape_follows_keras() -> R {
 #[test]
 fn activations_follow_keras() -> R {
     let x = [-4.0f32, -1.0, -0.5, 0.0, 0.5, 2.0, 7.0];
-    let keras: [(&str, [f32; 7]); 7] = [
+    let keras: [(&str, [f32; 7]); 11] = [
         ("relu6", [0.0, 0.0, 0.0, 0.0, 0.5, 2.0, 6.0]),
         ("leaky_relu", [-0.8, -0.2, -0.1, 0.0, 0.5, 2.0, 7.0]),
         (
@@ -782,6 +800,54 @@ fn activations_follow_keras() -> R {
             ],
         ),
         (
+            "gelu",
+            [
+                -0.000_126_685_03,
+                -0.158_655_27,
+                -0.154_268_77,
+                0.0,
+                0.345_731_23,
+                1.954_499_7,
+                7.0,
+            ],
+        ),
+        (
+            "gelu_approximate",
+            [
+                -7.009_506e-5,
+                -0.158_807_96,
+                -0.154_286,
+                0.0,
+                0.345_714,
+                1.954_597_7,
+                7.0,
+            ],
+        ),
+        (
+            "silu",
+            [
+                -0.071_944_84,
+                -0.268_941_43,
+                -0.188_770_34,
+                0.0,
+                0.311_229_68,
+                1.761_594,
+                6.993_623,
+            ],
+        ),
+        (
+            "hard_silu",
+            [
+                0.0,
+                -0.333_333_34,
+                -0.208_333_34,
+                0.0,
+                0.291_666_7,
+                1.666_666_7,
+                7.0,
+            ],
+        ),
+        (
             "ReLU(6, 0.1, 1)",
             [-0.5, -0.2, -0.15, -0.1, -0.05, 2.0, 6.0],
         ),
@@ -795,6 +861,10 @@ fn activations_follow_keras() -> R {
             "softplus" => Activation::new(Softplus).apply(&inputs)?,
             "softsign" => Activation::new(Softsign).apply(&inputs)?,
             "hard_sigmoid" => Activation::new(HardSigmoid).apply(&inputs)?,
+            "gelu" => Activation::new(Gelu).apply(&inputs)?,
+            "gelu_approximate" => Activation::new(GeluApproximate).apply(&inputs)?,
+            "silu" => Activation::new(Swish).apply(&inputs)?,
+            "hard_silu" => Activation::new(HardSwish).apply(&inputs)?,
             _ => ReLU::new()
                 .max_value(6.0)
                 .negative_slope(0.1)

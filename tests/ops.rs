@@ -714,11 +714,11 @@ fn activations_match_cpu() -> R {
         let grad = Tensor::from_slice(&g, &[n], &dy, "grad")?;
         g.run(&[
             &activation_forward(&g, &y, &tx, act)?,
-            &activation_backward(&g, &grad, &y, act)?,
+            &activation_backward(&g, &grad, &y, &tx, act)?,
         ])?;
         let (mut wy, mut wg) = (vec![0.0; n], dy.clone());
         activation_forward_cpu(&mut wy, &x, act);
-        activation_backward_cpu(&mut wg, &wy, act);
+        activation_backward_cpu(&mut wg, &wy, &x, act);
         assert_close(&format!("{act:?} forward"), &y.read(&g)?, &wy, 1e-6, 1e-5)?;
         assert_close(
             &format!("{act:?} backward"),

@@ -86,6 +86,7 @@ const BATCHNORM_COMMON: &str = shader!("batchnorm_common");
 const DEPTHWISE_COMMON: &str = shader!("depthwise_conv2d_common");
 const DEPTHWISE_INPUT: &str = shader!("depthwise_conv2d_input");
 const DIVMOD: &str = shader!("divmod");
+const ACTIVATION_COMMON: &str = shader!("activation_common");
 
 /// Every compute kernel wgcnn dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -372,6 +373,9 @@ impl Kernel {
             | Kernel::AvgPool2dForward
             | Kernel::AvgPool2dBackward => src.push_str(POOL2D_COMMON),
             Kernel::BatchNormForward | Kernel::BatchNormBackward => src.push_str(BATCHNORM_COMMON),
+            Kernel::ActivationForward | Kernel::ActivationBackward => {
+                src.push_str(ACTIVATION_COMMON)
+            }
             Kernel::DepthwiseConv2dBackwardInput => src.push_str(DEPTHWISE_COMMON),
             Kernel::DepthwiseConv2dForward | Kernel::DepthwiseConv2dBackwardWeight => {
                 src.push_str(DEPTHWISE_COMMON);

@@ -51,6 +51,14 @@ pub enum ActivationFn {
     Softsign,
     /// `relu6(x + 3) / 6` (Keras 3).
     HardSigmoid,
+    /// `x·Φ(x)`, Φ the normal CDF (Keras' `gelu`, whose default is this exact erf form).
+    Gelu,
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (Keras' `gelu(x, approximate=True)`).
+    GeluApproximate,
+    /// `x·sigmoid(x)` (Keras' `silu`; the prelude also names it `Swish`).
+    Silu,
+    /// `x·relu6(x + 3) / 6` (Keras' `hard_silu`; the prelude also names it `HardSwish`).
+    HardSilu,
 }
 
 impl ActivationFn {
@@ -68,6 +76,10 @@ impl ActivationFn {
             ActivationFn::Softplus => Act::Softplus,
             ActivationFn::Softsign => Act::Softsign,
             ActivationFn::HardSigmoid => Act::HardSigmoid,
+            ActivationFn::Gelu => Act::Gelu { approximate: false },
+            ActivationFn::GeluApproximate => Act::Gelu { approximate: true },
+            ActivationFn::Silu => Act::Silu,
+            ActivationFn::HardSilu => Act::HardSwish,
         })
     }
 }

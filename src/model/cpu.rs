@@ -38,6 +38,8 @@ type BatchStats = (Vec<f32>, Vec<f32>, Vec<f32>);
 /// Activations of one forward pass: acts[t] is node t's output.
 struct Trace {
     acts: Vec<Vec<f32>>,
+    /// Per node with an activation: its input (empty for the others).
+    pre: Vec<Vec<f32>>,
     /// Per element-wise merge of more than two inputs: the partial results of its fold.
     folds: Vec<Vec<Vec<f32>>>,
     argmax: Vec<Vec<u32>>,
@@ -82,6 +84,7 @@ impl CpuEngine {
     ) -> Trace {
         let nodes = &graph.nodes;
         let mut acts: Vec<Vec<f32>> = Vec::new();
+        let mut pre: Vec<Vec<f32>> = Vec::new();
         let mut argmax = Vec::new();
         let mut batchnorm = Vec::new();
         let mut folds = Vec::new();
@@ -217,6 +220,9 @@ impl CpuEngine {
             if node.act != Act::Linear {
                 let z = y.clone();
                 activation_forward_cpu(&mut y, &z, node.act);
+                pre.push(z);
+            } else {
+                pre.push(Vec::new());
             }
             acts.push(y);
             argmax.push(am);
@@ -225,6 +231,7 @@ impl CpuEngine {
         }
         Trace {
             acts,
+            pre,
             argmax,
             batchnorm,
             folds,
@@ -284,7 +291,7 @@ impl CpuEngine {
                 continue;
             };
             if node.act != Act::Linear {
-                activation_backward_cpu(&mut dy, &t.acts[i], node.act);
+                activation_backward_cpu(&mut dy, &t.acts[i], &t.pre[i], node.act);
             }
             let Some(&src) = node.inputs.first() else {
                 continue; // an input

@@ -587,7 +587,13 @@ impl GpuGraph {
                 let da = |k: usize| plan.edges[i][k].as_ref();
                 let a = &acts[node.inputs.first().copied().unwrap_or(i)];
                 if let Some(act) = backward_activation(node).filter(|_| !relu_fused[i]) {
-                    train_ds.push(activation_backward(gpu, dy, &acts[i], act)?);
+                    // The activation's input: the layer's pre-activation, or an
+                    // activation layer's input (a fused relu reads only its output).
+                    let x = match node.op {
+                        Op::Activation => a,
+                        _ => pre[i].as_ref().unwrap_or(&acts[i]),
+                    };
+                    train_ds.push(activation_backward(gpu, dy, &acts[i], x, act)?);
                 }
                 match &node.op {
                     Op::Conv { .. } => {

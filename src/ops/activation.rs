@@ -1,6 +1,7 @@
-//! Element-wise activations. Backward runs in place on the gradient and uses the forward
-//! *output*, which every activation here has its derivative written in (GELU, SiLU and
-//! hard swish, which need the input, are not among them yet).
+//! Element-wise activations. Backward runs in place on the gradient; it reads the forward
+//! *output* where the derivative is written in it (relu family, sigmoid, tanh, …: this
+//! keeps the kinks' gradients exactly where the forward pass put them) and the *input*
+//! for the rest (GELU, SiLU, hard swish).
 
 use super::{groups_for, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel};
@@ -8,8 +9,7 @@ use crate::tensor::Tensor;
 use anyhow::Result;
 
 /// Element-wise activations (softmax is separate: it couples a whole row), with Keras'
-/// formulas. Every one has a derivative that the output y determines, which is what the
-/// backward pass uses.
+/// formulas.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
     Linear,
@@ -33,6 +33,15 @@ pub enum Act {
     Softsign,
     /// Keras 3's `relu6(x + 3) / 6`.
     HardSigmoid,
+    /// `x·Φ(x)` with Φ the normal CDF (`approximate: false`, Keras' default: the erf form),
+    /// or `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (`approximate: true`).
+    Gelu {
+        approximate: bool,
+    },
+    /// `x·sigmoid(x)` (Keras' `silu`, also called `swish`).
+    Silu,
+    /// `x·relu6(x + 3) / 6` (Keras' `hard_silu`, also called `hard_swish`).
+    HardSwish,
 }
 
 impl Act {
@@ -73,7 +82,16 @@ impl Act {
             Act::Softplus => (5, [0.0; 3]),
             Act::Softsign => (6, [0.0; 3]),
             Act::HardSigmoid => (7, [0.0; 3]),
+            Act::Gelu { approximate: false } => (8, [0.0; 3]),
+            Act::Gelu { approximate: true } => (9, [0.0; 3]),
+            Act::Silu => (10, [0.0; 3]),
+            Act::HardSwish => (11, [0.0; 3]),
         }
+    }
+
+    /// Whether the derivative needs the input x (else the output y determines it).
+    pub fn needs_input(self) -> bool {
+        matches!(self, Act::Gelu { .. } | Act::Silu | Act::HardSwish)
     }
 
     pub fn apply(self, x: f32) -> f32 {
@@ -102,10 +120,52 @@ impl Act {
             Act::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             Act::Softsign => x / (1.0 + x.abs()),
             Act::HardSigmoid => ((x + 3.0) / 6.0).clamp(0.0, 1.0),
+            Act::Gelu { approximate } => {
+                let x = f64::from(x);
+                let cdf = if approximate {
+                    0.5 * (1.0 + (GELU_C * (x + 0.044715 * x * x * x)).tanh())
+                } else {
+                    normal_cdf(x)
+                };
+                (x * cdf) as f32
+            }
+            Act::Silu => {
+                let x = f64::from(x);
+                (x / (1.0 + (-x).exp())) as f32
+            }
+            Act::HardSwish => x * ((x + 3.0) / 6.0).clamp(0.0, 1.0),
         }
     }
-    /// Derivative expressed through the output y = f(x).
-    pub fn derivative_from_output(self, y: f32) -> f32 {
+
+    /// The derivative at input `x`, whose output was `y = f(x)`: the backward pass's
+    /// formula (from y where y determines it, else from x).
+    pub fn derivative(self, x: f32, y: f32) -> f32 {
+        let x64 = f64::from(x);
+        match self {
+            Act::Gelu { approximate: false } => {
+                let pdf = (-0.5 * x64 * x64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                (normal_cdf(x64) + x64 * pdf) as f32
+            }
+            Act::Gelu { approximate: true } => {
+                let t = (GELU_C * (x64 + 0.044715 * x64 * x64 * x64)).tanh();
+                let du = GELU_C * (1.0 + 3.0 * 0.044715 * x64 * x64);
+                (0.5 * (1.0 + t) + 0.5 * x64 * (1.0 - t * t) * du) as f32
+            }
+            Act::Silu => {
+                let s = 1.0 / (1.0 + (-x64).exp());
+                (s * (1.0 + x64 * (1.0 - s))) as f32
+            }
+            Act::HardSwish => {
+                let slope = if x > -3.0 && x < 3.0 { x / 6.0 } else { 0.0 };
+                ((x + 3.0) / 6.0).clamp(0.0, 1.0) + slope
+            }
+            _ => self.derivative_from_output(y),
+        }
+    }
+
+    /// Derivative expressed through the output y = f(x) (the activations that
+    /// [`Act::needs_input`] is false for).
+    fn derivative_from_output(self, y: f32) -> f32 {
         match self {
             Act::Linear => 1.0,
             // y > 0 exactly where x passed the threshold (above 0), and below the cap
@@ -140,8 +200,17 @@ impl Act {
                     0.0
                 }
             }
+            Act::Gelu { .. } | Act::Silu | Act::HardSwish => f32::NAN,
         }
     }
+}
+
+/// √(2/π), the tanh GELU's constant.
+const GELU_C: f64 = 0.797_884_560_802_865_4;
+
+/// Φ(x), the standard normal CDF.
+fn normal_cdf(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
 #[repr(C)]
@@ -182,15 +251,22 @@ pub fn activation_forward(gpu: &Gpu, out: &Tensor, inp: &Tensor, act: Act) -> Re
     )
 }
 
-/// In place: `grad *= act'(out)`.
-pub fn activation_backward(gpu: &Gpu, grad: &Tensor, out: &Tensor, act: Act) -> Result<Dispatch> {
+/// In place: `grad *= act'(inp)`, from the forward pass's input `inp` and output `out`.
+pub fn activation_backward(
+    gpu: &Gpu,
+    grad: &Tensor,
+    out: &Tensor,
+    inp: &Tensor,
+    act: Act,
+) -> Result<Dispatch> {
     grad.expect_len(out.len(), "activation gradient")?;
+    inp.expect_len(out.len(), "activation input")?;
     let params = Params::new(out.len(), act)?;
     Dispatch::new(
         gpu,
         Kernel::ActivationBackward,
         &params,
-        &[&out.buffer, &grad.buffer],
+        &[&out.buffer, &inp.buffer, &grad.buffer],
         groups_for(out.len().div_ceil(4), 256),
     )
 }
@@ -201,8 +277,8 @@ pub fn activation_forward_cpu(out: &mut [f32], inp: &[f32], act: Act) {
         .for_each(|(o, &x)| *o = act.apply(x));
 }
 
-pub fn activation_backward_cpu(grad: &mut [f32], out: &[f32], act: Act) {
+pub fn activation_backward_cpu(grad: &mut [f32], out: &[f32], inp: &[f32], act: Act) {
     grad.iter_mut()
-        .zip(out)
-        .for_each(|(g, &y)| *g *= act.derivative_from_output(y));
+        .zip(out.iter().zip(inp))
+        .for_each(|(g, (&y, &x))| *g *= act.derivative(x, y));
 }
