@@ -28,10 +28,10 @@ pub mod prelude {
         Linear, Relu, Relu6, Sigmoid, Silu, Silu as Swish, Softmax, Softplus, Softsign, Tanh,
     };
     pub use crate::layers::{
-        Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
-        DepthwiseConv2D, Dropout, ELU, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input,
-        Layer, LeakyReLU, MaxPooling2D, Maximum, Minimum, Multiply, ReLU, Reshape, SeparableConv2D,
-        Subtract,
+        Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,
+        Cropping2D, Dense, DepthwiseConv2D, Dropout, ELU, Flatten, GlobalAveragePooling2D,
+        GlobalMaxPooling2D, Input, Layer, LeakyReLU, MaxPooling2D, Maximum, Minimum, Multiply,
+        ReLU, Reshape, SeparableConv2D, Subtract, UpSampling2D, ZeroPadding2D,
     };
     pub use crate::layers::{Initializer, Regularizer, l2};
     pub use crate::model::{
@@ -40,4 +40,5 @@ pub mod prelude {
     };
     pub use crate::ops::Padding::{self, Same, Valid};
     pub use crate::ops::optimizer::{LearningRate, Optimizer};
+    pub use crate::ops::upsampling2d::Interpolation::{self, Bilinear, Nearest};
 }

@@ -10,8 +10,10 @@ use wgcnn::ops::batchnorm::{
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
+use wgcnn::ops::pad2d::*;
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::{softmax_xent_backward_cpu, softmax_xent_forward_cpu};
+use wgcnn::ops::upsampling2d::*;
 use wgcnn::testing::{every_activation, finite_diff, random_labels, random_vec};
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
@@ -322,5 +324,44 @@ fn batchnorm_gradients_match_finite_differences() {
             dx[valid * c..].iter().all(|&v| v == 0.0),
             "padding rows get no gradient"
         );
+    }
+}
+
+#[test]
+fn pad2d_and_upsampling2d_gradients_match_finite_differences() {
+    let pads = [
+        Pad2dShape::padding(2, [5, 4, 3], [[1, 2], [2, 0]]),
+        Pad2dShape::cropping(2, [7, 6, 3], [[2, 1], [0, 3]]),
+    ];
+    for (i, s) in pads.iter().enumerate() {
+        let mut x = random_vec(s.input_len(), 40 + i as u64);
+        let r = random_vec(s.output_len(), 45 + i as u64);
+        let mut dx = vec![0.0; x.len()];
+        pad2d_cpu(&mut dx, &r, &s.reversed());
+        check("pad2d dX", &dx, &mut x, 1e-2, 1e-3, |x| {
+            let mut y = vec![0.0; s.output_len()];
+            pad2d_cpu(&mut y, x, s);
+            dot(&y, &r)
+        });
+    }
+    for interpolation in [Interpolation::Nearest, Interpolation::Bilinear] {
+        let s = UpSampling2dShape {
+            batch: 2,
+            in_h: 5,
+            in_w: 3,
+            c: 3,
+            scale_h: 3,
+            scale_w: 2,
+            interpolation,
+        };
+        let mut x = random_vec(s.input_len(), 50);
+        let r = random_vec(s.output_len(), 51);
+        let mut dx = vec![0.0; x.len()];
+        upsampling2d_backward_cpu(&mut dx, &r, &s);
+        check("upsampling dX", &dx, &mut x, 1e-2, 1e-3, |x| {
+            let mut y = vec![0.0; s.output_len()];
+            upsampling2d_forward_cpu(&mut y, x, &s);
+            dot(&y, &r)
+        });
     }
 }

@@ -203,6 +203,22 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
             let outputs = Dense::new(3).activation(Softmax).apply(&d)?;
             return Model::new(&[&inputs], &[&outputs]);
         }
+        // A small U-Net: down, up (nearest), cropped to the skip's size and concatenated;
+        // zero-padded into a 'valid' convolution; bilinear up-sampling on odd factors.
+        "unet" => {
+            let d = AveragePooling2D::new(2).padding(Same).apply(&x)?;
+            let d = Conv2D::new(3, 3).padding(Same).activation(Tanh).apply(&d)?;
+            let u = UpSampling2D::new(2).apply(&d)?;
+            let u = Cropping2D::new(0).sides([[1, 0], [0, 0]]).apply(&u)?;
+            let y = Concatenate::new().apply(&[&x, &u])?;
+            let z = ZeroPadding2D::new(0).sides([[1, 2], [0, 1]]).apply(&y)?;
+            let z = Conv2D::new(4, 3).activation(Tanh).apply(&z)?;
+            let w = UpSampling2D::new(0)
+                .size(2, 3)
+                .interpolation(Bilinear)
+                .apply(&z)?;
+            Cropping2D::new(2).apply(&w)?
+        }
         // Back from vectors to images: Reshape with an inferred dimension.
         "reshape" => {
             let v = Dense::new(32)
@@ -249,6 +265,7 @@ fn graph_models_train_like_the_cpu_reference() -> R {
         "depthwise",
         "activations",
         "reshape",
+        "unet",
     ] {
         // Every family for the richest graph, the default for the others.
         let devices = if case == "residual" {
@@ -738,6 +755,118 @@ fn reshape_follows_keras() -> R {
     assert_eq!(names, ["reshape", "reshape_1"]);
     for bad in [&[5, -1][..], &[3, 3], &[-1, -1], &[0, 12], &[-2, 6]] {
         assert!(Reshape::new(bad).apply(&inputs).is_err(), "{bad:?}");
+    }
+    Ok(())
+}
+
+/// ZeroPadding2D, Cropping2D and UpSampling2D: Keras 3.15's output shapes for each
+/// argument form, its names, its up-sampled values (`UpSampling2D((3, 2), ...)` of
+/// `arange(12).reshape(1, 2, 3, 2)**1.5 / 7`, channel 1), and refusals.
+#[test]
+#[allow(clippy::excessive_precision)] // Keras' values as printed
+fn reshaping_layers_follow_keras() -> R {
+    let inputs = input(&[5, 7, 3])?;
+    let pad = ZeroPadding2D::new(0).sides([[1, 2], [3, 0]]);
+    assert_eq!(pad.apply(&inputs)?.shape(), [8, 10, 3]);
+    let crop = Cropping2D::new(0).sides([[1, 2], [3, 0]]);
+    assert_eq!(crop.apply(&inputs)?.shape(), [2, 4, 3]);
+    assert_eq!(ZeroPadding2D::new(2).apply(&inputs)?.shape(), [9, 11, 3]);
+    assert_eq!(
+        Cropping2D::new(0).symmetric(1, 2).apply(&inputs)?.shape(),
+        [3, 3, 3]
+    );
+    assert!(Cropping2D::new(0).symmetric(3, 0).apply(&inputs).is_err());
+    assert!(UpSampling2D::new(0).apply(&inputs).is_err());
+    assert!(ZeroPadding2D::new(1).apply(&input(&[4])?).is_err());
+    let x: Vec<f32> = (0..12).map(|v| (v as f32).powf(1.5) / 7.0).collect();
+    // Rows 0–2 and rows 3–5.
+    let keras_nearest = [
+        [
+            0.142_857_1,
+            0.142_857_1,
+            0.742_307_5,
+            0.742_307_5,
+            1.597_191_5,
+            1.597_191_5,
+        ],
+        [
+            2.645_751_5,
+            2.645_751_5,
+            3.857_142_9,
+            3.857_142_9,
+            5.211_839,
+            5.211_839,
+        ],
+    ];
+    let keras_bilinear = [
+        [
+            0.142_857_1,
+            0.292_719_7,
+            0.592_444_9,
+            0.956_028_5,
+            1.383_470_4,
+            1.597_191_5,
+        ],
+        [
+            0.142_857_1,
+            0.292_719_7,
+            0.592_444_9,
+            0.956_028_5,
+            1.383_470_4,
+            1.597_191_5,
+        ],
+        [
+            0.977_155_3,
+            1.178_013_1,
+            1.579_728_5,
+            2.035_958_1,
+            2.546_702,
+            2.802_074,
+        ],
+        [
+            1.811_453_5,
+            2.063_306_3,
+            2.567_012,
+            3.115_887_6,
+            3.709_933_5,
+            4.006_956_6,
+        ],
+        [
+            2.645_751_5,
+            2.948_599_3,
+            3.554_295,
+            4.195_817,
+            4.873_165,
+            5.211_839,
+        ],
+        [
+            2.645_751_5,
+            2.948_599_3,
+            3.554_295,
+            4.195_817,
+            4.873_165,
+            5.211_839,
+        ],
+    ];
+    let small = input(&[2, 3, 2])?;
+    for interpolation in [Nearest, Bilinear] {
+        let y = UpSampling2D::new(0)
+            .size(3, 2)
+            .interpolation(interpolation)
+            .apply(&small)?;
+        assert_eq!(y.shape(), [6, 6, 2]);
+        let m = Model::new(&[&small], &[&y])?;
+        let node = m.nodes().last().expect("the layer");
+        assert_eq!(node.name, "up_sampling2d");
+        let s = node.op.upsampling_shape(1).expect("an up-sampling op");
+        let mut out = vec![0.0; s.output_len()];
+        wgcnn::ops::upsampling2d::upsampling2d_forward_cpu(&mut out, &x, &s);
+        let channel1: Vec<f32> = out.iter().skip(1).step_by(2).copied().collect();
+        let want: Vec<f32> = match interpolation {
+            Nearest => (0..6).flat_map(|r| keras_nearest[r / 3]).collect(),
+            Bilinear => keras_bilinear.iter().flatten().copied().collect(),
+        };
+        assert_close(&format!("{interpolation:?}"), &channel1, &want, 1e-6, 1e-6)?;
     }
     Ok(())
 }

@@ -17,8 +17,10 @@ use wgcnn::ops::l2::*;
 use wgcnn::ops::matmul::*;
 use wgcnn::ops::merge::*;
 use wgcnn::ops::optimizer::{LearningRate, Optimizer};
+use wgcnn::ops::pad2d::*;
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::*;
+use wgcnn::ops::upsampling2d::*;
 use wgcnn::testing::{assert_close, every_activation, poison, random_labels, random_vec};
 
 type R = anyhow::Result<()>;
@@ -1268,6 +1270,110 @@ fn transpose_matches_cpu() -> R {
             &want,
             0.0,
             0.0,
+        )?;
+    }
+    Ok(())
+}
+
+/// ZeroPadding2D / Cropping2D windows: asymmetric, odd sizes and channels, and each
+/// one's gradient (the reversed window) accumulating onto an existing gradient.
+fn pad2d_shapes() -> Vec<Pad2dShape> {
+    vec![
+        Pad2dShape::padding(2, [5, 7, 3], [[1, 2], [0, 3]]),
+        Pad2dShape::padding(3, [4, 3, 5], [[2, 2], [1, 1]]),
+        Pad2dShape::cropping(2, [9, 8, 3], [[1, 3], [2, 0]]),
+        Pad2dShape::cropping(1, [6, 5, 7], [[0, 0], [1, 1]]),
+    ]
+}
+
+#[test]
+fn pad2d_matches_cpu() -> R {
+    let g = gpu();
+    for (i, s) in pad2d_shapes().iter().enumerate() {
+        let x = random_vec(s.input_len(), 90 + i as u64);
+        let dy = random_vec(s.output_len(), 95 + i as u64);
+        let dx0 = random_vec(s.input_len(), 99 + i as u64);
+        let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+        let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
+        let y = poisoned(&g, &[s.output_len()], "y");
+        let dx = Tensor::from_slice(&g, &[dx0.len()], &dx0, "dx")?;
+        g.run(&[
+            &pad2d(&g, &y, &tx, s, false)?,
+            &pad2d(&g, &dx, &tdy, &s.reversed(), true)?,
+        ])?;
+        let (mut wy, mut wdx) = (vec![0.0; s.output_len()], dx0.clone());
+        pad2d_cpu(&mut wy, &x, s);
+        pad2d_cpu(&mut wdx, &dy, &s.reversed());
+        assert_close(&format!("pad2d {s:?}"), &y.read(&g)?, &wy, 0.0, 0.0)?;
+        assert_close(
+            &format!("pad2d grad {s:?}"),
+            &dx.read(&g)?,
+            &wdx,
+            1e-6,
+            1e-6,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn upsampling2d_matches_cpu() -> R {
+    let g = gpu();
+    let mut cases = Vec::new();
+    for interpolation in [Interpolation::Nearest, Interpolation::Bilinear] {
+        for (batch, in_h, in_w, c, scale_h, scale_w) in [
+            (2, 5, 3, 3, 2, 2),
+            (1, 4, 7, 5, 3, 1),
+            (3, 1, 2, 2, 2, 3),
+            (1, 6, 6, 4, 4, 4),
+        ] {
+            cases.push(UpSampling2dShape {
+                batch,
+                in_h,
+                in_w,
+                c,
+                scale_h,
+                scale_w,
+                interpolation,
+            });
+        }
+    }
+    for (i, s) in cases.iter().enumerate() {
+        let x = random_vec(s.input_len(), 110 + i as u64);
+        let dy = random_vec(s.output_len(), 130 + i as u64);
+        let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+        let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
+        let (y, dx) = (
+            poisoned(&g, &[s.output_len()], "y"),
+            poisoned(&g, &[s.input_len()], "dx"),
+        );
+        // Accumulating onto random values, the second backward pass doubles them.
+        let dx2_0 = random_vec(s.input_len(), 150 + i as u64);
+        let dx2 = Tensor::from_slice(&g, &[dx2_0.len()], &dx2_0, "dx2")?;
+        g.run(&[
+            &upsampling2d_forward(&g, &y, &tx, s)?,
+            &upsampling2d_backward(&g, &dx, &tdy, s, false)?,
+            &upsampling2d_backward(&g, &dx2, &tdy, s, true)?,
+        ])?;
+        let (mut wy, mut wdx) = (vec![0.0; s.output_len()], vec![0.0; s.input_len()]);
+        upsampling2d_forward_cpu(&mut wy, &x, s);
+        upsampling2d_backward_cpu(&mut wdx, &dy, s);
+        let mut wdx2 = dx2_0.clone();
+        upsampling2d_backward_cpu(&mut wdx2, &dy, s);
+        assert_close(&format!("upsampling {s:?}"), &y.read(&g)?, &wy, 1e-6, 1e-5)?;
+        assert_close(
+            &format!("upsampling dx {s:?}"),
+            &dx.read(&g)?,
+            &wdx,
+            1e-5,
+            1e-5,
+        )?;
+        assert_close(
+            &format!("upsampling dx+= {s:?}"),
+            &dx2.read(&g)?,
+            &wdx2,
+            1e-5,
+            1e-5,
         )?;
     }
     Ok(())

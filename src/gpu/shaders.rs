@@ -87,6 +87,7 @@ const DEPTHWISE_COMMON: &str = shader!("depthwise_conv2d_common");
 const DEPTHWISE_INPUT: &str = shader!("depthwise_conv2d_input");
 const DIVMOD: &str = shader!("divmod");
 const ACTIVATION_COMMON: &str = shader!("activation_common");
+const UPSAMPLING_COMMON: &str = shader!("upsampling2d_common");
 
 /// Every compute kernel wgcnn dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -124,11 +125,14 @@ pub enum Kernel {
     MergeBackward,
     CopyColumns,
     L2Penalty,
+    Pad2d,
+    UpSampling2dForward,
+    UpSampling2dBackward,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 33] = [
+    pub const ALL: [Kernel; 36] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -162,6 +166,9 @@ impl Kernel {
         Kernel::MergeBackward,
         Kernel::CopyColumns,
         Kernel::L2Penalty,
+        Kernel::Pad2d,
+        Kernel::UpSampling2dForward,
+        Kernel::UpSampling2dBackward,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -248,6 +255,9 @@ impl Kernel {
             Kernel::MergeBackward => "merge_backward",
             Kernel::CopyColumns => "copy_columns",
             Kernel::L2Penalty => "l2_penalty",
+            Kernel::Pad2d => "pad2d",
+            Kernel::UpSampling2dForward => "upsampling2d_forward",
+            Kernel::UpSampling2dBackward => "upsampling2d_backward",
         }
     }
 
@@ -298,6 +308,9 @@ impl Kernel {
                 | Kernel::AvgPool2dBackward
                 | Kernel::Transpose
                 | Kernel::SplitKReduce
+                | Kernel::Pad2d
+                | Kernel::UpSampling2dForward
+                | Kernel::UpSampling2dBackward
         )
     }
 
@@ -358,6 +371,9 @@ impl Kernel {
             Kernel::MergeBackward => shader!("merge_backward"),
             Kernel::CopyColumns => shader!("copy_columns"),
             Kernel::L2Penalty => shader!("l2_penalty"),
+            Kernel::Pad2d => shader!("pad2d"),
+            Kernel::UpSampling2dForward => shader!("upsampling2d_forward"),
+            Kernel::UpSampling2dBackward => shader!("upsampling2d_backward"),
         };
         let mut src = String::new();
         if self.uses_divmod() {
@@ -375,6 +391,9 @@ impl Kernel {
             Kernel::BatchNormForward | Kernel::BatchNormBackward => src.push_str(BATCHNORM_COMMON),
             Kernel::ActivationForward | Kernel::ActivationBackward => {
                 src.push_str(ACTIVATION_COMMON)
+            }
+            Kernel::UpSampling2dForward | Kernel::UpSampling2dBackward => {
+                src.push_str(UPSAMPLING_COMMON)
             }
             Kernel::DepthwiseConv2dBackwardInput => src.push_str(DEPTHWISE_COMMON),
             Kernel::DepthwiseConv2dForward | Kernel::DepthwiseConv2dBackwardWeight => {

@@ -8,7 +8,9 @@ use crate::ops::activation::Act;
 use crate::ops::conv2d::Conv2dShape;
 use crate::ops::depthwise_conv2d::DepthwiseShape;
 use crate::ops::merge::MergeOp;
+use crate::ops::pad2d::Pad2dShape;
 use crate::ops::pool2d::Pool2dShape;
+use crate::ops::upsampling2d::{Interpolation, UpSampling2dShape};
 use crate::tensor::checked_len;
 use anyhow::{Result, bail, ensure};
 
@@ -18,6 +20,7 @@ mod core;
 mod merge;
 mod normalization;
 mod pooling;
+mod reshaping;
 mod summary;
 
 pub use activations::{ELU, LeakyReLU, ReLU};
@@ -26,6 +29,7 @@ pub use core::{Activation, Dense, Dropout, Flatten, Input, Reshape};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::BatchNormalization;
 pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D};
+pub use reshaping::{Cropping2D, UpSampling2D, ZeroPadding2D};
 pub use summary::{functional_summary, summary, thousands};
 
 /// Activation functions, as in Keras' `activation=` argument (the prelude exports the
@@ -97,6 +101,9 @@ pub enum Layer {
     GlobalMaxPooling2D(GlobalMaxPooling2D),
     Flatten(Flatten),
     Reshape(Reshape),
+    ZeroPadding2D(ZeroPadding2D),
+    Cropping2D(Cropping2D),
+    UpSampling2D(UpSampling2D),
     Dense(Dense),
     Activation(Activation),
     ReLU(ReLU),
@@ -154,6 +161,9 @@ layers!(
     GlobalMaxPooling2D,
     Flatten,
     Reshape,
+    ZeroPadding2D,
+    Cropping2D,
+    UpSampling2D,
     Dense,
     Activation,
     ReLU,
@@ -177,6 +187,9 @@ impl Layer {
             Layer::GlobalMaxPooling2D(l) => l.input_shape.as_deref(),
             Layer::Flatten(l) => l.input_shape.as_deref(),
             Layer::Reshape(l) => l.input_shape.as_deref(),
+            Layer::ZeroPadding2D(l) => l.input_shape.as_deref(),
+            Layer::Cropping2D(l) => l.input_shape.as_deref(),
+            Layer::UpSampling2D(l) => l.input_shape.as_deref(),
             Layer::Dense(l) => l.input_shape.as_deref(),
             Layer::Activation(l) => l.input_shape.as_deref(),
             Layer::ReLU(l) => l.input_shape.as_deref(),
@@ -206,6 +219,9 @@ impl Layer {
             Layer::GlobalMaxPooling2D(_) => "GlobalMaxPooling2D",
             Layer::Flatten(_) => "Flatten",
             Layer::Reshape(_) => "Reshape",
+            Layer::ZeroPadding2D(_) => "ZeroPadding2D",
+            Layer::Cropping2D(_) => "Cropping2D",
+            Layer::UpSampling2D(_) => "UpSampling2D",
             Layer::Dense(_) => "Dense",
             Layer::Activation(_) => "Activation",
             Layer::ReLU(_) => "ReLU",
@@ -235,6 +251,9 @@ impl Layer {
             Layer::GlobalMaxPooling2D(_) => "global_max_pooling2d",
             Layer::Flatten(_) => "flatten",
             Layer::Reshape(_) => "reshape",
+            Layer::ZeroPadding2D(_) => "zero_padding2d",
+            Layer::Cropping2D(_) => "cropping2d",
+            Layer::UpSampling2D(_) => "up_sampling2d",
             Layer::Dense(_) => "dense",
             Layer::Activation(_) => "activation",
             Layer::ReLU(_) => "re_lu",
@@ -317,6 +336,17 @@ pub enum Op {
     },
     /// A view of the input in another shape (Flatten, Reshape): no kernel runs.
     Flatten,
+    /// ZeroPadding2D (`crop` false) or Cropping2D: `sides` = ((top, bottom), (left, right)).
+    Pad {
+        in_hwc: [usize; 3],
+        sides: [[usize; 2]; 2],
+        crop: bool,
+    },
+    UpSampling {
+        in_hwc: [usize; 3],
+        size: (usize, usize),
+        interpolation: Interpolation,
+    },
     Dense {
         n_in: usize,
         units: usize,
@@ -464,6 +494,43 @@ impl Op {
         let beta = usize::from(scale);
         let mean = beta + usize::from(center);
         Some((scale.then_some(0), center.then_some(beta), mean, mean + 1))
+    }
+
+    /// The padding or cropping window of this op at `batch` (None unless it is one).
+    pub fn pad_shape(&self, batch: usize) -> Option<Pad2dShape> {
+        match *self {
+            Op::Pad {
+                in_hwc,
+                sides,
+                crop: false,
+            } => Some(Pad2dShape::padding(batch, in_hwc, sides)),
+            Op::Pad {
+                in_hwc,
+                sides,
+                crop: true,
+            } => Some(Pad2dShape::cropping(batch, in_hwc, sides)),
+            _ => None,
+        }
+    }
+
+    /// The up-sampling shapes of this op at `batch` (None unless it is one).
+    pub fn upsampling_shape(&self, batch: usize) -> Option<UpSampling2dShape> {
+        match *self {
+            Op::UpSampling {
+                in_hwc,
+                size,
+                interpolation,
+            } => Some(UpSampling2dShape {
+                batch,
+                in_h: in_hwc[0],
+                in_w: in_hwc[1],
+                c: in_hwc[2],
+                scale_h: size.0,
+                scale_w: size.1,
+                interpolation,
+            }),
+            _ => None,
+        }
     }
 
     /// The pooling shapes of this op at `batch` (None unless it is a pooling layer).
@@ -1087,6 +1154,60 @@ fn resolve_one(
             Ok(out) => (Op::Flatten, ActivationFn::Linear, out),
             Err(e) => return fail(format!("{e}")),
         },
+        Layer::ZeroPadding2D(z) => {
+            let in_hwc = image("ZeroPadding2D")?;
+            let [[t, b], [l, r]] = z.padding;
+            let h = in_hwc[0].checked_add(t).and_then(|v| v.checked_add(b));
+            let w = in_hwc[1].checked_add(l).and_then(|v| v.checked_add(r));
+            let (Some(h), Some(w)) = (h, w) else {
+                return fail("the padded size overflows".into());
+            };
+            let op = Op::Pad {
+                in_hwc,
+                sides: z.padding,
+                crop: false,
+            };
+            (op, ActivationFn::Linear, vec![h, w, in_hwc[2]])
+        }
+        Layer::Cropping2D(c) => {
+            let in_hwc = image("Cropping2D")?;
+            let [[t, b], [l, r]] = c.cropping;
+            let h = in_hwc[0]
+                .checked_sub(t.saturating_add(b))
+                .filter(|&v| v > 0);
+            let w = in_hwc[1]
+                .checked_sub(l.saturating_add(r))
+                .filter(|&v| v > 0);
+            let (Some(h), Some(w)) = (h, w) else {
+                return fail(format!(
+                    "cropping {:?} leaves no rows or columns",
+                    c.cropping
+                ));
+            };
+            let op = Op::Pad {
+                in_hwc,
+                sides: c.cropping,
+                crop: true,
+            };
+            (op, ActivationFn::Linear, vec![h, w, in_hwc[2]])
+        }
+        Layer::UpSampling2D(u) => {
+            let in_hwc = image("UpSampling2D")?;
+            if u.size.0 == 0 || u.size.1 == 0 {
+                return fail("the size must be positive".into());
+            }
+            let h = in_hwc[0].checked_mul(u.size.0);
+            let w = in_hwc[1].checked_mul(u.size.1);
+            let (Some(h), Some(w)) = (h, w) else {
+                return fail("the up-sampled size overflows".into());
+            };
+            let op = Op::UpSampling {
+                in_hwc,
+                size: u.size,
+                interpolation: u.interpolation,
+            };
+            (op, ActivationFn::Linear, vec![h, w, in_hwc[2]])
+        }
         Layer::Dense(d) => {
             let [n_in] = input else {
                 return fail("Dense takes a 1-D input; add Flatten() before it".into());

@@ -16,12 +16,14 @@ use crate::ops::l2::{l2_gradient_cpu, l2_penalty_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use crate::ops::merge::{merge_backward_cpu, merge_forward_cpu};
 use crate::ops::optimizer::Optimizer;
+use crate::ops::pad2d::pad2d_cpu;
 use crate::ops::pool2d::{
     avgpool2d_backward_cpu, avgpool2d_forward_cpu, maxpool2d_backward_cpu, maxpool2d_forward_cpu,
 };
 use crate::ops::softmax_xent::{
     loss_metrics_cpu, softmax_cpu, softmax_xent_backward_cpu, softmax_xent_forward_cpu,
 };
+use crate::ops::upsampling2d::{upsampling2d_backward_cpu, upsampling2d_forward_cpu};
 use anyhow::Result;
 
 /// Parameters (per node: kernel, bias) and optimizer state on the host.
@@ -179,6 +181,12 @@ impl CpuEngine {
                 Op::AvgPool { .. } => {
                     avgpool2d_forward_cpu(&mut y, a, &node.op.pool_shape(batch).expect("pool op"))
                 }
+                Op::Pad { .. } => pad2d_cpu(&mut y, a, &node.op.pad_shape(batch).expect("pad op")),
+                Op::UpSampling { .. } => upsampling2d_forward_cpu(
+                    &mut y,
+                    a,
+                    &node.op.upsampling_shape(batch).expect("up-sampling op"),
+                ),
                 Op::Dropout { rate } => match dropout_seed {
                     Some((seed, step)) => {
                         let p = DropoutParams::new(
@@ -403,6 +411,15 @@ impl CpuEngine {
                     &mut da[0],
                     &dy,
                     &node.op.pool_shape(batch).expect("pool op"),
+                ),
+                Op::Pad { .. } => {
+                    let s = node.op.pad_shape(batch).expect("pad op");
+                    pad2d_cpu(&mut da[0], &dy, &s.reversed());
+                }
+                Op::UpSampling { .. } => upsampling2d_backward_cpu(
+                    &mut da[0],
+                    &dy,
+                    &node.op.upsampling_shape(batch).expect("up-sampling op"),
                 ),
                 Op::Dropout { rate } => {
                     let p = DropoutParams::new(

@@ -18,6 +18,7 @@ use crate::ops::l2::{l2_gradient, l2_penalty};
 use crate::ops::matmul::{MatmulShape, matmul};
 use crate::ops::merge::{MergeOp, merge_backward, merge_forward};
 use crate::ops::optimizer::Optimizer;
+use crate::ops::pad2d::pad2d;
 use crate::ops::pool2d::{
     avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward,
     maxpool2d_relu_backward,
@@ -25,6 +26,7 @@ use crate::ops::pool2d::{
 use crate::ops::softmax_xent::{
     BatchRows, loss_metrics, softmax, softmax_xent_backward, softmax_xent_forward,
 };
+use crate::ops::upsampling2d::{upsampling2d_backward, upsampling2d_forward};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -484,6 +486,14 @@ impl GpuGraph {
                         a,
                         &node.op.pool_shape(batch).expect("pool op"),
                     )?),
+                    Op::Pad { .. } => {
+                        let s = node.op.pad_shape(batch).expect("pad op");
+                        ds.push(pad2d(gpu, y, a, &s, false)?);
+                    }
+                    Op::UpSampling { .. } => {
+                        let s = node.op.upsampling_shape(batch).expect("up-sampling op");
+                        ds.push(upsampling2d_forward(gpu, y, a, &s)?);
+                    }
                     Op::Dropout { rate } => {
                         let r = if train { *rate } else { 0.0 };
                         let u = Uniform::new(gpu, &DropoutParams::new(a.len(), r, 0)?, "dropout");
@@ -737,6 +747,18 @@ impl GpuGraph {
                                 &node.op.pool_shape(batch).expect("pool op"),
                                 false,
                             )?);
+                        }
+                    }
+                    Op::Pad { .. } => {
+                        if let Some(da) = da(0) {
+                            let s = node.op.pad_shape(batch).expect("pad op");
+                            train_ds.push(pad2d(gpu, da, dy, &s.reversed(), false)?);
+                        }
+                    }
+                    Op::UpSampling { .. } => {
+                        if let Some(da) = da(0) {
+                            let s = node.op.upsampling_shape(batch).expect("up-sampling op");
+                            train_ds.push(upsampling2d_backward(gpu, da, dy, &s, false)?);
                         }
                     }
                     Op::BatchNorm { .. } => {

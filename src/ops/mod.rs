@@ -13,9 +13,11 @@ pub mod l2;
 pub mod matmul;
 pub mod merge;
 pub mod optimizer;
+pub mod pad2d;
 pub mod pool2d;
 pub mod softmax_xent;
 pub mod transpose;
+pub mod upsampling2d;
 
 use anyhow::{Result, bail};
 
