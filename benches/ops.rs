@@ -210,6 +210,8 @@ fn conv_shapes(batch: usize) -> [(&'static str, Conv2dShape); 3] {
         k_w: 3,
         stride_h: 1,
         stride_w: 1,
+        dilation_h: 1,
+        dilation_w: 1,
         padding,
     };
     [

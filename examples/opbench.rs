@@ -49,6 +49,8 @@ fn main() -> anyhow::Result<()> {
             k_w: 3,
             stride_h: 1,
             stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
             padding: pad,
         };
         let x = Tensor::from_slice(&g, &[s.input_len()], &random_vec(s.input_len(), 1), "x")?;

@@ -1,7 +1,8 @@
 // conv2d backward w.r.t. the input, gather-style (no atomics): every input pixel sums the
 // output gradients of the windows that saw it.
 // dx[n, ih, iw, ci] = Σ_{kh, kw, co} dout[n, oh, ow, co] · w[kh, kw, ci, co]
-//   where oh·s = ih + pt − kh and ow·s = iw + pl − kw (exact division, in range).
+//   where oh·s = ih + pt − kh·d and ow·s = iw + pl − kw·d (exact division, in range;
+//   d the dilation rate).
 // GEMM: M = B·H·W, N = CI, K = KH·KW·CO. Operands (gemm_operands_*.wgsl): input1 = dout,
 // input2 = the kernel with its last two axes swapped, wt[kh, kw, co, ci] (the launcher
 // transposes it first), so both load as vec4 when the channel counts are multiples of 4.
@@ -15,8 +16,8 @@ fn gemm_dims() -> vec3<u32> {
 // Index into dout of input pixel `q` = (n, ih, iw) and tap `t` = (kh, kw, co): (index, 1),
 // or (0, 0) where no window matches.
 fn dout_index(q: vec3<u32>, t: vec3<u32>) -> vec2<u32> {
-    let th = i32(q.y + p.pad_top) - i32(t.x);
-    let tw = i32(q.z + p.pad_left) - i32(t.y);
+    let th = i32(q.y + p.pad_top) - i32(t.x * p.dil_h);
+    let tw = i32(q.z + p.pad_left) - i32(t.y * p.dil_w);
     if (t.x >= p.k_h || th < 0 || tw < 0) {
         return vec2<u32>(0u, 0u);
     }

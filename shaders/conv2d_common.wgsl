@@ -14,11 +14,15 @@ struct Conv {
     k_w: u32,
     stride_h: u32,
     stride_w: u32,
+    dil_h: u32,
+    dil_w: u32,
     pad_top: u32,
     pad_left: u32,
     flags: u32, // 1: relu (forward), 2: accumulate into the output (backward), 4: write split-K partials
     k_chunk: u32, // K range of one workgroup (see the GEMM core)
+    _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Conv;
@@ -63,8 +67,8 @@ fn next_tap(t: vec3<u32>, channels: u32) -> vec3<u32> {
 // or (0, 0) when the tap falls in the padding or outside the kernel. When in_c % 4 == 0 and
 // ci % 4 == 0 the four channels ci..ci+3 of one tap are one aligned vec4.
 fn x_index(x_len: u32, o: vec3<u32>, t: vec3<u32>) -> vec2<u32> {
-    let ih = i32(o.y * p.stride_h + t.x) - i32(p.pad_top);
-    let iw = i32(o.z * p.stride_w + t.y) - i32(p.pad_left);
+    let ih = i32(o.y * p.stride_h + t.x * p.dil_h) - i32(p.pad_top);
+    let iw = i32(o.z * p.stride_w + t.y * p.dil_w) - i32(p.pad_left);
     if (t.x >= p.k_h || ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
         return vec2<u32>(0u, 0u);
     }

@@ -1,4 +1,4 @@
-// conv2d forward: out[n, oh, ow, co] = bias[co] + Σ x[n, oh·s+kh−pt, ow·s+kw−pl, ci] · w[kh, kw, ci, co]
+// conv2d forward: out[n, oh, ow, co] = bias[co] + Σ x[n, oh·s+kh·d−pt, ow·s+kw·d−pl, ci] · w[kh, kw, ci, co]
 // as the GEMM im2col(x) · w, M = B·OH·OW, N = CO, K = KH·KW·CI; relu fused on request.
 // Operands (gemm_operands_*.wgsl): input1 = x (NHWC), input2 = w (HWIO). With channel
 // counts divisible by 4 every load is one aligned texel.

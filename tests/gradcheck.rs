@@ -60,6 +60,8 @@ fn conv2d_gradients_match_finite_differences() {
             k_w: 2,
             stride_h: 2,
             stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
             padding: Padding::Same,
         },
         Conv2dShape {
@@ -72,7 +74,23 @@ fn conv2d_gradients_match_finite_differences() {
             k_w: 3,
             stride_h: 1,
             stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
             padding: Padding::Valid,
+        },
+        Conv2dShape {
+            batch: 2,
+            in_h: 8,
+            in_w: 7,
+            in_c: 3,
+            out_c: 2,
+            k_h: 3,
+            k_w: 2,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 2,
+            dilation_w: 3,
+            padding: Padding::Same,
         },
     ]
     .iter()

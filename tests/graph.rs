@@ -207,7 +207,11 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
         // zero-padded into a 'valid' convolution; bilinear up-sampling on odd factors.
         "unet" => {
             let d = AveragePooling2D::new(2).padding(Same).apply(&x)?;
-            let d = Conv2D::new(3, 3).padding(Same).activation(Tanh).apply(&d)?;
+            let d = Conv2D::new(3, 3)
+                .padding(Same)
+                .dilation_rate(2, 1)
+                .activation(Tanh)
+                .apply(&d)?;
             let u = UpSampling2D::new(2).apply(&d)?;
             let u = Cropping2D::new(0).sides([[1, 0], [0, 0]]).apply(&u)?;
             let y = Concatenate::new().apply(&[&x, &u])?;
@@ -756,6 +760,29 @@ fn reshape_follows_keras() -> R {
     for bad in [&[5, -1][..], &[3, 3], &[-1, -1], &[0, 12], &[-2, 6]] {
         assert!(Reshape::new(bad).apply(&inputs).is_err(), "{bad:?}");
     }
+    Ok(())
+}
+
+/// Dilated Conv2D: Keras 3.15's output shapes, and its refusal of strides with dilation.
+#[test]
+fn conv2d_dilation_follows_keras() -> R {
+    let inputs = input(&[9, 8, 2])?;
+    let valid = Conv2D::new(4, 3).dilation_rate(2, 2).apply(&inputs)?;
+    assert_eq!(valid.shape(), [5, 4, 4]);
+    let same = Conv2D::new(4, 3)
+        .kernel_size(3, 2)
+        .dilation_rate(2, 3)
+        .padding(Same)
+        .apply(&inputs)?;
+    assert_eq!(same.shape(), [9, 8, 4]);
+    assert!(
+        Conv2D::new(4, 3)
+            .dilation_rate(5, 1)
+            .apply(&inputs)
+            .is_err()
+    );
+    let strided = Conv2D::new(4, 3).dilation_rate(2, 2).strides(2, 2);
+    assert!(strided.apply(&inputs).is_err());
     Ok(())
 }
 

@@ -105,9 +105,11 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         k_w,
         stride_h,
         stride_w,
+        dilation_h: 1,
+        dilation_w: 1,
         padding,
     };
-    vec![
+    let mut shapes = vec![
         c(1, 5, 7, 1, 3, 3, 3, 1, 1, Padding::Valid),
         c(2, 9, 8, 3, 64, 5, 5, 2, 2, Padding::Same),
         c(3, 7, 7, 64, 5, 1, 1, 1, 1, Padding::Valid),
@@ -123,7 +125,19 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         c(4, 28, 28, 1, 8, 3, 3, 1, 1, Padding::Valid),
         c(3, 17, 19, 3, 12, 3, 3, 1, 1, Padding::Same),
         c(3, 12, 12, 8, 8, 3, 3, 1, 1, Padding::Same),
-    ]
+    ];
+    // Dilated kernels: unequal rates, 'same' and 'valid', aligned channels or not.
+    let dilated = |s: Conv2dShape, dilation_h, dilation_w| Conv2dShape {
+        dilation_h,
+        dilation_w,
+        ..s
+    };
+    shapes.extend([
+        dilated(c(2, 9, 11, 3, 5, 3, 3, 1, 1, Padding::Same), 2, 3),
+        dilated(c(2, 10, 9, 8, 12, 3, 2, 1, 1, Padding::Valid), 3, 2),
+        dilated(c(1, 7, 8, 4, 8, 2, 3, 1, 1, Padding::Same), 4, 1),
+    ]);
+    shapes
 }
 
 #[test]

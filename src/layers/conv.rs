@@ -33,14 +33,17 @@ macro_rules! window_builders {
 }
 use crate::ops::Padding;
 
-/// `Conv2D(filters, kernel_size, strides=1, padding='valid', activation=None,
-/// use_bias=True, kernel_initializer='glorot_uniform', kernel_regularizer=None)`.
+/// `Conv2D(filters, kernel_size, strides=1, padding='valid', dilation_rate=1,
+/// activation=None, use_bias=True, kernel_initializer='glorot_uniform',
+/// kernel_regularizer=None)`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conv2D {
     pub filters: usize,
     pub kernel_size: (usize, usize),
     pub strides: (usize, usize),
     pub padding: Padding,
+    #[serde(default = "one_by_one")]
+    pub dilation_rate: (usize, usize),
     pub activation: ActivationFn,
     #[serde(default = "yes")]
     pub use_bias: bool,
@@ -59,6 +62,7 @@ impl Conv2D {
             kernel_size: (kernel, kernel),
             strides: (1, 1),
             padding: Padding::Valid,
+            dilation_rate: (1, 1),
             activation: ActivationFn::Linear,
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
@@ -66,6 +70,17 @@ impl Conv2D {
             input_shape: None,
         }
     }
+    /// Gaps between the kernel's taps (Keras' `dilation_rate`; as in Keras, only with
+    /// strides of 1).
+    pub fn dilation_rate(mut self, h: usize, w: usize) -> Self {
+        self.dilation_rate = (h, w);
+        self
+    }
+}
+
+/// serde's default for the dilation rate of files written before it existed.
+fn one_by_one() -> (usize, usize) {
+    (1, 1)
 }
 
 kernel_builders!(Conv2D);

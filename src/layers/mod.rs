@@ -295,6 +295,7 @@ pub enum Op {
         filters: usize,
         kernel: (usize, usize),
         strides: (usize, usize),
+        dilation: (usize, usize),
         padding: Padding,
         /// Kernel options: bias, initializer, L2 factor (0 for none).
         options: KernelOptions,
@@ -408,6 +409,7 @@ impl Op {
                 filters,
                 kernel,
                 strides,
+                dilation,
                 padding,
                 ..
             } => Some(Conv2dShape {
@@ -420,6 +422,8 @@ impl Op {
                 k_w: kernel.1,
                 stride_h: strides.0,
                 stride_w: strides.1,
+                dilation_h: dilation.0,
+                dilation_w: dilation.1,
                 padding,
             }),
             _ => None,
@@ -481,6 +485,8 @@ impl Op {
             k_w: 1,
             stride_h: 1,
             stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
             padding: Padding::Valid,
         })
     }
@@ -1015,20 +1021,23 @@ fn resolve_one(
         | Layer::Concatenate(_) => unreachable!("resolved by resolve"),
         Layer::Conv2D(c) => {
             let in_hwc = image("Conv2D")?;
-            if c.filters == 0
-                || c.kernel_size.0 == 0
-                || c.kernel_size.1 == 0
-                || c.strides.0 == 0
-                || c.strides.1 == 0
-            {
-                return fail("filters, kernel size and strides must be positive".into());
+            let positive = [
+                c.filters,
+                c.kernel_size.0,
+                c.kernel_size.1,
+                c.strides.0,
+                c.strides.1,
+                c.dilation_rate.0,
+                c.dilation_rate.1,
+            ];
+            if positive.contains(&0) {
+                return fail(
+                    "filters, kernel size, strides and dilation rate must be positive".into(),
+                );
             }
-            let oh = c.padding.out_len(in_hwc[0], c.kernel_size.0, c.strides.0);
-            let ow = c.padding.out_len(in_hwc[1], c.kernel_size.1, c.strides.1);
-            let (oh, ow) = match (oh, ow) {
-                (Ok(h), Ok(w)) => (h, w),
-                (Err(e), _) | (_, Err(e)) => return fail(format!("{e}")),
-            };
+            if c.dilation_rate != (1, 1) && c.strides != (1, 1) {
+                return fail("as in Keras, a dilation rate above 1 needs strides of 1".into());
+            }
             if let Some(Regularizer::L2(f)) = c.kernel_regularizer
                 && !(f.is_finite() && f >= 0.0)
             {
@@ -1039,10 +1048,15 @@ fn resolve_one(
                 filters: c.filters,
                 kernel: c.kernel_size,
                 strides: c.strides,
+                dilation: c.dilation_rate,
                 padding: c.padding,
                 options: KernelOptions::of(c.use_bias, c.kernel_initializer, c.kernel_regularizer),
             };
-            (op, c.activation, vec![oh, ow, c.filters])
+            let s = op.conv_shape(1).expect("conv op");
+            if let Err(e) = s.validate() {
+                return fail(format!("{e}"));
+            }
+            (op, c.activation, vec![s.out_h(), s.out_w(), c.filters])
         }
         Layer::DepthwiseConv2D(d) => {
             let in_hwc = image("DepthwiseConv2D")?;

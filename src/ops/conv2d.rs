@@ -28,6 +28,9 @@ pub struct Conv2dShape {
     pub k_w: usize,
     pub stride_h: usize,
     pub stride_w: usize,
+    /// Gaps between kernel taps (Keras' `dilation_rate`; 1 for none).
+    pub dilation_h: usize,
+    pub dilation_w: usize,
     pub padding: Padding,
 }
 
@@ -41,25 +44,41 @@ impl Conv2dShape {
             self.in_c,
             self.out_c
         );
-        self.padding.out_len(self.in_h, self.k_h, self.stride_h)?;
-        self.padding.out_len(self.in_w, self.k_w, self.stride_w)?;
+        ensure!(
+            self.dilation_h > 0 && self.dilation_w > 0,
+            "conv2d: the dilation rate must be positive"
+        );
+        self.padding
+            .out_len(self.in_h, self.span_h(), self.stride_h)?;
+        self.padding
+            .out_len(self.in_w, self.span_w(), self.stride_w)?;
         Ok(())
+    }
+    /// Rows the dilated kernel spans: (k − 1)·dilation + 1.
+    pub fn span_h(&self) -> usize {
+        (self.k_h.max(1) - 1) * self.dilation_h + 1
+    }
+    /// Columns the dilated kernel spans.
+    pub fn span_w(&self) -> usize {
+        (self.k_w.max(1) - 1) * self.dilation_w + 1
     }
     pub fn out_h(&self) -> usize {
         self.padding
-            .out_len(self.in_h, self.k_h, self.stride_h)
+            .out_len(self.in_h, self.span_h(), self.stride_h)
             .unwrap_or(0)
     }
     pub fn out_w(&self) -> usize {
         self.padding
-            .out_len(self.in_w, self.k_w, self.stride_w)
+            .out_len(self.in_w, self.span_w(), self.stride_w)
             .unwrap_or(0)
     }
     pub fn pad_top(&self) -> usize {
-        self.padding.pad_before(self.in_h, self.k_h, self.stride_h)
+        self.padding
+            .pad_before(self.in_h, self.span_h(), self.stride_h)
     }
     pub fn pad_left(&self) -> usize {
-        self.padding.pad_before(self.in_w, self.k_w, self.stride_w)
+        self.padding
+            .pad_before(self.in_w, self.span_w(), self.stride_w)
     }
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
@@ -99,11 +118,13 @@ impl Conv2dShape {
             k_w: u32_of(self.k_w, "kernel width")?,
             stride_h: u32_of(self.stride_h, "stride")?,
             stride_w: u32_of(self.stride_w, "stride")?,
+            dilation_h: u32_of(self.dilation_h, "dilation rate")?,
+            dilation_w: u32_of(self.dilation_w, "dilation rate")?,
             pad_top: self.pad_top() as u32,
             pad_left: self.pad_left() as u32,
             flags,
             k_chunk: u32_of(k_chunk.next_multiple_of(4).max(4), "k chunk")?,
-            _pad: 0,
+            _pad: [0; 3],
         })
     }
 }
@@ -122,11 +143,13 @@ struct Params {
     k_w: u32,
     stride_h: u32,
     stride_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
     pad_top: u32,
     pad_left: u32,
     flags: u32,
     k_chunk: u32,
-    _pad: u32,
+    _pad: [u32; 3],
 }
 
 /// `out = conv2d(inp, weight) + bias`, relu fused when asked.
@@ -275,8 +298,8 @@ pub fn conv2d_backward_weight(
 /// Index of input element (n, ih, iw, c) for the output pixel (oh, ow) and tap (kh, kw),
 /// or None in the padding.
 fn tap(s: &Conv2dShape, n: usize, oh: usize, ow: usize, kh: usize, kw: usize) -> Option<usize> {
-    let ih = (oh * s.stride_h + kh).checked_sub(s.pad_top())?;
-    let iw = (ow * s.stride_w + kw).checked_sub(s.pad_left())?;
+    let ih = (oh * s.stride_h + kh * s.dilation_h).checked_sub(s.pad_top())?;
+    let iw = (ow * s.stride_w + kw * s.dilation_w).checked_sub(s.pad_left())?;
     (ih < s.in_h && iw < s.in_w).then_some(((n * s.in_h + ih) * s.in_w + iw) * s.in_c)
 }
 
