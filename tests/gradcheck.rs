@@ -8,6 +8,7 @@ use wgcnn::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
 use wgcnn::ops::conv2d::*;
+use wgcnn::ops::conv2d_transpose::*;
 use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use wgcnn::ops::pad2d::*;
@@ -380,6 +381,49 @@ fn pad2d_and_upsampling2d_gradients_match_finite_differences() {
             let mut y = vec![0.0; s.output_len()];
             upsampling2d_forward_cpu(&mut y, x, &s);
             dot(&y, &r)
+        });
+    }
+}
+
+#[test]
+fn conv2d_transpose_gradients_match_finite_differences() {
+    for (i, padding) in [Padding::Same, Padding::Valid].into_iter().enumerate() {
+        let s = Conv2dTransposeShape {
+            batch: 2,
+            in_h: 3,
+            in_w: 4,
+            in_c: 3,
+            filters: 2,
+            k_h: 3,
+            k_w: 2,
+            stride_h: 2,
+            stride_w: 3,
+            padding,
+        };
+        let seed = 60 + 10 * i as u64;
+        let (mut x, mut w, mut b) = (
+            random_vec(s.input_len(), seed),
+            random_vec(s.weight_len(), seed + 1),
+            random_vec(s.filters, seed + 2),
+        );
+        let r = random_vec(s.output_len(), seed + 3);
+        let (mut dx, mut dw, mut db) =
+            (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; s.filters]);
+        conv2d_transpose_backward_cpu(Some(&mut dx), &mut dw, Some(&mut db), &r, &x, &w, &s);
+        let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+            let mut y = vec![0.0; s.output_len()];
+            conv2d_transpose_forward_cpu(&mut y, x, w, Some(b), &s);
+            dot(&y, &r)
+        };
+        let (x0, w0, b0) = (x.clone(), w.clone(), b.clone());
+        check("conv transpose dX", &dx, &mut x, 1e-2, 1e-3, |x| {
+            fwd(x, &w0, &b0)
+        });
+        check("conv transpose dW", &dw, &mut w, 1e-2, 1e-3, |w| {
+            fwd(&x0, w, &b0)
+        });
+        check("conv transpose db", &db, &mut b, 1e-2, 1e-3, |b| {
+            fwd(&x0, &w0, b)
         });
     }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use wgcnn::gpu::{Gpu, Variant};
+use wgcnn::ops::conv2d_transpose::conv2d_transpose_forward_cpu;
 use wgcnn::prelude::*;
 use wgcnn::testing::{assert_close, random_labels, random_vec};
 
@@ -214,7 +215,20 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
                 .apply(&d)?;
             let u = UpSampling2D::new(2).apply(&d)?;
             let u = Cropping2D::new(0).sides([[1, 0], [0, 0]]).apply(&u)?;
-            let y = Concatenate::new().apply(&[&x, &u])?;
+            // Learned up-sampling beside it: 'same' with a bias, 'valid' without.
+            let t = Conv2DTranspose::new(5, 3)
+                .strides(2, 2)
+                .padding(Same)
+                .activation(Sigmoid)
+                .kernel_regularizer(l2(0.01))
+                .apply(&d)?;
+            let t = Cropping2D::new(0).sides([[0, 1], [0, 0]]).apply(&t)?;
+            let v = Conv2DTranspose::new(2, 2)
+                .strides(2, 2)
+                .use_bias(false)
+                .apply(&d)?;
+            let v = Cropping2D::new(0).sides([[0, 1], [0, 0]]).apply(&v)?;
+            let y = Concatenate::new().apply(&[&x, &u, &t, &v])?;
             let z = ZeroPadding2D::new(0).sides([[1, 2], [0, 1]]).apply(&y)?;
             let z = Conv2D::new(4, 3).activation(Tanh).apply(&z)?;
             let w = UpSampling2D::new(0)
@@ -783,6 +797,71 @@ fn conv2d_dilation_follows_keras() -> R {
     );
     let strided = Conv2D::new(4, 3).dilation_rate(2, 2).strides(2, 2);
     assert!(strided.apply(&inputs).is_err());
+    Ok(())
+}
+
+/// Conv2DTranspose: Keras 3.15's output shapes, parameter counts and values. Input
+/// `sin(0..12)` as (1, 3, 2, 2), kernel `0.5·cos(0..)` in Keras' layout, bias (0.1, −0.2,
+/// 0.3); each case's checksum is Σ y[i]·sin(0.1·i) over Keras' output.
+#[test]
+fn conv2d_transpose_follows_keras() -> R {
+    let cases = [
+        (
+            (3, 3),
+            (2, 2),
+            Same,
+            [6, 4, 3],
+            57,
+            0.190_053_540_874_504_66,
+        ),
+        ((4, 3), (2, 3), Same, [6, 6, 3], 75, 0.539_996_922_511_217_9),
+        (
+            (3, 3),
+            (2, 2),
+            Valid,
+            [7, 5, 3],
+            57,
+            0.822_981_901_714_408_1,
+        ),
+        (
+            (2, 2),
+            (3, 2),
+            Valid,
+            [9, 4, 3],
+            27,
+            0.330_240_741_921_334_24,
+        ),
+    ];
+    let x: Vec<f32> = (0..12).map(|i| (i as f32).sin()).collect();
+    for (kernel, strides, padding, shape, params, checksum) in cases {
+        let inputs = input(&[3, 2, 2])?;
+        let y = Conv2DTranspose::new(3, 0)
+            .kernel_size(kernel.0, kernel.1)
+            .strides(strides.0, strides.1)
+            .padding(padding)
+            .apply(&inputs)?;
+        assert_eq!(y.shape(), shape);
+        let m = Model::new(&[&inputs], &[&y])?;
+        let node = m.nodes().last().expect("the layer");
+        assert_eq!(node.name, "conv2d_transpose");
+        assert_eq!(node.param_count(), params);
+        let s = node.op.conv_transpose_shape(1).expect("a transposed conv");
+        let w: Vec<f32> = (0..s.weight_len())
+            .map(|i| 0.5 * (i as f32).cos())
+            .collect();
+        let mut out = vec![0.0; s.output_len()];
+        let b = [0.1, -0.2, 0.3];
+        conv2d_transpose_forward_cpu(&mut out, &x, &w, Some(&b), &s);
+        let sum: f64 = out
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| f64::from(v) * (0.1 * i as f64).sin())
+            .sum();
+        assert!(
+            (sum - checksum).abs() < 1e-5,
+            "{kernel:?} {strides:?} {padding:?}: {sum} against Keras' {checksum}"
+        );
+    }
     Ok(())
 }
 

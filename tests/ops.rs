@@ -11,6 +11,7 @@ use wgcnn::ops::batchnorm::*;
 use wgcnn::ops::bias::*;
 use wgcnn::ops::concat::*;
 use wgcnn::ops::conv2d::*;
+use wgcnn::ops::conv2d_transpose::*;
 use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::dropout::*;
 use wgcnn::ops::l2::*;
@@ -1389,6 +1390,72 @@ fn upsampling2d_matches_cpu() -> R {
             1e-5,
             1e-5,
         )?;
+    }
+    Ok(())
+}
+
+fn conv_transpose_shapes() -> Vec<Conv2dTransposeShape> {
+    let t = |batch, in_h, in_w, in_c, filters, k_h, k_w, stride_h, stride_w, padding| {
+        Conv2dTransposeShape {
+            batch,
+            in_h,
+            in_w,
+            in_c,
+            filters,
+            k_h,
+            k_w,
+            stride_h,
+            stride_w,
+            padding,
+        }
+    };
+    vec![
+        t(2, 3, 4, 3, 5, 3, 3, 2, 2, Padding::Same),
+        t(1, 5, 3, 8, 4, 4, 3, 2, 3, Padding::Same),
+        t(2, 4, 4, 4, 8, 3, 3, 2, 2, Padding::Valid),
+        t(1, 3, 5, 2, 3, 2, 2, 3, 2, Padding::Valid),
+        t(3, 5, 5, 6, 1, 3, 3, 1, 1, Padding::Same),
+    ]
+}
+
+/// Conv2DTranspose on conv2d's kernels, against its direct (scatter) CPU reference, on
+/// every family; poisoned outputs, bias and no bias.
+#[test]
+fn conv2d_transpose_matches_cpu() -> R {
+    for g in gpus() {
+        for (i, s) in conv_transpose_shapes().iter().enumerate() {
+            let seed = 200 + 10 * i as u64;
+            let x = random_vec(s.input_len(), seed);
+            let w = random_vec(s.weight_len(), seed + 1);
+            let b = random_vec(s.filters, seed + 2);
+            let dy = random_vec(s.output_len(), seed + 3);
+            let t = |v: &[f32], name| Tensor::from_slice(&g, &[v.len()], v, name);
+            let (tx, tw, tb, tdy) = (t(&x, "x")?, t(&w, "w")?, t(&b, "b")?, t(&dy, "dy")?);
+            let zero = Tensor::zeros(&g, &[s.in_c], "zero bias")?;
+            let bias = (i % 2 == 0).then_some(&tb);
+            let y = poisoned(&g, &[s.output_len()], "y");
+            let dx = poisoned(&g, &[s.input_len()], "dx");
+            let dw = poisoned(&g, &[s.weight_len()], "dw");
+            let db = poisoned(&g, &[s.filters], "db");
+            g.run(&[
+                &conv2d_transpose_forward(&g, &y, &tx, &tw, bias, s)?,
+                &conv2d_transpose_backward_input(&g, &dx, &tdy, &tw, &zero, s)?,
+                &conv2d_transpose_backward_weight(&g, &dw, Some(&db), &tdy, &tx, s, false)?,
+            ])?;
+            let mut wy = vec![0.0; s.output_len()];
+            conv2d_transpose_forward_cpu(&mut wy, &x, &w, bias.map(|_| &b[..]), s);
+            let (mut wdx, mut wdw, mut wdb) = (
+                vec![0.0; s.input_len()],
+                vec![0.0; s.weight_len()],
+                vec![0.0; s.filters],
+            );
+            conv2d_transpose_backward_cpu(Some(&mut wdx), &mut wdw, Some(&mut wdb), &dy, &x, &w, s);
+            let what = |p: &str| format!("conv2d transpose {p} {s:?} on {}", family(&g));
+            assert_close(&what("forward"), &y.read(&g)?, &wy, 1e-5, 1e-4)?;
+            assert_close(&what("dX"), &dx.read(&g)?, &wdx, 1e-5, 1e-4)?;
+            assert_close(&what("dW"), &dw.read(&g)?, &wdw, 1e-4, 1e-4)?;
+            assert_close(&what("db"), &db.read(&g)?, &wdb, 1e-4, 1e-4)?;
+        }
     }
     Ok(())
 }

@@ -102,6 +102,7 @@ pub enum Kernel {
     DepthwiseConv2dForward,
     DepthwiseConv2dBackwardInput,
     DepthwiseConv2dBackwardWeight,
+    BiasForward,
     BiasBackward,
     MaxPool2dForward,
     MaxPool2dBackward,
@@ -132,7 +133,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 36] = [
+    pub const ALL: [Kernel; 37] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -143,6 +144,7 @@ impl Kernel {
         Kernel::DepthwiseConv2dForward,
         Kernel::DepthwiseConv2dBackwardInput,
         Kernel::DepthwiseConv2dBackwardWeight,
+        Kernel::BiasForward,
         Kernel::BiasBackward,
         Kernel::MaxPool2dForward,
         Kernel::MaxPool2dBackward,
@@ -232,6 +234,7 @@ impl Kernel {
             Kernel::DepthwiseConv2dForward => "depthwise_conv2d_forward",
             Kernel::DepthwiseConv2dBackwardInput => "depthwise_conv2d_backward_input",
             Kernel::DepthwiseConv2dBackwardWeight => "depthwise_conv2d_backward_weight",
+            Kernel::BiasForward => "bias_forward",
             Kernel::BiasBackward => "bias_backward",
             Kernel::MaxPool2dForward => "maxpool2d_forward",
             Kernel::MaxPool2dBackward => "maxpool2d_backward",
@@ -309,6 +312,7 @@ impl Kernel {
                 | Kernel::Transpose
                 | Kernel::SplitKReduce
                 | Kernel::Pad2d
+                | Kernel::BiasForward
                 | Kernel::UpSampling2dForward
                 | Kernel::UpSampling2dBackward
         )
@@ -348,6 +352,7 @@ impl Kernel {
             Kernel::DepthwiseConv2dForward => shader!("depthwise_conv2d_forward"),
             Kernel::DepthwiseConv2dBackwardInput => shader!("depthwise_conv2d_backward_input"),
             Kernel::DepthwiseConv2dBackwardWeight => shader!("depthwise_conv2d_backward_weight"),
+            Kernel::BiasForward => shader!("bias_forward"),
             Kernel::BiasBackward => shader!("bias_backward"),
             Kernel::MaxPool2dForward => shader!("maxpool2d_forward"),
             Kernel::MaxPool2dBackward => shader!("maxpool2d_backward"),

@@ -83,8 +83,43 @@ fn one_by_one() -> (usize, usize) {
     (1, 1)
 }
 
-kernel_builders!(Conv2D);
-window_builders!(Conv2D, DepthwiseConv2D, SeparableConv2D);
+kernel_builders!(Conv2D, Conv2DTranspose);
+window_builders!(Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D);
+
+/// `Conv2DTranspose(filters, kernel_size, strides=1, padding='valid', activation=None,
+/// use_bias=True, kernel_initializer='glorot_uniform', kernel_regularizer=None)`: the
+/// gradient of a convolution used as a layer (learned up-sampling). Output size as
+/// Keras: `in·stride` ('same'), `in·stride + max(kernel − stride, 0)` ('valid'). Its
+/// kernel is `[kh, kw, filters, input channels]`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Conv2DTranspose {
+    pub filters: usize,
+    pub kernel_size: (usize, usize),
+    pub strides: (usize, usize),
+    pub padding: Padding,
+    pub activation: ActivationFn,
+    pub use_bias: bool,
+    pub kernel_initializer: Initializer,
+    pub kernel_regularizer: Option<Regularizer>,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl Conv2DTranspose {
+    /// `filters` square `kernel × kernel` filters, stride 1, 'valid', linear.
+    pub fn new(filters: usize, kernel: usize) -> Conv2DTranspose {
+        Conv2DTranspose {
+            filters,
+            kernel_size: (kernel, kernel),
+            strides: (1, 1),
+            padding: Padding::Valid,
+            activation: ActivationFn::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            kernel_regularizer: None,
+            input_shape: None,
+        }
+    }
+}
 
 /// `DepthwiseConv2D(kernel_size, strides=1, padding='valid', depth_multiplier=1,
 /// dilation_rate=1, activation=None, use_bias=True,

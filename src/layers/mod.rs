@@ -6,6 +6,7 @@ use crate::model::SymbolicTensor;
 use crate::ops::Padding;
 use crate::ops::activation::Act;
 use crate::ops::conv2d::Conv2dShape;
+use crate::ops::conv2d_transpose::Conv2dTransposeShape;
 use crate::ops::depthwise_conv2d::DepthwiseShape;
 use crate::ops::merge::MergeOp;
 use crate::ops::pad2d::Pad2dShape;
@@ -24,7 +25,7 @@ mod reshaping;
 mod summary;
 
 pub use activations::{ELU, LeakyReLU, ReLU};
-pub use conv::{Conv2D, DepthwiseConv2D, SeparableConv2D};
+pub use conv::{Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D};
 pub use core::{Activation, Dense, Dropout, Flatten, Input, Reshape};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::BatchNormalization;
@@ -93,6 +94,7 @@ impl ActivationFn {
 pub enum Layer {
     Input(Input),
     Conv2D(Conv2D),
+    Conv2DTranspose(Conv2DTranspose),
     DepthwiseConv2D(DepthwiseConv2D),
     SeparableConv2D(SeparableConv2D),
     MaxPooling2D(MaxPooling2D),
@@ -153,6 +155,7 @@ macro_rules! layers {
 }
 layers!(
     Conv2D,
+    Conv2DTranspose,
     DepthwiseConv2D,
     SeparableConv2D,
     MaxPooling2D,
@@ -179,6 +182,7 @@ impl Layer {
         match self {
             Layer::Input(i) => Some(&i.shape),
             Layer::Conv2D(l) => l.input_shape.as_deref(),
+            Layer::Conv2DTranspose(l) => l.input_shape.as_deref(),
             Layer::DepthwiseConv2D(l) => l.input_shape.as_deref(),
             Layer::SeparableConv2D(l) => l.input_shape.as_deref(),
             Layer::MaxPooling2D(l) => l.input_shape.as_deref(),
@@ -211,6 +215,7 @@ impl Layer {
         match self {
             Layer::Input(_) => "InputLayer",
             Layer::Conv2D(_) => "Conv2D",
+            Layer::Conv2DTranspose(_) => "Conv2DTranspose",
             Layer::DepthwiseConv2D(_) => "DepthwiseConv2D",
             Layer::SeparableConv2D(_) => "SeparableConv2D",
             Layer::MaxPooling2D(_) => "MaxPooling2D",
@@ -243,6 +248,7 @@ impl Layer {
         match self {
             Layer::Input(_) => "input_layer",
             Layer::Conv2D(_) => "conv2d",
+            Layer::Conv2DTranspose(_) => "conv2d_transpose",
             Layer::DepthwiseConv2D(_) => "depthwise_conv2d",
             Layer::SeparableConv2D(_) => "separable_conv2d",
             Layer::MaxPooling2D(_) => "max_pooling2d",
@@ -298,6 +304,15 @@ pub enum Op {
         dilation: (usize, usize),
         padding: Padding,
         /// Kernel options: bias, initializer, L2 factor (0 for none).
+        options: KernelOptions,
+    },
+    /// A transposed convolution to `filters` channels.
+    ConvTranspose {
+        in_hwc: [usize; 3],
+        filters: usize,
+        kernel: (usize, usize),
+        strides: (usize, usize),
+        padding: Padding,
         options: KernelOptions,
     },
     /// A depthwise convolution: `mult` filters per input channel.
@@ -395,6 +410,7 @@ impl Op {
     pub fn kernel_options(&self) -> Option<KernelOptions> {
         match self {
             Op::Conv { options, .. }
+            | Op::ConvTranspose { options, .. }
             | Op::DepthwiseConv { options, .. }
             | Op::Dense { options, .. } => Some(*options),
             _ => None,
@@ -424,6 +440,32 @@ impl Op {
                 stride_w: strides.1,
                 dilation_h: dilation.0,
                 dilation_w: dilation.1,
+                padding,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The transposed convolution's shapes at `batch` (None unless it is one).
+    pub fn conv_transpose_shape(&self, batch: usize) -> Option<Conv2dTransposeShape> {
+        match *self {
+            Op::ConvTranspose {
+                in_hwc,
+                filters,
+                kernel,
+                strides,
+                padding,
+                ..
+            } => Some(Conv2dTransposeShape {
+                batch,
+                in_h: in_hwc[0],
+                in_w: in_hwc[1],
+                in_c: in_hwc[2],
+                filters,
+                k_h: kernel.0,
+                k_w: kernel.1,
+                stride_h: strides.0,
+                stride_w: strides.1,
                 padding,
             }),
             _ => None,
@@ -751,6 +793,17 @@ impl Node {
                 *filters,
                 options,
             ),
+            Op::ConvTranspose {
+                in_hwc,
+                filters,
+                kernel,
+                options,
+                ..
+            } => kernel_and_bias(
+                vec![kernel.0, kernel.1, *filters, in_hwc[2]],
+                *filters,
+                options,
+            ),
             Op::DepthwiseConv {
                 in_hwc,
                 mult,
@@ -1053,6 +1106,44 @@ fn resolve_one(
                 options: KernelOptions::of(c.use_bias, c.kernel_initializer, c.kernel_regularizer),
             };
             let s = op.conv_shape(1).expect("conv op");
+            if let Err(e) = s.validate() {
+                return fail(format!("{e}"));
+            }
+            (op, c.activation, vec![s.out_h(), s.out_w(), c.filters])
+        }
+        Layer::Conv2DTranspose(c) => {
+            let in_hwc = image("Conv2DTranspose")?;
+            let positive = [
+                c.filters,
+                c.kernel_size.0,
+                c.kernel_size.1,
+                c.strides.0,
+                c.strides.1,
+            ];
+            if positive.contains(&0) {
+                return fail("filters, kernel size and strides must be positive".into());
+            }
+            if let Some(Regularizer::L2(f)) = c.kernel_regularizer
+                && !(f.is_finite() && f >= 0.0)
+            {
+                return fail(format!("the L2 factor {f} must be finite and ≥ 0"));
+            }
+            let (h, w) = (
+                in_hwc[0].checked_mul(c.strides.0 + c.kernel_size.0),
+                in_hwc[1].checked_mul(c.strides.1 + c.kernel_size.1),
+            );
+            if h.is_none() || w.is_none() {
+                return fail("the output size overflows".into());
+            }
+            let op = Op::ConvTranspose {
+                in_hwc,
+                filters: c.filters,
+                kernel: c.kernel_size,
+                strides: c.strides,
+                padding: c.padding,
+                options: KernelOptions::of(c.use_bias, c.kernel_initializer, c.kernel_regularizer),
+            };
+            let s = op.conv_transpose_shape(1).expect("transposed conv op");
             if let Err(e) = s.validate() {
                 return fail(format!("{e}"));
             }

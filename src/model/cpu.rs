@@ -10,6 +10,7 @@ use crate::ops::batchnorm::{
 };
 use crate::ops::concat::{Columns, copy_columns_cpu};
 use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
+use crate::ops::conv2d_transpose::{conv2d_transpose_backward_cpu, conv2d_transpose_forward_cpu};
 use crate::ops::depthwise_conv2d::{depthwise_conv2d_backward_cpu, depthwise_conv2d_forward_cpu};
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
 use crate::ops::l2::{l2_gradient_cpu, l2_penalty_cpu};
@@ -137,6 +138,16 @@ impl CpuEngine {
                     &self.bias(i, *filters),
                     &node.op.conv_shape(batch).expect("conv op"),
                     false,
+                ),
+                Op::ConvTranspose { filters, .. } => conv2d_transpose_forward_cpu(
+                    &mut y,
+                    a,
+                    &self.params[i][0],
+                    Some(&self.bias(i, *filters)),
+                    &node
+                        .op
+                        .conv_transpose_shape(batch)
+                        .expect("transposed conv op"),
                 ),
                 Op::DepthwiseConv { .. } => {
                     let s = node.op.depthwise_shape(batch).expect("depthwise op");
@@ -330,6 +341,22 @@ impl CpuEngine {
                             pgrads[i][k].iter_mut().zip(d).for_each(|(g, d)| *g += d);
                         }
                     }
+                }
+                Op::ConvTranspose { filters, .. } => {
+                    let (gw, gb) = pgrads[i].split_at_mut(1);
+                    let mut unused = Vec::new();
+                    conv2d_transpose_backward_cpu(
+                        need_da.then_some(&mut da[0][..]),
+                        &mut gw[0],
+                        Some(bias_grad(gb, &mut unused, *filters)),
+                        &dy,
+                        a,
+                        &self.params[i][0],
+                        &node
+                            .op
+                            .conv_transpose_shape(batch)
+                            .expect("transposed conv op"),
+                    );
                 }
                 Op::Conv { filters, .. } => {
                     let (gw, gb) = pgrads[i].split_at_mut(1);

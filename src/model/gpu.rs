@@ -10,6 +10,9 @@ use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forwa
 use crate::ops::bias::bias_backward;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::ops::conv2d_transpose::{
+    conv2d_transpose_backward_input, conv2d_transpose_backward_weight, conv2d_transpose_forward,
+};
 use crate::ops::depthwise_conv2d::{
     depthwise_conv2d_backward_input, depthwise_conv2d_backward_weight, depthwise_conv2d_forward,
 };
@@ -104,6 +107,11 @@ impl GpuParams {
                     filters, options, ..
                 } if !options.use_bias => {
                     Tensor::zeros(&gpu, &[filters], &format!("{} zero bias", n.name)).map(Some)
+                }
+                // A transposed convolution's input gradient runs conv2d's forward pass,
+                // which adds a bias: zeros, one per input channel.
+                Op::ConvTranspose { in_hwc, .. } => {
+                    Tensor::zeros(&gpu, &[in_hwc[2]], &format!("{} zero bias", n.name)).map(Some)
                 }
                 Op::SeparableConv {
                     filters, use_bias, ..
@@ -261,6 +269,7 @@ fn separate_activation(node: &Node) -> Option<Act> {
             None
         }
         Op::Conv { .. }
+        | Op::ConvTranspose { .. }
         | Op::DepthwiseConv { .. }
         | Op::SeparableConv { .. }
         | Op::Dense { .. }
@@ -429,6 +438,21 @@ impl GpuGraph {
                             p.bias(i),
                             &s,
                             relu,
+                        )?);
+                    }
+                    Op::ConvTranspose { options, .. } => {
+                        let s = node
+                            .op
+                            .conv_transpose_shape(batch)
+                            .expect("transposed conv");
+                        let bias = options.use_bias.then(|| &p.params[i][1]);
+                        ds.push(conv2d_transpose_forward(
+                            gpu,
+                            out,
+                            a,
+                            &p.params[i][0],
+                            bias,
+                            &s,
                         )?);
                     }
                     Op::DepthwiseConv { .. } => {
@@ -636,6 +660,22 @@ impl GpuGraph {
                                 false,
                             )?);
                         }
+                    }
+                    Op::ConvTranspose { .. } => {
+                        let s = node
+                            .op
+                            .conv_transpose_shape(batch)
+                            .expect("transposed conv");
+                        let zero = p.zero_bias[i].as_ref().expect("a transposed conv's zeros");
+                        if let Some(da) = da(0) {
+                            let w = &p.params[i][0];
+                            let d = conv2d_transpose_backward_input(gpu, da, dy, w, zero, &s)?;
+                            train_ds.push(d);
+                        }
+                        let db = p.grads[i].get(1);
+                        let dw = &p.grads[i][0];
+                        let d = conv2d_transpose_backward_weight(gpu, dw, db, dy, a, &s, false)?;
+                        train_ds.push(d);
                     }
                     Op::DepthwiseConv { .. } => {
                         let s = node.op.depthwise_shape(batch).expect("depthwise op");

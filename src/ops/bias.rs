@@ -1,6 +1,7 @@
 //! Bias gradient: column sums of `dout[rows, cols]`, for Dense (rows = batch) and Conv2D
 //! (rows = batch·OH·OW). Two passes: chunks of rows into partial sums, then the split-K
-//! reduction adds the chunks (and accumulates into `dbias` when asked).
+//! reduction adds the chunks (and accumulates into `dbias` when asked). And the bias
+//! itself, added in place, for the ops whose GEMM adds none (Conv2DTranspose).
 
 use super::matmul::split_k_reduce;
 use super::{groups_for, u32_of};
@@ -15,6 +16,39 @@ struct Params {
     cols: u32,
     chunk_rows: u32,
     _pad: u32,
+}
+
+/// In place: `out[r, c] += bias[c]` over `out[rows, cols]`.
+pub fn bias_forward(
+    gpu: &Gpu,
+    out: &Tensor,
+    bias: &Tensor,
+    rows: usize,
+    cols: usize,
+) -> Result<Dispatch> {
+    out.expect_len(rows * cols, "bias_forward out")?;
+    bias.expect_len(cols, "bias_forward bias")?;
+    let params = Params {
+        rows: u32_of(rows, "rows")?,
+        cols: u32_of(cols, "cols")?,
+        chunk_rows: 0,
+        _pad: 0,
+    };
+    u32_of(rows * cols, "bias_forward elements")?;
+    Dispatch::new(
+        gpu,
+        Kernel::BiasForward,
+        &params,
+        &[&bias.buffer, &out.buffer],
+        groups_for(rows * cols, 256),
+    )
+}
+
+/// CPU reference of [`bias_forward`].
+pub fn bias_forward_cpu(out: &mut [f32], bias: &[f32], cols: usize) {
+    for row in out.chunks_mut(cols) {
+        row.iter_mut().zip(bias).for_each(|(o, &b)| *o += b);
+    }
 }
 
 /// `dbias (+)= Σ_rows dout`.

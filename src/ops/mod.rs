@@ -7,6 +7,7 @@ pub mod batchnorm;
 pub mod bias;
 pub mod concat;
 pub mod conv2d;
+pub mod conv2d_transpose;
 pub mod depthwise_conv2d;
 pub mod dropout;
 pub mod l2;

@@ -24,6 +24,7 @@ pub fn has_feature_maps(node: &Node) -> bool {
     matches!(
         node.op,
         Op::Conv { .. }
+            | Op::ConvTranspose { .. }
             | Op::DepthwiseConv { .. }
             | Op::SeparableConv { .. }
             | Op::MaxPool { .. }
