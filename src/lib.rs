@@ -30,8 +30,9 @@ pub mod prelude {
     pub use crate::layers::{
         Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,
         Conv2DTranspose, Cropping2D, Dense, DepthwiseConv2D, Dropout, ELU, Flatten,
-        GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, LeakyReLU, MaxPooling2D, Maximum,
-        Minimum, Multiply, ReLU, Reshape, SeparableConv2D, Subtract, UpSampling2D, ZeroPadding2D,
+        GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, LayerNormalization, LeakyReLU,
+        MaxPooling2D, Maximum, Minimum, Multiply, ReLU, Reshape, SeparableConv2D, Subtract,
+        UpSampling2D, ZeroPadding2D,
     };
     pub use crate::layers::{Initializer, Regularizer, l2};
     pub use crate::model::{

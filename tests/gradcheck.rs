@@ -10,6 +10,7 @@ use wgcnn::ops::batchnorm::{
 use wgcnn::ops::conv2d::*;
 use wgcnn::ops::conv2d_transpose::*;
 use wgcnn::ops::depthwise_conv2d::*;
+use wgcnn::ops::layernorm::*;
 use wgcnn::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use wgcnn::ops::pad2d::*;
 use wgcnn::ops::pool2d::*;
@@ -426,4 +427,37 @@ fn conv2d_transpose_gradients_match_finite_differences() {
             fwd(&x0, &w0, b)
         });
     }
+}
+
+#[test]
+fn layernorm_gradients_match_finite_differences() {
+    let s = LayerNormShape {
+        rows: 4,
+        cols: 5,
+        epsilon: 1e-3,
+    };
+    let (mut x, mut gamma, mut beta) = (
+        random_vec(s.len(), 80),
+        random_vec(s.cols, 81),
+        random_vec(s.cols, 82),
+    );
+    let r = random_vec(s.len(), 83);
+    let fwd = |x: &[f32], g: &[f32], b: &[f32]| {
+        let (mut y, mut saved) = (vec![0.0; s.len()], vec![0.0; s.saved_len()]);
+        layernorm_forward_cpu(&mut y, &mut saved, x, g, b, &s);
+        (dot(&y, &r), saved)
+    };
+    let (_, saved) = fwd(&x, &gamma, &beta);
+    let (mut dx, mut dg, mut db) = (vec![0.0; s.len()], vec![0.0; s.cols], vec![0.0; s.cols]);
+    layernorm_backward_cpu(&mut dx, &mut dg, &mut db, &r, &x, &gamma, &saved, &s);
+    let (x0, g0, b0) = (x.clone(), gamma.clone(), beta.clone());
+    check("layernorm dX", &dx, &mut x, 1e-2, 1e-3, |x| {
+        fwd(x, &g0, &b0).0
+    });
+    check("layernorm dgamma", &dg, &mut gamma, 1e-2, 1e-3, |g| {
+        fwd(&x0, g, &b0).0
+    });
+    check("layernorm dbeta", &db, &mut beta, 1e-2, 1e-3, |b| {
+        fwd(&x0, &g0, b).0
+    });
 }

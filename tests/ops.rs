@@ -15,6 +15,7 @@ use wgcnn::ops::conv2d_transpose::*;
 use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::dropout::*;
 use wgcnn::ops::l2::*;
+use wgcnn::ops::layernorm::*;
 use wgcnn::ops::matmul::*;
 use wgcnn::ops::merge::*;
 use wgcnn::ops::optimizer::{LearningRate, Optimizer};
@@ -1456,6 +1457,58 @@ fn conv2d_transpose_matches_cpu() -> R {
             assert_close(&what("dW"), &dw.read(&g)?, &wdw, 1e-4, 1e-4)?;
             assert_close(&what("db"), &db.read(&g)?, &wdb, 1e-4, 1e-4)?;
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn layernorm_matches_cpu() -> R {
+    let g = gpu();
+    for (i, (rows, cols)) in [(1, 1), (7, 3), (33, 10), (130, 64), (5, 257)]
+        .into_iter()
+        .enumerate()
+    {
+        let s = LayerNormShape {
+            rows,
+            cols,
+            epsilon: 1e-3,
+        };
+        let seed = 300 + 10 * i as u64;
+        // Offset and scaled rows: the two-pass variance must not cancel.
+        let x: Vec<f32> = random_vec(s.len(), seed)
+            .iter()
+            .map(|v| 3.0 + 2.0 * v)
+            .collect();
+        let gamma = random_vec(cols, seed + 1);
+        let beta = random_vec(cols, seed + 2);
+        let dy = random_vec(s.len(), seed + 3);
+        let dx0 = random_vec(s.len(), seed + 4);
+        let t = |v: &[f32], name| Tensor::from_slice(&g, &[v.len()], v, name);
+        let (tx, tg, tb, tdy) = (t(&x, "x")?, t(&gamma, "g")?, t(&beta, "b")?, t(&dy, "dy")?);
+        let (y, saved) = (
+            poisoned(&g, &[s.len()], "y"),
+            poisoned(&g, &[s.saved_len()], "saved"),
+        );
+        let dx = t(&dx0, "dx")?;
+        let (dg, db, prod) = (
+            poisoned(&g, &[cols], "dg"),
+            poisoned(&g, &[cols], "db"),
+            poisoned(&g, &[s.len()], "prod"),
+        );
+        g.run(&[
+            &layernorm_forward(&g, &y, &saved, &tx, [&tg, &tb], &s)?,
+            &layernorm_backward(&g, [&dx, &dg, &db], &prod, &tdy, &tx, &tg, &saved, &s, true)?,
+        ])?;
+        let (mut wy, mut ws) = (vec![0.0; s.len()], vec![0.0; s.saved_len()]);
+        layernorm_forward_cpu(&mut wy, &mut ws, &x, &gamma, &beta, &s);
+        let (mut wdx, mut wdg, mut wdb) = (dx0.clone(), vec![0.0; cols], vec![0.0; cols]);
+        layernorm_backward_cpu(&mut wdx, &mut wdg, &mut wdb, &dy, &x, &gamma, &ws, &s);
+        let what = |p: &str| format!("layernorm {p} {rows}×{cols}");
+        assert_close(&what("y"), &y.read(&g)?, &wy, 1e-5, 1e-4)?;
+        assert_close(&what("saved"), &saved.read(&g)?, &ws, 1e-5, 1e-4)?;
+        assert_close(&what("dx"), &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
+        assert_close(&what("dgamma"), &dg.read(&g)?, &wdg, 1e-4, 1e-3)?;
+        assert_close(&what("dbeta"), &db.read(&g)?, &wdb, 1e-4, 1e-3)?;
     }
     Ok(())
 }

@@ -88,6 +88,7 @@ const DEPTHWISE_INPUT: &str = shader!("depthwise_conv2d_input");
 const DIVMOD: &str = shader!("divmod");
 const ACTIVATION_COMMON: &str = shader!("activation_common");
 const UPSAMPLING_COMMON: &str = shader!("upsampling2d_common");
+const LAYERNORM_COMMON: &str = shader!("layernorm_common");
 
 /// Every compute kernel wgcnn dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,11 +130,13 @@ pub enum Kernel {
     Pad2d,
     UpSampling2dForward,
     UpSampling2dBackward,
+    LayerNormForward,
+    LayerNormBackward,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 37] = [
+    pub const ALL: [Kernel; 39] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -171,6 +174,8 @@ impl Kernel {
         Kernel::Pad2d,
         Kernel::UpSampling2dForward,
         Kernel::UpSampling2dBackward,
+        Kernel::LayerNormForward,
+        Kernel::LayerNormBackward,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -261,6 +266,8 @@ impl Kernel {
             Kernel::Pad2d => "pad2d",
             Kernel::UpSampling2dForward => "upsampling2d_forward",
             Kernel::UpSampling2dBackward => "upsampling2d_backward",
+            Kernel::LayerNormForward => "layernorm_forward",
+            Kernel::LayerNormBackward => "layernorm_backward",
         }
     }
 
@@ -379,6 +386,8 @@ impl Kernel {
             Kernel::Pad2d => shader!("pad2d"),
             Kernel::UpSampling2dForward => shader!("upsampling2d_forward"),
             Kernel::UpSampling2dBackward => shader!("upsampling2d_backward"),
+            Kernel::LayerNormForward => shader!("layernorm_forward"),
+            Kernel::LayerNormBackward => shader!("layernorm_backward"),
         };
         let mut src = String::new();
         if self.uses_divmod() {
@@ -400,6 +409,7 @@ impl Kernel {
             Kernel::UpSampling2dForward | Kernel::UpSampling2dBackward => {
                 src.push_str(UPSAMPLING_COMMON)
             }
+            Kernel::LayerNormForward | Kernel::LayerNormBackward => src.push_str(LAYERNORM_COMMON),
             Kernel::DepthwiseConv2dBackwardInput => src.push_str(DEPTHWISE_COMMON),
             Kernel::DepthwiseConv2dForward | Kernel::DepthwiseConv2dBackwardWeight => {
                 src.push_str(DEPTHWISE_COMMON);

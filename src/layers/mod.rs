@@ -8,6 +8,7 @@ use crate::ops::activation::Act;
 use crate::ops::conv2d::Conv2dShape;
 use crate::ops::conv2d_transpose::Conv2dTransposeShape;
 use crate::ops::depthwise_conv2d::DepthwiseShape;
+use crate::ops::layernorm::LayerNormShape;
 use crate::ops::merge::MergeOp;
 use crate::ops::pad2d::Pad2dShape;
 use crate::ops::pool2d::Pool2dShape;
@@ -28,7 +29,7 @@ pub use activations::{ELU, LeakyReLU, ReLU};
 pub use conv::{Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D};
 pub use core::{Activation, Dense, Dropout, Flatten, Input, Reshape};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
-pub use normalization::BatchNormalization;
+pub use normalization::{BatchNormalization, LayerNormalization};
 pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D};
 pub use reshaping::{Cropping2D, UpSampling2D, ZeroPadding2D};
 pub use summary::{functional_summary, summary, thousands};
@@ -113,6 +114,7 @@ pub enum Layer {
     ELU(ELU),
     Dropout(Dropout),
     BatchNormalization(BatchNormalization),
+    LayerNormalization(LayerNormalization),
     Add(Add),
     Subtract(Subtract),
     Multiply(Multiply),
@@ -173,7 +175,8 @@ layers!(
     LeakyReLU,
     ELU,
     Dropout,
-    BatchNormalization
+    BatchNormalization,
+    LayerNormalization
 );
 
 impl Layer {
@@ -201,6 +204,7 @@ impl Layer {
             Layer::ELU(l) => l.input_shape.as_deref(),
             Layer::Dropout(l) => l.input_shape.as_deref(),
             Layer::BatchNormalization(l) => l.input_shape.as_deref(),
+            Layer::LayerNormalization(l) => l.input_shape.as_deref(),
             Layer::Add(_)
             | Layer::Subtract(_)
             | Layer::Multiply(_)
@@ -234,6 +238,7 @@ impl Layer {
             Layer::ELU(_) => "ELU",
             Layer::Dropout(_) => "Dropout",
             Layer::BatchNormalization(_) => "BatchNormalization",
+            Layer::LayerNormalization(_) => "LayerNormalization",
             Layer::Add(_) => "Add",
             Layer::Subtract(_) => "Subtract",
             Layer::Multiply(_) => "Multiply",
@@ -267,6 +272,7 @@ impl Layer {
             Layer::ELU(_) => "elu",
             Layer::Dropout(_) => "dropout",
             Layer::BatchNormalization(_) => "batch_normalization",
+            Layer::LayerNormalization(_) => "layer_normalization",
             Layer::Add(_) => "add",
             Layer::Subtract(_) => "subtract",
             Layer::Multiply(_) => "multiply",
@@ -314,6 +320,13 @@ pub enum Op {
         strides: (usize, usize),
         padding: Padding,
         options: KernelOptions,
+    },
+    /// Normalises each row of `channels` (the last axis) on its own.
+    LayerNorm {
+        channels: usize,
+        epsilon: f32,
+        center: bool,
+        scale: bool,
     },
     /// A depthwise convolution: `mult` filters per input channel.
     DepthwiseConv {
@@ -579,6 +592,31 @@ impl Op {
             }),
             _ => None,
         }
+    }
+
+    /// Where a layer normalization's tensors sit among its parameters: (gamma, beta), each
+    /// absent without `scale` / `center`.
+    pub fn layernorm_slots(&self) -> Option<(Option<usize>, Option<usize>)> {
+        let Op::LayerNorm { center, scale, .. } = *self else {
+            return None;
+        };
+        let beta = usize::from(scale);
+        Some((scale.then_some(0), center.then_some(beta)))
+    }
+
+    /// The layer normalization's shape over `elements` values (None unless it is one).
+    pub fn layernorm_shape(&self, elements: usize) -> Option<LayerNormShape> {
+        let Op::LayerNorm {
+            channels, epsilon, ..
+        } = *self
+        else {
+            return None;
+        };
+        Some(LayerNormShape {
+            rows: elements / channels.max(1),
+            cols: channels,
+            epsilon,
+        })
     }
 
     /// The pooling shapes of this op at `batch` (None unless it is a pooling layer).
@@ -850,6 +888,22 @@ impl Node {
                 units,
                 options,
             } => kernel_and_bias(vec![*n_in, *units], *units, options),
+            Op::LayerNorm {
+                channels,
+                center,
+                scale,
+                ..
+            } => {
+                let c = vec![*channels];
+                let mut v = Vec::new();
+                if *scale {
+                    v.push(p("gamma", c.clone(), true, Initializer::Ones));
+                }
+                if *center {
+                    v.push(p("beta", c, true, Initializer::Zeros));
+                }
+                v
+            }
             Op::BatchNorm {
                 channels,
                 center,
@@ -1352,6 +1406,18 @@ fn resolve_one(
                 ActivationFn::Linear,
                 input.to_vec(),
             )
+        }
+        Layer::LayerNormalization(l) => {
+            if !(l.epsilon > 0.0 && l.epsilon.is_finite()) {
+                return fail(format!("epsilon {} must be positive", l.epsilon));
+            }
+            let op = Op::LayerNorm {
+                channels: *input.last().unwrap_or(&0),
+                epsilon: l.epsilon,
+                center: l.center,
+                scale: l.scale,
+            };
+            (op, ActivationFn::Linear, input.to_vec())
         }
         Layer::BatchNormalization(b) => {
             if !((0.0..=1.0).contains(&b.momentum) && b.epsilon > 0.0 && b.epsilon.is_finite()) {

@@ -54,3 +54,46 @@ impl BatchNormalization {
         self
     }
 }
+
+/// `LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True)`: normalises each
+/// sample's last axis on its own (each pixel's channels after a Conv2D, the features
+/// after a Dense) with its mean and biased variance, the same in training and
+/// inference; then scales by `gamma` and shifts by `beta` (trainable, 1 and 0 at first).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerNormalization {
+    pub epsilon: f32,
+    pub center: bool,
+    pub scale: bool,
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl Default for LayerNormalization {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LayerNormalization {
+    pub fn new() -> LayerNormalization {
+        LayerNormalization {
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            input_shape: None,
+        }
+    }
+    pub fn epsilon(mut self, epsilon: f32) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+    /// Whether to add the trainable shift `beta` (Keras' `center`, on by default).
+    pub fn center(mut self, on: bool) -> Self {
+        self.center = on;
+        self
+    }
+    /// Whether to multiply by the trainable `gamma` (Keras' `scale`, on by default).
+    pub fn scale(mut self, on: bool) -> Self {
+        self.scale = on;
+        self
+    }
+}

@@ -14,6 +14,7 @@ use crate::ops::conv2d_transpose::{conv2d_transpose_backward_cpu, conv2d_transpo
 use crate::ops::depthwise_conv2d::{depthwise_conv2d_backward_cpu, depthwise_conv2d_forward_cpu};
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
 use crate::ops::l2::{l2_gradient_cpu, l2_penalty_cpu};
+use crate::ops::layernorm::{layernorm_backward_cpu, layernorm_forward_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use crate::ops::merge::{merge_backward_cpu, merge_forward_cpu};
 use crate::ops::optimizer::Optimizer;
@@ -139,6 +140,12 @@ impl CpuEngine {
                     &node.op.conv_shape(batch).expect("conv op"),
                     false,
                 ),
+                Op::LayerNorm { .. } => {
+                    let s = node.op.layernorm_shape(a.len()).expect("layer norm op");
+                    let mut saved = vec![0.0; s.saved_len()];
+                    let (gamma, beta) = self.layernorm_affine(node, i);
+                    layernorm_forward_cpu(&mut y, &mut saved, a, &gamma, &beta, &s);
+                }
                 Op::ConvTranspose { filters, .. } => conv2d_transpose_forward_cpu(
                     &mut y,
                     a,
@@ -336,6 +343,23 @@ impl CpuEngine {
                     let gamma = g.map_or(&ones[..], |k| &self.params[i][k][..]);
                     let (mut dg, mut db) = (vec![0.0; *channels], vec![0.0; *channels]);
                     batchnorm_backward_cpu(&mut da[0], &mut dg, &mut db, &dy, a, gamma, saved, &p);
+                    for (slot, d) in [(g, dg), (be, db)] {
+                        if let Some(k) = slot {
+                            pgrads[i][k].iter_mut().zip(d).for_each(|(g, d)| *g += d);
+                        }
+                    }
+                }
+                Op::LayerNorm { channels, .. } => {
+                    // The row statistics again, from the kept input.
+                    let s = node.op.layernorm_shape(a.len()).expect("layer norm op");
+                    let (mut y, mut saved) = (vec![0.0; a.len()], vec![0.0; s.saved_len()]);
+                    let (gamma, beta) = self.layernorm_affine(node, i);
+                    layernorm_forward_cpu(&mut y, &mut saved, a, &gamma, &beta, &s);
+                    let (mut dg, mut db) = (vec![0.0; *channels], vec![0.0; *channels]);
+                    layernorm_backward_cpu(
+                        &mut da[0], &mut dg, &mut db, &dy, a, &gamma, &saved, &s,
+                    );
+                    let (g, be) = node.op.layernorm_slots().expect("layer norm op");
                     for (slot, d) in [(g, dg), (be, db)] {
                         if let Some(k) = slot {
                             pgrads[i][k].iter_mut().zip(d).for_each(|(g, d)| *g += d);
@@ -556,6 +580,17 @@ impl CpuEngine {
             Some(b) => std::borrow::Cow::Borrowed(b),
             None => std::borrow::Cow::Owned(vec![0.0; n]),
         }
+    }
+
+    /// A layer normalization's (gamma, beta): its parameters, or ones and zeros where
+    /// it has none.
+    fn layernorm_affine(&self, node: &Node, i: usize) -> (Vec<f32>, Vec<f32>) {
+        let (g, b) = node.op.layernorm_slots().expect("layer norm op");
+        let c = *node.out_shape.last().unwrap_or(&0);
+        let get = |slot: Option<usize>, fill: f32| {
+            slot.map_or_else(|| vec![fill; c], |k| self.params[i][k].clone())
+        };
+        (get(g, 1.0), get(b, 0.0))
     }
 
     /// Kernel regularizers: adds each penalty, once per sample, to the loss sum of a

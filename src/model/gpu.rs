@@ -18,6 +18,7 @@ use crate::ops::depthwise_conv2d::{
 };
 use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
 use crate::ops::l2::{l2_gradient, l2_penalty};
+use crate::ops::layernorm::{layernorm_backward, layernorm_forward};
 use crate::ops::matmul::{MatmulShape, matmul};
 use crate::ops::merge::{MergeOp, merge_backward, merge_forward};
 use crate::ops::optimizer::Optimizer;
@@ -245,6 +246,18 @@ struct BatchNormNode {
     unused_grad: Tensor,
 }
 
+/// What a LayerNormalization node needs beyond its parameters: the rows' statistics the
+/// forward pass keeps for the backward one, scratch for dgamma's products, and stand-ins
+/// for a missing gamma (ones) or beta (zeros) and their gradients.
+struct LayerNormNode {
+    shape: crate::ops::layernorm::LayerNormShape,
+    saved: Tensor,
+    prod: Tensor,
+    ones: Tensor,
+    zeros: Tensor,
+    unused_grad: Tensor,
+}
+
 /// Nodes whose output is a view of their input (no kernel runs).
 fn is_alias(node: &Node) -> bool {
     matches!(node.op, Op::Flatten) || (matches!(node.op, Op::Activation) && node.act == Act::Linear)
@@ -412,6 +425,33 @@ impl GpuGraph {
             });
         }
 
+        let mut layernorm = Vec::new();
+        for (node, y) in nodes.iter().zip(&acts) {
+            layernorm.push(match node.op.layernorm_shape(y.len()) {
+                Some(shape) => {
+                    let c = shape.cols;
+                    let what = |w: &str| format!("{} {w}", node.name);
+                    Some(LayerNormNode {
+                        shape,
+                        saved: Tensor::zeros(gpu, &[shape.saved_len()], &what("statistics"))?,
+                        prod: Tensor::zeros(gpu, &[shape.len()], &what("gamma products"))?,
+                        ones: Tensor::from_slice(gpu, &[c], &vec![1.0f32; c], &what("ones"))?,
+                        zeros: Tensor::zeros(gpu, &[c], &what("zeros"))?,
+                        unused_grad: Tensor::zeros(gpu, &[c], &what("unused gradient"))?,
+                    })
+                }
+                None => None,
+            });
+        }
+
+        // Kept beside the activations for the backward pass, as a BatchNormalization's
+        // statistics are.
+        let activation_bytes = activation_bytes
+            + layernorm
+                .iter()
+                .flatten()
+                .map(|l| bytes_of(&l.saved) + bytes_of(&l.prod))
+                .sum::<u64>();
         // Forward passes: training (dropout on, batch statistics) and inference (dropout
         // off, moving statistics).
         let mut dropout = Vec::new();
@@ -536,6 +576,20 @@ impl GpuGraph {
                         let u = if train { &b.train } else { &b.infer };
                         ds.push(batchnorm_forward(
                             gpu, y, a, params, &b.saved, u, &b.params,
+                        )?);
+                    }
+                    Op::LayerNorm { .. } => {
+                        let l = layernorm[i].as_ref().expect("layer norm state");
+                        let (g, b) = node.op.layernorm_slots().expect("layer norm op");
+                        let gamma = g.map_or(&l.ones, |k| &p.params[i][k]);
+                        let beta = b.map_or(&l.zeros, |k| &p.params[i][k]);
+                        ds.push(layernorm_forward(
+                            gpu,
+                            y,
+                            &l.saved,
+                            a,
+                            [gamma, beta],
+                            &l.shape,
                         )?);
                     }
                     Op::Merge { op, scale } => {
@@ -819,6 +873,33 @@ impl GpuGraph {
                         let gamma = g.map_or(&b.ones, |k| &p.params[i][k]);
                         train_ds.push(batchnorm_backward(
                             gpu, dx, dgamma, dbeta, dy, a, gamma, &b.saved, &b.train, &b.params,
+                        )?);
+                    }
+                    Op::LayerNorm { .. } => {
+                        // Always: dgamma and dbeta are needed even where dx is not.
+                        let l = layernorm[i].as_ref().expect("layer norm state");
+                        let unused;
+                        let dx = match da(0) {
+                            Some(da) => da,
+                            None => {
+                                unused = scratch(a)?;
+                                &unused
+                            }
+                        };
+                        let (g, b) = node.op.layernorm_slots().expect("layer norm op");
+                        let dgamma = g.map_or(&l.unused_grad, |k| &p.grads[i][k]);
+                        let dbeta = b.map_or(&l.unused_grad, |k| &p.grads[i][k]);
+                        let gamma = g.map_or(&l.ones, |k| &p.params[i][k]);
+                        train_ds.push(layernorm_backward(
+                            gpu,
+                            [dx, dgamma, dbeta],
+                            &l.prod,
+                            dy,
+                            a,
+                            gamma,
+                            &l.saved,
+                            &l.shape,
+                            false,
                         )?);
                     }
                     Op::Dropout { .. } => {

@@ -11,6 +11,7 @@ pub mod conv2d_transpose;
 pub mod depthwise_conv2d;
 pub mod dropout;
 pub mod l2;
+pub mod layernorm;
 pub mod matmul;
 pub mod merge;
 pub mod optimizer;
