@@ -893,18 +893,8 @@ impl Node {
                 center,
                 scale,
                 ..
-            } => {
-                let c = vec![*channels];
-                let mut v = Vec::new();
-                if *scale {
-                    v.push(p("gamma", c.clone(), true, Initializer::Ones));
-                }
-                if *center {
-                    v.push(p("beta", c, true, Initializer::Zeros));
-                }
-                v
             }
-            Op::BatchNorm {
+            | Op::BatchNorm {
                 channels,
                 center,
                 scale,
@@ -918,8 +908,10 @@ impl Node {
                 if *center {
                     v.push(p("beta", c.clone(), true, Initializer::Zeros));
                 }
-                v.push(p("moving_mean", c.clone(), false, Initializer::Zeros));
-                v.push(p("moving_variance", c, false, Initializer::Ones));
+                if matches!(self.op, Op::BatchNorm { .. }) {
+                    v.push(p("moving_mean", c.clone(), false, Initializer::Zeros));
+                    v.push(p("moving_variance", c, false, Initializer::Ones));
+                }
                 v
             }
             _ => Vec::new(),

@@ -39,21 +39,32 @@ impl BatchNormalization {
         self.momentum = momentum;
         self
     }
-    pub fn epsilon(mut self, epsilon: f32) -> Self {
-        self.epsilon = epsilon;
-        self
-    }
-    /// Whether to add the trainable shift `beta` (Keras' `center`, on by default).
-    pub fn center(mut self, on: bool) -> Self {
-        self.center = on;
-        self
-    }
-    /// Whether to multiply by the trainable `gamma` (Keras' `scale`, on by default).
-    pub fn scale(mut self, on: bool) -> Self {
-        self.scale = on;
-        self
-    }
 }
+
+/// The options both normalizations share.
+macro_rules! normalization_builders {
+    ($($t:ident),*) => {$(
+        impl $t {
+            /// The small constant added to the variance (Keras' `epsilon`, 1e-3).
+            pub fn epsilon(mut self, epsilon: f32) -> Self {
+                self.epsilon = epsilon;
+                self
+            }
+            /// Whether to add the trainable shift `beta` (Keras' `center`, on by default).
+            pub fn center(mut self, on: bool) -> Self {
+                self.center = on;
+                self
+            }
+            /// Whether to multiply by the trainable `gamma` (Keras' `scale`, on by
+            /// default).
+            pub fn scale(mut self, on: bool) -> Self {
+                self.scale = on;
+                self
+            }
+        }
+    )*};
+}
+normalization_builders!(BatchNormalization, LayerNormalization);
 
 /// `LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True)`: normalises each
 /// sample's last axis on its own (each pixel's channels after a Conv2D, the features
@@ -81,19 +92,5 @@ impl LayerNormalization {
             scale: true,
             input_shape: None,
         }
-    }
-    pub fn epsilon(mut self, epsilon: f32) -> Self {
-        self.epsilon = epsilon;
-        self
-    }
-    /// Whether to add the trainable shift `beta` (Keras' `center`, on by default).
-    pub fn center(mut self, on: bool) -> Self {
-        self.center = on;
-        self
-    }
-    /// Whether to multiply by the trainable `gamma` (Keras' `scale`, on by default).
-    pub fn scale(mut self, on: bool) -> Self {
-        self.scale = on;
-        self
     }
 }
