@@ -79,11 +79,15 @@ fn main() -> anyhow::Result<()> {
     }
     // Depthwise 3×3 convolutions (MobileNet's blocks; 16×16×64 is the full conv's shape
     // above, so the two rows compare per FLOP and per layer).
-    for (in_hw, c, mult, stride) in [
-        (16, 64, 1, 1),
-        (14, 64, 1, 1),
-        (28, 16, 1, 2),
-        (16, 32, 2, 1),
+    // Then grouped 3×3 convolutions (ResNeXt-style) on the full conv's 16×16×64 → 64:
+    // 4 groups of 16 and 16 groups of 4 channels.
+    for (in_hw, c, mult, stride, group_in) in [
+        (16, 64, 1, 1, 1),
+        (14, 64, 1, 1, 1),
+        (28, 16, 1, 2, 1),
+        (16, 32, 2, 1, 1),
+        (16, 64, 16, 1, 16),
+        (16, 64, 4, 1, 4),
     ] {
         if only_gemm {
             break;
@@ -94,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             in_w: in_hw,
             in_c: c,
             mult,
+            group_in,
             k_h: 3,
             k_w: 3,
             stride_h: stride,
@@ -128,8 +133,14 @@ fn main() -> anyhow::Result<()> {
             &depthwise_conv2d_backward_weight(&g, &dw, &dy, &x, &s, false)?,
             9,
         )?;
+        let kind = if group_in == 1 {
+            format!("depthwise {in_hw}x{in_hw}x{c} m{mult}")
+        } else {
+            let groups = s.groups();
+            format!("grouped {in_hw}x{in_hw}x{c}->{} g{groups}", s.out_c())
+        };
         println!(
-            "depthwise {in_hw}x{in_hw}x{c} m{mult} s{stride} b{batch}: fwd {:.2} ms ({:.1} GF/s)  dX {:.2} ms ({:.1})  dW {:.2} ms ({:.1})",
+            "{kind} s{stride} b{batch}: fwd {:.2} ms ({:.1} GF/s)  dX {:.2} ms ({:.1})  dW {:.2} ms ({:.1})",
             tf * 1e3,
             f / tf,
             tx * 1e3,

@@ -1,24 +1,32 @@
-// DepthwiseConv2D input gradient, gather-style: dx[n, ih, iw, c] (+)= Σ over the taps
-// (kh, kw) whose window at some output pixel (oh, ow) covers (ih, iw) and over m < M of
-// dy[n, oh, ow, c·M + m]·w[kh, kw, c·M + m]. One invocation per input quad of channels.
+// Depthwise / grouped conv input gradient, gather-style: dx[n, ih, iw, c] (+)= Σ over
+// the taps (kh, kw) whose window at some output pixel (oh, ow) covers (ih, iw) and over
+// m < M of dy[n, oh, ow, o]·w[kh, kw, c % Cg, o], o = (c / Cg)·M + m, the output channels
+// of c's group. One invocation per input quad of channels.
 
 // Operands (gemm_operands_*.wgsl): input1 = dy, input2 = the kernel.
 @group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
 
-// Elements o·M + m for o = c0 .. c0+3: one vec4 when M = 1.
+// Output channel (c / Cg)·M + m for c = c0 .. c0+3.
+fn out_channels(c0: u32, m: u32) -> vec4<u32> {
+    return (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) / vec4<u32>(p.group_in) * p.mult + vec4<u32>(m);
+}
+
+// dy at offset `at` for c0 .. c0+3's m-th output channels: one vec4 when M = Cg = 1.
 fn dy_quad(at: u32, c0: u32, m: u32) -> vec4<f32> {
-    if (p.mult == 1u) {
+    if (p.mult == 1u && p.group_in == 1u) {
         return input1_texel((at + c0) >> 2u);
     }
-    let i = vec4<u32>(at + m) + (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) * p.mult;
+    let i = vec4<u32>(at) + out_channels(c0, m);
     return vec4<f32>(input1_elem(i.x), input1_elem(i.y), input1_elem(i.z), input1_elem(i.w));
 }
 
-fn w_quad(at: u32, c0: u32, m: u32) -> vec4<f32> {
-    if (p.mult == 1u) {
+// The kernel at tap offset `at` (row (kh, kw, 0)) for the same channels: row c % Cg.
+fn w_quad(at: u32, c0: u32, m: u32, oc: u32) -> vec4<f32> {
+    if (p.mult == 1u && p.group_in == 1u) {
         return input2_texel((at + c0) >> 2u);
     }
-    let i = vec4<u32>(at + m) + (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) * p.mult;
+    let ci = (vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u)) % vec4<u32>(p.group_in);
+    let i = vec4<u32>(at) + ci * oc + out_channels(c0, m);
     return vec4<f32>(input2_elem(i.x), input2_elem(i.y), input2_elem(i.z), input2_elem(i.w));
 }
 
@@ -35,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     p = params;
     let cq = p.in_c >> 2u;
-    let oc = p.in_c * p.mult;
+    let oc = p.in_c / p.group_in * p.mult;
     let i = linear_id(wid, nwg, lid);
     if (i >= p.batch * p.in_h * p.in_w * cq || i >= arrayLength(&dx)) {
         return;
@@ -56,9 +64,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             let ow = out_coord(iw, kw, p.stride_w, p.dil_w, p.pad_left, p.out_w);
             if (oh >= 0 && ow >= 0) {
                 let at_dy = ((n * p.out_h + u32(oh)) * p.out_w + u32(ow)) * oc;
-                let at_w = (kh * p.k_w + kw) * oc;
+                let at_w = (kh * p.k_w + kw) * p.group_in * oc;
                 for (var m = 0u; m < p.mult; m++) {
-                    acc += dy_quad(at_dy, c0, m) * w_quad(at_w, c0, m);
+                    acc += dy_quad(at_dy, c0, m) * w_quad(at_w, c0, m, oc);
                 }
             }
         }

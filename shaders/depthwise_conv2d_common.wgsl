@@ -1,8 +1,10 @@
-// Shared by the depthwise convolution passes. NHWC tensors; the kernel is [KH, KW, C·M]
-// (Keras' [KH, KW, C, M] flattened: output channel o = c·M + m reads input channel
-// o / M). C is a multiple of 4 (the launcher pads other channel counts with zeros), so
-// x, dx, y, dy, the kernel and the bias are read and written as whole vec4s; with M > 1
-// the four output channels of a quad read their input channels element by element.
+// Shared by the depthwise and grouped convolution passes. NHWC tensors; groups of Cg
+// input channels (Cg = 1: depthwise) and M output channels; the kernel is
+// [KH, KW, Cg, O], O = (C / Cg)·M (Keras' depthwise [KH, KW, C, M] flattened is the case
+// Cg = 1): output channel o reads input channels (o / M)·Cg + ci, ci < Cg. C and O are
+// multiples of 4 (the launcher pads depthwise channel counts with zeros), so x, dx, y, dy,
+// the kernel and the bias are read and written as whole vec4s; unless M = Cg = 1 the
+// four output channels of a quad read their input channels element by element.
 
 struct Params {
     batch: u32,
@@ -22,7 +24,7 @@ struct Params {
     pad_left: u32,
     flags: u32, // 1: relu (forward), 2: accumulate into the output (backward input)
     chunk: u32, // output pixels per workgroup row of the kernel gradient's split
-    _pad0: u32,
+    group_in: u32, // Cg, input channels per group
     _pad1: u32,
     _pad2: u32,
 }
@@ -41,7 +43,7 @@ fn in_coord(o: u32, k: u32, stride: u32, dil: u32, pad: u32, size: u32) -> i32 {
     return select(-1, i, i >= 0 && i < i32(size));
 }
 
-// The four input channels (o0 .. o0+3) / M of an output-channel quad.
+// The first input channel of each output channel o0 .. o0+3's group: (o / M)·Cg.
 fn in_channels(o0: u32) -> vec4<u32> {
-    return (vec4<u32>(o0) + vec4<u32>(0u, 1u, 2u, 3u)) / vec4<u32>(p.mult);
+    return (vec4<u32>(o0) + vec4<u32>(0u, 1u, 2u, 3u)) / vec4<u32>(p.mult) * p.group_in;
 }

@@ -1,6 +1,7 @@
-// DepthwiseConv2D forward: y[n, oh, ow, o] = Σ_{kh, kw} x[n, ih, iw, o / M]·w[kh, kw, o]
-// + b[o] (relu fused on request), ih = oh·stride + kh·dilation − pad. One invocation per
-// output quad of channels; taps in the padding add nothing.
+// Depthwise / grouped conv forward: y[n, oh, ow, o] = Σ_{kh, kw, ci}
+// x[n, ih, iw, (o / M)·Cg + ci]·w[kh, kw, ci, o] + b[o] (relu fused on request),
+// ih = oh·stride + kh·dilation − pad. One invocation per output quad of channels; taps in
+// the padding add nothing.
 
 // Operands (gemm_operands_*.wgsl): input1 = x, input2 = the kernel.
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
@@ -11,7 +12,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     p = params;
-    let oq = (p.in_c * p.mult) >> 2u; // output quads per pixel
+    let oq = (p.in_c / p.group_in * p.mult) >> 2u; // output quads per pixel
     let i = linear_id(wid, nwg, lid);
     if (i >= p.batch * p.out_h * p.out_w * oq || i >= arrayLength(&y)) {
         return;
@@ -31,8 +32,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var kw = 0u; kw < p.k_w; kw++) {
             let iw = in_coord(ow, kw, p.stride_w, p.dil_w, p.pad_left, p.in_w);
             if (ih >= 0 && iw >= 0) {
-                let xin = x_quad((n * p.in_h + u32(ih)) * p.in_w + u32(iw), o0);
-                acc += xin * input2_texel((kh * p.k_w + kw) * oq + q);
+                let pix = (n * p.in_h + u32(ih)) * p.in_w + u32(iw);
+                let row = (kh * p.k_w + kw) * p.group_in;
+                for (var ci = 0u; ci < p.group_in; ci++) {
+                    acc += x_quad(pix, o0, ci) * input2_texel((row + ci) * oq + q);
+                }
             }
         }
     }

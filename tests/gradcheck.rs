@@ -119,7 +119,8 @@ fn conv2d_gradients_match_finite_differences() {
     }
 }
 
-/// Depthwise convolution: a depth multiplier, strides with 'same' padding, dilation.
+/// Depthwise convolution: a depth multiplier, strides with 'same' padding, dilation; and
+/// a grouped one.
 #[test]
 fn depthwise_conv2d_gradients_match_finite_differences() {
     let d = |in_c, mult, k, stride, dilation, padding| DepthwiseShape {
@@ -128,6 +129,7 @@ fn depthwise_conv2d_gradients_match_finite_differences() {
         in_w: 6,
         in_c,
         mult,
+        group_in: 1,
         k_h: k,
         k_w: k,
         stride_h: stride,
@@ -140,6 +142,11 @@ fn depthwise_conv2d_gradients_match_finite_differences() {
         d(3, 2, 3, 2, 1, Padding::Same),
         d(5, 1, 3, 1, 2, Padding::Valid),
         d(2, 3, 2, 1, 2, Padding::Same),
+        // Grouped: 3 groups of 2 input and 2 output channels.
+        DepthwiseShape {
+            group_in: 2,
+            ..d(6, 2, 3, 1, 1, Padding::Same)
+        },
     ]
     .iter()
     .enumerate()

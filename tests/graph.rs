@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use wgcnn::gpu::{Gpu, Variant};
 use wgcnn::ops::conv2d_transpose::conv2d_transpose_forward_cpu;
+use wgcnn::ops::depthwise_conv2d::depthwise_conv2d_forward_cpu;
 use wgcnn::prelude::*;
 use wgcnn::testing::{assert_close, random_labels, random_vec};
 
@@ -144,6 +145,14 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
                 .activation(Sigmoid)
                 .depthwise_initializer(Initializer::HeUniform)
                 .apply(&a)?;
+            // A grouped convolution: 2 groups of 4 channels in, 4 filters each, fused relu.
+            let g = Conv2D::new(8, 1).apply(&a)?;
+            let g = Conv2D::new(8, 3)
+                .groups(2)
+                .padding(Same)
+                .activation(act)
+                .apply(&g)?;
+            let b = Concatenate::new().apply(&[&b, &Conv2D::new(6, 1).strides(2, 2).apply(&g)?])?;
             // A separable convolution over odd channels with a multiplier, no bias.
             let e = SeparableConv2D::new(5, 3)
                 .depth_multiplier(2)
@@ -779,6 +788,86 @@ fn reshape_follows_keras() -> R {
     for bad in [&[5, -1][..], &[3, 3], &[-1, -1], &[0, 12], &[-2, 6]] {
         assert!(Reshape::new(bad).apply(&inputs).is_err(), "{bad:?}");
     }
+    Ok(())
+}
+
+/// Grouped Conv2D: Keras 3.15's kernel shapes, parameter counts and values (input
+/// `sin(0.7·i)` as (1, 5, 4, 8), kernel `0.5·cos(0.3·i)`, bias `0.1·f`; checksum
+/// Σ y[i]·sin(0.1·i) of Keras' output), and its refusals.
+#[test]
+fn conv2d_groups_follow_keras() -> R {
+    let cases = [
+        (
+            2,
+            4,
+            (3, 3),
+            Same,
+            1,
+            [3, 3, 4, 4],
+            148,
+            -1.034_273_934_951_244_2,
+        ),
+        (
+            4,
+            8,
+            (3, 2),
+            Valid,
+            1,
+            [3, 2, 2, 8],
+            104,
+            -3.262_027_486_351_492,
+        ),
+        (
+            8,
+            8,
+            (3, 3),
+            Same,
+            2,
+            [3, 3, 1, 8],
+            80,
+            10.064_108_931_272_663,
+        ),
+    ];
+    let x: Vec<f32> = (0..160).map(|i| (0.7 * i as f32).sin()).collect();
+    for (groups, filters, kernel, padding, dilation, kernel_shape, params, checksum) in cases {
+        let inputs = input(&[5, 4, 8])?;
+        let y = Conv2D::new(filters, 0)
+            .kernel_size(kernel.0, kernel.1)
+            .groups(groups)
+            .padding(padding)
+            .dilation_rate(dilation, dilation)
+            .apply(&inputs)?;
+        let m = Model::new(&[&inputs], &[&y])?;
+        let node = m.nodes().last().expect("the layer");
+        assert_eq!((node.name.as_str(), node.keras_type), ("conv2d", "Conv2D"));
+        assert_eq!(node.param_shapes()[0].1, kernel_shape);
+        assert_eq!(node.param_count(), params);
+        let s = node
+            .op
+            .depthwise_shape(1)
+            .expect("grouped convolutions run depthwise");
+        let w: Vec<f32> = (0..s.weight_len())
+            .map(|i| 0.5 * (0.3 * i as f32).cos())
+            .collect();
+        let b: Vec<f32> = (0..filters).map(|f| 0.1 * f as f32).collect();
+        let mut out = vec![0.0; s.output_len()];
+        depthwise_conv2d_forward_cpu(&mut out, &x, &w, &b, &s, false);
+        let sum: f64 = out
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| f64::from(v) * (0.1 * i as f64).sin())
+            .sum();
+        assert!(
+            (sum - checksum).abs() < 1e-4,
+            "groups {groups}: {sum} against Keras' {checksum}"
+        );
+    }
+    let inputs = input(&[5, 4, 6])?;
+    assert!(Conv2D::new(4, 3).groups(4).apply(&inputs).is_err());
+    assert!(Conv2D::new(5, 3).groups(3).apply(&inputs).is_err());
+    // Keras accepts these; the grouped kernels need channels in multiples of 4.
+    let err = Conv2D::new(6, 3).groups(3).apply(&inputs).unwrap_err();
+    assert!(format!("{err:#}").contains("multiples of 4"), "{err:#}");
     Ok(())
 }
 

@@ -254,6 +254,7 @@ fn depthwise_shapes() -> Vec<DepthwiseShape> {
         in_w,
         in_c,
         mult,
+        group_in: 1,
         k_h,
         k_w,
         stride_h: stride,
@@ -262,7 +263,7 @@ fn depthwise_shapes() -> Vec<DepthwiseShape> {
         dilation_w: dil,
         padding,
     };
-    vec![
+    let mut shapes = vec![
         d(2, 9, 7, 8, 1, 3, 3, 1, 1, Padding::Same),
         d(1, 5, 6, 3, 1, 3, 3, 1, 1, Padding::Valid),
         d(2, 9, 8, 5, 2, 3, 2, 2, 1, Padding::Same),
@@ -270,7 +271,18 @@ fn depthwise_shapes() -> Vec<DepthwiseShape> {
         d(1, 12, 9, 16, 1, 5, 5, 2, 1, Padding::Valid),
         d(2, 7, 7, 6, 4, 2, 3, 3, 2, Padding::Same),
         d(8, 15, 15, 12, 1, 3, 3, 1, 1, Padding::Same),
-    ]
+    ];
+    // Grouped convolutions (Conv2D groups): channels per group and per-group outputs,
+    // strides and dilations, a long kernel-gradient sum.
+    let grouped = |s: DepthwiseShape, group_in| DepthwiseShape { group_in, ..s };
+    shapes.extend([
+        grouped(d(2, 9, 7, 8, 4, 3, 3, 1, 1, Padding::Same), 2),
+        grouped(d(1, 7, 6, 12, 2, 3, 2, 2, 1, Padding::Valid), 3),
+        grouped(d(2, 8, 9, 16, 8, 3, 3, 1, 2, Padding::Same), 8),
+        grouped(d(3, 5, 5, 4, 4, 1, 1, 1, 1, Padding::Valid), 4),
+        grouped(d(8, 12, 12, 8, 2, 3, 3, 1, 1, Padding::Same), 4),
+    ]);
+    shapes
 }
 
 /// DepthwiseConv2D against its CPU reference: forward (with and without relu), input,

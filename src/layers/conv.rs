@@ -33,7 +33,7 @@ macro_rules! window_builders {
 }
 use crate::ops::Padding;
 
-/// `Conv2D(filters, kernel_size, strides=1, padding='valid', dilation_rate=1,
+/// `Conv2D(filters, kernel_size, strides=1, padding='valid', dilation_rate=1, groups=1,
 /// activation=None, use_bias=True, kernel_initializer='glorot_uniform',
 /// kernel_regularizer=None)`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -44,6 +44,9 @@ pub struct Conv2D {
     pub padding: Padding,
     #[serde(default = "one_by_one")]
     pub dilation_rate: (usize, usize),
+    /// Channel groups (Keras' `groups`, 1 by default).
+    #[serde(default = "one")]
+    pub groups: usize,
     pub activation: ActivationFn,
     #[serde(default = "yes")]
     pub use_bias: bool,
@@ -63,6 +66,7 @@ impl Conv2D {
             strides: (1, 1),
             padding: Padding::Valid,
             dilation_rate: (1, 1),
+            groups: 1,
             activation: ActivationFn::Linear,
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
@@ -76,11 +80,24 @@ impl Conv2D {
         self.dilation_rate = (h, w);
         self
     }
+    /// Splits the channels into `groups` groups, each convolved on its own (Keras'
+    /// `groups`: input channels and filters must divide by it; a kernel of
+    /// `[kh, kw, channels / groups, filters]`). Grouped convolutions run on kernels of
+    /// their own and need channel counts that are multiples of 4.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
 }
 
 /// serde's default for the dilation rate of files written before it existed.
 fn one_by_one() -> (usize, usize) {
     (1, 1)
+}
+
+/// serde's default for the groups of files written before they existed.
+fn one() -> usize {
+    1
 }
 
 kernel_builders!(Conv2D, Conv2DTranspose);

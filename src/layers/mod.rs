@@ -328,10 +328,12 @@ pub enum Op {
         center: bool,
         scale: bool,
     },
-    /// A depthwise convolution: `mult` filters per input channel.
+    /// A depthwise convolution (`group_in` 1): `mult` filters per input channel; or a
+    /// grouped Conv2D: groups of `group_in` input channels, `mult` filters each.
     DepthwiseConv {
         in_hwc: [usize; 3],
         mult: usize,
+        group_in: usize,
         kernel: (usize, usize),
         strides: (usize, usize),
         dilation: (usize, usize),
@@ -491,13 +493,28 @@ impl Op {
             Op::DepthwiseConv {
                 in_hwc,
                 mult,
+                group_in,
                 kernel,
                 strides,
                 dilation,
                 padding,
                 ..
-            }
-            | Op::SeparableConv {
+            } => Some(DepthwiseShape {
+                batch,
+                in_h: in_hwc[0],
+                in_w: in_hwc[1],
+                in_c: in_hwc[2],
+                mult,
+                group_in,
+                k_h: kernel.0,
+                k_w: kernel.1,
+                stride_h: strides.0,
+                stride_w: strides.1,
+                dilation_h: dilation.0,
+                dilation_w: dilation.1,
+                padding,
+            }),
+            Op::SeparableConv {
                 in_hwc,
                 mult,
                 kernel,
@@ -511,6 +528,7 @@ impl Op {
                 in_w: in_hwc[1],
                 in_c: in_hwc[2],
                 mult,
+                group_in: 1,
                 k_h: kernel.0,
                 k_w: kernel.1,
                 stride_h: strides.0,
@@ -842,17 +860,24 @@ impl Node {
                 *filters,
                 options,
             ),
+            // Keras' layouts: [kh, kw, channels, multiplier] (depthwise) and
+            // [kh, kw, channels per group, filters] (grouped): the same order in memory.
             Op::DepthwiseConv {
                 in_hwc,
                 mult,
+                group_in,
                 kernel,
                 options,
                 ..
-            } => kernel_and_bias(
-                vec![kernel.0, kernel.1, in_hwc[2], *mult],
-                in_hwc[2] * mult,
-                options,
-            ),
+            } => {
+                let filters = in_hwc[2] / group_in * mult;
+                let shape = if self.keras_type == "DepthwiseConv2D" {
+                    vec![kernel.0, kernel.1, in_hwc[2], *mult]
+                } else {
+                    vec![kernel.0, kernel.1, *group_in, filters]
+                };
+                kernel_and_bias(shape, filters, options)
+            }
             Op::SeparableConv {
                 in_hwc,
                 mult,
@@ -1142,6 +1167,34 @@ fn resolve_one(
             {
                 return fail(format!("the L2 factor {f} must be finite and ≥ 0"));
             }
+            let options = KernelOptions::of(c.use_bias, c.kernel_initializer, c.kernel_regularizer);
+            if c.groups > 1 {
+                // A grouped convolution runs on the depthwise kernels, generalised.
+                if c.groups == 0
+                    || !in_hwc[2].is_multiple_of(c.groups)
+                    || !c.filters.is_multiple_of(c.groups)
+                {
+                    return fail(format!(
+                        "{} input channels and {} filters must both divide into {} groups",
+                        in_hwc[2], c.filters, c.groups
+                    ));
+                }
+                let op = Op::DepthwiseConv {
+                    in_hwc,
+                    mult: c.filters / c.groups,
+                    group_in: in_hwc[2] / c.groups,
+                    kernel: c.kernel_size,
+                    strides: c.strides,
+                    dilation: c.dilation_rate,
+                    padding: c.padding,
+                    options,
+                };
+                let s = op.depthwise_shape(1).expect("grouped op");
+                if let Err(e) = s.validate() {
+                    return fail(format!("{e}"));
+                }
+                return Ok((op, c.activation, vec![s.out_h(), s.out_w(), c.filters]));
+            }
             let op = Op::Conv {
                 in_hwc,
                 filters: c.filters,
@@ -1149,7 +1202,7 @@ fn resolve_one(
                 strides: c.strides,
                 dilation: c.dilation_rate,
                 padding: c.padding,
-                options: KernelOptions::of(c.use_bias, c.kernel_initializer, c.kernel_regularizer),
+                options,
             };
             let s = op.conv_shape(1).expect("conv op");
             if let Err(e) = s.validate() {
@@ -1220,6 +1273,7 @@ fn resolve_one(
             let op = Op::DepthwiseConv {
                 in_hwc,
                 mult: d.depth_multiplier,
+                group_in: 1,
                 kernel: d.kernel_size,
                 strides: d.strides,
                 dilation: d.dilation_rate,

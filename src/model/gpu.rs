@@ -119,14 +119,9 @@ impl GpuParams {
                 } if !use_bias => {
                     Tensor::zeros(&gpu, &[filters], &format!("{} zero bias", n.name)).map(Some)
                 }
-                Op::DepthwiseConv {
-                    in_hwc,
-                    mult,
-                    options,
-                    ..
-                } if !options.use_bias => {
-                    Tensor::zeros(&gpu, &[in_hwc[2] * mult], &format!("{} zero bias", n.name))
-                        .map(Some)
+                Op::DepthwiseConv { options, .. } if !options.use_bias => {
+                    let filters = n.op.depthwise_shape(1).expect("depthwise op").out_c();
+                    Tensor::zeros(&gpu, &[filters], &format!("{} zero bias", n.name)).map(Some)
                 }
                 _ => Ok(None),
             })

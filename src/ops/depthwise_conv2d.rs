@@ -1,13 +1,17 @@
-//! Depthwise 2-D convolution (Keras' `DepthwiseConv2D`): every input channel convolved
-//! with `M` filters of its own (the depth multiplier), NHWC activations, kernel
-//! `[KH, KW, C, M]`; output channel `c·M + m`. Strides, 'valid'/'same' padding and
-//! dilation. Kernels of its own, not a full convolution with zeros: forward and input
-//! gradient one invocation per quad of channels, kernel gradient split over output pixels
-//! and finished by `split_k_reduce`, bias gradient by [`super::bias`].
+//! Depthwise and grouped 2-D convolutions. Depthwise (Keras' `DepthwiseConv2D`): every
+//! input channel convolved with `M` filters of its own (the depth multiplier), NHWC
+//! activations, kernel `[KH, KW, C, M]`; output channel `c·M + m`. Grouped (Keras'
+//! `Conv2D(groups=G)`): the channels split into G groups of `C/G` inputs and `M` outputs
+//! each, kernel `[KH, KW, C/G, G·M]` — depthwise is the case C/G = 1, with the same
+//! layout. Strides, 'valid'/'same' padding and dilation. Kernels of their own, not a full
+//! convolution with zeros: forward and input gradient one invocation per quad of
+//! channels, kernel gradient split over output pixels and finished by `split_k_reduce`,
+//! bias gradient by [`super::bias`].
 //!
-//! The kernels read and write whole vec4s of channels; an input channel count that is not
-//! a multiple of 4 runs on zero-padded copies (input, kernel, bias, output), as the full
-//! convolution does.
+//! The kernels read and write whole vec4s of channels; a depthwise input channel count
+//! that is not a multiple of 4 runs on zero-padded copies (input, kernel, bias, output),
+//! as the full convolution does. Grouped convolutions need input and output channel
+//! counts that are multiples of 4.
 
 use super::concat::ColumnPadding;
 use super::matmul::split_k_reduce;
@@ -24,8 +28,10 @@ pub struct DepthwiseShape {
     pub in_h: usize,
     pub in_w: usize,
     pub in_c: usize,
-    /// The depth multiplier M: output channels are `in_c · mult`.
+    /// Output channels per group (the depth multiplier M).
     pub mult: usize,
+    /// Input channels per group (1: a depthwise convolution).
+    pub group_in: usize,
     pub k_h: usize,
     pub k_w: usize,
     pub stride_h: usize,
@@ -52,11 +58,28 @@ impl DepthwiseShape {
             self.dilation_h,
             self.dilation_w
         );
+        ensure!(
+            self.group_in > 0 && self.in_c.is_multiple_of(self.group_in),
+            "grouped conv2d: {} input channels do not split into groups of {}",
+            self.in_c,
+            self.group_in
+        );
+        ensure!(
+            self.group_in == 1 || (self.in_c.is_multiple_of(4) && self.out_c().is_multiple_of(4)),
+            "grouped conv2d: the kernels need input ({}) and output ({}) channel counts that \
+             are multiples of 4",
+            self.in_c,
+            self.out_c()
+        );
         self.padding
             .out_len(self.in_h, self.window_h(), self.stride_h)?;
         self.padding
             .out_len(self.in_w, self.window_w(), self.stride_w)?;
         Ok(())
+    }
+    /// Number of groups (the input channels for a depthwise convolution).
+    pub fn groups(&self) -> usize {
+        self.in_c / self.group_in.max(1)
     }
     /// Rows the dilated kernel spans.
     pub fn window_h(&self) -> usize {
@@ -77,7 +100,7 @@ impl DepthwiseShape {
             .unwrap_or(0)
     }
     pub fn out_c(&self) -> usize {
-        self.in_c * self.mult
+        self.groups() * self.mult
     }
     pub fn pad_top(&self) -> usize {
         self.padding
@@ -94,11 +117,11 @@ impl DepthwiseShape {
         self.batch * self.out_h() * self.out_w() * self.out_c()
     }
     pub fn weight_len(&self) -> usize {
-        self.k_h * self.k_w * self.out_c()
+        self.k_h * self.k_w * self.group_in * self.out_c()
     }
     /// Multiply-adds × 2 of the forward pass (each backward pass costs the same).
     pub fn flops(&self) -> f64 {
-        2.0 * self.output_len() as f64 * (self.k_h * self.k_w) as f64
+        2.0 * self.output_len() as f64 * (self.k_h * self.k_w * self.group_in) as f64
     }
 
     /// The same convolution over input channels zero-padded to a multiple of 4.
@@ -135,7 +158,8 @@ impl DepthwiseShape {
             pad_left: self.pad_left() as u32,
             flags,
             chunk: u32_of(chunk.max(1), "pixels per chunk")?,
-            _pad: [0; 3],
+            group_in: u32_of(self.group_in, "channels per group")?,
+            _pad: [0; 2],
         })
     }
 }
@@ -160,7 +184,8 @@ struct Params {
     pad_left: u32,
     flags: u32,
     chunk: u32,
-    _pad: [u32; 3],
+    group_in: u32,
+    _pad: [u32; 2],
 }
 
 /// The family a pass runs on: its two operands read from textures where the device's
@@ -304,6 +329,7 @@ pub fn depthwise_conv2d_backward_weight(
     inp.expect_len(s.input_len(), "depthwise conv2d input")?;
     let taps = s.k_h * s.k_w;
     if !s.in_c.is_multiple_of(4) {
+        // (Only depthwise shapes get here: validate() refuses unaligned groups.)
         let sp = s.channels_padded();
         let mut pad = ColumnPadding::new();
         let xp = pad.input(
@@ -332,13 +358,15 @@ pub fn depthwise_conv2d_backward_weight(
     // Each invocation sums one (tap, quad) over a chunk of output pixels: enough chunks
     // for a few thousand invocations, none shorter than 64 pixels.
     let pixels = s.batch * s.out_h() * s.out_w();
-    let cells = taps * s.out_c() / 4;
+    // One row of the kernel per (tap, input channel of a group).
+    let rows = taps * s.group_in;
+    let cells = rows * s.out_c() / 4;
     let splits = (4096 / cells.max(1)).clamp(1, pixels.div_ceil(64).max(1));
     let chunk = pixels.div_ceil(splits);
     let splits = pixels.div_ceil(chunk);
     let partial = Tensor::zeros(
         gpu,
-        &[splits, taps, s.out_c()],
+        &[splits, rows, s.out_c()],
         "depthwise conv2d dW partial sums",
     )?;
     let params = s.params(0, chunk)?;
@@ -357,7 +385,7 @@ pub fn depthwise_conv2d_backward_weight(
         dweight,
         &partial,
         None,
-        (taps, s.out_c(), splits),
+        (rows, s.out_c(), splits),
         flags,
     )?))
 }
@@ -383,9 +411,13 @@ fn for_each_tap(s: &DepthwiseShape, mut f: impl FnMut(usize, usize, usize)) {
                         let Some(x_base) = tap(s, n, oh, ow, kh, kw) else {
                             continue;
                         };
-                        let w_base = (kh * s.k_w + kw) * oc;
+                        let tap = kh * s.k_w + kw;
                         for o in 0..oc {
-                            f(x_base + o / s.mult, o_base + o, w_base + o);
+                            let first = o / s.mult * s.group_in;
+                            for ci in 0..s.group_in {
+                                let w = (tap * s.group_in + ci) * oc + o;
+                                f(x_base + first + ci, o_base + o, w);
+                            }
                         }
                     }
                 }
