@@ -7,6 +7,10 @@ fn x_quad(pix: u32, o0: u32, ci: u32) -> vec4<f32> {
     if (p.mult == 1u && p.group_in == 1u) {
         return input1_texel((base + o0) >> 2u);
     }
+    if ((p.mult & 3u) == 0u) {
+        // The quad lies in one group: one element for all four.
+        return vec4<f32>(input1_elem(base + ci + o0 / p.mult * p.group_in));
+    }
     let i = vec4<u32>(base + ci) + in_channels(o0);
     return vec4<f32>(input1_elem(i.x), input1_elem(i.y), input1_elem(i.z), input1_elem(i.w));
 }

@@ -358,9 +358,15 @@ pub fn depthwise_conv2d_backward_weight(
     // Each invocation sums one (tap, quad) over a chunk of output pixels: enough chunks
     // for a few thousand invocations, none shorter than 64 pixels.
     let pixels = s.batch * s.out_h() * s.out_w();
-    // One row of the kernel per (tap, input channel of a group).
+    // One row of the kernel per (tap, input channel of a group); an invocation sums one
+    // output quad of one row, or of four rows where the groups are whole texels.
     let rows = taps * s.group_in;
-    let cells = rows * s.out_c() / 4;
+    let rows_per_cell = if (s.group_in | s.mult).is_multiple_of(4) {
+        4
+    } else {
+        1
+    };
+    let cells = rows / rows_per_cell * s.out_c() / 4;
     let splits = (4096 / cells.max(1)).clamp(1, pixels.div_ceil(64).max(1));
     let chunk = pixels.div_ceil(splits);
     let splits = pixels.div_ceil(chunk);
