@@ -42,9 +42,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         dbeta[q] = sums[0];
         dgamma[q] = sums[1];
     }
+    // Frozen (training 2: fixed statistics): no gradient through the mean and variance.
     let n = f32(max(p.valid, 1u));
-    let mean_d = sums[0] / n;
-    let mean_dx = sums[1] / n;
+    let mean_d = select(vec4<f32>(0.0), sums[0] / n, p.training == 1u);
+    let mean_dx = select(vec4<f32>(0.0), sums[1] / n, p.training == 1u);
     let k = gamma[qc] * inv;
     let rows = select(0u, p.rows, live);
     for (var r = lid; r < rows; r += 64u) {

@@ -11,7 +11,7 @@ struct Params {
     rows: u32,
     channels: u32, // C, not padded
     valid: u32, // rows of real samples in this batch
-    training: u32,
+    training: u32, // 0 inference, 1 training, 2 a frozen layer in training
     momentum: f32,
     epsilon: f32,
     _pad0: u32,

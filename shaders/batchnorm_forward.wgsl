@@ -26,7 +26,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // nothing. (No early return: the barriers must stay in uniform control flow.)
     let live = q < cq;
     let qc = select(0u, q, live);
-    let training = p.training != 0u;
+    let training = p.training == 1u;
     let valid = select(0u, p.valid, live && training);
     let x0 = x[qc];
     var s = vec4<f32>(0.0);
@@ -57,6 +57,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let mean = select(mm, mean_b, training);
     let inv = select(inverseSqrt(mv + vec4<f32>(p.epsilon)), inv_b, training);
+    if (lid == 0u && live && p.training == 2u) {
+        // Frozen: the moving statistics it used, for the backward pass.
+        saved[q] = mean;
+        saved[cq + q] = inv;
+    }
     let scale = inv * gamma[qc];
     let shift = beta[qc] - mean * scale;
     let rows = select(0u, p.rows, live);

@@ -684,6 +684,11 @@ pub struct Node {
     /// The per-sample shape of its first input (its own shape for an input).
     pub in_shape: Vec<usize>,
     pub out_shape: Vec<usize>,
+    /// Whether training updates its parameters (Keras' `layer.trainable`). A frozen
+    /// layer's parameters count as non-trainable, get no update and no regularizer
+    /// penalty, and a frozen BatchNormalization normalises with its moving statistics
+    /// (Keras' inference mode) in training too.
+    pub trainable: bool,
 }
 
 /// How a parameter tensor starts: Keras' initializers (`kernel_initializer=`), drawn
@@ -824,10 +829,10 @@ impl Param {
 impl Node {
     /// Every parameter tensor, trainable ones first.
     pub fn params(&self) -> Vec<Param> {
-        let p = |suffix, shape, trainable, init| Param {
+        let p = |suffix, shape, learned: bool, init| Param {
             suffix,
             shape,
-            trainable,
+            trainable: learned && self.trainable,
             init,
         };
         let kernel_and_bias = |shape: Vec<usize>, out: usize, o: &KernelOptions| {
@@ -1052,6 +1057,7 @@ pub(crate) fn resolve(
             .first()
             .map_or_else(|| out_shape.clone(), |s| s.to_vec()),
         out_shape,
+        trainable: true,
     })
 }
 

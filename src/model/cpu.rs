@@ -111,7 +111,7 @@ impl CpuEngine {
                     ..
                 } => {
                     let training = dropout_seed.is_some();
-                    let p = BatchNormParams::new(
+                    let mut p = BatchNormParams::new(
                         a.len() / channels,
                         *channels,
                         training,
@@ -119,6 +119,9 @@ impl CpuEngine {
                         *epsilon,
                     )
                     .expect("shapes checked at add");
+                    if training && !node.trainable {
+                        p = p.frozen();
+                    }
                     let w = &self.params[i];
                     let (g, be, m, v) = node.op.batchnorm_slots().expect("batch norm op");
                     let (ones, zeros) = (vec![1.0; *channels], vec![0.0; *channels]);
@@ -337,7 +340,11 @@ impl CpuEngine {
             match &node.op {
                 Op::BatchNorm { channels, .. } => {
                     let (saved, _, _) = t.batchnorm[i].as_ref().expect("training statistics");
-                    let p = BatchNormParams::new(a.len() / channels, *channels, true, 0.0, 1.0)?;
+                    let mut p =
+                        BatchNormParams::new(a.len() / channels, *channels, true, 0.0, 1.0)?;
+                    if !node.trainable {
+                        p = p.frozen();
+                    }
                     let (g, be, ..) = node.op.batchnorm_slots().expect("batch norm op");
                     let ones = vec![1.0; *channels];
                     let gamma = g.map_or(&ones[..], |k| &self.params[i][k][..]);
@@ -608,6 +615,9 @@ impl CpuEngine {
             let Some(o) = node.op.kernel_options().filter(|o| o.l2 > 0.0) else {
                 continue;
             };
+            if !node.trainable {
+                continue; // Keras counts the penalties of trainable weights only
+            }
             let w = &self.params[i][0];
             sum += valid as f64 * l2_penalty_cpu(w, o.l2);
             if let Some(g) = grads.as_deref_mut() {

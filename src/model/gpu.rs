@@ -389,8 +389,11 @@ impl GpuGraph {
                     ..
                 } => {
                     let spatial = node.in_shape.iter().product::<usize>() / channels.max(1);
-                    let params =
+                    let mut params =
                         BatchNormParams::new(batch * spatial, channels, true, momentum, epsilon)?;
+                    if !node.trainable {
+                        params = params.frozen();
+                    }
                     let infer = params.inference();
                     Some(BatchNormNode {
                         train: Uniform::new(gpu, &params, "batch normalization"),
@@ -668,6 +671,8 @@ impl GpuGraph {
                     }
                 }
                 let da = |k: usize| plan.edges[i][k].as_ref();
+                // Whether its parameters learn (a frozen layer passes gradients only).
+                let learn = !p.grads[i].is_empty();
                 let a = &acts[node.inputs.first().copied().unwrap_or(i)];
                 if let Some(act) = backward_activation(node).filter(|_| !relu_fused[i]) {
                     // The activation's input: the layer's pre-activation, or an
@@ -691,14 +696,10 @@ impl GpuGraph {
                                 false,
                             )?);
                         }
-                        train_ds.push(conv2d_backward_weight(
-                            gpu,
-                            &p.grads[i][0],
-                            dy,
-                            a,
-                            &s,
-                            false,
-                        )?);
+                        if learn {
+                            let dw = &p.grads[i][0];
+                            train_ds.push(conv2d_backward_weight(gpu, dw, dy, a, &s, false)?);
+                        }
                         if p.grads[i].len() > 1 {
                             train_ds.push(bias_backward(
                                 gpu,
@@ -721,10 +722,13 @@ impl GpuGraph {
                             let d = conv2d_transpose_backward_input(gpu, da, dy, w, zero, &s)?;
                             train_ds.push(d);
                         }
-                        let db = p.grads[i].get(1);
-                        let dw = &p.grads[i][0];
-                        let d = conv2d_transpose_backward_weight(gpu, dw, db, dy, a, &s, false)?;
-                        train_ds.push(d);
+                        if learn {
+                            let db = p.grads[i].get(1);
+                            let dw = &p.grads[i][0];
+                            let d =
+                                conv2d_transpose_backward_weight(gpu, dw, db, dy, a, &s, false)?;
+                            train_ds.push(d);
+                        }
                     }
                     Op::DepthwiseConv { .. } => {
                         let s = node.op.depthwise_shape(batch).expect("depthwise op");
@@ -738,14 +742,11 @@ impl GpuGraph {
                                 false,
                             )?);
                         }
-                        train_ds.push(depthwise_conv2d_backward_weight(
-                            gpu,
-                            &p.grads[i][0],
-                            dy,
-                            a,
-                            &s,
-                            false,
-                        )?);
+                        if learn {
+                            let dw = &p.grads[i][0];
+                            let d = depthwise_conv2d_backward_weight(gpu, dw, dy, a, &s, false)?;
+                            train_ds.push(d);
+                        }
                         if p.grads[i].len() > 1 {
                             train_ds.push(bias_backward(
                                 gpu,
@@ -764,7 +765,10 @@ impl GpuGraph {
                         let (pp, pg) = (&p.params[i], &p.grads[i]);
                         let dmid = scratch(mid)?;
                         train_ds.push(conv2d_backward_input(gpu, &dmid, dy, &pp[1], &sp, false)?);
-                        train_ds.push(conv2d_backward_weight(gpu, &pg[1], dy, mid, &sp, false)?);
+                        if learn {
+                            let d = conv2d_backward_weight(gpu, &pg[1], dy, mid, &sp, false)?;
+                            train_ds.push(d);
+                        }
                         if pg.len() > 2 {
                             let rows = batch * sp.in_h * sp.in_w;
                             train_ds.push(bias_backward(gpu, &pg[2], dy, rows, sp.out_c, false)?);
@@ -775,9 +779,12 @@ impl GpuGraph {
                             )?;
                             train_ds.push(d);
                         }
-                        let d =
-                            depthwise_conv2d_backward_weight(gpu, &pg[0], &dmid, a, &sd, false)?;
-                        train_ds.push(d);
+                        if learn {
+                            let d = depthwise_conv2d_backward_weight(
+                                gpu, &pg[0], &dmid, a, &sd, false,
+                            )?;
+                            train_ds.push(d);
+                        }
                     }
                     Op::Dense { n_in, units, .. } => {
                         if let Some(da) = da(0) {
@@ -797,7 +804,9 @@ impl GpuGraph {
                             trans_a: true,
                             ..Default::default()
                         };
-                        train_ds.push(matmul(gpu, &p.grads[i][0], a, dy, None, &s)?);
+                        if learn {
+                            train_ds.push(matmul(gpu, &p.grads[i][0], a, dy, None, &s)?);
+                        }
                         if p.grads[i].len() > 1 {
                             train_ds.push(bias_backward(
                                 gpu,
@@ -863,6 +872,7 @@ impl GpuGraph {
                         };
                         let (g, be, ..) = node.op.batchnorm_slots().expect("batch norm op");
                         // Without gamma or beta their gradient is computed and dropped.
+                        let (g, be) = if learn { (g, be) } else { (None, None) };
                         let dgamma = g.map_or(&b.unused_grad, |k| &p.grads[i][k]);
                         let dbeta = be.map_or(&b.unused_grad, |k| &p.grads[i][k]);
                         let gamma = g.map_or(&b.ones, |k| &p.params[i][k]);
@@ -882,8 +892,9 @@ impl GpuGraph {
                             }
                         };
                         let (g, b) = node.op.layernorm_slots().expect("layer norm op");
-                        let dgamma = g.map_or(&l.unused_grad, |k| &p.grads[i][k]);
-                        let dbeta = b.map_or(&l.unused_grad, |k| &p.grads[i][k]);
+                        let learned = |slot: Option<usize>| slot.filter(|_| learn);
+                        let dgamma = learned(g).map_or(&l.unused_grad, |k| &p.grads[i][k]);
+                        let dbeta = learned(b).map_or(&l.unused_grad, |k| &p.grads[i][k]);
                         let gamma = g.map_or(&l.ones, |k| &p.params[i][k]);
                         train_ds.push(layernorm_backward(
                             gpu,
@@ -953,6 +964,9 @@ impl GpuGraph {
             let Some(o) = node.op.kernel_options().filter(|o| o.l2 > 0.0) else {
                 continue;
             };
+            if !node.trainable {
+                continue; // Keras counts the penalties of trainable weights only
+            }
             let w = &p.params[i][0];
             eval.push(l2_penalty(gpu, &totals, w, o.l2, &rows)?);
             if training {

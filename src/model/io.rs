@@ -58,6 +58,18 @@ struct SavedNode {
     layer: Layer,
     name: String,
     inputs: Vec<usize>,
+    /// False for a frozen layer (absent, true, in files of earlier builds).
+    #[serde(default = "trainable", skip_serializing_if = "is_true")]
+    trainable: bool,
+}
+
+/// serde's default for [`SavedNode::trainable`].
+fn trainable() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The safetensors bytes of `tensors`, with `meta` as the header's metadata.
@@ -298,6 +310,7 @@ impl Model {
                     layer: l.clone(),
                     name: n.name.clone(),
                     inputs: n.inputs.clone(),
+                    trainable: n.trainable,
                 })
                 .collect(),
             outputs: self.graph.outputs.clone(),
@@ -379,7 +392,8 @@ impl Model {
         } else {
             let mut graph = Graph::default();
             for n in meta.nodes {
-                graph.push(n.layer, n.inputs, Some(n.name))?;
+                let i = graph.push(n.layer, n.inputs, Some(n.name))?;
+                graph.nodes[i].trainable = n.trainable;
             }
             ensure!(
                 meta.outputs.iter().all(|&o| o < graph.nodes.len()),

@@ -521,6 +521,30 @@ impl Model {
         Ok(n)
     }
 
+    /// Freezes (`false`) or unfreezes a layer by name: Keras' `layer.trainable`. A frozen
+    /// layer's parameters count as non-trainable, training leaves them unchanged (and
+    /// adds no regularizer penalty for them), and a frozen BatchNormalization
+    /// normalises with its moving statistics, which it no longer updates, in training
+    /// too. As in Keras, the change takes effect at the next `compile` (the weights are
+    /// kept): a compiled model is left uncompiled.
+    pub fn set_trainable(&mut self, layer: &str, trainable: bool) -> Result<&mut Self> {
+        let i = self
+            .graph
+            .nodes
+            .iter()
+            .position(|n| n.name == layer)
+            .with_context(|| format!("the model has no layer '{layer}'"))?;
+        ensure!(
+            self.graph.nodes[i].op != Op::Input,
+            "'{layer}' is an input: it has nothing to train"
+        );
+        if self.graph.nodes[i].trainable != trainable && self.compiled.is_some() {
+            self.uncompile();
+        }
+        self.graph.nodes[i].trainable = trainable;
+        Ok(self)
+    }
+
     /// The learning rate when it is a constant (not a schedule).
     pub fn constant_learning_rate(&self) -> Option<f32> {
         match &self.compiled.as_ref()?.optimizer.learning_rate {

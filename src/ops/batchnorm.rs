@@ -58,6 +58,16 @@ impl BatchNormParams {
         }
     }
 
+    /// The same for a frozen layer in training (Keras' `trainable = False`): the moving
+    /// statistics, as in inference, kept in `saved` for the backward pass (whose input
+    /// gradient is then the per-channel scale γ·inv alone).
+    pub fn frozen(self) -> BatchNormParams {
+        BatchNormParams {
+            training: 2,
+            ..self
+        }
+    }
+
     /// The same in inference mode (moving statistics).
     pub fn inference(self) -> BatchNormParams {
         BatchNormParams {
@@ -221,7 +231,7 @@ pub fn batchnorm_forward_cpu(
         saved[c4 + pad] = (1.0 / eps.sqrt()) as f32;
     }
     for ch in 0..c {
-        let (mean, inv) = if p.training != 0 {
+        let (mean, inv) = if p.training == 1 {
             let n = valid.max(1) as f64;
             let mean = (0..valid).map(|r| f64::from(x[r * c + ch])).sum::<f64>() / n;
             let var = (0..valid)
@@ -273,8 +283,14 @@ pub fn batchnorm_backward_cpu(
         dbeta[ch] += sd as f32;
         dgamma[ch] += sdx as f32;
         let k = f64::from(gamma[ch]) * inv;
+        // Frozen (fixed statistics): no gradient through the mean and variance.
+        let (md, mdx) = if p.training == 1 {
+            (sd / n, sdx / n)
+        } else {
+            (0.0, 0.0)
+        };
         for r in 0..valid {
-            dx[r * c + ch] += (k * (f64::from(dy[r * c + ch]) - sd / n - xh(r) * sdx / n)) as f32;
+            dx[r * c + ch] += (k * (f64::from(dy[r * c + ch]) - md - xh(r) * mdx)) as f32;
         }
     }
 }
