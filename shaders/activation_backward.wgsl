@@ -1,16 +1,26 @@
-// Activation backward, in place on the gradient. In terms of the forward *output* y
-// where y determines the derivative: relu family g·(1 for 0 < y < max,
+// Activation backward, in place on the gradient and in terms of the forward *output* y
+// (every activation here has a derivative y determines): relu family g·(1 for 0 < y < max,
 // 0 at or past max, the negative slope at or below 0), sigmoid g·y(1−y), tanh g·(1−y²),
 // elu g·(1 above 0, y + alpha below), softplus g·(1 − e^−y), softsign g·(1 − |y|)²,
-// hard sigmoid g/6 for 0 < y < 1; in terms of the *input* x for the rest: gelu
-// g·(Φ(x) + x·φ(x)), tanh gelu g·(c + x·c'), silu g·s(1 + x(1 − s)) with s = sigmoid(x),
-// hard swish g·(hard_sigmoid(x) + x/6 on −3 < x < 3). kind and parameters as in
-// activation_forward.
+// hard sigmoid g/6 for 0 < y < 1. kind and parameters as in activation_forward.
 // One invocation per vec4.
 
+struct Params {
+    n: u32,
+    kind: u32,
+    a: f32,
+    b: f32,
+    c: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> params: Params;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> y: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> g: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> g: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -39,26 +49,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         case 5u: { out = gv * (1.0 - exp(-v)); }
         case 6u: { out = gv * (1.0 - abs(v)) * (1.0 - abs(v)); }
         case 7u: { out = select(zero, gv / 6.0, v > zero & v < one); }
-        case 8u: {
-            let u = x[i];
-            out = gv * (normal_cdf(u) + u * 0.3989422804 * exp(-0.5 * u * u));
-        }
-        case 9u: {
-            let u = x[i];
-            let c = gelu_tanh_cdf(u);
-            // d/dx of 0.5(1 + tanh(w)) is 2c(1 − c)·w'.
-            out = gv * (c + u * 2.0 * c * (1.0 - c) * 0.7978845608 * (1.0 + 0.134145 * u * u));
-        }
-        case 10u: {
-            let u = x[i];
-            let s = 1.0 / (1.0 + exp(-u));
-            out = gv * s * (1.0 + u * (1.0 - s));
-        }
-        case 11u: {
-            let u = x[i];
-            let inside = u > vec4<f32>(-3.0) & u < vec4<f32>(3.0);
-            out = gv * (clamp((u + 3.0) / 6.0, zero, one) + select(zero, u / 6.0, inside));
-        }
         default: {}
     }
     g[i] = out;

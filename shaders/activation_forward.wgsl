@@ -1,9 +1,22 @@
 // Element-wise activation y = f(x), Keras' formulas. kind: 0 linear, 1 relu family
 // (a = negative slope, b = max value, c = threshold: relu, relu6, leaky relu, the ReLU
-// layer), 2 sigmoid, 3 tanh, 4 elu (a = alpha), 5 softplus, 6 softsign, 7 hard sigmoid,
-// 8 gelu (erf form), 9 gelu (tanh form), 10 silu, 11 hard swish.
+// layer), 2 sigmoid, 3 tanh, 4 elu (a = alpha), 5 softplus, 6 softsign, 7 hard sigmoid.
 // One invocation per vec4 (lavapipe loads a vec4 for the price of a scalar).
 
+struct Params {
+    n: u32,
+    kind: u32,
+    a: f32,
+    b: f32,
+    c: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> params: Params;
+// Read once into a private copy: on lavapipe every storage read is a per-lane loop.
+var<private> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
@@ -19,10 +32,6 @@ fn f(v: vec4<f32>) -> vec4<f32> {
         case 5u: { return max(v, vec4<f32>(0.0)) + log(1.0 + exp(-abs(v))); }
         case 6u: { return v / (1.0 + abs(v)); }
         case 7u: { return clamp((v + 3.0) / 6.0, vec4<f32>(0.0), vec4<f32>(1.0)); }
-        case 8u: { return v * normal_cdf(v); }
-        case 9u: { return v * gelu_tanh_cdf(v); }
-        case 10u: { return v / (1.0 + exp(-v)); }
-        case 11u: { return v * clamp((v + 3.0) / 6.0, vec4<f32>(0.0), vec4<f32>(1.0)); }
         default: { return v; }
     }
 }

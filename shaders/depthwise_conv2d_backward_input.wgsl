@@ -100,9 +100,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let iw = nh_w.y;
     let ih = n_h.y;
     let n = n_h.x;
-    // Two loop nests, not a branch inside one (see the forward pass).
+    // ALIGNED_GROUPS picks the nest (see the forward pass).
     var acc: vec4<f32>;
-    if (((p.group_in | p.mult) & 3u) == 0u) {
+    if (ALIGNED_GROUPS) {
         acc = sum_aligned_groups(n, ih, iw, q * 4u, oc);
     } else {
         acc = sum_quads(n, ih, iw, q * 4u, oc);

@@ -79,7 +79,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     p = params;
     let oq = (p.in_c / p.group_in * p.mult) >> 2u;
-    let aligned = ((p.group_in | p.mult) & 3u) == 0u;
+    let aligned = ALIGNED_GROUPS;
     let ci_step = select(1u, 4u, aligned);
     let blocks = p.k_h * p.k_w * p.group_in / ci_step; // (kh, kw, ci block)
     let pixels = p.batch * p.out_h * p.out_w;

@@ -86,7 +86,7 @@ const BATCHNORM_COMMON: &str = shader!("batchnorm_common");
 const DEPTHWISE_COMMON: &str = shader!("depthwise_conv2d_common");
 const DEPTHWISE_INPUT: &str = shader!("depthwise_conv2d_input");
 const DIVMOD: &str = shader!("divmod");
-const ACTIVATION_COMMON: &str = shader!("activation_common");
+const GATED_ACTIVATION_COMMON: &str = shader!("gated_activation_common");
 const UPSAMPLING_COMMON: &str = shader!("upsampling2d_common");
 const LAYERNORM_COMMON: &str = shader!("layernorm_common");
 
@@ -103,6 +103,9 @@ pub enum Kernel {
     DepthwiseConv2dForward,
     DepthwiseConv2dBackwardInput,
     DepthwiseConv2dBackwardWeight,
+    GroupedConv2dForward,
+    GroupedConv2dBackwardInput,
+    GroupedConv2dBackwardWeight,
     BiasForward,
     BiasBackward,
     MaxPool2dForward,
@@ -112,6 +115,8 @@ pub enum Kernel {
     AvgPool2dBackward,
     ActivationForward,
     ActivationBackward,
+    GatedActivationForward,
+    GatedActivationBackward,
     Softmax,
     SoftmaxXentForward,
     SoftmaxXentBackward,
@@ -136,7 +141,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 39] = [
+    pub const ALL: [Kernel; 44] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -147,6 +152,9 @@ impl Kernel {
         Kernel::DepthwiseConv2dForward,
         Kernel::DepthwiseConv2dBackwardInput,
         Kernel::DepthwiseConv2dBackwardWeight,
+        Kernel::GroupedConv2dForward,
+        Kernel::GroupedConv2dBackwardInput,
+        Kernel::GroupedConv2dBackwardWeight,
         Kernel::BiasForward,
         Kernel::BiasBackward,
         Kernel::MaxPool2dForward,
@@ -156,6 +164,8 @@ impl Kernel {
         Kernel::AvgPool2dBackward,
         Kernel::ActivationForward,
         Kernel::ActivationBackward,
+        Kernel::GatedActivationForward,
+        Kernel::GatedActivationBackward,
         Kernel::Softmax,
         Kernel::SoftmaxXentForward,
         Kernel::SoftmaxXentBackward,
@@ -213,7 +223,10 @@ impl Kernel {
             ],
             Kernel::DepthwiseConv2dForward
             | Kernel::DepthwiseConv2dBackwardInput
-            | Kernel::DepthwiseConv2dBackwardWeight => &[Variant::Portable, Variant::Texture],
+            | Kernel::DepthwiseConv2dBackwardWeight
+            | Kernel::GroupedConv2dForward
+            | Kernel::GroupedConv2dBackwardInput
+            | Kernel::GroupedConv2dBackwardWeight => &[Variant::Portable, Variant::Texture],
             k if k.is_gemm() => &[
                 Variant::Portable,
                 Variant::Tiled,
@@ -239,6 +252,9 @@ impl Kernel {
             Kernel::DepthwiseConv2dForward => "depthwise_conv2d_forward",
             Kernel::DepthwiseConv2dBackwardInput => "depthwise_conv2d_backward_input",
             Kernel::DepthwiseConv2dBackwardWeight => "depthwise_conv2d_backward_weight",
+            Kernel::GroupedConv2dForward => "grouped_conv2d_forward",
+            Kernel::GroupedConv2dBackwardInput => "grouped_conv2d_backward_input",
+            Kernel::GroupedConv2dBackwardWeight => "grouped_conv2d_backward_weight",
             Kernel::BiasForward => "bias_forward",
             Kernel::BiasBackward => "bias_backward",
             Kernel::MaxPool2dForward => "maxpool2d_forward",
@@ -248,6 +264,8 @@ impl Kernel {
             Kernel::AvgPool2dBackward => "avgpool2d_backward",
             Kernel::ActivationForward => "activation_forward",
             Kernel::ActivationBackward => "activation_backward",
+            Kernel::GatedActivationForward => "gated_activation_forward",
+            Kernel::GatedActivationBackward => "gated_activation_backward",
             Kernel::Softmax => "softmax",
             Kernel::SoftmaxXentForward => "softmax_xent_forward",
             Kernel::SoftmaxXentBackward => "softmax_xent_backward",
@@ -297,6 +315,9 @@ impl Kernel {
                 Kernel::DepthwiseConv2dForward
                     | Kernel::DepthwiseConv2dBackwardInput
                     | Kernel::DepthwiseConv2dBackwardWeight
+                    | Kernel::GroupedConv2dForward
+                    | Kernel::GroupedConv2dBackwardInput
+                    | Kernel::GroupedConv2dBackwardWeight
             )
     }
 
@@ -311,6 +332,9 @@ impl Kernel {
                 | Kernel::DepthwiseConv2dForward
                 | Kernel::DepthwiseConv2dBackwardInput
                 | Kernel::DepthwiseConv2dBackwardWeight
+                | Kernel::GroupedConv2dForward
+                | Kernel::GroupedConv2dBackwardInput
+                | Kernel::GroupedConv2dBackwardWeight
                 | Kernel::MaxPool2dForward
                 | Kernel::MaxPool2dBackward
                 | Kernel::MaxPool2dBackwardWindows
@@ -356,9 +380,16 @@ impl Kernel {
             Kernel::Conv2dForward => shader!("conv2d_forward"),
             Kernel::Conv2dBackwardInput => shader!("conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => shader!("conv2d_backward_weight"),
-            Kernel::DepthwiseConv2dForward => shader!("depthwise_conv2d_forward"),
-            Kernel::DepthwiseConv2dBackwardInput => shader!("depthwise_conv2d_backward_input"),
-            Kernel::DepthwiseConv2dBackwardWeight => shader!("depthwise_conv2d_backward_weight"),
+            // The grouped kernels are the depthwise files with ALIGNED_GROUPS set (below).
+            Kernel::DepthwiseConv2dForward | Kernel::GroupedConv2dForward => {
+                shader!("depthwise_conv2d_forward")
+            }
+            Kernel::DepthwiseConv2dBackwardInput | Kernel::GroupedConv2dBackwardInput => {
+                shader!("depthwise_conv2d_backward_input")
+            }
+            Kernel::DepthwiseConv2dBackwardWeight | Kernel::GroupedConv2dBackwardWeight => {
+                shader!("depthwise_conv2d_backward_weight")
+            }
             Kernel::BiasForward => shader!("bias_forward"),
             Kernel::BiasBackward => shader!("bias_backward"),
             Kernel::MaxPool2dForward => shader!("maxpool2d_forward"),
@@ -368,6 +399,8 @@ impl Kernel {
             Kernel::AvgPool2dBackward => shader!("avgpool2d_backward"),
             Kernel::ActivationForward => shader!("activation_forward"),
             Kernel::ActivationBackward => shader!("activation_backward"),
+            Kernel::GatedActivationForward => shader!("gated_activation_forward"),
+            Kernel::GatedActivationBackward => shader!("gated_activation_backward"),
             Kernel::Softmax => shader!("softmax"),
             Kernel::SoftmaxXentForward => shader!("softmax_xent_forward"),
             Kernel::SoftmaxXentBackward => shader!("softmax_xent_backward"),
@@ -390,6 +423,21 @@ impl Kernel {
             Kernel::LayerNormBackward => shader!("layernorm_backward"),
         };
         let mut src = String::new();
+        // The depthwise and grouped kernels share their files; this constant picks the
+        // loop nest each compiles (the other is dead code, dropped before codegen).
+        match self {
+            Kernel::DepthwiseConv2dForward
+            | Kernel::DepthwiseConv2dBackwardInput
+            | Kernel::DepthwiseConv2dBackwardWeight => {
+                src.push_str("const ALIGNED_GROUPS: bool = false;\n")
+            }
+            Kernel::GroupedConv2dForward
+            | Kernel::GroupedConv2dBackwardInput
+            | Kernel::GroupedConv2dBackwardWeight => {
+                src.push_str("const ALIGNED_GROUPS: bool = true;\n")
+            }
+            _ => {}
+        }
         if self.uses_divmod() {
             src.push_str(DIVMOD);
         }
@@ -403,15 +451,20 @@ impl Kernel {
             | Kernel::AvgPool2dForward
             | Kernel::AvgPool2dBackward => src.push_str(POOL2D_COMMON),
             Kernel::BatchNormForward | Kernel::BatchNormBackward => src.push_str(BATCHNORM_COMMON),
-            Kernel::ActivationForward | Kernel::ActivationBackward => {
-                src.push_str(ACTIVATION_COMMON)
+            Kernel::GatedActivationForward | Kernel::GatedActivationBackward => {
+                src.push_str(GATED_ACTIVATION_COMMON)
             }
             Kernel::UpSampling2dForward | Kernel::UpSampling2dBackward => {
                 src.push_str(UPSAMPLING_COMMON)
             }
             Kernel::LayerNormForward | Kernel::LayerNormBackward => src.push_str(LAYERNORM_COMMON),
-            Kernel::DepthwiseConv2dBackwardInput => src.push_str(DEPTHWISE_COMMON),
-            Kernel::DepthwiseConv2dForward | Kernel::DepthwiseConv2dBackwardWeight => {
+            Kernel::DepthwiseConv2dBackwardInput | Kernel::GroupedConv2dBackwardInput => {
+                src.push_str(DEPTHWISE_COMMON)
+            }
+            Kernel::DepthwiseConv2dForward
+            | Kernel::DepthwiseConv2dBackwardWeight
+            | Kernel::GroupedConv2dForward
+            | Kernel::GroupedConv2dBackwardWeight => {
                 src.push_str(DEPTHWISE_COMMON);
                 src.push_str(DEPTHWISE_INPUT);
             }

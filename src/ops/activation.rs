@@ -1,7 +1,8 @@
 //! Element-wise activations. Backward runs in place on the gradient; it reads the forward
 //! *output* where the derivative is written in it (relu family, sigmoid, tanh, …: this
-//! keeps the kinks' gradients exactly where the forward pass put them) and the *input*
-//! for the rest (GELU, SiLU, hard swish).
+//! keeps the kinks' gradients exactly where the forward pass put them), and the *input*
+//! for the gated ones, `x·gate(x)` (GELU, SiLU, hard swish), which run on kernels of
+//! their own (`gated_activation_*.wgsl`) so that the others' stay small to compile.
 
 use super::{groups_for, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel};
@@ -242,16 +243,22 @@ impl Params {
 pub fn activation_forward(gpu: &Gpu, out: &Tensor, inp: &Tensor, act: Act) -> Result<Dispatch> {
     out.expect_len(inp.len(), "activation output")?;
     let params = Params::new(inp.len(), act)?;
+    let kernel = if act.needs_input() {
+        Kernel::GatedActivationForward
+    } else {
+        Kernel::ActivationForward
+    };
     Dispatch::new(
         gpu,
-        Kernel::ActivationForward,
+        kernel,
         &params,
         &[&inp.buffer, &out.buffer],
         groups_for(inp.len().div_ceil(4), 256),
     )
 }
 
-/// In place: `grad *= act'(inp)`, from the forward pass's input `inp` and output `out`.
+/// In place: `grad *= act'(inp)`, from the forward pass's input `inp` and output `out`
+/// (the gated activations read the one, the others the other).
 pub fn activation_backward(
     gpu: &Gpu,
     grad: &Tensor,
@@ -262,11 +269,16 @@ pub fn activation_backward(
     grad.expect_len(out.len(), "activation gradient")?;
     inp.expect_len(out.len(), "activation input")?;
     let params = Params::new(out.len(), act)?;
+    let (kernel, read) = if act.needs_input() {
+        (Kernel::GatedActivationBackward, inp)
+    } else {
+        (Kernel::ActivationBackward, out)
+    };
     Dispatch::new(
         gpu,
-        Kernel::ActivationBackward,
+        kernel,
         &params,
-        &[&out.buffer, &inp.buffer, &grad.buffer],
+        &[&read.buffer, &grad.buffer],
         groups_for(out.len().div_ceil(4), 256),
     )
 }

@@ -198,6 +198,16 @@ fn variant(gpu: &Gpu, operands: [&Tensor; 2]) -> Variant {
     }
 }
 
+/// The depthwise kernel, or its grouped form where groups are whole texels of input and
+/// output channels (x read as vec4s, 4×4 kernel blocks).
+fn kernel(s: &DepthwiseShape, depthwise: Kernel, grouped: Kernel) -> Kernel {
+    if (s.group_in | s.mult).is_multiple_of(4) {
+        grouped
+    } else {
+        depthwise
+    }
+}
+
 const RELU: u32 = 1;
 const ACCUMULATE: u32 = 2;
 
@@ -253,7 +263,11 @@ pub fn depthwise_conv2d_forward(
     let params = s.params(if relu { RELU } else { 0 }, 1)?;
     Dispatch::gemm(
         gpu,
-        Kernel::DepthwiseConv2dForward,
+        kernel(
+            s,
+            Kernel::DepthwiseConv2dForward,
+            Kernel::GroupedConv2dForward,
+        ),
         variant(gpu, [inp, weight]),
         &params,
         [inp, weight],
@@ -305,7 +319,11 @@ pub fn depthwise_conv2d_backward_input(
     let params = s.params(if accumulate { ACCUMULATE } else { 0 }, 1)?;
     Dispatch::gemm(
         gpu,
-        Kernel::DepthwiseConv2dBackwardInput,
+        kernel(
+            s,
+            Kernel::DepthwiseConv2dBackwardInput,
+            Kernel::GroupedConv2dBackwardInput,
+        ),
         variant(gpu, [dout, weight]),
         &params,
         [dout, weight],
@@ -378,7 +396,11 @@ pub fn depthwise_conv2d_backward_weight(
     let params = s.params(0, chunk)?;
     let sums = Dispatch::gemm(
         gpu,
-        Kernel::DepthwiseConv2dBackwardWeight,
+        kernel(
+            s,
+            Kernel::DepthwiseConv2dBackwardWeight,
+            Kernel::GroupedConv2dBackwardWeight,
+        ),
         variant(gpu, [inp, dout]),
         &params,
         [inp, dout],
