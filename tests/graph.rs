@@ -165,6 +165,8 @@ fn graph_model(case: &str) -> anyhow::Result<Model> {
                 .depth_multiplier(2)
                 .padding(Same)
                 .use_bias(false)
+                .depthwise_regularizer(l2(0.05))
+                .pointwise_regularizer(l2(0.02))
                 .activation(act)
                 .apply(&a)?;
             let b = GlobalAveragePooling2D::new().apply(&b)?;

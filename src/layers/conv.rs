@@ -202,7 +202,8 @@ impl DepthwiseConv2D {
 
 /// `SeparableConv2D(filters, kernel_size, strides=1, padding='valid', depth_multiplier=1,
 /// dilation_rate=1, activation=None, use_bias=True, depthwise_initializer='glorot_uniform',
-/// pointwise_initializer='glorot_uniform')`: a depthwise convolution (no bias) followed by
+/// pointwise_initializer='glorot_uniform', depthwise_regularizer=None,
+/// pointwise_regularizer=None)`: a depthwise convolution (no bias) followed by
 /// a 1×1 convolution to `filters` with the bias. Weights `depthwise_kernel`
 /// `[kh, kw, channels, depth_multiplier]`, `pointwise_kernel`
 /// `[1, 1, channels·depth_multiplier, filters]`, `bias`.
@@ -218,6 +219,10 @@ pub struct SeparableConv2D {
     pub use_bias: bool,
     pub depthwise_initializer: Initializer,
     pub pointwise_initializer: Initializer,
+    #[serde(default)]
+    pub depthwise_regularizer: Option<Regularizer>,
+    #[serde(default)]
+    pub pointwise_regularizer: Option<Regularizer>,
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -236,8 +241,20 @@ impl SeparableConv2D {
             use_bias: true,
             depthwise_initializer: Initializer::GlorotUniform,
             pointwise_initializer: Initializer::GlorotUniform,
+            depthwise_regularizer: None,
+            pointwise_regularizer: None,
             input_shape: None,
         }
+    }
+    /// A penalty on the depthwise kernel (Keras' `depthwise_regularizer`).
+    pub fn depthwise_regularizer(mut self, r: Regularizer) -> Self {
+        self.depthwise_regularizer = Some(r);
+        self
+    }
+    /// A penalty on the pointwise kernel (Keras' `pointwise_regularizer`).
+    pub fn pointwise_regularizer(mut self, r: Regularizer) -> Self {
+        self.pointwise_regularizer = Some(r);
+        self
     }
     /// Depthwise filters per input channel (Keras' `depth_multiplier`, 1 by default).
     pub fn depth_multiplier(mut self, m: usize) -> Self {

@@ -352,6 +352,8 @@ pub enum Op {
         use_bias: bool,
         depthwise_init: Initializer,
         pointwise_init: Initializer,
+        /// L2 factors of the depthwise and pointwise kernels (0 for none).
+        l2: (f32, f32),
     },
     MaxPool {
         in_hwc: [usize; 3],
@@ -412,11 +414,16 @@ impl KernelOptions {
         KernelOptions {
             use_bias,
             init,
-            l2: match r {
-                Some(Regularizer::L2(f)) => f,
-                None => 0.0,
-            },
+            l2: l2_factor(r),
         }
+    }
+}
+
+/// A regularizer's L2 factor (0 for none).
+fn l2_factor(r: Option<Regularizer>) -> f32 {
+    match r {
+        Some(Regularizer::L2(f)) => f,
+        None => 0.0,
     }
 }
 
@@ -459,6 +466,19 @@ impl Op {
             }),
             _ => None,
         }
+    }
+
+    /// The L2 penalties of its kernels: (parameter index, factor), factors > 0 only.
+    pub fn l2_penalties(&self) -> Vec<(usize, f32)> {
+        let all = match self {
+            Op::SeparableConv { l2, .. } => vec![(0, l2.0), (1, l2.1)],
+            _ => self
+                .kernel_options()
+                .map(|o| (0, o.l2))
+                .into_iter()
+                .collect(),
+        };
+        all.into_iter().filter(|&(_, f)| f > 0.0).collect()
     }
 
     /// The transposed convolution's shapes at `batch` (None unless it is one).
@@ -1322,6 +1342,12 @@ fn resolve_one(
             if in_hwc[2].checked_mul(c.depth_multiplier).is_none() {
                 return fail("channels × depth multiplier overflows".into());
             }
+            for r in [c.depthwise_regularizer, c.pointwise_regularizer] {
+                let f = l2_factor(r);
+                if !(f.is_finite() && f >= 0.0) {
+                    return fail(format!("the L2 factor {f} must be finite and ≥ 0"));
+                }
+            }
             let op = Op::SeparableConv {
                 in_hwc,
                 mult: c.depth_multiplier,
@@ -1333,6 +1359,10 @@ fn resolve_one(
                 use_bias: c.use_bias,
                 depthwise_init: c.depthwise_initializer,
                 pointwise_init: c.pointwise_initializer,
+                l2: (
+                    l2_factor(c.depthwise_regularizer),
+                    l2_factor(c.pointwise_regularizer),
+                ),
             };
             let s = op.depthwise_shape(1).expect("separable op");
             if let Err(e) = s.validate() {

@@ -612,16 +612,15 @@ impl CpuEngine {
     ) -> (f64, ()) {
         let mut sum = sum;
         for (i, node) in graph.nodes.iter().enumerate() {
-            let Some(o) = node.op.kernel_options().filter(|o| o.l2 > 0.0) else {
-                continue;
-            };
             if !node.trainable {
                 continue; // Keras counts the penalties of trainable weights only
             }
-            let w = &self.params[i][0];
-            sum += valid as f64 * l2_penalty_cpu(w, o.l2);
-            if let Some(g) = grads.as_deref_mut() {
-                l2_gradient_cpu(&mut g[i][0], w, o.l2);
+            for (k, factor) in node.op.l2_penalties() {
+                let w = &self.params[i][k];
+                sum += valid as f64 * l2_penalty_cpu(w, factor);
+                if let Some(g) = grads.as_deref_mut() {
+                    l2_gradient_cpu(&mut g[i][k], w, factor);
+                }
             }
         }
         (sum, ())

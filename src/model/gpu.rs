@@ -961,17 +961,16 @@ impl GpuGraph {
         // Kernel regularizers: the penalty joins the loss total (training and evaluation,
         // as in Keras) and its gradient the kernel's, before the optimizer update.
         for (i, node) in nodes.iter().enumerate() {
-            let Some(o) = node.op.kernel_options().filter(|o| o.l2 > 0.0) else {
-                continue;
-            };
             if !node.trainable {
                 continue; // Keras counts the penalties of trainable weights only
             }
-            let w = &p.params[i][0];
-            eval.push(l2_penalty(gpu, &totals, w, o.l2, &rows)?);
-            if training {
-                train_ds.push(l2_penalty(gpu, &totals, w, o.l2, &rows)?);
-                train_ds.push(l2_gradient(gpu, &p.grads[i][0], w, o.l2)?);
+            for (k, factor) in node.op.l2_penalties() {
+                let w = &p.params[i][k];
+                eval.push(l2_penalty(gpu, &totals, w, factor, &rows)?);
+                if training {
+                    train_ds.push(l2_penalty(gpu, &totals, w, factor, &rows)?);
+                    train_ds.push(l2_gradient(gpu, &p.grads[i][k], w, factor)?);
+                }
             }
         }
         let predict_probs = head.softmax;
