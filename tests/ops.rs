@@ -18,7 +18,7 @@ use wgcnn::ops::l2::*;
 use wgcnn::ops::layernorm::*;
 use wgcnn::ops::matmul::*;
 use wgcnn::ops::merge::*;
-use wgcnn::ops::optimizer::{LearningRate, Optimizer};
+use wgcnn::ops::optimizer::{Clip, LearningRate, Optimizer};
 use wgcnn::ops::pad2d::*;
 use wgcnn::ops::pool2d::*;
 use wgcnn::ops::softmax_xent::*;
@@ -842,6 +842,10 @@ fn optimizers_match_cpu() -> R {
                 &[1, 3],
                 &[0.01, 0.005, 0.001],
             )),
+        Optimizer::adam().amsgrad(true).beta_1(0.8).epsilon(1e-4),
+        Optimizer::adamw().amsgrad(true).clipvalue(0.3),
+        Optimizer::rmsprop().centered(true).momentum(0.5).rho(0.8),
+        Optimizer::sgd(0.1).momentum(0.9).clipvalue(0.2),
     ] {
         let mut w = random_vec(n, 90);
         let tw = Tensor::from_slice(&g, &[n], &w, "w")?;
@@ -1521,6 +1525,126 @@ fn layernorm_matches_cpu() -> R {
         assert_close(&what("dx"), &dx.read(&g)?, &wdx, 1e-4, 1e-3)?;
         assert_close(&what("dgamma"), &dg.read(&g)?, &wdg, 1e-4, 1e-3)?;
         assert_close(&what("dbeta"), &db.read(&g)?, &wdb, 1e-4, 1e-3)?;
+    }
+    Ok(())
+}
+
+/// Optimizer arguments against Keras 3.15: three `apply_gradients` steps from
+/// w = (0.5, −1, 2, 0.1) with fixed gradients, by the CPU reference (which
+/// `optimizers_match_cpu` holds the GPU to); and the refusals of arguments that do not
+/// apply.
+#[test]
+#[allow(clippy::excessive_precision)] // Keras' values as printed
+fn optimizer_arguments_follow_keras() -> R {
+    let w0 = [0.5f32, -1.0, 2.0, 0.1];
+    let grads = [
+        [0.3f32, -2.0, 0.05, 1.5],
+        [-0.1, 0.5, 3.0, -1.0],
+        [0.2, 0.2, -0.4, 0.0],
+    ];
+    let run = |opt: &Optimizer, extra: Option<([f32; 2], [[f32; 2]; 3])>| {
+        opt.validate().expect("valid arguments");
+        let mut w = w0.to_vec();
+        let mut b = extra.map(|(b, _)| b.to_vec());
+        let mut s: Vec<Vec<f32>> = vec![vec![0.0; 4]; opt.slots()];
+        let mut sb: Vec<Vec<f32>> = vec![vec![0.0; 2]; opt.slots()];
+        for (t, g) in grads.iter().enumerate() {
+            let mut g = g.to_vec();
+            let mut gb = extra.map(|(_, gb)| gb[t].to_vec()).unwrap_or_default();
+            let mut all: Vec<&mut [f32]> = vec![&mut g[..]];
+            if b.is_some() {
+                all.push(&mut gb[..]);
+            }
+            wgcnn::ops::clip::clip_gradients_cpu(&mut all, opt.clip);
+            opt.update_cpu(&mut w, &g, &mut s, t as u64 + 1);
+            if let Some(b) = b.as_mut() {
+                opt.update_cpu(b, &gb, &mut sb, t as u64 + 1);
+            }
+        }
+        (w, b)
+    };
+    let cases = [
+        (
+            Optimizer::adam()
+                .learning_rate(0.1)
+                .beta_1(0.8)
+                .beta_2(0.95)
+                .epsilon(1e-3)
+                .amsgrad(true),
+            [0.307_823_48, -0.834_576, 1.782_915_6, -0.014_677_007],
+        ),
+        (
+            Optimizer::rmsprop()
+                .learning_rate(0.05)
+                .rho(0.8)
+                .momentum(0.5)
+                .epsilon(1e-4)
+                .centered(true),
+            [0.265_860_65, -0.841_668_07, 1.633_737, -0.018_362_153],
+        ),
+        (
+            Optimizer::sgd(0.1).momentum(0.9).clipvalue(0.5),
+            [0.417_699_99, -0.979_5, 1.931_450_0, 0.059_500_005],
+        ),
+        (
+            Optimizer::adam().learning_rate(0.1).clipnorm(1.0),
+            [0.281_048_06, -0.825_393_26, 1.795_403_1, -0.043_934_412],
+        ),
+    ];
+    for (opt, keras) in cases {
+        let (w, _) = run(&opt, None);
+        assert_close(&format!("{opt:?}"), &w, &keras, 1e-6, 1e-5)?;
+    }
+    // global_clipnorm over two variables.
+    let gb = [[3.0f32, -1.0], [0.1, 0.1], [-2.0, 0.5]];
+    let (w, b) = run(
+        &Optimizer::sgd(0.1).global_clipnorm(1.0),
+        Some(([1.0, 2.0], gb)),
+    );
+    let keras_w = [0.486_259_34, -0.975_559_9, 1.924_072_9, 0.094_084_18];
+    assert_close("global_clipnorm w", &w, &keras_w, 1e-6, 1e-5)?;
+    let keras_b = [1.017_056_9, 1.998_021_2];
+    assert_close("global_clipnorm b", &b.expect("b"), &keras_b, 1e-6, 1e-5)?;
+    // Arguments Keras' optimizer does not take, and two clippings, are errors at compile.
+    for bad in [
+        Optimizer::adam().momentum(0.9),
+        Optimizer::sgd(0.1).amsgrad(true),
+        Optimizer::rmsprop().nesterov(true),
+        Optimizer::sgd(0.1).epsilon(1e-3),
+        Optimizer::adam().rho(0.9),
+        Optimizer::adam().clipnorm(1.0).clipvalue(0.5),
+        Optimizer::sgd(0.1).clipnorm(0.0),
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+    Ok(())
+}
+
+/// Clipping by norm on the GPU (each tensor, and global) against the CPU reference, on
+/// gradients above and below the threshold.
+#[test]
+fn gradient_clipping_matches_cpu() -> R {
+    let g = gpu();
+    let sizes = [1001, 7, 64];
+    for clip in [Clip::Norm(2.0), Clip::GlobalNorm(3.0), Clip::Norm(100.0)] {
+        let mut host: Vec<Vec<f32>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| random_vec(n, 400 + k as u64))
+            .collect();
+        let tensors: Vec<Tensor> = host
+            .iter()
+            .map(|v| Tensor::from_slice(&g, &[v.len()], v, "g").unwrap())
+            .collect();
+        let norms = poisoned(&g, &[sizes.len()], "norms");
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let ds = wgcnn::ops::clip::clip_gradients(&g, &refs, &norms, clip)?;
+        g.run(&ds.iter().collect::<Vec<_>>())?;
+        let mut views: Vec<&mut [f32]> = host.iter_mut().map(|v| &mut v[..]).collect();
+        wgcnn::ops::clip::clip_gradients_cpu(&mut views, clip);
+        for (t, want) in tensors.iter().zip(&host) {
+            assert_close(&format!("{clip:?}"), &t.read(&g)?, want, 1e-6, 1e-5)?;
+        }
     }
     Ok(())
 }

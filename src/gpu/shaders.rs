@@ -123,7 +123,11 @@ pub enum Kernel {
     LossMetrics,
     SgdUpdate,
     AdamUpdate,
+    AdamAmsgradUpdate,
     RmsPropUpdate,
+    RmsPropCenteredUpdate,
+    GradNorm,
+    GradClip,
     DropoutForward,
     DropoutBackward,
     BatchNormForward,
@@ -141,7 +145,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 44] = [
+    pub const ALL: [Kernel; 48] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -172,7 +176,11 @@ impl Kernel {
         Kernel::LossMetrics,
         Kernel::SgdUpdate,
         Kernel::AdamUpdate,
+        Kernel::AdamAmsgradUpdate,
         Kernel::RmsPropUpdate,
+        Kernel::RmsPropCenteredUpdate,
+        Kernel::GradNorm,
+        Kernel::GradClip,
         Kernel::DropoutForward,
         Kernel::DropoutBackward,
         Kernel::BatchNormForward,
@@ -272,7 +280,11 @@ impl Kernel {
             Kernel::LossMetrics => "loss_metrics",
             Kernel::SgdUpdate => "sgd_update",
             Kernel::AdamUpdate => "adam_update",
+            Kernel::AdamAmsgradUpdate => "adam_amsgrad_update",
             Kernel::RmsPropUpdate => "rmsprop_update",
+            Kernel::RmsPropCenteredUpdate => "rmsprop_centered_update",
+            Kernel::GradNorm => "grad_norm",
+            Kernel::GradClip => "grad_clip",
             Kernel::DropoutForward => "dropout_forward",
             Kernel::DropoutBackward => "dropout_backward",
             Kernel::BatchNormForward => "batchnorm_forward",
@@ -406,8 +418,10 @@ impl Kernel {
             Kernel::SoftmaxXentBackward => shader!("softmax_xent_backward"),
             Kernel::LossMetrics => shader!("loss_metrics"),
             Kernel::SgdUpdate => shader!("sgd_update"),
-            Kernel::AdamUpdate => shader!("adam_update"),
-            Kernel::RmsPropUpdate => shader!("rmsprop_update"),
+            Kernel::AdamUpdate | Kernel::AdamAmsgradUpdate => shader!("adam_update"),
+            Kernel::RmsPropUpdate | Kernel::RmsPropCenteredUpdate => shader!("rmsprop_update"),
+            Kernel::GradNorm => shader!("grad_norm"),
+            Kernel::GradClip => shader!("grad_clip"),
             Kernel::DropoutForward => shader!("dropout_forward"),
             Kernel::DropoutBackward => shader!("dropout_backward"),
             Kernel::BatchNormForward => shader!("batchnorm_forward"),
@@ -478,6 +492,19 @@ impl Kernel {
             });
         }
         src.push_str(body);
+        // The optional state of Adam's amsgrad and RMSprop's centered form: their kernels
+        // append its binding and function; the plain forms, the function's identity.
+        match self {
+            Kernel::AdamUpdate => src.push_str(
+                "fn second_moment(i: u32, v: vec4<f32>) -> vec4<f32> {\n    return v;\n}\n",
+            ),
+            Kernel::AdamAmsgradUpdate => src.push_str(shader!("adam_amsgrad")),
+            Kernel::RmsPropUpdate => src.push_str(
+                "fn centering(i: u32, g: vec4<f32>) -> vec4<f32> {\n    return vec4<f32>(0.0);\n}\n",
+            ),
+            Kernel::RmsPropCenteredUpdate => src.push_str(shader!("rmsprop_centered")),
+            _ => {}
+        }
         if self.is_gemm() {
             src.push_str(GEMM_COMMON);
             match variant {

@@ -8,6 +8,7 @@ use crate::ops::activation::{Act, activation_backward_cpu, activation_forward_cp
 use crate::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
+use crate::ops::clip::clip_gradients_cpu;
 use crate::ops::concat::{Columns, copy_columns_cpu};
 use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
 use crate::ops::conv2d_transpose::{conv2d_transpose_backward_cpu, conv2d_transpose_forward_cpu};
@@ -531,6 +532,14 @@ impl CpuEngine {
             }
         }
         let (sum, _) = self.regularize(graph, Some(&mut pgrads), sum, batch);
+        // Clipping by norm sees every trainable gradient (they come first in each node).
+        let mut trainable_grads: Vec<&mut [f32]> = nodes
+            .iter()
+            .zip(pgrads.iter_mut())
+            .flat_map(|(node, g)| g.iter_mut().take(node.trainable_tensors()))
+            .map(|g| &mut g[..])
+            .collect();
+        clip_gradients_cpu(&mut trainable_grads, opt.clip);
         // The optimizer updates the trainable tensors (they come first); a batch
         // normalization's moving statistics take this batch's.
         for (i, node) in nodes.iter().enumerate() {

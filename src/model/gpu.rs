@@ -8,6 +8,7 @@ use crate::layers::{Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
 use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward, saved_len};
 use crate::ops::bias::bias_backward;
+use crate::ops::clip::clip_gradients;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::ops::conv2d_transpose::{
@@ -21,7 +22,7 @@ use crate::ops::l2::{l2_gradient, l2_penalty};
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward};
 use crate::ops::matmul::{MatmulShape, matmul};
 use crate::ops::merge::{MergeOp, merge_backward, merge_forward};
-use crate::ops::optimizer::Optimizer;
+use crate::ops::optimizer::{Clip, Optimizer};
 use crate::ops::pad2d::pad2d;
 use crate::ops::pool2d::{
     avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward,
@@ -96,6 +97,14 @@ impl GpuParams {
         }
         let opt_uniform = Uniform::new(&gpu, &opt.params(1), "optimizer");
         let mut updates = Vec::new();
+        // Clipping by norm first, over every trainable gradient.
+        if matches!(opt.clip, Clip::Norm(_) | Clip::GlobalNorm(_)) {
+            let all: Vec<&Tensor> = grads.iter().flatten().collect();
+            if !all.is_empty() {
+                let norms = Tensor::zeros(&gpu, &[all.len()], "gradient norms")?;
+                updates.extend(clip_gradients(&gpu, &all, &norms, opt.clip)?);
+            }
+        }
         for ((p, g), s) in params.iter().zip(&grads).zip(&state) {
             for ((p, g), s) in p.iter().zip(g).zip(s) {
                 updates.push(opt.update(&gpu, &opt_uniform, p, g, s)?);

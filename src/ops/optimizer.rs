@@ -1,6 +1,8 @@
 //! Optimizer updates, in place on the GPU, with Keras semantics and defaults: SGD
-//! (momentum, Nesterov), Adam, AdamW and RMSprop, decoupled weight decay on any of them,
-//! and learning-rate schedules. The hyper-parameter uniform is shared by every parameter
+//! (momentum, Nesterov), Adam and AdamW (amsgrad), RMSprop (momentum, centered),
+//! decoupled weight decay on any of them, gradient clipping (`clipvalue` in the update
+//! kernels, `clipnorm` and `global_clipnorm` in [`super::clip`]'s passes before them), and
+//! learning-rate schedules. The hyper-parameter uniform is shared by every parameter
 //! tensor and rewritten once per step with the batch (the scheduled learning rate and
 //! Adam's bias correction change with the step): no extra submission, no read-back.
 
@@ -14,11 +16,37 @@ use anyhow::{Result, ensure};
 pub enum Rule {
     /// `v ← momentum·v − lr·g; w ← w + v` (Nesterov: `w ← w + momentum·v − lr·g`).
     Sgd { momentum: f32, nesterov: bool },
-    /// Keras' Adam (ε outside the square root, bias correction folded into the rate).
-    Adam { beta1: f32, beta2: f32, eps: f32 },
-    /// Keras' RMSprop, uncentered: `s ← ρ·s + (1 − ρ)·g²;
-    /// m ← momentum·m + lr·g/√(s + ε); w ← w − m`.
-    RmsProp { rho: f32, momentum: f32, eps: f32 },
+    /// Keras' Adam (ε outside the square root, bias correction folded into the rate);
+    /// with `amsgrad` the step divides by the running maximum of v.
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        #[serde(default)]
+        amsgrad: bool,
+    },
+    /// Keras' RMSprop: `s ← ρ·s + (1 − ρ)·g²; m ← momentum·m + lr·g/√(s + ε); w ← w − m`;
+    /// `centered` subtracts the square of a running mean gradient from s.
+    RmsProp {
+        rho: f32,
+        momentum: f32,
+        eps: f32,
+        #[serde(default)]
+        centered: bool,
+    },
+}
+
+/// Keras' gradient clipping (at most one of them, as Keras requires).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Clip {
+    #[default]
+    None,
+    /// `clipvalue`: every element clipped to [−v, v].
+    Value(f32),
+    /// `clipnorm`: each gradient tensor scaled to an L2 norm of at most c.
+    Norm(f32),
+    /// `global_clipnorm`: all gradients scaled together to a global L2 norm of at most c.
+    GlobalNorm(f32),
 }
 
 /// A learning rate: constant, or one of Keras' schedules, evaluated at the optimizer's
@@ -193,6 +221,12 @@ pub struct Optimizer {
     pub rule: Rule,
     pub learning_rate: LearningRate,
     pub weight_decay: f32,
+    #[serde(default)]
+    pub clip: Clip,
+    /// A builder call that does not apply (Adam's momentum, a second clipping): reported
+    /// by [`Optimizer::validate`], at compile, rather than silently dropped.
+    #[serde(skip)]
+    misuse: Option<String>,
 }
 
 impl Optimizer {
@@ -205,18 +239,23 @@ impl Optimizer {
             },
             learning_rate: lr.into(),
             weight_decay: 0.0,
+            clip: Clip::None,
+            misuse: None,
         }
     }
-    /// Keras' `Adam()` defaults: lr 1e-3, β1 0.9, β2 0.999, ε 1e-7.
+    /// Keras' `Adam()` defaults: lr 1e-3, β1 0.9, β2 0.999, ε 1e-7, no amsgrad.
     pub fn adam() -> Optimizer {
         Optimizer {
             rule: Rule::Adam {
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-7,
+                amsgrad: false,
             },
             learning_rate: 1e-3.into(),
             weight_decay: 0.0,
+            clip: Clip::None,
+            misuse: None,
         }
     }
     /// Keras' `AdamW()` defaults: Adam's, with weight decay 0.004.
@@ -226,16 +265,19 @@ impl Optimizer {
             ..Optimizer::adam()
         }
     }
-    /// Keras' `RMSprop()` defaults: lr 1e-3, ρ 0.9, no momentum, ε 1e-7.
+    /// Keras' `RMSprop()` defaults: lr 1e-3, ρ 0.9, no momentum, ε 1e-7, uncentered.
     pub fn rmsprop() -> Optimizer {
         Optimizer {
             rule: Rule::RmsProp {
                 rho: 0.9,
                 momentum: 0.0,
                 eps: 1e-7,
+                centered: false,
             },
             learning_rate: 1e-3.into(),
             weight_decay: 0.0,
+            clip: Clip::None,
+            misuse: None,
         }
     }
     /// A constant learning rate or a schedule in place of the current one.
@@ -251,24 +293,112 @@ impl Optimizer {
         self.weight_decay = wd;
         self
     }
-    /// Momentum of SGD or RMSprop (Adam has none).
+    /// Records a builder call that does not apply to this optimizer (the first one).
+    fn misused(mut self, what: &str) -> Optimizer {
+        let name = self.name();
+        self.misuse
+            .get_or_insert_with(|| format!("{name} has no {what} (Keras' {name} takes none)"));
+        self
+    }
+    /// Momentum of SGD or RMSprop (Adam has none: an error at compile).
     pub fn momentum(mut self, m: f32) -> Optimizer {
         match &mut self.rule {
             Rule::Sgd { momentum, .. } | Rule::RmsProp { momentum, .. } => *momentum = m,
-            Rule::Adam { .. } => {}
+            Rule::Adam { .. } => return self.misused("momentum"),
         }
         self
     }
-    /// Nesterov momentum for SGD.
+    /// Nesterov momentum for SGD (others: an error at compile).
     pub fn nesterov(mut self, on: bool) -> Optimizer {
-        if let Rule::Sgd { nesterov, .. } = &mut self.rule {
-            *nesterov = on;
+        match &mut self.rule {
+            Rule::Sgd { nesterov, .. } => *nesterov = on,
+            _ => return self.misused("nesterov"),
         }
         self
+    }
+    /// Adam's `beta_1` (0.9).
+    pub fn beta_1(mut self, b: f32) -> Optimizer {
+        match &mut self.rule {
+            Rule::Adam { beta1, .. } => *beta1 = b,
+            _ => return self.misused("beta_1"),
+        }
+        self
+    }
+    /// Adam's `beta_2` (0.999).
+    pub fn beta_2(mut self, b: f32) -> Optimizer {
+        match &mut self.rule {
+            Rule::Adam { beta2, .. } => *beta2 = b,
+            _ => return self.misused("beta_2"),
+        }
+        self
+    }
+    /// Adam's `amsgrad`: divide by the running maximum of the second moment.
+    pub fn amsgrad(mut self, on: bool) -> Optimizer {
+        match &mut self.rule {
+            Rule::Adam { amsgrad, .. } => *amsgrad = on,
+            _ => return self.misused("amsgrad"),
+        }
+        self
+    }
+    /// RMSprop's `rho` (0.9).
+    pub fn rho(mut self, r: f32) -> Optimizer {
+        match &mut self.rule {
+            Rule::RmsProp { rho, .. } => *rho = r,
+            _ => return self.misused("rho"),
+        }
+        self
+    }
+    /// RMSprop's `centered`: normalise by the variance estimate, not the second moment.
+    pub fn centered(mut self, on: bool) -> Optimizer {
+        match &mut self.rule {
+            Rule::RmsProp { centered, .. } => *centered = on,
+            _ => return self.misused("centered"),
+        }
+        self
+    }
+    /// Adam's or RMSprop's `epsilon` (1e-7).
+    pub fn epsilon(mut self, e: f32) -> Optimizer {
+        match &mut self.rule {
+            Rule::Adam { eps, .. } | Rule::RmsProp { eps, .. } => *eps = e,
+            Rule::Sgd { .. } => return self.misused("epsilon"),
+        }
+        self
+    }
+    fn clipping(mut self, clip: Clip) -> Optimizer {
+        if self.clip != Clip::None {
+            self.misuse.get_or_insert_with(|| {
+                "only one of clipnorm, clipvalue and global_clipnorm can be set (Keras)".into()
+            });
+            return self;
+        }
+        self.clip = clip;
+        self
+    }
+    /// Keras' `clipnorm`: each gradient tensor scaled down to an L2 norm of at most `c`.
+    pub fn clipnorm(self, c: f32) -> Optimizer {
+        self.clipping(Clip::Norm(c))
+    }
+    /// Keras' `clipvalue`: every gradient element clipped to [−v, v].
+    pub fn clipvalue(self, v: f32) -> Optimizer {
+        self.clipping(Clip::Value(v))
+    }
+    /// Keras' `global_clipnorm`: all gradients scaled down together to a global L2 norm of
+    /// at most `c`.
+    pub fn global_clipnorm(self, c: f32) -> Optimizer {
+        self.clipping(Clip::GlobalNorm(c))
     }
 
     /// Checks the hyper-parameters.
     pub fn validate(&self) -> Result<()> {
+        if let Some(why) = &self.misuse {
+            anyhow::bail!("optimizer: {why}");
+        }
+        if let Clip::Value(c) | Clip::Norm(c) | Clip::GlobalNorm(c) = self.clip {
+            ensure!(
+                c.is_finite() && c > 0.0,
+                "optimizer: a clipping threshold ({c}) must be positive"
+            );
+        }
         self.learning_rate.validate()?;
         ensure!(
             self.weight_decay.is_finite() && self.weight_decay >= 0.0,
@@ -282,11 +412,15 @@ impl Optimizer {
                     "SGD momentum {momentum} must be in [0, 1]"
                 )
             }
-            Rule::Adam { beta1, beta2, eps } => ensure!(
+            Rule::Adam {
+                beta1, beta2, eps, ..
+            } => ensure!(
                 (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0,
                 "Adam: beta_1 {beta1} and beta_2 {beta2} must be in [0, 1), epsilon {eps} positive"
             ),
-            Rule::RmsProp { rho, momentum, eps } => ensure!(
+            Rule::RmsProp {
+                rho, momentum, eps, ..
+            } => ensure!(
                 (0.0..1.0).contains(&rho) && (0.0..=1.0).contains(&momentum) && eps > 0.0,
                 "RMSprop: rho {rho} must be in [0, 1), momentum {momentum} in [0, 1], epsilon {eps} positive"
             ),
@@ -294,10 +428,12 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Number of state slots per parameter (velocity; m and v; mean square and momentum).
+    /// Number of state slots per parameter (velocity; m, v and amsgrad's max of v; mean
+    /// square, momentum and the centered form's mean gradient).
     pub fn slots(&self) -> usize {
         match self.rule {
             Rule::Sgd { .. } => 1,
+            Rule::Adam { amsgrad: true, .. } | Rule::RmsProp { centered: true, .. } => 3,
             Rule::Adam { .. } | Rule::RmsProp { .. } => 2,
         }
     }
@@ -313,10 +449,15 @@ impl Optimizer {
     }
 
     /// The uniform for step `t` (1-based; the schedule sees iteration t − 1):
-    /// `[rate, h1, h2, h3, lr·wd, 0, 0, 0]`, where the rate is Adam's bias-corrected one.
+    /// `[rate, h1, h2, h3, lr·wd, clipvalue (0: none), 0, 0]`, where the rate is Adam's
+    /// bias-corrected one.
     pub fn params(&self, t: u64) -> [f32; 8] {
         let lr = self.learning_rate.at(t.saturating_sub(1));
         let decay = lr * self.weight_decay;
+        let clip = match self.clip {
+            Clip::Value(v) => v,
+            _ => 0.0,
+        };
         match self.rule {
             Rule::Sgd { momentum, nesterov } => [
                 lr,
@@ -324,17 +465,21 @@ impl Optimizer {
                 f32::from_bits(u32::from(nesterov)),
                 0.0,
                 decay,
-                0.0,
+                clip,
                 0.0,
                 0.0,
             ],
-            Rule::Adam { beta1, beta2, eps } => {
+            Rule::Adam {
+                beta1, beta2, eps, ..
+            } => {
                 let t = t.max(1) as f64;
                 let lr_t = f64::from(lr) * (1.0 - f64::from(beta2).powf(t)).sqrt()
                     / (1.0 - f64::from(beta1).powf(t));
-                [lr_t as f32, beta1, beta2, eps, decay, 0.0, 0.0, 0.0]
+                [lr_t as f32, beta1, beta2, eps, decay, clip, 0.0, 0.0]
             }
-            Rule::RmsProp { rho, momentum, eps } => [lr, rho, momentum, eps, decay, 0.0, 0.0, 0.0],
+            Rule::RmsProp {
+                rho, momentum, eps, ..
+            } => [lr, rho, momentum, eps, decay, clip, 0.0, 0.0],
         }
     }
 
@@ -359,7 +504,9 @@ impl Optimizer {
         let groups = groups_for(param.len().div_ceil(4), 256);
         let kernel = match self.rule {
             Rule::Sgd { .. } => Kernel::SgdUpdate,
+            Rule::Adam { amsgrad: true, .. } => Kernel::AdamAmsgradUpdate,
             Rule::Adam { .. } => Kernel::AdamUpdate,
+            Rule::RmsProp { centered: true, .. } => Kernel::RmsPropCenteredUpdate,
             Rule::RmsProp { .. } => Kernel::RmsPropUpdate,
         };
         let mut buffers = vec![&param.buffer, &grad.buffer];
@@ -367,12 +514,20 @@ impl Optimizer {
         Dispatch::with_uniform(gpu, kernel, &uniform.buffer, &buffers, groups)
     }
 
-    /// CPU reference of one update at step `t` (1-based).
+    /// CPU reference of one update at step `t` (1-based), `grad` already clipped by norm
+    /// where asked ([`super::clip::clip_gradients_cpu`]).
     pub fn update_cpu(&self, param: &mut [f32], grad: &[f32], state: &mut [Vec<f32>], t: u64) {
-        let [rate, h1, h2, h3, decay, ..] = self.params(t);
+        let [rate, h1, h2, h3, decay, clip, ..] = self.params(t);
         for w in param.iter_mut() {
             *w -= decay * *w;
         }
+        let clipped: Vec<f32>;
+        let grad = if clip > 0.0 {
+            clipped = grad.iter().map(|g| g.clamp(-clip, clip)).collect();
+            &clipped[..]
+        } else {
+            grad
+        };
         match self.rule {
             Rule::Sgd { nesterov, .. } => {
                 let (lr, momentum) = (rate, h1);
@@ -387,25 +542,40 @@ impl Optimizer {
                     };
                 }
             }
-            Rule::Adam { .. } => {
+            Rule::Adam { amsgrad, .. } => {
                 let (lr_t, beta1, beta2, eps) = (rate, h1, h2, h3);
-                let (m, rest) = state.split_at_mut(1);
-                let (m, v) = (&mut m[0], &mut rest[0]);
+                let [m, v, rest @ ..] = state else {
+                    panic!("Adam keeps m and v");
+                };
                 for i in 0..param.len() {
                     let g = grad[i];
                     m[i] += (1.0 - beta1) * (g - m[i]);
                     v[i] += (1.0 - beta2) * (g * g - v[i]);
-                    param[i] -= lr_t * m[i] / (v[i].sqrt() + eps);
+                    let denom = if amsgrad {
+                        rest[0][i] = rest[0][i].max(v[i]);
+                        rest[0][i]
+                    } else {
+                        v[i]
+                    };
+                    param[i] -= lr_t * m[i] / (denom.sqrt() + eps);
                 }
             }
-            Rule::RmsProp { .. } => {
+            Rule::RmsProp { centered, .. } => {
                 let (lr, rho, momentum, eps) = (rate, h1, h2, h3);
-                let (s, rest) = state.split_at_mut(1);
-                let (s, m) = (&mut s[0], &mut rest[0]);
+                let [s, m, rest @ ..] = state else {
+                    panic!("RMSprop keeps s and m");
+                };
                 for i in 0..param.len() {
                     let g = grad[i];
                     s[i] = rho * s[i] + (1.0 - rho) * g * g;
-                    let step = lr * g / (s[i] + eps).sqrt();
+                    let denom = if centered {
+                        let mg = &mut rest[0][i];
+                        *mg = rho * *mg + (1.0 - rho) * g;
+                        s[i] - *mg * *mg + eps
+                    } else {
+                        s[i] + eps
+                    };
+                    let step = lr * g / denom.sqrt();
                     m[i] = momentum * m[i] + step;
                     param[i] -= m[i];
                 }

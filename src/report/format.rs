@@ -6,7 +6,7 @@ use crate::data::{Dataset, Split};
 use crate::layers::thousands;
 use crate::metrics::{ConfusionMatrix, classification_report};
 use crate::model::History;
-use crate::ops::optimizer::{LearningRate, Optimizer, Rule};
+use crate::ops::optimizer::{Clip, LearningRate, Optimizer, Rule};
 use std::fmt::Write;
 use std::path::Path;
 
@@ -43,10 +43,25 @@ pub(super) fn optimizer(opt: &Optimizer) -> String {
         Rule::Sgd { momentum, nesterov } if momentum > 0.0 => {
             s.push_str(&format!(", momentum {momentum}, nesterov {nesterov}"))
         }
-        Rule::RmsProp { rho, momentum, .. } => {
-            s.push_str(&format!(", rho {rho}, momentum {momentum}"))
+        Rule::RmsProp {
+            rho,
+            momentum,
+            centered,
+            ..
+        } => {
+            s.push_str(&format!(", rho {rho}, momentum {momentum}"));
+            if centered {
+                s.push_str(", centered");
+            }
         }
+        Rule::Adam { amsgrad: true, .. } => s.push_str(", amsgrad"),
         _ => {}
+    }
+    match opt.clip {
+        Clip::Value(v) => s.push_str(&format!(", clipvalue {v}")),
+        Clip::Norm(c) => s.push_str(&format!(", clipnorm {c}")),
+        Clip::GlobalNorm(c) => s.push_str(&format!(", global_clipnorm {c}")),
+        Clip::None => {}
     }
     if opt.weight_decay > 0.0 {
         s.push_str(&format!(", weight decay {}", opt.weight_decay));
