@@ -3,11 +3,155 @@
 //! no read-back inside an epoch. A callback is configuration; what it did (the epoch it
 //! stopped at, the checkpoints it wrote, the learning rates) is in the [`History`].
 //!
+//! Your own callbacks implement [`CustomCallback`] (Keras' `Callback` hooks) or are
+//! closures ([`Callback::on_epoch_end`]); they can stop training and change the learning
+//! rate. A batch hook runs every `batch_frequency` steps, and only those steps read the
+//! loss back.
+//!
 //! [`History`]: crate::model::History
 
 use crate::model::{History, Model};
 use anyhow::{Result, bail, ensure};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// What a hook sees of training so far: the epoch's mean loss and accuracy (running
+/// means inside an epoch, as Keras' batch logs), validation results at an epoch's end, and
+/// the learning rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Logs {
+    pub loss: f32,
+    pub accuracy: f32,
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f32>,
+    /// The rate of the last update (the schedule's value where there is one).
+    pub learning_rate: f32,
+}
+
+/// What a hook may do: reach the model (its weights, its learning rate), and stop
+/// training (Keras' `self.model.stop_training = True`).
+pub struct CallbackContext<'a> {
+    model: &'a mut Model,
+    stop: bool,
+}
+
+impl CallbackContext<'_> {
+    /// The model being trained.
+    pub fn model(&mut self) -> &mut Model {
+        self.model
+    }
+    /// Ends `fit` after this hook (at the end of the current step or epoch).
+    pub fn stop_training(&mut self) {
+        self.stop = true;
+    }
+    /// The constant learning rate (None under a schedule).
+    pub fn learning_rate(&self) -> Option<f32> {
+        self.model.constant_learning_rate()
+    }
+    /// Sets a constant learning rate from the next step on (as Keras' `LearningRateScheduler`
+    /// or `self.model.optimizer.learning_rate = …`).
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.model.set_learning_rate(lr)
+    }
+}
+
+/// Keras' `keras.callbacks.Callback`: override the hooks you need. Each returns an error
+/// to abort `fit` with it.
+pub trait CustomCallback: Send {
+    fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
+        Ok(())
+    }
+    fn on_epoch_begin(&mut self, _epoch: usize, _ctx: &mut CallbackContext) -> Result<()> {
+        Ok(())
+    }
+    /// After each epoch, with its logs (validation included).
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        _logs: &Logs,
+        _ctx: &mut CallbackContext,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// After every [`CustomCallback::batch_frequency`]-th step of an epoch (`batch` counts
+    /// from 0 within the epoch), with the epoch's running logs.
+    fn on_train_batch_end(
+        &mut self,
+        _batch: usize,
+        _logs: &Logs,
+        _ctx: &mut CallbackContext,
+    ) -> Result<()> {
+        Ok(())
+    }
+    fn on_train_end(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
+        Ok(())
+    }
+    /// How often `on_train_batch_end` runs, in steps (None: never). Each such step reads
+    /// the loss back from the device, which the others do not.
+    fn batch_frequency(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// A user callback in a [`Callback`] list (shared, so that the caller can keep a handle
+/// and look at what it recorded after `fit`).
+#[derive(Clone)]
+pub struct Custom(pub Arc<Mutex<dyn CustomCallback>>);
+
+impl std::fmt::Debug for Custom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Custom(..)")
+    }
+}
+
+impl PartialEq for Custom {
+    fn eq(&self, other: &Custom) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Custom {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, dyn CustomCallback + 'static>> {
+        self.0
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a custom callback panicked in an earlier hook"))
+    }
+}
+
+/// An epoch-end closure as a callback ([`Callback::on_epoch_end`]).
+struct EpochEndFn<F>(F);
+
+impl<F> CustomCallback for EpochEndFn<F>
+where
+    F: FnMut(usize, &Logs, &mut CallbackContext) -> Result<()> + Send,
+{
+    fn on_epoch_end(&mut self, epoch: usize, logs: &Logs, ctx: &mut CallbackContext) -> Result<()> {
+        (self.0)(epoch, logs, ctx)
+    }
+}
+
+/// A batch-end closure run every `every` steps ([`Callback::on_train_batch_end`]).
+struct BatchEndFn<F> {
+    every: usize,
+    f: F,
+}
+
+impl<F> CustomCallback for BatchEndFn<F>
+where
+    F: FnMut(usize, &Logs, &mut CallbackContext) -> Result<()> + Send,
+{
+    fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &Logs,
+        ctx: &mut CallbackContext,
+    ) -> Result<()> {
+        (self.f)(batch, logs, ctx)
+    }
+    fn batch_frequency(&self) -> Option<usize> {
+        Some(self.every)
+    }
+}
 
 /// A value of the epoch logs to watch: Keras' `monitor=` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -223,6 +367,7 @@ pub enum Callback {
     ModelCheckpoint(ModelCheckpoint),
     ReduceLROnPlateau(ReduceLROnPlateau),
     CsvLogger(CsvLogger),
+    Custom(Custom),
 }
 
 impl From<CsvLogger> for Callback {
@@ -248,13 +393,32 @@ impl From<ReduceLROnPlateau> for Callback {
 }
 
 impl Callback {
+    /// Your own callback.
+    pub fn custom(c: impl CustomCallback + 'static) -> Callback {
+        Callback::Custom(Custom(Arc::new(Mutex::new(c))))
+    }
+    /// A closure run after every epoch: `|epoch, logs, ctx| { …; Ok(()) }`.
+    pub fn on_epoch_end(
+        f: impl FnMut(usize, &Logs, &mut CallbackContext) -> Result<()> + Send + 'static,
+    ) -> Callback {
+        Callback::custom(EpochEndFn(f))
+    }
+    /// A closure run after every `every`-th step of an epoch (each such step reads the loss
+    /// back): `|batch, logs, ctx| { …; Ok(()) }`.
+    pub fn on_train_batch_end(
+        every: usize,
+        f: impl FnMut(usize, &Logs, &mut CallbackContext) -> Result<()> + Send + 'static,
+    ) -> Callback {
+        Callback::custom(BatchEndFn { every, f })
+    }
+
     /// The value it watches (None for one that watches nothing).
     fn monitor(&self) -> Option<Monitor> {
         match self {
             Callback::EarlyStopping(c) => Some(c.monitor),
             Callback::ModelCheckpoint(c) => Some(c.monitor),
             Callback::ReduceLROnPlateau(c) => Some(c.monitor),
-            Callback::CsvLogger(_) => None,
+            Callback::CsvLogger(_) | Callback::Custom(_) => None,
         }
     }
 }
@@ -292,6 +456,7 @@ enum State {
         cooldown: usize,
     },
     CsvLogger,
+    Custom,
 }
 
 /// Runs the callbacks of one `fit` call.
@@ -319,6 +484,14 @@ impl<'a> Runner<'a> {
                 },
                 Callback::ModelCheckpoint(_) => State::ModelCheckpoint { best: worst(m) },
                 Callback::CsvLogger(_) => State::CsvLogger,
+                Callback::Custom(c) => {
+                    let every = c.lock()?.batch_frequency();
+                    ensure!(
+                        every != Some(0),
+                        "a custom callback's batch_frequency must be positive"
+                    );
+                    State::Custom
+                }
                 Callback::ReduceLROnPlateau(r) => {
                     ensure!(
                         r.factor > 0.0 && r.factor < 1.0,
@@ -426,14 +599,87 @@ impl<'a> Runner<'a> {
                     let csv = model.training_history().to_csv();
                     crate::io::write_atomic(&c.filename, csv.as_bytes())?;
                 }
+                (Callback::Custom(c), State::Custom) => {
+                    let logs = Logs {
+                        loss: h.loss[e],
+                        accuracy: h.accuracy[e],
+                        val_loss: h.val_loss.get(e).copied(),
+                        val_accuracy: h.val_accuracy.get(e).copied(),
+                        learning_rate: h.learning_rate.get(e).copied().unwrap_or(f32::NAN),
+                    };
+                    let mut ctx = CallbackContext { model, stop: false };
+                    c.lock()?.on_epoch_end(epoch, &logs, &mut ctx)?;
+                    if ctx.stop {
+                        h.stopped_epoch = Some(epoch);
+                        stop = true;
+                    }
+                }
                 _ => {} // each state is built from its callback
             }
         }
         Ok(stop)
     }
 
+    /// The user callbacks.
+    fn customs(&self) -> impl Iterator<Item = &Custom> {
+        self.callbacks.iter().filter_map(|c| match c {
+            Callback::Custom(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// At the start of `fit`.
+    pub fn on_train_begin(&mut self, model: &mut Model) -> Result<()> {
+        for c in self.customs() {
+            c.lock()?
+                .on_train_begin(&mut CallbackContext { model, stop: false })?;
+        }
+        Ok(())
+    }
+
+    /// Before epoch `epoch`: true to stop training.
+    pub fn on_epoch_begin(&mut self, model: &mut Model, epoch: usize) -> Result<bool> {
+        let mut ctx = CallbackContext { model, stop: false };
+        for c in self.customs() {
+            c.lock()?.on_epoch_begin(epoch, &mut ctx)?;
+        }
+        Ok(ctx.stop)
+    }
+
+    /// Whether some user callback wants the logs after step `step` (0-based) of an epoch:
+    /// the step must read them back.
+    pub fn wants_batch(&self, step: usize) -> Result<bool> {
+        for c in self.customs() {
+            if let Some(every) = c.lock()?.batch_frequency()
+                && (step + 1).is_multiple_of(every)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After step `step` of an epoch, with the running logs: true to stop training.
+    pub fn on_train_batch_end(
+        &mut self,
+        model: &mut Model,
+        step: usize,
+        logs: &Logs,
+    ) -> Result<bool> {
+        let mut ctx = CallbackContext { model, stop: false };
+        for c in self.customs() {
+            let mut c = c.lock()?;
+            if let Some(every) = c.batch_frequency()
+                && (step + 1).is_multiple_of(every)
+            {
+                c.on_train_batch_end(step, logs, &mut ctx)?;
+            }
+        }
+        Ok(ctx.stop)
+    }
+
     /// At the end of `fit`: EarlyStopping's best weights go back into the model (Keras 3
-    /// restores them whether or not it stopped early).
+    /// restores them whether or not it stopped early); then the user callbacks' hook.
     pub fn on_train_end(&mut self, model: &mut Model) -> Result<()> {
         for s in &mut self.state {
             if let State::EarlyStopping {
@@ -443,6 +689,10 @@ impl<'a> Runner<'a> {
             {
                 model.write_weights(w)?; // the weights only: the optimizer keeps its state
             }
+        }
+        for c in self.customs() {
+            c.lock()?
+                .on_train_end(&mut CallbackContext { model, stop: false })?;
         }
         Ok(())
     }

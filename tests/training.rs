@@ -548,3 +548,127 @@ fn written_files_get_the_mode_of_an_ordinary_write() -> R {
     }
     Ok(())
 }
+
+/// A user callback with Keras' hooks: called in order with the epoch's logs, a batch hook
+/// at its frequency whose steps alone read the loss back, a learning rate changed from a
+/// hook, and training stopped from a batch hook.
+#[test]
+fn custom_callbacks_see_the_logs_change_the_rate_and_stop() -> R {
+    use std::sync::{Arc, Mutex};
+    use wgcnn::callbacks::{Callback, CallbackContext, CustomCallback, Logs};
+
+    #[derive(Default)]
+    struct Recorder {
+        events: Vec<String>,
+        epoch_logs: Vec<Logs>,
+    }
+    impl CustomCallback for Recorder {
+        fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> anyhow::Result<()> {
+            self.events.push("train_begin".into());
+            Ok(())
+        }
+        fn on_epoch_begin(&mut self, e: usize, _ctx: &mut CallbackContext) -> anyhow::Result<()> {
+            self.events.push(format!("epoch_begin {e}"));
+            Ok(())
+        }
+        fn on_train_batch_end(
+            &mut self,
+            b: usize,
+            logs: &Logs,
+            ctx: &mut CallbackContext,
+        ) -> anyhow::Result<()> {
+            assert!(logs.loss.is_finite() && logs.val_loss.is_none());
+            self.events.push(format!("batch {b}"));
+            // Stop in the third epoch, after its second hook.
+            if self.epoch_logs.len() == 2 && b == 3 {
+                ctx.stop_training();
+            }
+            Ok(())
+        }
+        fn on_epoch_end(
+            &mut self,
+            e: usize,
+            logs: &Logs,
+            ctx: &mut CallbackContext,
+        ) -> anyhow::Result<()> {
+            self.events.push(format!("epoch_end {e}"));
+            self.epoch_logs.push(*logs);
+            if e == 0 {
+                ctx.set_learning_rate(0.005)?;
+            }
+            Ok(())
+        }
+        fn on_train_end(&mut self, _ctx: &mut CallbackContext) -> anyhow::Result<()> {
+            self.events.push("train_end".into());
+            Ok(())
+        }
+        fn batch_frequency(&self) -> Option<usize> {
+            Some(2)
+        }
+    }
+
+    let g = Arc::new(wgcnn::Gpu::new()?); // its own counters
+    let mut m = model(Device::Gpu(g.clone()), 3)?;
+    let (x, y) = data(96, 4); // 6 steps of 16 per epoch
+    let recorder = Arc::new(Mutex::new(Recorder::default()));
+    let epochs_seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = epochs_seen.clone();
+    let cfg = FitConfig {
+        callbacks: vec![
+            Callback::Custom(wgcnn::callbacks::Custom(recorder.clone())),
+            Callback::on_epoch_end(move |e, logs, _ctx| {
+                seen.lock()
+                    .expect("not poisoned")
+                    .push((e, logs.learning_rate));
+                Ok(())
+            }),
+        ],
+        validation_data: Some((&x[..32 * 64], &y[..32])),
+        ..quiet(5)
+    };
+    let (_, _, r0) = g.counters.snapshot();
+    let h = m.fit(&x, &y, &cfg)?;
+    let (_, _, r1) = g.counters.snapshot();
+    let rec = recorder.lock().expect("not poisoned");
+    let want: Vec<String> = [
+        "train_begin",
+        "epoch_begin 0",
+        "batch 1",
+        "batch 3",
+        "batch 5",
+        "epoch_end 0",
+        "epoch_begin 1",
+        "batch 1",
+        "batch 3",
+        "batch 5",
+        "epoch_end 1",
+        "epoch_begin 2",
+        "batch 1",
+        "batch 3",
+        "epoch_end 2",
+        "train_end",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(rec.events, want);
+    // The logs are the history's; the rate set after epoch 0 is in force after it.
+    assert_eq!(h.loss.len(), 3);
+    for (e, logs) in rec.epoch_logs.iter().enumerate() {
+        assert_eq!(logs.loss, h.loss[e]);
+        assert_eq!(logs.val_loss, Some(h.val_loss[e]));
+    }
+    assert_eq!(h.stopped_epoch, Some(2));
+    let rates: Vec<f32> = epochs_seen
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(rates, [0.02, 0.005, 0.005]);
+    // Read-backs: a full epoch reads at its hooked steps 1, 3 and 5 (5, the last, reads
+    // anyway; a quiet epoch reads there alone) and once for validation; the stopped
+    // epoch at its two hooks and for validation.
+    assert_eq!(r1 - r0, 2 * (3 + 1) + (2 + 1), "read-backs");
+    Ok(())
+}

@@ -58,6 +58,7 @@ impl Model {
             cfg.epochs
         );
         let mut runner = callbacks::Runner::new(&cfg.callbacks, validation.is_some(), self)?;
+        runner.on_train_begin(self)?;
         let batch = cfg.batch_size.min(n);
         let seed = self.seed;
         let mut history = History::default();
@@ -76,11 +77,16 @@ impl Model {
             if cfg.shuffle {
                 shuffle(&mut order, epoch);
             }
+            if runner.on_epoch_begin(self, epoch)? {
+                history.stopped_epoch = Some(epoch);
+                break;
+            }
             let augment =
                 Augment::for_epoch(seed, epoch, &input, cfg.horizontal_flip, cfg.translation)?;
             let start = Instant::now();
             let bar = progress_bar(cfg.verbose, n.div_ceil(batch), epoch, cfg.epochs);
-            let (loss, acc) = self.train_epoch(x, y, &order, augment, batch, epoch, &bar)?;
+            let (loss, acc, stopped) =
+                self.train_epoch(x, y, &order, augment, batch, epoch, &bar, &mut runner)?;
             history.epoch.push(epoch);
             history.loss.push(loss);
             history.accuracy.push(acc);
@@ -105,7 +111,10 @@ impl Model {
                 eprintln!("{}", history.epoch_line(history.loss.len() - 1, cfg.epochs));
             }
             self.history.push_last_of(&history);
-            if runner.on_epoch_end(self, epoch, &mut history)? {
+            if runner.on_epoch_end(self, epoch, &mut history)? || stopped {
+                if stopped {
+                    history.stopped_epoch = Some(epoch);
+                }
                 break;
             }
         }
@@ -113,7 +122,9 @@ impl Model {
         Ok(history)
     }
 
-    /// The steps of one epoch over `order`; returns its mean loss and accuracy.
+    /// The steps of one epoch over `order`; returns its mean loss and accuracy, and
+    /// whether a callback stopped training inside it (the means are then over the steps
+    /// run).
     #[allow(clippy::too_many_arguments)]
     fn train_epoch(
         &mut self,
@@ -124,7 +135,8 @@ impl Model {
         batch: usize,
         epoch: usize,
         bar: &indicatif::ProgressBar,
-    ) -> Result<(f32, f32)> {
+        runner: &mut callbacks::Runner,
+    ) -> Result<(f32, f32, bool)> {
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
         let n = order.len();
@@ -156,8 +168,10 @@ impl Model {
             let valid = idx.len();
             // Read the totals only when the bar is due (or every 64 steps, to catch a
             // diverging loss early) and at the epoch's end; never otherwise.
+            let hook = runner.wants_batch(step)?;
             let due = step + 1 == steps
                 || step % 64 == 63
+                || hook
                 || (verbose && last_read.elapsed() > Duration::from_millis(300));
             let totals = self.step(
                 &xb[..valid * sample],
@@ -182,10 +196,24 @@ impl Model {
                     "loss: {loss:.4} - accuracy: {acc:.4} - {rate:.0} img/s"
                 ));
                 result = (loss as f32, acc as f32);
+                if hook {
+                    let c = self.compiled()?;
+                    let logs = callbacks::Logs {
+                        loss: result.0,
+                        accuracy: result.1,
+                        val_loss: None,
+                        val_accuracy: None,
+                        learning_rate: c.optimizer.learning_rate.at(c.step.saturating_sub(1)),
+                    };
+                    if runner.on_train_batch_end(self, step, &logs)? {
+                        bar.set_position(step as u64 + 1);
+                        return Ok((result.0, result.1, true));
+                    }
+                }
             }
             bar.set_position(step as u64 + 1);
         }
-        Ok(result)
+        Ok((result.0, result.1, false))
     }
 
     /// One training step on `valid` samples in a graph of `batch` rows; returns the totals
