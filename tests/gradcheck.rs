@@ -468,3 +468,89 @@ fn layernorm_gradients_match_finite_differences() {
         fwd(&x0, &g0, b).0
     });
 }
+
+/// Every element-wise loss's gradient (of the batch mean) against central differences of
+/// the mean loss, away from MAE's and Huber's kinks and from the clipped probabilities.
+#[test]
+fn element_loss_gradients_match_finite_differences() {
+    use wgcnn::ops::loss::*;
+    let (rows, cols, valid) = (4, 5, 3);
+    for loss in [
+        ElementLoss::MeanSquaredError,
+        ElementLoss::MeanAbsoluteError,
+        ElementLoss::Huber { delta: 0.3 },
+        ElementLoss::BinaryCrossentropy {
+            from_logits: false,
+            label_smoothing: 0.1,
+        },
+        ElementLoss::BinaryCrossentropy {
+            from_logits: true,
+            label_smoothing: 0.0,
+        },
+    ] {
+        let probabilities = matches!(
+            loss,
+            ElementLoss::BinaryCrossentropy {
+                from_logits: false,
+                ..
+            }
+        );
+        let mut pred: Vec<f32> = random_vec(rows * cols, 90)
+            .iter()
+            .map(|v| {
+                if probabilities {
+                    0.5 + 0.4 * v
+                } else {
+                    2.0 * v
+                }
+            })
+            .collect();
+        let target: Vec<f32> = random_vec(rows * cols, 91)
+            .iter()
+            .map(|v| {
+                if probabilities {
+                    f32::from(*v > 0.0)
+                } else {
+                    *v
+                }
+            })
+            .collect();
+        let mean = |p: &[f32]| {
+            let (mut l, mut m) = (vec![0.0; rows], vec![0.0; rows]);
+            let metric = ElementMetric::MeanAbsoluteError;
+            loss_forward_cpu(
+                &mut l,
+                &mut m,
+                p,
+                &target,
+                (rows, cols, valid),
+                loss,
+                metric,
+            );
+            l.iter().map(|&v| f64::from(v)).sum::<f64>() / valid as f64
+        };
+        let mut d = vec![0.0; rows * cols];
+        loss_backward_cpu(&mut d, &pred, &target, (rows, cols, valid), loss);
+        // Skip elements within the step of a kink (|y − t| = 0 or δ).
+        let kinked: Vec<bool> = pred
+            .iter()
+            .zip(&target)
+            .map(|(y, t)| {
+                let x = (y - t).abs();
+                x < 2e-2 || (x - 0.3).abs() < 2e-2
+            })
+            .collect();
+        for i in 0..rows * cols {
+            if kinked[i] {
+                continue;
+            }
+            let numeric = finite_diff(&mut pred, i, 1e-3, mean);
+            let err = (numeric - f64::from(d[i])).abs();
+            assert!(
+                err <= 1e-3 * (1.0 + numeric.abs()),
+                "{loss:?}[{i}]: analytic {} numeric {numeric}",
+                d[i]
+            );
+        }
+    }
+}

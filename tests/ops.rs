@@ -16,6 +16,7 @@ use wgcnn::ops::depthwise_conv2d::*;
 use wgcnn::ops::dropout::*;
 use wgcnn::ops::l2::*;
 use wgcnn::ops::layernorm::*;
+use wgcnn::ops::loss::*;
 use wgcnn::ops::matmul::*;
 use wgcnn::ops::merge::*;
 use wgcnn::ops::optimizer::{Clip, LearningRate, Optimizer};
@@ -1646,5 +1647,136 @@ fn gradient_clipping_matches_cpu() -> R {
             assert_close(&format!("{clip:?}"), &t.read(&g)?, want, 1e-6, 1e-5)?;
         }
     }
+    Ok(())
+}
+
+fn element_losses() -> Vec<(ElementLoss, ElementMetric)> {
+    vec![
+        (
+            ElementLoss::MeanSquaredError,
+            ElementMetric::MeanAbsoluteError,
+        ),
+        (
+            ElementLoss::MeanAbsoluteError,
+            ElementMetric::MeanSquaredError,
+        ),
+        (
+            ElementLoss::Huber { delta: 0.3 },
+            ElementMetric::MeanAbsoluteError,
+        ),
+        (
+            ElementLoss::BinaryCrossentropy {
+                from_logits: false,
+                label_smoothing: 0.0,
+            },
+            ElementMetric::BinaryAccuracy { threshold: 0.5 },
+        ),
+        (
+            ElementLoss::BinaryCrossentropy {
+                from_logits: false,
+                label_smoothing: 0.2,
+            },
+            ElementMetric::BinaryAccuracy { threshold: 0.5 },
+        ),
+        (
+            ElementLoss::BinaryCrossentropy {
+                from_logits: true,
+                label_smoothing: 0.1,
+            },
+            ElementMetric::BinaryAccuracy { threshold: 0.0 },
+        ),
+    ]
+}
+
+/// Element-wise losses on GPU and CPU: per-sample losses and metrics, the gradient of the
+/// batch mean, a partial batch (rows past the valid ones give zeros), poisoned outputs.
+#[test]
+fn element_losses_match_cpu() -> R {
+    let g = gpu();
+    for (loss, metric) in element_losses() {
+        for (rows, cols, valid) in [(5, 7, 5), (9, 33, 6), (1, 1, 1)] {
+            let n = rows * cols;
+            let logits = matches!(
+                loss,
+                ElementLoss::BinaryCrossentropy {
+                    from_logits: true,
+                    ..
+                }
+            );
+            let binary = matches!(loss, ElementLoss::BinaryCrossentropy { .. });
+            // Probabilities in (0, 1) (a few clipped), logits and values in ±3.
+            let pred: Vec<f32> = random_vec(n, 500)
+                .iter()
+                .map(|v| match (binary, logits) {
+                    (true, false) => (0.5 + 0.55 * v).clamp(0.0, 1.0),
+                    _ => 3.0 * v,
+                })
+                .collect();
+            let target: Vec<f32> = random_vec(n, 501)
+                .iter()
+                .map(|v| if binary { f32::from(*v > 0.0) } else { 2.0 * v })
+                .collect();
+            let rows_u = BatchRows::new(&g, rows, cols)?;
+            rows_u.set_valid(&g, valid)?;
+            let (tp, tt) = (
+                Tensor::from_slice(&g, &[n], &pred, "pred")?,
+                Tensor::from_slice(&g, &[n], &target, "target")?,
+            );
+            let (sl, sm, dp) = (
+                poisoned(&g, &[rows], "loss"),
+                poisoned(&g, &[rows], "metric"),
+                poisoned(&g, &[n], "dpred"),
+            );
+            g.run(&[
+                &loss_forward(&g, &sl, &sm, &tp, &tt, &rows_u, loss, metric)?,
+                &loss_backward(&g, &dp, &tp, &tt, &rows_u, loss)?,
+            ])?;
+            let (mut wl, mut wm, mut wd) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; n]);
+            let shape = (rows, cols, valid);
+            loss_forward_cpu(&mut wl, &mut wm, &pred, &target, shape, loss, metric);
+            loss_backward_cpu(&mut wd, &pred, &target, shape, loss);
+            let what = |p: &str| format!("{loss:?} {p} {rows}×{cols} ({valid} valid)");
+            assert_close(&what("loss"), &sl.read(&g)?, &wl, 1e-5, 1e-5)?;
+            assert_close(&what("metric"), &sm.read(&g)?, &wm, 1e-6, 1e-5)?;
+            assert_close(&what("gradient"), &dp.read(&g)?, &wd, 1e-6, 1e-4)?;
+        }
+    }
+    Ok(())
+}
+
+/// Keras 3.15's losses and binary accuracy on a hand-made batch (2 samples × 3).
+#[test]
+fn element_losses_follow_keras() -> R {
+    let y = [0.9f32, 0.2, 0.5, 0.05, 0.7, 1.0];
+    let t = [1.0f32, 0.0, 1.0, 0.0, 1.0, 0.0];
+    let z = [2.0f32, -1.0, 0.3, -3.0, 0.5, 4.0];
+    let bce = |from_logits, label_smoothing| ElementLoss::BinaryCrossentropy {
+        from_logits,
+        label_smoothing,
+    };
+    let mae = ElementMetric::MeanAbsoluteError;
+    let acc = ElementMetric::BinaryAccuracy { threshold: 0.5 };
+    for (loss, pred, keras) in [
+        (ElementLoss::MeanSquaredError, y, 0.232_083_35),
+        (ElementLoss::MeanAbsoluteError, y, 0.358_333_35),
+        (ElementLoss::Huber { delta: 0.3 }, y, 0.071_875),
+        (bce(false, 0.0), y, 2.895_334_2),
+        (bce(false, 0.2), y, 2.752_548_5),
+        (bce(true, 0.0), z, 0.922_56),
+    ] {
+        let (mut l, mut m) = ([0.0f32; 2], [0.0f32; 2]);
+        loss_forward_cpu(&mut l, &mut m, &pred, &t, (2, 3, 2), loss, mae);
+        let mean = (l[0] + l[1]) / 2.0;
+        assert_close(&format!("{loss:?}"), &[mean], &[keras], 1e-6, 1e-5)?;
+    }
+    let (mut l, mut m) = ([0.0f32; 2], [0.0f32; 2]);
+    loss_forward_cpu(&mut l, &mut m, &y, &t, (2, 3, 2), bce(false, 0.0), acc);
+    assert_close(
+        "binary accuracy",
+        &[(m[0] + m[1]) / 2.0],
+        &[4.0 / 6.0],
+        1e-7,
+        0.0,
+    )?;
     Ok(())
 }

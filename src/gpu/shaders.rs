@@ -89,6 +89,7 @@ const DIVMOD: &str = shader!("divmod");
 const GATED_ACTIVATION_COMMON: &str = shader!("gated_activation_common");
 const UPSAMPLING_COMMON: &str = shader!("upsampling2d_common");
 const LAYERNORM_COMMON: &str = shader!("layernorm_common");
+const LOSS_COMMON: &str = shader!("loss_common");
 
 /// Every compute kernel wgcnn dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -141,11 +142,13 @@ pub enum Kernel {
     UpSampling2dBackward,
     LayerNormForward,
     LayerNormBackward,
+    LossForward,
+    LossBackward,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 48] = [
+    pub const ALL: [Kernel; 50] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -194,6 +197,8 @@ impl Kernel {
         Kernel::UpSampling2dBackward,
         Kernel::LayerNormForward,
         Kernel::LayerNormBackward,
+        Kernel::LossForward,
+        Kernel::LossBackward,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -298,6 +303,8 @@ impl Kernel {
             Kernel::UpSampling2dBackward => "upsampling2d_backward",
             Kernel::LayerNormForward => "layernorm_forward",
             Kernel::LayerNormBackward => "layernorm_backward",
+            Kernel::LossForward => "loss_forward",
+            Kernel::LossBackward => "loss_backward",
         }
     }
 
@@ -355,6 +362,7 @@ impl Kernel {
                 | Kernel::Transpose
                 | Kernel::SplitKReduce
                 | Kernel::Pad2d
+                | Kernel::LossBackward
                 | Kernel::BiasForward
                 | Kernel::UpSampling2dForward
                 | Kernel::UpSampling2dBackward
@@ -435,6 +443,8 @@ impl Kernel {
             Kernel::UpSampling2dBackward => shader!("upsampling2d_backward"),
             Kernel::LayerNormForward => shader!("layernorm_forward"),
             Kernel::LayerNormBackward => shader!("layernorm_backward"),
+            Kernel::LossForward => shader!("loss_forward"),
+            Kernel::LossBackward => shader!("loss_backward"),
         };
         let mut src = String::new();
         // The depthwise and grouped kernels share their files; this constant picks the
@@ -472,6 +482,7 @@ impl Kernel {
                 src.push_str(UPSAMPLING_COMMON)
             }
             Kernel::LayerNormForward | Kernel::LayerNormBackward => src.push_str(LAYERNORM_COMMON),
+            Kernel::LossForward | Kernel::LossBackward => src.push_str(LOSS_COMMON),
             Kernel::DepthwiseConv2dBackwardInput | Kernel::GroupedConv2dBackwardInput => {
                 src.push_str(DEPTHWISE_COMMON)
             }

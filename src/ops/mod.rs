@@ -13,6 +13,7 @@ pub mod depthwise_conv2d;
 pub mod dropout;
 pub mod l2;
 pub mod layernorm;
+pub mod loss;
 pub mod matmul;
 pub mod merge;
 pub mod optimizer;
