@@ -1519,3 +1519,199 @@ fn nodes_off_the_path_to_the_output_are_refused() -> R {
     assert!(err.contains("dense_2") && err.contains("path"), "{err}");
     Ok(())
 }
+
+/// A small convolutional autoencoder: image in, image out (sigmoid), as the value-target
+/// losses train it.
+fn autoencoder(out_act: ActivationFn) -> anyhow::Result<Model> {
+    let inputs = input(&[6, 6, 1])?;
+    let e = Conv2D::new(4, 3)
+        .padding(Same)
+        .activation(Tanh)
+        .apply(&inputs)?;
+    let d = MaxPooling2D::new(2).apply(&e)?;
+    let u = UpSampling2D::new(2).apply(&d)?;
+    let y = Concatenate::new().apply(&[&u, &e])?;
+    let out = Conv2D::new(1, 3)
+        .padding(Same)
+        .activation(out_act)
+        .apply(&y)?;
+    Model::new(&[&inputs], &[&out])
+}
+
+/// Value targets through every element-wise loss: GPU training equals the CPU
+/// reference's (a partial last batch included), evaluate and predict agree, a model file
+/// keeps its loss, and the CPU gradients match finite differences of the loss.
+#[test]
+fn value_targets_train_like_the_cpu_reference() -> R {
+    let n = 20; // batch 8: 8, 8 and a partial 4
+    let x: Vec<f32> = random_vec(n * 36, 7).iter().map(|v| v.abs()).collect();
+    // Denoising-style targets in [0, 1] (binary for the accuracy metric).
+    let target: Vec<f32> = x.iter().map(|v| f32::from(*v > 0.5)).collect();
+    let cases = [
+        (Loss::binary_crossentropy(), Sigmoid, vec![Metric::Accuracy]),
+        (
+            Loss::BinaryCrossentropy {
+                from_logits: true,
+                label_smoothing: 0.1,
+            },
+            Linear,
+            vec![],
+        ),
+        (
+            Loss::MeanSquaredError,
+            Sigmoid,
+            vec![Metric::MeanAbsoluteError],
+        ),
+        (
+            Loss::MeanAbsoluteError,
+            Linear,
+            vec![Metric::MeanSquaredError],
+        ),
+        (Loss::huber(), Linear, vec![]),
+    ];
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 8,
+        verbose: false,
+        ..Default::default()
+    };
+    for (loss, act, metrics) in cases {
+        let build = |device: Device| -> anyhow::Result<Model> {
+            let mut m = autoencoder(act)?;
+            m.set_device(device).set_seed(3);
+            m.compile(Optimizer::adam().learning_rate(0.01), loss, &metrics)?;
+            Ok(m)
+        };
+        let mut c = build(Device::Cpu)?;
+        let mut g = build(gpu())?;
+        let hc = c.fit(&x, &target, &cfg)?;
+        let hg = g.fit(&x, &target, &cfg)?;
+        let what = format!("{loss:?}");
+        for (gw, cw) in g.get_weights()?.iter().zip(&c.get_weights()?) {
+            assert_close(
+                &format!("{what} {}", gw.name),
+                &gw.values,
+                &cw.values,
+                1e-4,
+                1e-3,
+            )?;
+        }
+        assert_close(&format!("{what} loss"), &hg.loss, &hc.loss, 1e-4, 1e-3)?;
+        assert_close(
+            &format!("{what} metric"),
+            &hg.accuracy,
+            &hc.accuracy,
+            1e-4,
+            1e-3,
+        )?;
+        assert!(
+            hg.loss[1] < hg.loss[0],
+            "{what}: the loss falls: {:?}",
+            hg.loss
+        );
+        let expected_metric = match (loss, metrics.first()) {
+            (Loss::BinaryCrossentropy { .. }, _) => "binary_accuracy",
+            (_, Some(Metric::MeanSquaredError)) => "mse",
+            _ => "mae",
+        };
+        assert_eq!(hg.metric_name(), expected_metric);
+        let (lg, mg) = g.evaluate(&x, &target)?;
+        let (lc, mc) = c.evaluate(&x, &target)?;
+        assert_close(
+            &format!("{what} evaluate"),
+            &[lg, mg],
+            &[lc, mc],
+            1e-5,
+            1e-4,
+        )?;
+        let pg = g.predict(&x, 8)?;
+        assert_eq!(pg.len(), n * 36);
+        assert_close(
+            &format!("{what} predict"),
+            &pg,
+            &c.predict(&x, 8)?,
+            1e-5,
+            1e-4,
+        )?;
+        // Class labels for a value loss, or values of the wrong size, are errors.
+        assert!(g.fit(&x, &vec![0u32; n], &cfg).is_err());
+        assert!(g.evaluate(&x, &target[..target.len() - 1]).is_err());
+        // The loss travels with the model file.
+        let path = std::env::temp_dir().join(format!(
+            "wgcnn-values-{}-{}.safetensors",
+            std::process::id(),
+            expected_metric
+        ));
+        g.save(&path)?;
+        let mut loaded = Model::load(&path)?;
+        std::fs::remove_file(&path)?;
+        let (ll, ml) = loaded.evaluate(&x, &target)?;
+        assert_close(&format!("{what} loaded"), &[ll, ml], &[lg, mg], 1e-6, 1e-5)?;
+    }
+    // A class loss refuses value targets; accuracy needs class labels or binary
+    // cross-entropy.
+    let mut m = graph_model("concatenate")?;
+    m.compile(
+        Optimizer::adam(),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    let xs = random_vec(2 * SHAPE.iter().product::<usize>(), 1);
+    assert!(m.evaluate(&xs, &vec![0.5f32; 6]).is_err());
+    let mut m = autoencoder(Linear)?;
+    assert!(
+        m.compile(
+            Optimizer::adam(),
+            Loss::MeanSquaredError,
+            &[Metric::Accuracy]
+        )
+        .is_err()
+    );
+    // Softmax is not element-wise.
+    let mut m = graph_model("concatenate")?;
+    assert!(
+        m.compile(Optimizer::adam(), Loss::MeanSquaredError, &[])
+            .is_err()
+    );
+    Ok(())
+}
+
+/// The CPU reference's gradients through an element-wise loss, recovered from one SGD step,
+/// against central differences of the loss.
+#[test]
+fn value_loss_gradients_match_finite_differences() -> R {
+    let n = 3;
+    let x: Vec<f32> = random_vec(n * 36, 8).iter().map(|v| v.abs()).collect();
+    let target: Vec<f32> = random_vec(n * 36, 9).iter().map(|v| v.abs()).collect();
+    for (loss, act) in [
+        (Loss::binary_crossentropy(), Sigmoid),
+        (Loss::MeanSquaredError, Tanh),
+    ] {
+        let mut m = autoencoder(act)?;
+        m.set_device(Device::Cpu).set_seed(4);
+        m.compile(Optimizer::sgd(1.0), loss, &[])?;
+        let w0 = m.get_weights()?;
+        m.train_on_batch(&x, &target)?;
+        let w1 = m.get_weights()?;
+        for (t, (a, b)) in w0.iter().zip(&w1).enumerate() {
+            for i in (0..a.values.len()).step_by((a.values.len() / 4).max(1)) {
+                let analytic = f64::from(a.values[i] - b.values[i]);
+                let eps = 1e-3f32;
+                let mut w = w0.clone();
+                w[t].values[i] += eps;
+                m.set_weights(&w)?;
+                let plus = f64::from(m.evaluate_batched(&x, &target, n)?.0);
+                w[t].values[i] -= 2.0 * eps;
+                m.set_weights(&w)?;
+                let minus = f64::from(m.evaluate_batched(&x, &target, n)?.0);
+                let numeric = (plus - minus) / (2.0 * f64::from(eps));
+                assert!(
+                    (numeric - analytic).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                    "{loss:?} {}[{i}]: analytic {analytic} numeric {numeric}",
+                    a.name
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -144,11 +144,12 @@ pub enum Kernel {
     LayerNormBackward,
     LossForward,
     LossBackward,
+    LossTotals,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 50] = [
+    pub const ALL: [Kernel; 51] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -199,6 +200,7 @@ impl Kernel {
         Kernel::LayerNormBackward,
         Kernel::LossForward,
         Kernel::LossBackward,
+        Kernel::LossTotals,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -305,6 +307,7 @@ impl Kernel {
             Kernel::LayerNormBackward => "layernorm_backward",
             Kernel::LossForward => "loss_forward",
             Kernel::LossBackward => "loss_backward",
+            Kernel::LossTotals => "loss_totals",
         }
     }
 
@@ -445,6 +448,7 @@ impl Kernel {
             Kernel::LayerNormBackward => shader!("layernorm_backward"),
             Kernel::LossForward => shader!("loss_forward"),
             Kernel::LossBackward => shader!("loss_backward"),
+            Kernel::LossTotals => shader!("loss_totals"),
         };
         let mut src = String::new();
         // The depthwise and grouped kernels share their files; this constant picks the

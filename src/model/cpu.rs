@@ -2,7 +2,7 @@
 //! the ops' CPU references. It validates the GPU graph end to end (same initial weights,
 //! same batches → same weights) and is the baseline in the benchmarks.
 
-use super::{Graph, plan_head};
+use super::{Graph, Objective, Targets, plan_head};
 use crate::layers::{Node, Op};
 use crate::ops::activation::{Act, activation_backward_cpu, activation_forward_cpu};
 use crate::ops::batchnorm::{
@@ -16,6 +16,7 @@ use crate::ops::depthwise_conv2d::{depthwise_conv2d_backward_cpu, depthwise_conv
 use crate::ops::dropout::{DropoutParams, dropout_backward_cpu, dropout_forward_cpu};
 use crate::ops::l2::{l2_gradient_cpu, l2_penalty_cpu};
 use crate::ops::layernorm::{layernorm_backward_cpu, layernorm_forward_cpu};
+use crate::ops::loss::{loss_backward_cpu, loss_forward_cpu};
 use crate::ops::matmul::{dense_backward_cpu, dense_forward_cpu};
 use crate::ops::merge::{merge_backward_cpu, merge_forward_cpu};
 use crate::ops::optimizer::Optimizer;
@@ -27,7 +28,7 @@ use crate::ops::softmax_xent::{
     loss_metrics_cpu, softmax_cpu, softmax_xent_backward_cpu, softmax_xent_forward_cpu,
 };
 use crate::ops::upsampling2d::{upsampling2d_backward_cpu, upsampling2d_forward_cpu};
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 /// Parameters (per node: kernel, bias) and optimizer state on the host.
 pub(crate) struct CpuEngine {
@@ -268,19 +269,36 @@ impl CpuEngine {
         }
     }
 
-    /// Loss sum and correct count of a batch, plus the probabilities.
+    /// Loss and metric sums of a batch (the metric: correct count for class labels), and
+    /// the gradient of the batch's mean loss with respect to the output.
     fn loss(
         graph: &Graph,
-        logits: &[f32],
-        labels: &[u32],
+        out: &[f32],
+        targets: Targets,
         batch: usize,
-    ) -> Result<(Vec<f32>, f64, usize)> {
-        let classes = plan_head(graph)?.classes;
-        let mut probs = vec![0.0; batch * classes];
+    ) -> Result<(f64, f64, Vec<f32>)> {
+        let head = plan_head(graph)?;
+        let cols = head.classes;
+        let mut dout = vec![0.0; batch * cols];
         let mut loss = vec![0.0; batch];
-        softmax_xent_forward_cpu(&mut probs, &mut loss, logits, labels, classes, batch);
-        let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, classes, batch);
-        Ok((probs, sum, hits))
+        match (head.objective, targets) {
+            (Objective::Classes, Targets::Classes(labels)) => {
+                let mut probs = vec![0.0; batch * cols];
+                softmax_xent_forward_cpu(&mut probs, &mut loss, out, labels, cols, batch);
+                let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, cols, batch);
+                softmax_xent_backward_cpu(&mut dout, &probs, labels, cols, batch);
+                Ok((sum, hits as f64, dout))
+            }
+            (Objective::Values { loss: l, metric }, Targets::Values(t)) => {
+                let mut m = vec![0.0; batch];
+                let shape = (batch, cols, batch);
+                loss_forward_cpu(&mut loss, &mut m, out, t, shape, l, metric);
+                loss_backward_cpu(&mut dout, out, t, shape, l);
+                let sum = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>();
+                Ok((sum(&loss), sum(&m), dout))
+            }
+            _ => bail!("the targets do not match the compiled loss (class labels or values)"),
+        }
     }
 
     /// One training step on `batch` samples; returns (loss sum, correct count).
@@ -289,16 +307,16 @@ impl CpuEngine {
         &mut self,
         graph: &Graph,
         x: &[f32],
-        labels: &[u32],
+        targets: Targets,
         batch: usize,
         opt: &Optimizer,
         step: u64,
         seed: u64,
-    ) -> Result<(f64, usize)> {
+    ) -> Result<(f64, f64)> {
         let nodes = &graph.nodes;
         let head = plan_head(graph)?;
         let t = self.forward(graph, x, batch, Some((seed, step)));
-        let (probs, sum, hits) = Self::loss(graph, &t.acts[head.output], labels, batch)?;
+        let (sum, hits, dout) = Self::loss(graph, &t.acts[head.output], targets, batch)?;
         // grads[t]: the gradient of tensor t, summed over its readers (the references
         // accumulate), where something upstream learns.
         let need = graph.needs_grad();
@@ -308,9 +326,7 @@ impl CpuEngine {
             .enumerate()
             .map(|(i, a)| need[i].then(|| vec![0.0; a.len()]))
             .collect();
-        let mut dlogits = vec![0.0; batch * head.classes];
-        softmax_xent_backward_cpu(&mut dlogits, &probs, labels, head.classes, batch);
-        grads[head.output] = Some(dlogits);
+        grads[head.output] = Some(dout);
         let mut pgrads: Vec<Vec<Vec<f32>>> = self
             .params
             .iter()
@@ -563,12 +579,12 @@ impl CpuEngine {
         &self,
         graph: &Graph,
         x: &[f32],
-        labels: &[u32],
+        targets: Targets,
         batch: usize,
-    ) -> Result<(f64, usize)> {
+    ) -> Result<(f64, f64)> {
         let t = self.forward(graph, x, batch, None);
         let output = graph.output()?;
-        let (_, sum, hits) = Self::loss(graph, &t.acts[output], labels, batch)?;
+        let (sum, hits, _) = Self::loss(graph, &t.acts[output], targets, batch)?;
         let (sum, _) = self.regularize(graph, None, sum, batch);
         Ok((sum, hits))
     }

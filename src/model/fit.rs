@@ -5,6 +5,7 @@
 use super::{Compiled, DispatchTime, Engine, FitConfig, History, Model, NamedTensor};
 use crate::callbacks;
 use crate::data::augment::Augment;
+use crate::model::Targets;
 use anyhow::{Context, Result, bail, ensure};
 use rand::{SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
@@ -34,23 +35,36 @@ impl Model {
     /// order and augmentation from the seed, runs its steps (one submission each, totals
     /// read only when the progress bar is due), validates, and hands its logs to the
     /// callbacks.
-    pub fn fit(&mut self, x: &[f32], y: &[u32], cfg: &FitConfig) -> Result<History> {
+    pub fn fit<'y>(
+        &mut self,
+        x: &[f32],
+        y: impl Into<Targets<'y>>,
+        cfg: &FitConfig,
+    ) -> Result<History> {
+        let y: Targets = y.into();
         ensure!(cfg.batch_size > 0, "batch_size must be positive");
         let n_all = self.check_data(x, Some(y), "fit")?;
+        let per = self.classes()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
-        let (n, validation) = match cfg.validation_data {
+        let given = match (cfg.validation_data, cfg.validation_values) {
+            (Some(_), Some(_)) => bail!("give validation_data or validation_values, not both"),
+            (Some((vx, vy)), None) => Some((vx, Targets::Classes(vy))),
+            (None, Some((vx, vy))) => Some((vx, Targets::Values(vy))),
+            (None, None) => None,
+        };
+        let (n, validation) = match given {
             Some((vx, vy)) => {
                 self.check_data(vx, Some(vy), "validation_data")?;
                 (n_all, Some((vx, vy)))
             }
             None => {
                 let n = validation_split_at(n_all, cfg.validation_split)?;
-                let held = (n < n_all).then(|| (&x[n * sample..], &y[n..]));
+                let held = (n < n_all).then(|| (&x[n * sample..], y.slice(n..n_all, per)));
                 (n, held)
             }
         };
-        let (x, y) = (&x[..n * sample], &y[..n]);
+        let (x, y) = (&x[..n * sample], y.slice(0..n, per));
         ensure!(
             cfg.initial_epoch <= cfg.epochs,
             "initial_epoch {} is past epochs {}",
@@ -61,7 +75,11 @@ impl Model {
         runner.on_train_begin(self)?;
         let batch = cfg.batch_size.min(n);
         let seed = self.seed;
-        let mut history = History::default();
+        let mut history = History {
+            metric: self.graph.objective.metric_name().to_string(),
+            ..History::default()
+        };
+        let m = history.metric.clone();
         // The order of epoch e is the shuffle of epoch e − 1's: replay the epochs before
         // initial_epoch so that a resumed run continues the same sequence.
         let mut order: Vec<usize> = (0..n).collect();
@@ -96,7 +114,7 @@ impl Model {
                 history.val_loss.push(vl);
                 history.val_accuracy.push(va);
                 bar.set_message(format!(
-                    "loss: {loss:.4} - accuracy: {acc:.4} - val_loss: {vl:.4} - val_accuracy: {va:.4}"
+                    "loss: {loss:.4} - {m}: {acc:.4} - val_loss: {vl:.4} - val_{m}: {va:.4}"
                 ));
             }
             bar.finish();
@@ -129,7 +147,7 @@ impl Model {
     fn train_epoch(
         &mut self,
         x: &[f32],
-        y: &[u32],
+        y: Targets,
         order: &[usize],
         mut augment: Option<Augment>,
         batch: usize,
@@ -141,7 +159,13 @@ impl Model {
         let sample: usize = input.iter().product();
         let n = order.len();
         let steps = n.div_ceil(batch);
-        let (mut xb, mut yb) = (vec![0f32; batch * sample], vec![0u32; batch]);
+        let per = self.classes()?;
+        let mut xb = vec![0f32; batch * sample];
+        // The batch's targets: labels, or values (`per` each).
+        let (mut yb, mut vb) = match y {
+            Targets::Classes(_) => (vec![0u32; batch], Vec::new()),
+            Targets::Values(_) => (Vec::new(), vec![0f32; batch * per]),
+        };
         let start = Instant::now();
         let verbose = !bar.is_hidden();
         let graph = self.graph.clone();
@@ -163,7 +187,12 @@ impl Model {
                     Some(a) => a.apply(src, dst),
                     None => dst.copy_from_slice(src),
                 }
-                yb[j] = y[i];
+                match y {
+                    Targets::Classes(l) => yb[j] = l[i],
+                    Targets::Values(v) => {
+                        vb[j * per..(j + 1) * per].copy_from_slice(&v[i * per..(i + 1) * per])
+                    }
+                }
             }
             let valid = idx.len();
             // Read the totals only when the bar is due (or every 64 steps, to catch a
@@ -173,13 +202,11 @@ impl Model {
                 || step % 64 == 63
                 || hook
                 || (verbose && last_read.elapsed() > Duration::from_millis(300));
-            let totals = self.step(
-                &xb[..valid * sample],
-                &yb[..valid],
-                batch,
-                due,
-                &mut cpu_totals,
-            )?;
+            let targets = match y {
+                Targets::Classes(_) => Targets::Classes(&yb[..valid]),
+                Targets::Values(_) => Targets::Values(&vb[..valid * per]),
+            };
+            let totals = self.step(&xb[..valid * sample], targets, batch, due, &mut cpu_totals)?;
             if let Some((l, h)) = totals {
                 last_read = Instant::now();
                 let seen = step * batch + valid;
@@ -192,9 +219,8 @@ impl Model {
                     );
                 }
                 let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!(
-                    "loss: {loss:.4} - accuracy: {acc:.4} - {rate:.0} img/s"
-                ));
+                let m = self.graph.objective.metric_name();
+                bar.set_message(format!("loss: {loss:.4} - {m}: {acc:.4} - {rate:.0} img/s"));
                 result = (loss as f32, acc as f32);
                 if hook {
                     let c = self.compiled()?;
@@ -221,7 +247,7 @@ impl Model {
     fn step(
         &mut self,
         xb: &[f32],
-        yb: &[u32],
+        yb: Targets,
         batch: usize,
         read: bool,
         cpu_totals: &mut (f64, f64),
@@ -234,7 +260,13 @@ impl Model {
             ..
         } = self;
         let c = Compiled::of(compiled)?;
-        let (seed, valid) = (*seed, yb.len());
+        let (seed, valid) = (
+            *seed,
+            xb.len()
+                / graph
+                    .input_shape()
+                    .map_or(1, |s| s.iter().product::<usize>().max(1)),
+        );
         c.step += 1;
         let opt = &c.optimizer;
         match &mut c.engine {
@@ -250,7 +282,7 @@ impl Model {
             }
             Engine::Cpu(e) => {
                 let (l, h) = e.train_step(graph, xb, yb, valid, opt, c.step, seed)?;
-                *cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h as f64);
+                *cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h);
                 Ok(Some(*cpu_totals))
             }
         }
@@ -258,7 +290,12 @@ impl Model {
 
     /// Keras' `train_on_batch`: one training step on (x, y) as one batch; returns its
     /// loss and accuracy (one read-back).
-    pub fn train_on_batch(&mut self, x: &[f32], y: &[u32]) -> Result<(f32, f32)> {
+    pub fn train_on_batch<'y>(
+        &mut self,
+        x: &[f32],
+        y: impl Into<Targets<'y>>,
+    ) -> Result<(f32, f32)> {
+        let y: Targets = y.into();
         let n = self.check_data(x, Some(y), "train_on_batch")?;
 
         let graph = self.graph.clone();
@@ -273,19 +310,21 @@ impl Model {
     }
 
     /// Mean loss and accuracy on (x, y), batch 32 like Keras.
-    pub fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<(f32, f32)> {
+    pub fn evaluate<'y>(&mut self, x: &[f32], y: impl Into<Targets<'y>>) -> Result<(f32, f32)> {
         self.evaluate_batched(x, y, 32)
     }
 
     /// Mean loss and accuracy on (x, y) in batches of `batch_size`.
-    pub fn evaluate_batched(
+    pub fn evaluate_batched<'y>(
         &mut self,
         x: &[f32],
-        y: &[u32],
+        y: impl Into<Targets<'y>>,
         batch_size: usize,
     ) -> Result<(f32, f32)> {
+        let y: Targets = y.into();
         ensure!(batch_size > 0, "batch_size must be positive");
         let n = self.check_data(x, Some(y), "evaluate")?;
+        let per = self.classes()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
         let graph = self.graph.clone();
@@ -301,7 +340,7 @@ impl Model {
                     g.load(
                         &gpu,
                         &x[start * sample..(start + valid) * sample],
-                        Some(&y[start..start + valid]),
+                        Some(y.slice(start..start + valid, per)),
                         valid,
                     )?;
                     g.eval_step(&gpu)?;
@@ -315,10 +354,10 @@ impl Model {
                     let (l, h) = e.eval_batch(
                         &graph,
                         &x[start * sample..(start + valid) * sample],
-                        &y[start..start + valid],
+                        y.slice(start..start + valid, per),
                         valid,
                     )?;
-                    t = (t.0 + l, t.1 + h as f64);
+                    t = (t.0 + l, t.1 + h);
                 }
                 t
             }

@@ -2,7 +2,7 @@
 //! batch size allocated once, and every dispatch of a training step recorded once, so
 //! that a step is: queue the batch, record the dispatch list into one encoder, submit.
 
-use super::{Graph, LossHead, plan_head};
+use super::{Graph, LossHead, Objective, Targets, plan_head};
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
 use crate::layers::{Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
@@ -20,6 +20,7 @@ use crate::ops::depthwise_conv2d::{
 use crate::ops::dropout::{DropoutParams, dropout_backward, dropout_forward};
 use crate::ops::l2::{l2_gradient, l2_penalty};
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward};
+use crate::ops::loss::{loss_backward, loss_forward, loss_totals};
 use crate::ops::matmul::{MatmulShape, matmul};
 use crate::ops::merge::{MergeOp, merge_backward, merge_forward};
 use crate::ops::optimizer::{Clip, Optimizer};
@@ -214,6 +215,8 @@ pub(crate) struct GpuGraph {
     pub input: usize,
     pub output: usize,
     pub labels: Tensor,
+    /// Value targets (for an element-wise loss).
+    pub targets: Option<Tensor>,
     /// acts[t]: the output of node t, for the whole batch.
     pub acts: Vec<Tensor>,
     pub probs: Tensor,
@@ -310,6 +313,13 @@ impl GpuGraph {
             std::iter::once(batch).chain(s.iter().copied()).collect()
         };
         let labels = Tensor::zeros(gpu, &[batch], "labels")?;
+        // Value targets, of the output's shape.
+        let targets = match head.objective {
+            Objective::Values { .. } => {
+                Some(Tensor::zeros(gpu, &[batch * head.classes], "targets")?)
+            }
+            Objective::Classes => None,
+        };
         // Activations; a node with a separate activation also needs its pre-activation,
         // a max pooling its argmax, an element-wise merge of more than two inputs the
         // partial results of its fold.
@@ -384,6 +394,7 @@ impl GpuGraph {
         let rows = BatchRows::new(gpu, batch, classes)?;
         let probs = Tensor::zeros(gpu, &[batch, classes], "probabilities")?;
         let loss = Tensor::zeros(gpu, &[batch], "per-sample loss")?;
+        let metric_per_sample = Tensor::zeros(gpu, &[batch], "per-sample metric")?;
         let totals = Tensor::zeros(gpu, &[2], "metric totals")?;
         let staging = gpu.staging_buffer(8);
         let logits = &acts[output];
@@ -640,29 +651,49 @@ impl GpuGraph {
         };
         let mut eval = forward(false, &mut dropout)?;
         let mut predict = forward(false, &mut dropout)?;
-        eval.push(softmax_xent_forward(
-            gpu, &probs, &loss, logits, &labels, &rows,
-        )?);
-        eval.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+        // The loss and metric totals: class labels through the fused softmax cross-entropy,
+        // value targets through an element-wise loss.
+        let loss_passes = |ds: &mut Vec<Dispatch>| -> Result<()> {
+            match (&head.objective, &targets) {
+                (Objective::Values { loss: l, metric }, Some(t)) => {
+                    ds.push(loss_forward(
+                        gpu,
+                        &loss,
+                        &metric_per_sample,
+                        logits,
+                        t,
+                        &rows,
+                        *l,
+                        *metric,
+                    )?);
+                    ds.push(loss_totals(gpu, &totals, &loss, &metric_per_sample, &rows)?);
+                }
+                _ => {
+                    ds.push(softmax_xent_forward(
+                        gpu, &probs, &loss, logits, &labels, &rows,
+                    )?);
+                    ds.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+                }
+            }
+            Ok(())
+        };
+        loss_passes(&mut eval)?;
         if head.softmax {
             predict.push(softmax(gpu, &probs, logits, &rows)?);
         }
 
         let mut gradient_bytes = (0, 0);
         if training {
-            train_ds.push(softmax_xent_forward(
-                gpu, &probs, &loss, logits, &labels, &rows,
-            )?);
-            train_ds.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+            loss_passes(&mut train_ds)?;
             let plan = GradientPlan::new(gpu, graph, &acts, p.reuse_gradients)?;
             gradient_bytes = plan.bytes;
-            train_ds.push(softmax_xent_backward(
-                gpu,
-                plan.grads[output].as_ref().expect("the output's gradient"),
-                &probs,
-                &labels,
-                &rows,
-            )?);
+            let dout = plan.grads[output].as_ref().expect("the output's gradient");
+            train_ds.push(match (&head.objective, &targets) {
+                (Objective::Values { loss: l, .. }, Some(t)) => {
+                    loss_backward(gpu, dout, logits, t, &rows, *l)?
+                }
+                _ => softmax_xent_backward(gpu, dout, &probs, &labels, &rows)?,
+            });
             let readers = graph.readers();
             // Nodes whose relu backward a following max pooling already applied.
             let mut relu_fused = vec![false; nodes.len()];
@@ -987,6 +1018,7 @@ impl GpuGraph {
             input,
             output,
             labels,
+            targets,
             acts,
             probs,
             totals,
@@ -1154,11 +1186,16 @@ impl GpuGraph {
         !self.train.is_empty()
     }
 
-    /// Queues one batch: `x` holds `valid` samples (≤ batch), `labels` as many labels.
-    pub fn load(&self, gpu: &Gpu, x: &[f32], labels: Option<&[u32]>, valid: usize) -> Result<()> {
+    /// Queues one batch: `x` holds `valid` samples (≤ batch), `targets` theirs.
+    pub fn load(&self, gpu: &Gpu, x: &[f32], targets: Option<Targets>, valid: usize) -> Result<()> {
         self.acts[self.input].write_at(gpu, 0, x)?;
-        if let Some(l) = labels {
-            self.labels.write_at(gpu, 0, l)?;
+        match (targets, &self.targets) {
+            (Some(Targets::Classes(l)), _) => self.labels.write_at(gpu, 0, l)?,
+            (Some(Targets::Values(v)), Some(t)) => t.write_at(gpu, 0, v)?,
+            (Some(Targets::Values(_)), None) => {
+                anyhow::bail!("value targets for a model compiled with a class loss")
+            }
+            (None, _) => {}
         }
         for b in self.batchnorm.iter().flatten() {
             let rows = valid * b.spatial;

@@ -15,6 +15,8 @@ pub struct Graph {
     pub layers: Vec<Layer>,
     /// The nodes whose outputs the model returns.
     pub outputs: Vec<usize>,
+    /// What the loss compares the output with (set at compile).
+    pub objective: super::Objective,
 }
 
 impl Graph {

@@ -42,6 +42,12 @@ struct ModelMeta {
     #[serde(default)]
     functional: bool,
     optimizer: Optimizer,
+    /// The compiled loss and metrics (absent, sparse categorical cross-entropy and
+    /// accuracy, in files of earlier builds).
+    #[serde(default = "class_loss")]
+    loss: super::Loss,
+    #[serde(default = "accuracy")]
+    metrics: Vec<super::Metric>,
     /// Optimizer steps taken.
     step: u64,
     /// Epochs trained.
@@ -50,6 +56,14 @@ struct ModelMeta {
     /// The per-epoch history of every epoch trained (absent in files of earlier builds).
     #[serde(default)]
     history: History,
+}
+
+fn class_loss() -> super::Loss {
+    super::Loss::SparseCategoricalCrossentropy
+}
+
+fn accuracy() -> Vec<super::Metric> {
+    vec![super::Metric::Accuracy]
 }
 
 /// One node of a saved graph: its layer, name and inputs.
@@ -316,6 +330,8 @@ impl Model {
             outputs: self.graph.outputs.clone(),
             functional: self.functional,
             optimizer: c.optimizer.clone(),
+            loss: c.loss,
+            metrics: c.metrics.clone(),
             step: c.step,
             epoch: c.epochs_done,
             metadata: self.metadata.clone(),
@@ -417,11 +433,7 @@ impl Model {
         if let Some(d) = device {
             m.set_device(d);
         }
-        m.compile(
-            meta.optimizer,
-            super::Loss::SparseCategoricalCrossentropy,
-            &[super::Metric::Accuracy],
-        )?;
+        m.compile(meta.optimizer, meta.loss, &meta.metrics)?;
         let (state, weights): (Vec<NamedTensor>, Vec<NamedTensor>) = tensors
             .into_iter()
             .partition(|t| t.name.starts_with(OPTIMIZER_PREFIX));

@@ -39,6 +39,7 @@ use crate::callbacks::Callback;
 use crate::data::augment::RandomTranslation;
 use crate::gpu::Gpu;
 use crate::layers::{self, ActivationFn, Layer, Node, Op};
+use crate::ops::loss::{ElementLoss, ElementMetric};
 use crate::ops::optimizer::LearningRate;
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, bail, ensure};
@@ -66,17 +67,172 @@ impl Device {
     }
 }
 
-/// Losses (integer class labels, as Keras' `sparse_categorical_crossentropy`). With a
-/// linear last layer the outputs are taken as logits (`from_logits=True`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Losses, Keras 3's names, formulas and reduction (the mean over every element and the
+/// batch). `SparseCategoricalCrossentropy` takes class indices and a 1-D output (softmax,
+/// or a linear last layer whose outputs are taken as logits, `from_logits=True`); the
+/// others take value targets of the output's shape, any shape.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     SparseCategoricalCrossentropy,
+    MeanSquaredError,
+    MeanAbsoluteError,
+    /// Keras' `Huber(delta=1.0)`.
+    Huber {
+        delta: f32,
+    },
+    /// Keras' `BinaryCrossentropy(from_logits=False, label_smoothing=0.0)`: outputs are
+    /// probabilities (a sigmoid last layer), or logits with `from_logits`.
+    BinaryCrossentropy {
+        from_logits: bool,
+        label_smoothing: f32,
+    },
 }
 
-/// Metrics reported by fit/evaluate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl Loss {
+    /// Keras' `Huber()`: delta 1.
+    pub fn huber() -> Loss {
+        Loss::Huber { delta: 1.0 }
+    }
+    /// Keras' `BinaryCrossentropy()`: on probabilities, no label smoothing.
+    pub fn binary_crossentropy() -> Loss {
+        Loss::BinaryCrossentropy {
+            from_logits: false,
+            label_smoothing: 0.0,
+        }
+    }
+}
+
+/// Metrics reported by fit/evaluate (one per model). `Accuracy` is Keras' "accuracy":
+/// the class accuracy for class labels, the binary accuracy (threshold 0.5; 0 on
+/// logits) with binary cross-entropy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Metric {
     Accuracy,
+    BinaryAccuracy,
+    MeanAbsoluteError,
+    MeanSquaredError,
+}
+
+/// What `fit`, `evaluate` and `train_on_batch` compare the outputs with: class indices
+/// (`&[u32]`, one per sample) or values of the output's shape (`&[f32]`, `output size`
+/// per sample, row-major). Both convert with `.into()`, so `fit(&x, &y, ..)` takes either.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Targets<'a> {
+    Classes(&'a [u32]),
+    Values(&'a [f32]),
+}
+
+impl<'a> From<&'a [u32]> for Targets<'a> {
+    fn from(y: &'a [u32]) -> Targets<'a> {
+        Targets::Classes(y)
+    }
+}
+impl<'a> From<&'a Vec<u32>> for Targets<'a> {
+    fn from(y: &'a Vec<u32>) -> Targets<'a> {
+        Targets::Classes(y)
+    }
+}
+impl<'a, const N: usize> From<&'a [u32; N]> for Targets<'a> {
+    fn from(y: &'a [u32; N]) -> Targets<'a> {
+        Targets::Classes(y)
+    }
+}
+impl<'a> From<&'a [f32]> for Targets<'a> {
+    fn from(y: &'a [f32]) -> Targets<'a> {
+        Targets::Values(y)
+    }
+}
+impl<'a> From<&'a Vec<f32>> for Targets<'a> {
+    fn from(y: &'a Vec<f32>) -> Targets<'a> {
+        Targets::Values(y)
+    }
+}
+
+impl<'a> Targets<'a> {
+    /// The targets of samples `range` (`per` values per sample for value targets).
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>, per: usize) -> Targets<'a> {
+        match *self {
+            Targets::Classes(y) => Targets::Classes(&y[range]),
+            Targets::Values(v) => Targets::Values(&v[range.start * per..range.end * per]),
+        }
+    }
+}
+
+/// What the compiled loss compares the output with: class indices (sparse categorical
+/// cross-entropy and accuracy, the softmax fused in), or values through an element-wise
+/// loss and metric.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Objective {
+    #[default]
+    Classes,
+    Values {
+        loss: ElementLoss,
+        metric: ElementMetric,
+    },
+}
+
+impl Objective {
+    /// The objective of `loss` reporting `metrics` (at most one), or why not.
+    fn of(loss: Loss, metrics: &[Metric]) -> Result<Objective> {
+        ensure!(
+            metrics.len() <= 1,
+            "one metric per model is supported, got {metrics:?}"
+        );
+        let element = match loss {
+            Loss::SparseCategoricalCrossentropy => {
+                ensure!(
+                    matches!(metrics, [] | [Metric::Accuracy]),
+                    "sparse categorical cross-entropy reports accuracy, not {metrics:?}"
+                );
+                return Ok(Objective::Classes);
+            }
+            Loss::MeanSquaredError => ElementLoss::MeanSquaredError,
+            Loss::MeanAbsoluteError => ElementLoss::MeanAbsoluteError,
+            Loss::Huber { delta } => ElementLoss::Huber { delta },
+            Loss::BinaryCrossentropy {
+                from_logits,
+                label_smoothing,
+            } => ElementLoss::BinaryCrossentropy {
+                from_logits,
+                label_smoothing,
+            },
+        };
+        let binary = matches!(loss, Loss::BinaryCrossentropy { .. });
+        let threshold = match loss {
+            Loss::BinaryCrossentropy {
+                from_logits: true, ..
+            } => 0.0,
+            _ => 0.5,
+        };
+        let metric = match metrics.first() {
+            Some(Metric::Accuracy | Metric::BinaryAccuracy) if binary => {
+                ElementMetric::BinaryAccuracy { threshold }
+            }
+            Some(Metric::Accuracy | Metric::BinaryAccuracy) => {
+                bail!("accuracy needs class labels or binary cross-entropy; use MeanAbsoluteError")
+            }
+            Some(Metric::MeanSquaredError) => ElementMetric::MeanSquaredError,
+            Some(Metric::MeanAbsoluteError) => ElementMetric::MeanAbsoluteError,
+            None if binary => ElementMetric::BinaryAccuracy { threshold },
+            None => ElementMetric::MeanAbsoluteError,
+        };
+        Ok(Objective::Values {
+            loss: element,
+            metric,
+        })
+    }
+
+    /// Keras' name of the reported metric.
+    pub fn metric_name(&self) -> &'static str {
+        match self {
+            Objective::Classes => "accuracy",
+            Objective::Values { metric, .. } => match metric {
+                ElementMetric::BinaryAccuracy { .. } => "binary_accuracy",
+                ElementMetric::MeanAbsoluteError => "mae",
+                ElementMetric::MeanSquaredError => "mse",
+            },
+        }
+    }
 }
 
 /// Options of [`Model::fit`], Keras names and defaults (batch 32, shuffle on).
@@ -86,7 +242,11 @@ pub struct FitConfig<'a> {
     /// initial_epoch` epochs run, as in Keras).
     pub epochs: usize,
     pub batch_size: usize,
+    /// Inputs and class labels to evaluate after every epoch.
     pub validation_data: Option<(&'a [f32], &'a [u32])>,
+    /// Inputs and value targets to evaluate after every epoch, for a loss on values (in
+    /// place of `validation_data`).
+    pub validation_values: Option<(&'a [f32], &'a [f32])>,
     /// Hold out the last fraction of (x, y), before shuffling, as validation data (Keras'
     /// `validation_split`); 0 for none. Ignored when `validation_data` is given.
     pub validation_split: f32,
@@ -114,6 +274,7 @@ impl Default for FitConfig<'_> {
             epochs: 1,
             batch_size: 32,
             validation_data: None,
+            validation_values: None,
             validation_split: 0.0,
             shuffle: true,
             initial_epoch: 0,
@@ -134,9 +295,12 @@ pub struct History {
     /// The epochs that ran (0-based; from `initial_epoch`).
     pub epoch: Vec<usize>,
     pub loss: Vec<f32>,
+    /// The compiled metric per epoch (accuracy for class labels; see `metric`).
     pub accuracy: Vec<f32>,
     pub val_loss: Vec<f32>,
     pub val_accuracy: Vec<f32>,
+    /// Keras' name of the metric in `accuracy` (empty: "accuracy").
+    pub metric: String,
     /// The learning rate at the end of each epoch (a schedule's, or ReduceLROnPlateau's).
     pub learning_rate: Vec<f32>,
     /// Wall time of each epoch's training (validation excluded).
@@ -155,6 +319,7 @@ impl History {
         fn last<T: Copy>(to: &mut Vec<T>, from: &[T]) {
             to.extend(from.last());
         }
+        self.metric.clone_from(&h.metric);
         last(&mut self.epoch, &h.epoch);
         last(&mut self.loss, &h.loss);
         last(&mut self.accuracy, &h.accuracy);
@@ -169,7 +334,8 @@ impl History {
     /// run).
     pub fn to_csv(&self) -> String {
         use std::fmt::Write;
-        let mut s = String::from("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+        let m = self.metric_name();
+        let mut s = format!("epoch,loss,{m},val_loss,val_{m},seconds\n");
         let cell = |v: Option<&f32>| v.map_or(String::new(), |v| v.to_string());
         for e in 0..self.loss.len() {
             let _ = writeln!(
@@ -191,17 +357,27 @@ impl History {
     /// Keras' line for entry `e`: "Epoch 3/10 - 41.2s - loss: … - accuracy: …", with
     /// " - val_loss: … - val_accuracy: …" when validation ran.
     pub fn epoch_line(&self, e: usize, epochs: usize) -> String {
+        let m = self.metric_name();
         let mut line = format!(
-            "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}",
+            "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - {m}: {:.4}",
             self.epoch.get(e).copied().unwrap_or(e) + 1,
             self.epoch_seconds.get(e).copied().unwrap_or(f64::NAN),
             self.loss.get(e).copied().unwrap_or(f32::NAN),
             self.accuracy.get(e).copied().unwrap_or(f32::NAN),
         );
         if let (Some(vl), Some(va)) = (self.val_loss.get(e), self.val_accuracy.get(e)) {
-            line.push_str(&format!(" - val_loss: {vl:.4} - val_accuracy: {va:.4}"));
+            line.push_str(&format!(" - val_loss: {vl:.4} - val_{m}: {va:.4}"));
         }
         line
+    }
+
+    /// Keras' name of the reported metric ("accuracy", "binary_accuracy", "mae", "mse").
+    pub fn metric_name(&self) -> &str {
+        if self.metric.is_empty() {
+            "accuracy"
+        } else {
+            &self.metric
+        }
     }
 }
 
@@ -244,15 +420,30 @@ impl StepMemory {
 pub(crate) struct LossHead {
     /// The output node.
     pub output: usize,
+    /// Classes (class labels) or output elements per sample (value targets).
     pub classes: usize,
     /// The last activation is softmax (fused with the loss); otherwise outputs are logits.
     pub softmax: bool,
+    pub objective: Objective,
 }
 
 pub(crate) fn plan_head(graph: &Graph) -> Result<LossHead> {
     graph.validate()?;
     let output = graph.output()?;
     let last = &graph.nodes[output];
+    if let Objective::Values { .. } = graph.objective {
+        ensure!(
+            last.op != Op::Input && last.activation != ActivationFn::Softmax,
+            "the last layer '{}': an element-wise loss needs an element-wise output activation, not softmax",
+            last.name
+        );
+        return Ok(LossHead {
+            output,
+            classes: last.out_shape.iter().product(),
+            softmax: false,
+            objective: graph.objective,
+        });
+    }
     let [classes] = last.out_shape[..] else {
         bail!(
             "the last layer '{}' outputs {:?}; classification needs a 1-D output (add Flatten and Dense)",
@@ -275,6 +466,7 @@ pub(crate) fn plan_head(graph: &Graph) -> Result<LossHead> {
         output,
         classes,
         softmax: last.activation == ActivationFn::Softmax,
+        objective: Objective::Classes,
     })
 }
 
@@ -325,6 +517,9 @@ impl Engine {
 
 struct Compiled {
     optimizer: Optimizer,
+    /// The loss and metrics `compile` was given (model files record them).
+    loss: Loss,
+    metrics: Vec<Metric>,
     engine: Engine,
     /// Optimizer steps taken (Keras' `optimizer.iterations`).
     step: u64,
@@ -448,8 +643,13 @@ impl Model {
         loss: Loss,
         metrics: &[Metric],
     ) -> Result<&mut Self> {
-        let _ = (loss, metrics); // one loss and one metric exist; the arguments mirror Keras
-        plan_head(&self.graph)?;
+        let objective = Objective::of(loss, metrics)?;
+        let before = self.graph.objective;
+        self.graph.objective = objective;
+        if let Err(e) = plan_head(&self.graph) {
+            self.graph.objective = before;
+            return Err(e);
+        }
         optimizer.validate()?;
         let device = match &self.device {
             Some(d) => d.clone(),
@@ -486,6 +686,8 @@ impl Model {
         };
         self.compiled = Some(Compiled {
             optimizer,
+            loss,
+            metrics: metrics.to_vec(),
             engine,
             step: 0,
             epochs_done,
@@ -497,8 +699,9 @@ impl Model {
         Compiled::of(&mut self.compiled)
     }
 
-    /// Checks x/y against the model: sizes, label range; returns the sample count.
-    fn check_data(&self, x: &[f32], y: Option<&[u32]>, what: &str) -> Result<usize> {
+    /// Checks x/y against the model: sizes, label range, finite values; returns the sample
+    /// count.
+    fn check_data(&self, x: &[f32], y: Option<Targets>, what: &str) -> Result<usize> {
         let input = self
             .graph
             .input_shape()
@@ -511,12 +714,35 @@ impl Model {
             x.len()
         );
         let n = x.len() / sample;
-        if let Some(y) = y {
-            ensure!(y.len() == n, "{what}: {n} samples but {} labels", y.len());
-            let classes = self.classes()?;
-            if let Some((i, &l)) = y.iter().enumerate().find(|(_, l)| **l as usize >= classes) {
-                bail!("{what}: label {l} at index {i} is out of range for {classes} classes");
+        let classes = match y {
+            Some(_) => self.classes()?,
+            None => 0,
+        };
+        match (y, self.graph.objective) {
+            (None, _) => {}
+            (Some(Targets::Classes(y)), Objective::Classes) => {
+                ensure!(y.len() == n, "{what}: {n} samples but {} labels", y.len());
+                if let Some((i, &l)) = y.iter().enumerate().find(|(_, l)| **l as usize >= classes) {
+                    bail!("{what}: label {l} at index {i} is out of range for {classes} classes");
+                }
             }
+            (Some(Targets::Values(y)), Objective::Values { .. }) => {
+                ensure!(
+                    y.len() == n * classes,
+                    "{what}: {n} samples need {} target values ({classes} each, the output's size), got {}",
+                    n * classes,
+                    y.len()
+                );
+                if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+                    bail!("{what}: target value {i} is {}", y[i]);
+                }
+            }
+            (Some(Targets::Classes(_)), _) => bail!(
+                "{what}: class labels given, but the model was compiled with a loss on values"
+            ),
+            (Some(Targets::Values(_)), _) => bail!(
+                "{what}: value targets given, but the model was compiled with sparse categorical cross-entropy (class labels)"
+            ),
         }
         Ok(n)
     }

@@ -146,6 +146,26 @@ pub fn loss_backward(
     )
 }
 
+/// `totals[0] += Σ sample_loss`, `totals[1] += Σ sample_metric` over the valid rows.
+pub fn loss_totals(
+    gpu: &Gpu,
+    totals: &Tensor,
+    sample_loss: &Tensor,
+    sample_metric: &Tensor,
+    rows: &BatchRows,
+) -> Result<Dispatch> {
+    sample_loss.expect_len(rows.rows, "per-sample losses")?;
+    sample_metric.expect_len(rows.rows, "per-sample metrics")?;
+    totals.expect_len(2, "metric totals")?;
+    Dispatch::with_uniform(
+        gpu,
+        Kernel::LossTotals,
+        rows.uniform_buffer(),
+        &[&sample_loss.buffer, &sample_metric.buffer, &totals.buffer],
+        1,
+    )
+}
+
 const EPS: f64 = 1e-7;
 
 fn smooth(t: f64, s: f32) -> f64 {
