@@ -61,12 +61,45 @@ fn fresh_model(exp: &Experiment) -> Result<(Model, Arc<Gpu>)> {
     Ok((m, gpu))
 }
 
+/// The mnist-unet example's first training step and first predict (value targets,
+/// binary cross-entropy), each from a fresh device.
+fn unet_first_step(batch: usize) -> Result<()> {
+    let fresh = || -> Result<(Model, Arc<Gpu>)> {
+        let gpu = Arc::new(Gpu::new()?);
+        let mut m = wgcnn::experiments::denoising_unet(&[28, 28, 1])?;
+        m.set_device(Device::Gpu(gpu.clone())).set_seed(1);
+        m.compile(Optimizer::adam(), Loss::binary_crossentropy(), &[])?;
+        Ok((m, gpu))
+    };
+    let x: Vec<f32> = random_vec(batch * 784, 3).iter().map(|v| v.abs()).collect();
+    let (mut m, gpu) = fresh()?;
+    let t = Instant::now();
+    m.train_on_batch(&x, &x)?;
+    let train_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    m.train_on_batch(&x, &x)?;
+    let warm_s = t.elapsed().as_secs_f64();
+    let pipelines = gpu.pipelines().len();
+    let (mut m, _) = fresh()?;
+    let t = Instant::now();
+    std::hint::black_box(m.predict(&x, batch)?);
+    let predict_s = t.elapsed().as_secs_f64();
+    println!("| mnist-unet | {pipelines} | {train_s:.2} | {warm_s:.2} | {predict_s:.2} |");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     for name in args.models.iter().filter(|_| !args.kernels) {
-        if !NAMES.contains(&name.as_str()) {
-            bail!("unknown model '{name}'; choose from {}", NAMES.join(", "));
+        if !NAMES.contains(&name.as_str()) && name != "mnist-unet" {
+            bail!(
+                "unknown model '{name}'; choose from {} or mnist-unet",
+                NAMES.join(", ")
+            );
         }
+    }
+    if args.models.iter().any(|m| m == "mnist-unet") && !args.kernels {
+        unet_first_step(args.batch)?;
     }
     if let Some(id) = &args.dump {
         for kernel in Kernel::ALL {
@@ -119,6 +152,9 @@ fn main() -> Result<()> {
         .copied()
         .filter(|n| args.models.is_empty() || args.models.iter().any(|m| m == n))
         .collect();
+    if names.is_empty() {
+        return Ok(()); // mnist-unet alone, measured above
+    }
     println!("**Adapter:** {}\n", Gpu::new()?.describe());
     println!(
         "Batch {}; each figure from a fresh device. Shader cache: {}.\n",

@@ -12,7 +12,7 @@
 
 struct Params {
     kind: u32,
-    metric: u32, // 0 MAE, 1 MSE, 2 binary accuracy (p > threshold; logits: z > 0)
+    metric: u32, // 0 MAE, 1 MSE, 2 binary accuracy (t == (y > threshold), Keras')
     delta: f32, // Huber's δ
     smoothing: f32, // binary cross-entropy's label smoothing
     threshold: f32, // binary accuracy's
@@ -75,6 +75,8 @@ fn metric(y: f32, t: f32) -> f32 {
     switch p.metric {
         case 0u: { return abs(y - t); }
         case 1u: { return (y - t) * (y - t); }
-        default: { return select(0.0, 1.0, (y > p.threshold) == (t > 0.5)); }
+        // Keras' binary_accuracy: t equals (y > threshold) cast to 0 or 1 (so a target
+        // strictly between 0 and 1 never counts).
+        default: { return select(0.0, 1.0, t == select(0.0, 1.0, y > p.threshold)); }
     }
 }

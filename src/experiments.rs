@@ -342,3 +342,26 @@ pub fn mobile(input_shape: &[usize], classes: usize) -> Result<Model> {
     let outputs = Dense::new(classes).activation(Softmax).apply(&x)?;
     Model::new(&[&inputs], &[&outputs])
 }
+
+/// The mnist-unet example's denoising U-Net (`examples/mnist_unet.rs`): 3×3 'same' relu
+/// convolutions Conv2D(16) → MaxPooling2D(2) → Conv2D(32) → MaxPooling2D(2) → Conv2D(64)
+/// → Conv2DTranspose(32, 2, strides 2) → Concatenate with the Conv2D(32) output →
+/// Conv2D(32) → UpSampling2D(2) → Concatenate with the Conv2D(16) output → Conv2D(16) →
+/// Conv2D(1, 1, sigmoid) on `input_shape` (28×28×1 there): 56,929 parameters in Keras 3.
+pub fn denoising_unet(input_shape: &[usize]) -> Result<Model> {
+    use crate::prelude::*;
+    let conv = |f: usize| Conv2D::new(f, 3).padding(Same).activation(Relu);
+    let inputs = input(input_shape)?;
+    let c1 = conv(16).apply(&inputs)?;
+    let c2 = conv(32).apply(&MaxPooling2D::new(2).apply(&c1)?)?;
+    let c3 = conv(64).apply(&MaxPooling2D::new(2).apply(&c2)?)?;
+    let u2 = Conv2DTranspose::new(32, 2)
+        .strides(2, 2)
+        .padding(Same)
+        .apply(&c3)?;
+    let c4 = conv(32).apply(&Concatenate::new().apply(&[&u2, &c2])?)?;
+    let u1 = UpSampling2D::new(2).apply(&c4)?;
+    let c5 = conv(16).apply(&Concatenate::new().apply(&[&u1, &c1])?)?;
+    let out = Conv2D::new(1, 1).activation(Sigmoid).apply(&c5)?;
+    Model::new(&[&inputs], &[&out])
+}

@@ -194,6 +194,33 @@ pub fn save_image(
     write_png(&img, path)
 }
 
+/// Draws grey `[h][w]` images (values in `[0, 1]`) as a grid of `cols` columns, row by
+/// row (a denoiser's noisy / clean / reconstructed rows), each upscaled `scale` times.
+pub fn save_image_grid(
+    images: &[&[f32]],
+    cols: usize,
+    h: usize,
+    w: usize,
+    scale: u32,
+    path: &Path,
+) -> Result<()> {
+    ensure!(cols > 0 && !images.is_empty(), "an image grid needs images");
+    ensure!(scale >= 1, "image scale must be at least 1");
+    let unit = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8; // NaN casts to 0
+    let mut tiles = Vec::new();
+    for img in images {
+        check_len("image", img.len(), &[h, w, 1])?;
+        tiles.push(tile(h, w, |y, x| [unit(img[y * w + x]); 3]));
+    }
+    let layout = GridLayout {
+        cols: px(cols),
+        rows: px(images.len().div_ceil(cols)),
+        tile_w: px(w).saturating_mul(scale),
+        tile_h: px(h).saturating_mul(scale),
+    };
+    write_png(&paste_tiles(&layout, h, w, &tiles)?, path)
+}
+
 /// Where [`save_confusion_matrix`] puts things: a `width` x `height` picture whose grid of
 /// `cell` x `cell` squares starts at (`left`, `top`); row = true class, column = predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1715,3 +1715,18 @@ fn value_loss_gradients_match_finite_differences() -> R {
     }
     Ok(())
 }
+
+/// The mnist-unet example's denoising U-Net (examples/mnist_unet.rs): Keras 3's 56,929
+/// parameters and its output shape, trained one step on value targets.
+#[test]
+fn mnist_unet_is_keras_sized() -> R {
+    let mut m = wgcnn::experiments::denoising_unet(&[28, 28, 1])?;
+    assert_eq!(m.count_params(), 56_929);
+    assert_eq!(m.nodes().last().expect("the output").out_shape, [28, 28, 1]);
+    m.set_device(gpu());
+    m.compile(Optimizer::adam(), Loss::binary_crossentropy(), &[])?;
+    let x: Vec<f32> = random_vec(4 * 784, 3).iter().map(|v| v.abs()).collect();
+    let (loss, _) = m.train_on_batch(&x, &x)?;
+    assert!(loss.is_finite() && loss > 0.0);
+    Ok(())
+}

@@ -1778,5 +1778,17 @@ fn element_losses_follow_keras() -> R {
         1e-7,
         0.0,
     )?;
+    // Keras compares the target itself with the thresholded prediction: targets strictly
+    // between 0 and 1 (grey pixels) never count.
+    let grey = [1.0f32, 0.0, 0.3, 0.0, 1.0, 0.6];
+    loss_forward_cpu(&mut l, &mut m, &y, &grey, (2, 3, 2), bce(false, 0.0), acc);
+    let mean = (m[0] + m[1]) / 2.0;
+    assert_close(
+        "binary accuracy, grey targets",
+        &[mean],
+        &[4.0 / 6.0],
+        1e-7,
+        0.0,
+    )?;
     Ok(())
 }

@@ -33,8 +33,9 @@ pub enum ElementLoss {
 pub enum ElementMetric {
     MeanAbsoluteError,
     MeanSquaredError,
-    /// The fraction of elements with `y > threshold` exactly where `t > 0.5` (Keras'
-    /// `binary_accuracy`, threshold 0.5; 0 for logits).
+    /// The fraction of elements whose target equals `y > threshold` as 0 or 1 (Keras'
+    /// `binary_accuracy`, threshold 0.5; 0 for logits): a target strictly between 0 and 1
+    /// never counts.
     BinaryAccuracy {
         threshold: f32,
     },
@@ -242,7 +243,7 @@ fn element_metric(metric: ElementMetric, y: f32, t: f32) -> f64 {
         ElementMetric::MeanAbsoluteError => x.abs(),
         ElementMetric::MeanSquaredError => x * x,
         ElementMetric::BinaryAccuracy { threshold } => {
-            f64::from(u8::from((y > threshold) == (t > 0.5)))
+            f64::from(u8::from(t == f32::from(u8::from(y > threshold))))
         }
     }
 }
