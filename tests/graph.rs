@@ -1730,3 +1730,110 @@ fn mnist_unet_is_keras_sized() -> R {
     assert!(loss.is_finite() && loss > 0.0);
     Ok(())
 }
+
+/// Per-pixel class labels (segmentation masks): a (H, W, classes) softmax output with a
+/// label per pixel trains on the GPU like the CPU reference; evaluate is Keras' mean over
+/// every pixel and sample (checked against predict's probabilities); partial batches; the
+/// CPU gradients match finite differences.
+#[test]
+fn per_pixel_labels_train_like_the_cpu_reference() -> R {
+    let (h, w, classes) = (8, 7, 3);
+    let build = |device: Device, softmax: bool, lr: f32| -> anyhow::Result<Model> {
+        let inputs = input(&[h, w, 2])?;
+        let a = Conv2D::new(4, 3)
+            .padding(Same)
+            .activation(Tanh)
+            .apply(&inputs)?;
+        let out = Conv2D::new(classes, 1)
+            .activation(if softmax { Softmax } else { Linear })
+            .apply(&a)?;
+        let mut m = Model::new(&[&inputs], &[&out])?;
+        m.set_device(device).set_seed(5);
+        let opt = Optimizer::sgd(lr).momentum(0.5);
+        m.compile(
+            opt,
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )?;
+        Ok(m)
+    };
+    let n = 10; // batch 4: 4, 4 and 2
+    let x = random_vec(n * h * w * 2, 11);
+    let y = random_labels(n * h * w, classes, 12);
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 4,
+        verbose: false,
+        ..Default::default()
+    };
+    for softmax in [true, false] {
+        let mut c = build(Device::Cpu, softmax, 0.5)?;
+        let mut g = build(gpu(), softmax, 0.5)?;
+        let hc = c.fit(&x, &y, &cfg)?;
+        let hg = g.fit(&x, &y, &cfg)?;
+        for (gw, cw) in g.get_weights()?.iter().zip(&c.get_weights()?) {
+            assert_close(&gw.name, &gw.values, &cw.values, 1e-4, 1e-3)?;
+        }
+        assert_close("per-pixel loss", &hg.loss, &hc.loss, 1e-4, 1e-3)?;
+        assert_close("per-pixel accuracy", &hg.accuracy, &hc.accuracy, 1e-4, 1e-3)?;
+        // Keras' reduction: the mean over every pixel of every sample.
+        let (loss, acc) = g.evaluate(&x, &y)?;
+        let out = g.predict(&x, 4)?;
+        assert_eq!(out.len(), n * h * w * classes);
+        let (mut want_loss, mut hits) = (0f64, 0usize);
+        for (p, &label) in out.chunks(classes).zip(&y) {
+            let probs: Vec<f64> = if softmax {
+                p.iter().map(|&v| f64::from(v)).collect()
+            } else {
+                let mx = p.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let e: Vec<f64> = p.iter().map(|&v| f64::from(v - mx).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.iter().map(|v| v / s).collect()
+            };
+            want_loss -= probs[label as usize].ln();
+            let best = (0..classes).fold(0, |b, j| if probs[j] > probs[b] { j } else { b });
+            hits += usize::from(best == label as usize);
+        }
+        let pixels = (n * h * w) as f64;
+        assert_close(
+            "per-pixel evaluate",
+            &[loss, acc],
+            &[(want_loss / pixels) as f32, (hits as f64 / pixels) as f32],
+            1e-5,
+            1e-4,
+        )?;
+        // One label per sample is an error now.
+        assert!(g.evaluate(&x, &y[..n]).is_err());
+    }
+    // Finite differences of the CPU reference's gradients (one SGD step, lr 1).
+    let mut m = build(Device::Cpu, true, 1.0)?;
+    m.compile(
+        Optimizer::sgd(1.0),
+        Loss::SparseCategoricalCrossentropy,
+        &[],
+    )?;
+    let (xs, ys) = (&x[..3 * h * w * 2], &y[..3 * h * w]);
+    let w0 = m.get_weights()?;
+    m.train_on_batch(xs, ys)?;
+    let w1 = m.get_weights()?;
+    for (t, (a, b)) in w0.iter().zip(&w1).enumerate() {
+        for i in (0..a.values.len()).step_by((a.values.len() / 4).max(1)) {
+            let analytic = f64::from(a.values[i] - b.values[i]);
+            let eps = 1e-2f32;
+            let mut w = w0.clone();
+            w[t].values[i] += eps;
+            m.set_weights(&w)?;
+            let plus = f64::from(m.evaluate_batched(xs, ys, 3)?.0);
+            w[t].values[i] -= 2.0 * eps;
+            m.set_weights(&w)?;
+            let minus = f64::from(m.evaluate_batched(xs, ys, 3)?.0);
+            let numeric = (plus - minus) / (2.0 * f64::from(eps));
+            assert!(
+                (numeric - analytic).abs() <= 2e-3 * (1.0 + numeric.abs()),
+                "{}[{i}]: analytic {analytic} numeric {numeric}",
+                a.name
+            );
+        }
+    }
+    Ok(())
+}

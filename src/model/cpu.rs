@@ -279,14 +279,17 @@ impl CpuEngine {
     ) -> Result<(f64, f64, Vec<f32>)> {
         let head = plan_head(graph)?;
         let cols = head.classes;
-        let mut dout = vec![0.0; batch * cols];
+        let mut dout = vec![0.0; out.len()];
         let mut loss = vec![0.0; batch];
         match (head.objective, targets) {
             (Objective::Classes, Targets::Classes(labels)) => {
-                let mut probs = vec![0.0; batch * cols];
-                softmax_xent_forward_cpu(&mut probs, &mut loss, out, labels, cols, batch);
-                let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, cols, batch);
-                softmax_xent_backward_cpu(&mut dout, &probs, labels, cols, batch);
+                // One row per class label: per sample, or per position of each sample.
+                let rows = batch * head.positions;
+                let mut probs = vec![0.0; rows * cols];
+                let mut loss = vec![0.0; rows];
+                softmax_xent_forward_cpu(&mut probs, &mut loss, out, labels, cols, rows);
+                let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, cols, rows);
+                softmax_xent_backward_cpu(&mut dout, &probs, labels, cols, rows);
                 Ok((sum, hits as f64, dout))
             }
             (Objective::Values { loss: l, metric }, Targets::Values(t)) => {

@@ -44,7 +44,7 @@ impl Model {
         let y: Targets = y.into();
         ensure!(cfg.batch_size > 0, "batch_size must be positive");
         let n_all = self.check_data(x, Some(y), "fit")?;
-        let per = self.classes()?;
+        let per = self.targets_per_sample()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
         let given = match (cfg.validation_data, cfg.validation_values) {
@@ -159,11 +159,12 @@ impl Model {
         let sample: usize = input.iter().product();
         let n = order.len();
         let steps = n.div_ceil(batch);
-        let per = self.classes()?;
+        let per = self.targets_per_sample()?;
+        let rows_per_sample = self.loss_rows_per_sample()?;
         let mut xb = vec![0f32; batch * sample];
-        // The batch's targets: labels, or values (`per` each).
+        // The batch's targets: labels or values, `per` each.
         let (mut yb, mut vb) = match y {
-            Targets::Classes(_) => (vec![0u32; batch], Vec::new()),
+            Targets::Classes(_) => (vec![0u32; batch * per], Vec::new()),
             Targets::Values(_) => (Vec::new(), vec![0f32; batch * per]),
         };
         let start = Instant::now();
@@ -188,7 +189,9 @@ impl Model {
                     None => dst.copy_from_slice(src),
                 }
                 match y {
-                    Targets::Classes(l) => yb[j] = l[i],
+                    Targets::Classes(l) => {
+                        yb[j * per..(j + 1) * per].copy_from_slice(&l[i * per..(i + 1) * per])
+                    }
                     Targets::Values(v) => {
                         vb[j * per..(j + 1) * per].copy_from_slice(&v[i * per..(i + 1) * per])
                     }
@@ -203,14 +206,15 @@ impl Model {
                 || hook
                 || (verbose && last_read.elapsed() > Duration::from_millis(300));
             let targets = match y {
-                Targets::Classes(_) => Targets::Classes(&yb[..valid]),
+                Targets::Classes(_) => Targets::Classes(&yb[..valid * per]),
                 Targets::Values(_) => Targets::Values(&vb[..valid * per]),
             };
             let totals = self.step(&xb[..valid * sample], targets, batch, due, &mut cpu_totals)?;
             if let Some((l, h)) = totals {
                 last_read = Instant::now();
                 let seen = step * batch + valid;
-                let (loss, acc) = (l / seen as f64, h / seen as f64);
+                let counted = (seen * rows_per_sample) as f64;
+                let (loss, acc) = (l / counted, h / counted);
                 if !loss.is_finite() {
                     bail!(
                         "the loss became {loss} in epoch {} at or before step {} of {steps}; lower the learning rate or check the data",
@@ -306,7 +310,8 @@ impl Model {
         let (l, h) = self
             .step(x, y, n, true, &mut (0.0, 0.0))?
             .context("a step's totals")?;
-        Ok(((l / n as f64) as f32, (h / n as f64) as f32))
+        let counted = (n * self.loss_rows_per_sample()?) as f64;
+        Ok(((l / counted) as f32, (h / counted) as f32))
     }
 
     /// Mean loss and accuracy on (x, y), batch 32 like Keras.
@@ -324,7 +329,7 @@ impl Model {
         let y: Targets = y.into();
         ensure!(batch_size > 0, "batch_size must be positive");
         let n = self.check_data(x, Some(y), "evaluate")?;
-        let per = self.classes()?;
+        let per = self.targets_per_sample()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
         let graph = self.graph.clone();
@@ -362,7 +367,8 @@ impl Model {
                 t
             }
         };
-        Ok(((sum / n as f64) as f32, (hits / n as f64) as f32))
+        let counted = (n * self.loss_rows_per_sample()?) as f64;
+        Ok(((sum / counted) as f32, (hits / counted) as f32))
     }
 
     /// A batch size whose graph already exists when `wanted` has none, to avoid
@@ -386,7 +392,7 @@ impl Model {
         let n = self.check_data(x, None, "predict")?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
-        let classes = self.classes()?;
+        let classes = self.output_size()?; // values per sample
         let graph = self.graph.clone();
         let batch = self.reuse_batch(batch_size.min(n));
         let c = self.compiled()?;

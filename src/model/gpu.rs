@@ -223,6 +223,8 @@ pub(crate) struct GpuGraph {
     pub totals: Tensor,
     pub staging: wgpu::Buffer,
     pub rows: BatchRows,
+    /// Samples the batch buffer holds.
+    batch_rows: usize,
     /// Dropout nodes: (uniform, node, layer index for the mask seed, rate).
     dropout: Vec<(Uniform<DropoutParams>, usize, usize, f32)>,
     /// Per node: its BatchNormalization state, if it is one.
@@ -312,7 +314,8 @@ impl GpuGraph {
         let shape_of = |s: &[usize]| -> Vec<usize> {
             std::iter::once(batch).chain(s.iter().copied()).collect()
         };
-        let labels = Tensor::zeros(gpu, &[batch], "labels")?;
+        // A label per output position (one for a 1-D classifier).
+        let labels = Tensor::zeros(gpu, &[batch * head.positions], "labels")?;
         // Value targets, of the output's shape.
         let targets = match head.objective {
             Objective::Values { .. } => {
@@ -390,11 +393,13 @@ impl GpuGraph {
             .chain(argmax.iter().flatten().map(bytes_of))
             .chain(folds.iter().flatten().map(bytes_of))
             .sum();
+        // The loss's rows: one per class label (per position) or per sample (values).
         let classes = head.classes;
-        let rows = BatchRows::new(gpu, batch, classes)?;
-        let probs = Tensor::zeros(gpu, &[batch, classes], "probabilities")?;
-        let loss = Tensor::zeros(gpu, &[batch], "per-sample loss")?;
-        let metric_per_sample = Tensor::zeros(gpu, &[batch], "per-sample metric")?;
+        let loss_rows = batch * head.positions;
+        let rows = BatchRows::new(gpu, loss_rows, classes)?;
+        let probs = Tensor::zeros(gpu, &[loss_rows, classes], "probabilities")?;
+        let loss = Tensor::zeros(gpu, &[loss_rows], "per-row loss")?;
+        let metric_per_sample = Tensor::zeros(gpu, &[loss_rows], "per-sample metric")?;
         let totals = Tensor::zeros(gpu, &[2], "metric totals")?;
         let staging = gpu.staging_buffer(8);
         let logits = &acts[output];
@@ -1017,6 +1022,7 @@ impl GpuGraph {
         Ok(GpuGraph {
             input,
             output,
+            batch_rows: batch,
             labels,
             targets,
             acts,
@@ -1202,7 +1208,9 @@ impl GpuGraph {
             b.train.set(gpu, &b.params.with_valid(rows));
             b.infer.set(gpu, &b.params.with_valid(rows).inference());
         }
-        self.rows.set_valid(gpu, valid)
+        // The loss rows of the valid samples (a label per position, or one per sample).
+        self.rows
+            .set_valid(gpu, valid * self.rows.rows / self.batch_rows.max(1))
     }
 
     /// Records and submits one training step (forward, loss, backward, update) as one

@@ -114,8 +114,9 @@ pub enum Metric {
 }
 
 /// What `fit`, `evaluate` and `train_on_batch` compare the outputs with: class indices
-/// (`&[u32]`, one per sample) or values of the output's shape (`&[f32]`, `output size`
-/// per sample, row-major). Both convert with `.into()`, so `fit(&x, &y, ..)` takes either.
+/// (`&[u32]`, one per sample, or one per position of a per-pixel classifier) or values of
+/// the output's shape (`&[f32]`, `output size` per sample, row-major). Both convert with
+/// `.into()`, so `fit(&x, &y, ..)` takes either.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Targets<'a> {
     Classes(&'a [u32]),
@@ -151,9 +152,10 @@ impl<'a> From<&'a Vec<f32>> for Targets<'a> {
 impl<'a> Targets<'a> {
     /// The targets of samples `range` (`per` values per sample for value targets).
     pub(crate) fn slice(&self, range: std::ops::Range<usize>, per: usize) -> Targets<'a> {
+        let r = range.start * per..range.end * per;
         match *self {
-            Targets::Classes(y) => Targets::Classes(&y[range]),
-            Targets::Values(v) => Targets::Values(&v[range.start * per..range.end * per]),
+            Targets::Classes(y) => Targets::Classes(&y[r]),
+            Targets::Values(v) => Targets::Values(&v[r]),
         }
     }
 }
@@ -422,6 +424,9 @@ pub(crate) struct LossHead {
     pub output: usize,
     /// Classes (class labels) or output elements per sample (value targets).
     pub classes: usize,
+    /// Class labels per sample: the output's positions (1 for a 1-D output; H·W for a
+    /// per-pixel classifier of shape (H, W, classes)); 1 for value targets.
+    pub positions: usize,
     /// The last activation is softmax (fused with the loss); otherwise outputs are logits.
     pub softmax: bool,
     pub objective: Objective,
@@ -440,17 +445,17 @@ pub(crate) fn plan_head(graph: &Graph) -> Result<LossHead> {
         return Ok(LossHead {
             output,
             classes: last.out_shape.iter().product(),
+            positions: 1,
             softmax: false,
             objective: graph.objective,
         });
     }
-    let [classes] = last.out_shape[..] else {
-        bail!(
-            "the last layer '{}' outputs {:?}; classification needs a 1-D output (add Flatten and Dense)",
-            last.name,
-            last.out_shape
-        );
+    // Classes along the last axis; any axes before it are positions with a label each
+    // (segmentation: a label per pixel).
+    let Some((&classes, lead)) = last.out_shape.split_last() else {
+        bail!("the last layer '{}' has no output", last.name);
     };
+    let positions: usize = lead.iter().product();
     ensure!(
         last.op != Op::Input
             && matches!(
@@ -465,6 +470,7 @@ pub(crate) fn plan_head(graph: &Graph) -> Result<LossHead> {
     Ok(LossHead {
         output,
         classes,
+        positions,
         softmax: last.activation == ActivationFn::Softmax,
         objective: Objective::Classes,
     })
@@ -609,6 +615,32 @@ impl Model {
         Ok(plan_head(&self.graph)?.classes)
     }
 
+    /// Targets per sample: class labels (one per output position: 1, or H·W for a
+    /// per-pixel classifier) or values (the output's size).
+    pub(crate) fn targets_per_sample(&self) -> Result<usize> {
+        let head = plan_head(&self.graph)?;
+        Ok(match head.objective {
+            Objective::Classes => head.positions,
+            Objective::Values { .. } => head.classes,
+        })
+    }
+
+    /// Rows of the loss totals per sample: the loss and metric sums count one per class
+    /// label (per position), or one per sample for value targets (their means).
+    pub(crate) fn loss_rows_per_sample(&self) -> Result<usize> {
+        let head = plan_head(&self.graph)?;
+        Ok(match head.objective {
+            Objective::Classes => head.positions,
+            Objective::Values { .. } => 1,
+        })
+    }
+
+    /// Output values per sample (what `predict` returns for each).
+    pub(crate) fn output_size(&self) -> Result<usize> {
+        let head = plan_head(&self.graph)?;
+        Ok(head.classes * head.positions)
+    }
+
     /// Every parameter, trainable or not (Keras' `count_params()`).
     pub fn count_params(&self) -> usize {
         self.graph.nodes.iter().map(Node::param_count).sum()
@@ -714,23 +746,31 @@ impl Model {
             x.len()
         );
         let n = x.len() / sample;
-        let classes = match y {
-            Some(_) => self.classes()?,
-            None => 0,
+        let (classes, per) = match y {
+            Some(_) => (self.classes()?, self.targets_per_sample()?),
+            None => (0, 0),
         };
         match (y, self.graph.objective) {
             (None, _) => {}
             (Some(Targets::Classes(y)), Objective::Classes) => {
-                ensure!(y.len() == n, "{what}: {n} samples but {} labels", y.len());
+                if per == 1 {
+                    ensure!(y.len() == n, "{what}: {n} samples but {} labels", y.len());
+                }
+                ensure!(
+                    y.len() == n * per,
+                    "{what}: {n} samples need {} labels ({per} each, one per output position), got {}",
+                    n * per,
+                    y.len()
+                );
                 if let Some((i, &l)) = y.iter().enumerate().find(|(_, l)| **l as usize >= classes) {
                     bail!("{what}: label {l} at index {i} is out of range for {classes} classes");
                 }
             }
             (Some(Targets::Values(y)), Objective::Values { .. }) => {
                 ensure!(
-                    y.len() == n * classes,
-                    "{what}: {n} samples need {} target values ({classes} each, the output's size), got {}",
-                    n * classes,
+                    y.len() == n * per,
+                    "{what}: {n} samples need {} target values ({per} each, the output's size), got {}",
+                    n * per,
                     y.len()
                 );
                 if let Some(i) = y.iter().position(|v| !v.is_finite()) {
