@@ -554,3 +554,26 @@ fn element_loss_gradients_match_finite_differences() {
         }
     }
 }
+
+#[test]
+fn soft_cross_entropy_gradient_matches_finite_differences() {
+    use wgcnn::ops::softmax_xent::{soft_xent_backward_cpu, soft_xent_forward_cpu};
+    let (rows, cols, valid) = (4, 5, 3);
+    let mut z = random_vec(rows * cols, 70);
+    let t: Vec<f32> = random_vec(rows * cols, 71)
+        .iter()
+        .map(|v| v.abs())
+        .collect();
+    for smoothing in [0.0, 0.15] {
+        let mean = |z: &[f32]| {
+            let mut p = vec![0.0; rows * cols];
+            let per_row = soft_xent_forward_cpu(&mut p, z, &t, (rows, cols, valid), smoothing);
+            per_row.iter().map(|r| r.0).sum::<f64>() / valid as f64
+        };
+        let mut p = vec![0.0; rows * cols];
+        soft_xent_forward_cpu(&mut p, &z, &t, (rows, cols, valid), smoothing);
+        let mut d = vec![0.0; rows * cols];
+        soft_xent_backward_cpu(&mut d, &p, &t, (rows, cols, valid), smoothing);
+        check("soft cross-entropy dz", &d, &mut z, 1e-2, 1e-3, mean);
+    }
+}

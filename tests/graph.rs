@@ -1837,3 +1837,93 @@ fn per_pixel_labels_train_like_the_cpu_reference() -> R {
     }
     Ok(())
 }
+
+/// Categorical cross-entropy on one-hot targets trains exactly as sparse labels do (1-D
+/// and per-pixel outputs, softmax or logits); with label smoothing the GPU follows the
+/// CPU reference.
+#[test]
+fn one_hot_targets_train_like_sparse_labels() -> R {
+    let (h, w, classes) = (5, 4, 3);
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 4,
+        verbose: false,
+        ..Default::default()
+    };
+    for (spatial, softmax) in [(false, true), (true, true), (true, false)] {
+        let build = |device: Device, loss: Loss| -> anyhow::Result<Model> {
+            let inputs = input(&[h, w, 2])?;
+            let a = Conv2D::new(4, 3)
+                .padding(Same)
+                .activation(Tanh)
+                .apply(&inputs)?;
+            let act = if softmax { Softmax } else { Linear };
+            let out = if spatial {
+                Conv2D::new(classes, 1).activation(act).apply(&a)?
+            } else {
+                let g = GlobalAveragePooling2D::new().apply(&a)?;
+                Dense::new(classes).activation(act).apply(&g)?
+            };
+            let mut m = Model::new(&[&inputs], &[&out])?;
+            m.set_device(device).set_seed(6);
+            m.compile(Optimizer::sgd(0.5), loss, &[Metric::Accuracy])?;
+            Ok(m)
+        };
+        let n = 10;
+        let per = if spatial { h * w } else { 1 };
+        let x = random_vec(n * h * w * 2, 13);
+        let y = random_labels(n * per, classes, 14);
+        let onehot: Vec<f32> = y
+            .iter()
+            .flat_map(|&l| (0..classes).map(move |c| f32::from(u8::from(c == l as usize))))
+            .collect();
+        let cce = |label_smoothing| Loss::CategoricalCrossentropy {
+            from_logits: !softmax,
+            label_smoothing,
+        };
+        let mut sparse = build(gpu(), Loss::SparseCategoricalCrossentropy)?;
+        let mut dense = build(gpu(), cce(0.0))?;
+        let hs = sparse.fit(&x, &y, &cfg)?;
+        let hd = dense.fit(&x, &onehot, &cfg)?;
+        let what = format!("spatial {spatial}, softmax {softmax}");
+        assert_close(&format!("{what}: loss"), &hd.loss, &hs.loss, 1e-5, 1e-4)?;
+        assert_close(
+            &format!("{what}: accuracy"),
+            &hd.accuracy,
+            &hs.accuracy,
+            0.0,
+            0.0,
+        )?;
+        for (a, b) in dense.get_weights()?.iter().zip(&sparse.get_weights()?) {
+            assert_close(
+                &format!("{what}: {}", a.name),
+                &a.values,
+                &b.values,
+                1e-5,
+                1e-4,
+            )?;
+        }
+        let mut c = build(Device::Cpu, cce(0.1))?;
+        let mut g = build(gpu(), cce(0.1))?;
+        let hc = c.fit(&x, &onehot, &cfg)?;
+        let hg = g.fit(&x, &onehot, &cfg)?;
+        assert_close(
+            &format!("{what}: smoothed loss"),
+            &hg.loss,
+            &hc.loss,
+            1e-4,
+            1e-3,
+        )?;
+        assert_eq!(g.predict(&x, 4)?.len(), n * per * classes);
+    }
+    // A softmax output with from_logits (or a linear one without) is refused.
+    let inputs = input(&[4])?;
+    let out = Dense::new(3).activation(Softmax).apply(&inputs)?;
+    let mut m = Model::new(&[&inputs], &[&out])?;
+    let logits = Loss::CategoricalCrossentropy {
+        from_logits: true,
+        label_smoothing: 0.0,
+    };
+    assert!(m.compile(Optimizer::adam(), logits, &[]).is_err());
+    Ok(())
+}

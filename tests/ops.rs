@@ -1792,3 +1792,71 @@ fn element_losses_follow_keras() -> R {
     )?;
     Ok(())
 }
+
+/// The fused softmax + categorical cross-entropy on class distributions: GPU against the
+/// CPU reference (one-hot and soft targets, label smoothing, a partial batch, poisoned
+/// outputs), and Keras 3.15's values.
+#[test]
+fn soft_cross_entropy_matches_cpu_and_keras() -> R {
+    let g = gpu();
+    for (rows, cols, valid, smoothing) in [(5, 3, 5, 0.0), (9, 10, 7, 0.1), (1, 1, 1, 0.2)] {
+        let z: Vec<f32> = random_vec(rows * cols, 600)
+            .iter()
+            .map(|v| 4.0 * v)
+            .collect();
+        let t: Vec<f32> = random_vec(rows * cols, 601)
+            .chunks(cols)
+            .flat_map(|r| {
+                let w: Vec<f32> = r.iter().map(|v| v.abs()).collect();
+                let s: f32 = w.iter().sum::<f32>().max(1e-3);
+                w.into_iter().map(move |v| v / s)
+            })
+            .collect();
+        let rows_u = BatchRows::new(&g, rows, cols)?;
+        rows_u.set_valid(&g, valid)?;
+        let (tz, tt) = (
+            Tensor::from_slice(&g, &[rows * cols], &z, "z")?,
+            Tensor::from_slice(&g, &[rows * cols], &t, "t")?,
+        );
+        let (probs, loss, hit, dz) = (
+            poisoned(&g, &[rows * cols], "p"),
+            poisoned(&g, &[rows], "loss"),
+            poisoned(&g, &[rows], "hit"),
+            poisoned(&g, &[rows * cols], "dz"),
+        );
+        g.run(&[
+            &soft_xent_forward(&g, &probs, &loss, &hit, &tz, &tt, &rows_u, smoothing)?,
+            &soft_xent_backward(&g, &dz, &probs, &tt, &rows_u, smoothing)?,
+        ])?;
+        let mut wp = vec![0.0; rows * cols];
+        let shape = (rows, cols, valid);
+        let per_row = soft_xent_forward_cpu(&mut wp, &z, &t, shape, smoothing);
+        let mut wd = vec![0.0; rows * cols];
+        soft_xent_backward_cpu(&mut wd, &wp, &t, shape, smoothing);
+        let wl: Vec<f32> = per_row.iter().map(|r| r.0 as f32).collect();
+        let wh: Vec<f32> = per_row.iter().map(|r| r.1 as f32).collect();
+        let what = |p: &str| format!("soft cross-entropy {p} {rows}×{cols}, s {smoothing}");
+        assert_close(&what("probs"), &probs.read(&g)?, &wp, 1e-6, 1e-5)?;
+        assert_close(&what("loss"), &loss.read(&g)?, &wl, 1e-5, 1e-5)?;
+        assert_close(&what("hits"), &hit.read(&g)?, &wh, 0.0, 0.0)?;
+        assert_close(&what("dz"), &dz.read(&g)?, &wd, 1e-6, 1e-5)?;
+    }
+    // Keras: CategoricalCrossentropy(from_logits=True[, label_smoothing=0.2]) on two rows.
+    let z = [2.0f32, -1.0, 0.3, -3.0, 0.5, 4.0];
+    let t = [1.0f32, 0.0, 0.0, 0.2, 0.5, 0.3];
+    for (smoothing, keras) in [(0.0, 1.694_827_9), (0.2, 1.886_494_8)] {
+        let mut p = [0.0f32; 6];
+        let per_row = soft_xent_forward_cpu(&mut p, &z, &t, (2, 3, 2), smoothing);
+        let mean = ((per_row[0].0 + per_row[1].0) / 2.0) as f32;
+        assert_close(
+            &format!("Keras CCE s {smoothing}"),
+            &[mean],
+            &[keras],
+            1e-6,
+            1e-5,
+        )?;
+        let acc = ((per_row[0].1 + per_row[1].1) / 2.0) as f32;
+        assert_close("Keras categorical accuracy", &[acc], &[0.5], 0.0, 0.0)?;
+    }
+    Ok(())
+}

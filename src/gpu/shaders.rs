@@ -90,6 +90,7 @@ const GATED_ACTIVATION_COMMON: &str = shader!("gated_activation_common");
 const UPSAMPLING_COMMON: &str = shader!("upsampling2d_common");
 const LAYERNORM_COMMON: &str = shader!("layernorm_common");
 const LOSS_COMMON: &str = shader!("loss_common");
+const SOFT_XENT_COMMON: &str = shader!("soft_xent_common");
 
 /// Every compute kernel wgcnn dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,11 +146,13 @@ pub enum Kernel {
     LossForward,
     LossBackward,
     LossTotals,
+    SoftXentForward,
+    SoftXentBackward,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 51] = [
+    pub const ALL: [Kernel; 53] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -201,6 +204,8 @@ impl Kernel {
         Kernel::LossForward,
         Kernel::LossBackward,
         Kernel::LossTotals,
+        Kernel::SoftXentForward,
+        Kernel::SoftXentBackward,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -308,6 +313,8 @@ impl Kernel {
             Kernel::LossForward => "loss_forward",
             Kernel::LossBackward => "loss_backward",
             Kernel::LossTotals => "loss_totals",
+            Kernel::SoftXentForward => "soft_xent_forward",
+            Kernel::SoftXentBackward => "soft_xent_backward",
         }
     }
 
@@ -449,6 +456,8 @@ impl Kernel {
             Kernel::LossForward => shader!("loss_forward"),
             Kernel::LossBackward => shader!("loss_backward"),
             Kernel::LossTotals => shader!("loss_totals"),
+            Kernel::SoftXentForward => shader!("soft_xent_forward"),
+            Kernel::SoftXentBackward => shader!("soft_xent_backward"),
         };
         let mut src = String::new();
         // The depthwise and grouped kernels share their files; this constant picks the
@@ -487,6 +496,7 @@ impl Kernel {
             }
             Kernel::LayerNormForward | Kernel::LayerNormBackward => src.push_str(LAYERNORM_COMMON),
             Kernel::LossForward | Kernel::LossBackward => src.push_str(LOSS_COMMON),
+            Kernel::SoftXentForward | Kernel::SoftXentBackward => src.push_str(SOFT_XENT_COMMON),
             Kernel::DepthwiseConv2dBackwardInput | Kernel::GroupedConv2dBackwardInput => {
                 src.push_str(DEPTHWISE_COMMON)
             }

@@ -25,7 +25,8 @@ use crate::ops::pool2d::{
     avgpool2d_backward_cpu, avgpool2d_forward_cpu, maxpool2d_backward_cpu, maxpool2d_forward_cpu,
 };
 use crate::ops::softmax_xent::{
-    loss_metrics_cpu, softmax_cpu, softmax_xent_backward_cpu, softmax_xent_forward_cpu,
+    loss_metrics_cpu, soft_xent_backward_cpu, soft_xent_forward_cpu, softmax_cpu,
+    softmax_xent_backward_cpu, softmax_xent_forward_cpu,
 };
 use crate::ops::upsampling2d::{upsampling2d_backward_cpu, upsampling2d_forward_cpu};
 use anyhow::{Result, bail};
@@ -291,6 +292,22 @@ impl CpuEngine {
                 let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, cols, rows);
                 softmax_xent_backward_cpu(&mut dout, &probs, labels, cols, rows);
                 Ok((sum, hits as f64, dout))
+            }
+            (
+                Objective::Distributions {
+                    label_smoothing, ..
+                },
+                Targets::Values(t),
+            ) => {
+                let rows = batch * head.positions;
+                let mut probs = vec![0.0; rows * cols];
+                let shape = (rows, cols, rows);
+                let per_row = soft_xent_forward_cpu(&mut probs, out, t, shape, label_smoothing);
+                soft_xent_backward_cpu(&mut dout, &probs, t, shape, label_smoothing);
+                let (sum, hits) = per_row
+                    .iter()
+                    .fold((0.0, 0.0), |(s, h), (l, k)| (s + l, h + k));
+                Ok((sum, hits, dout))
             }
             (Objective::Values { loss: l, metric }, Targets::Values(t)) => {
                 let mut m = vec![0.0; batch];

@@ -30,7 +30,8 @@ use crate::ops::pool2d::{
     maxpool2d_relu_backward,
 };
 use crate::ops::softmax_xent::{
-    BatchRows, loss_metrics, softmax, softmax_xent_backward, softmax_xent_forward,
+    BatchRows, loss_metrics, soft_xent_backward, soft_xent_forward, softmax, softmax_xent_backward,
+    softmax_xent_forward,
 };
 use crate::ops::upsampling2d::{upsampling2d_backward, upsampling2d_forward};
 use crate::tensor::Tensor;
@@ -318,9 +319,11 @@ impl GpuGraph {
         let labels = Tensor::zeros(gpu, &[batch * head.positions], "labels")?;
         // Value targets, of the output's shape.
         let targets = match head.objective {
-            Objective::Values { .. } => {
-                Some(Tensor::zeros(gpu, &[batch * head.classes], "targets")?)
-            }
+            Objective::Values { .. } | Objective::Distributions { .. } => Some(Tensor::zeros(
+                gpu,
+                &[batch * head.positions * head.classes],
+                "targets",
+            )?),
             Objective::Classes => None,
         };
         // Activations; a node with a separate activation also needs its pre-activation,
@@ -673,6 +676,25 @@ impl GpuGraph {
                     )?);
                     ds.push(loss_totals(gpu, &totals, &loss, &metric_per_sample, &rows)?);
                 }
+                (
+                    Objective::Distributions {
+                        label_smoothing, ..
+                    },
+                    Some(t),
+                ) => {
+                    let hits = &metric_per_sample;
+                    ds.push(soft_xent_forward(
+                        gpu,
+                        &probs,
+                        &loss,
+                        hits,
+                        logits,
+                        t,
+                        &rows,
+                        *label_smoothing,
+                    )?);
+                    ds.push(loss_totals(gpu, &totals, &loss, hits, &rows)?);
+                }
                 _ => {
                     ds.push(softmax_xent_forward(
                         gpu, &probs, &loss, logits, &labels, &rows,
@@ -697,6 +719,12 @@ impl GpuGraph {
                 (Objective::Values { loss: l, .. }, Some(t)) => {
                     loss_backward(gpu, dout, logits, t, &rows, *l)?
                 }
+                (
+                    Objective::Distributions {
+                        label_smoothing, ..
+                    },
+                    Some(t),
+                ) => soft_xent_backward(gpu, dout, &probs, t, &rows, *label_smoothing)?,
                 _ => softmax_xent_backward(gpu, dout, &probs, &labels, &rows)?,
             });
             let readers = graph.readers();

@@ -86,12 +86,26 @@ pub enum Loss {
         from_logits: bool,
         label_smoothing: f32,
     },
+    /// Keras' `CategoricalCrossentropy(from_logits=False, label_smoothing=0.0)`: targets
+    /// are class distributions (one-hot or soft) along the output's last axis; the last
+    /// layer is a softmax, or linear with `from_logits`.
+    CategoricalCrossentropy {
+        from_logits: bool,
+        label_smoothing: f32,
+    },
 }
 
 impl Loss {
     /// Keras' `Huber()`: delta 1.
     pub fn huber() -> Loss {
         Loss::Huber { delta: 1.0 }
+    }
+    /// Keras' `CategoricalCrossentropy()`: on a softmax output, no label smoothing.
+    pub fn categorical_crossentropy() -> Loss {
+        Loss::CategoricalCrossentropy {
+            from_logits: false,
+            label_smoothing: 0.0,
+        }
     }
     /// Keras' `BinaryCrossentropy()`: on probabilities, no label smoothing.
     pub fn binary_crossentropy() -> Loss {
@@ -171,6 +185,12 @@ pub enum Objective {
         loss: ElementLoss,
         metric: ElementMetric,
     },
+    /// Class distributions (one-hot or soft) per position, through the fused softmax
+    /// categorical cross-entropy and categorical accuracy.
+    Distributions {
+        from_logits: bool,
+        label_smoothing: f32,
+    },
 }
 
 impl Objective {
@@ -187,6 +207,23 @@ impl Objective {
                     "sparse categorical cross-entropy reports accuracy, not {metrics:?}"
                 );
                 return Ok(Objective::Classes);
+            }
+            Loss::CategoricalCrossentropy {
+                from_logits,
+                label_smoothing,
+            } => {
+                ensure!(
+                    matches!(metrics, [] | [Metric::Accuracy]),
+                    "categorical cross-entropy reports accuracy, not {metrics:?}"
+                );
+                ensure!(
+                    (0.0..=1.0).contains(&label_smoothing),
+                    "CategoricalCrossentropy: label_smoothing {label_smoothing} must be in [0, 1]"
+                );
+                return Ok(Objective::Distributions {
+                    from_logits,
+                    label_smoothing,
+                });
             }
             Loss::MeanSquaredError => ElementLoss::MeanSquaredError,
             Loss::MeanAbsoluteError => ElementLoss::MeanAbsoluteError,
@@ -227,7 +264,7 @@ impl Objective {
     /// Keras' name of the reported metric.
     pub fn metric_name(&self) -> &'static str {
         match self {
-            Objective::Classes => "accuracy",
+            Objective::Classes | Objective::Distributions { .. } => "accuracy",
             Objective::Values { metric, .. } => match metric {
                 ElementMetric::BinaryAccuracy { .. } => "binary_accuracy",
                 ElementMetric::MeanAbsoluteError => "mae",
@@ -456,6 +493,28 @@ pub(crate) fn plan_head(graph: &Graph) -> Result<LossHead> {
         bail!("the last layer '{}' has no output", last.name);
     };
     let positions: usize = lead.iter().product();
+    if let Objective::Distributions { from_logits, .. } = graph.objective {
+        let softmax = last.activation == ActivationFn::Softmax;
+        ensure!(
+            last.op != Op::Input
+                && last.act == crate::ops::activation::Act::Linear
+                && softmax != from_logits
+                && matches!(
+                    last.activation,
+                    ActivationFn::Softmax | ActivationFn::Linear
+                ),
+            "the last layer '{}' uses {:?}: categorical cross-entropy needs a softmax output, or a linear one with from_logits",
+            last.name,
+            last.activation
+        );
+        return Ok(LossHead {
+            output,
+            classes,
+            positions,
+            softmax,
+            objective: graph.objective,
+        });
+    }
     ensure!(
         last.op != Op::Input
             && matches!(
@@ -622,6 +681,7 @@ impl Model {
         Ok(match head.objective {
             Objective::Classes => head.positions,
             Objective::Values { .. } => head.classes,
+            Objective::Distributions { .. } => head.positions * head.classes,
         })
     }
 
@@ -630,7 +690,7 @@ impl Model {
     pub(crate) fn loss_rows_per_sample(&self) -> Result<usize> {
         let head = plan_head(&self.graph)?;
         Ok(match head.objective {
-            Objective::Classes => head.positions,
+            Objective::Classes | Objective::Distributions { .. } => head.positions,
             Objective::Values { .. } => 1,
         })
     }
@@ -766,7 +826,10 @@ impl Model {
                     bail!("{what}: label {l} at index {i} is out of range for {classes} classes");
                 }
             }
-            (Some(Targets::Values(y)), Objective::Values { .. }) => {
+            (
+                Some(Targets::Values(y)),
+                Objective::Values { .. } | Objective::Distributions { .. },
+            ) => {
                 ensure!(
                     y.len() == n * per,
                     "{what}: {n} samples need {} target values ({per} each, the output's size), got {}",

@@ -1,6 +1,8 @@
-//! Softmax and the fused softmax + sparse categorical cross-entropy: forward gives
+//! Softmax and the fused softmax + cross-entropies: sparse (class indices; forward gives
 //! probabilities and per-sample losses, backward `(p − onehot)/B`, and a reduction adds
-//! the batch's loss sum and correct count to totals that stay on the GPU.
+//! the batch's loss sum and correct count to totals that stay on the GPU) and categorical
+//! (class distributions as targets, one-hot or soft, with label smoothing; its per-row
+//! losses and hits go to the totals through [`super::loss::loss_totals`]).
 //!
 //! `rows` is the batch buffer's capacity; `valid` (rewritten per step) is how many rows
 //! hold real samples, so a last, partial batch needs no new buffers.
@@ -212,4 +214,146 @@ pub fn loss_metrics_cpu(
         hits += usize::from(best == labels[r] as usize);
     }
     (sum, hits)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SoftParams {
+    smoothing: f32,
+    _pad: [u32; 3],
+}
+
+fn soft_params(smoothing: f32) -> Result<SoftParams> {
+    ensure!(
+        (0.0..=1.0).contains(&smoothing),
+        "CategoricalCrossentropy: label_smoothing {smoothing} must be in [0, 1]"
+    );
+    Ok(SoftParams {
+        smoothing,
+        _pad: [0; 3],
+    })
+}
+
+/// Categorical cross-entropy on class distributions `targets` (rows × classes): the
+/// probabilities, per-row losses and hits (argmax p == argmax t), 0 past the valid rows.
+#[allow(clippy::too_many_arguments)]
+pub fn soft_xent_forward(
+    gpu: &Gpu,
+    probs: &Tensor,
+    row_loss: &Tensor,
+    row_hit: &Tensor,
+    logits: &Tensor,
+    targets: &Tensor,
+    rows: &BatchRows,
+    smoothing: f32,
+) -> Result<Dispatch> {
+    rows.check(logits, "loss logits")?;
+    rows.check(probs, "loss probabilities")?;
+    rows.check(targets, "target distributions")?;
+    row_loss.expect_len(rows.rows, "per-row loss")?;
+    row_hit.expect_len(rows.rows, "per-row hits")?;
+    Dispatch::new(
+        gpu,
+        Kernel::SoftXentForward,
+        &soft_params(smoothing)?,
+        &[
+            &rows.uniform.buffer,
+            &logits.buffer,
+            &targets.buffer,
+            &probs.buffer,
+            &row_loss.buffer,
+            &row_hit.buffer,
+        ],
+        groups_for(rows.rows, 64),
+    )
+}
+
+/// `dlogits = (probs·Σt' − t') / valid`, t' the smoothed targets.
+pub fn soft_xent_backward(
+    gpu: &Gpu,
+    dlogits: &Tensor,
+    probs: &Tensor,
+    targets: &Tensor,
+    rows: &BatchRows,
+    smoothing: f32,
+) -> Result<Dispatch> {
+    for (t, what) in [
+        (dlogits, "loss gradient"),
+        (probs, "probabilities"),
+        (targets, "targets"),
+    ] {
+        rows.check(t, what)?;
+    }
+    Dispatch::new(
+        gpu,
+        Kernel::SoftXentBackward,
+        &soft_params(smoothing)?,
+        &[
+            &rows.uniform.buffer,
+            &probs.buffer,
+            &targets.buffer,
+            &dlogits.buffer,
+        ],
+        groups_for(rows.rows, 64),
+    )
+}
+
+/// CPU reference of [`soft_xent_forward`] (f64 sums); returns per-row (loss, hit).
+pub fn soft_xent_forward_cpu(
+    probs: &mut [f32],
+    logits: &[f32],
+    targets: &[f32],
+    (rows, cols, valid): (usize, usize, usize),
+    smoothing: f32,
+) -> Vec<(f64, f64)> {
+    softmax_cpu(probs, logits, cols);
+    let first_max = |v: &[f32]| (1..v.len()).fold(0, |b, j| if v[j] > v[b] { j } else { b });
+    (0..rows)
+        .map(|r| {
+            if r >= valid {
+                return (0.0, 0.0);
+            }
+            let (z, t, p) = (
+                &logits[r * cols..][..cols],
+                &targets[r * cols..][..cols],
+                &probs[r * cols..][..cols],
+            );
+            let mx = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let lse = f64::from(mx) + z.iter().map(|&v| f64::from(v - mx).exp()).sum::<f64>().ln();
+            let s = f64::from(smoothing);
+            let loss = z
+                .iter()
+                .zip(t)
+                .map(|(&zj, &tj)| {
+                    (f64::from(tj) * (1.0 - s) + s / cols as f64) * (lse - f64::from(zj))
+                })
+                .sum();
+            (loss, f64::from(u8::from(first_max(p) == first_max(t))))
+        })
+        .collect()
+}
+
+/// CPU reference of [`soft_xent_backward`].
+pub fn soft_xent_backward_cpu(
+    dlogits: &mut [f32],
+    probs: &[f32],
+    targets: &[f32],
+    (rows, cols, valid): (usize, usize, usize),
+    smoothing: f32,
+) {
+    let s = f64::from(smoothing);
+    for r in 0..rows {
+        let t: Vec<f64> = targets[r * cols..][..cols]
+            .iter()
+            .map(|&v| f64::from(v) * (1.0 - s) + s / cols as f64)
+            .collect();
+        let total: f64 = t.iter().sum();
+        for j in 0..cols {
+            dlogits[r * cols + j] = if r < valid {
+                ((f64::from(probs[r * cols + j]) * total - t[j]) / valid.max(1) as f64) as f32
+            } else {
+                0.0
+            };
+        }
+    }
 }
