@@ -1,12 +1,14 @@
-// Adds this batch's loss sum and correct-prediction count (argmax == label, first
-// maximum on ties) over the `valid` rows to totals[0] and totals[1]. The totals stay on
+// Adds this batch's loss sum and correct-prediction count over the `valid` rows to
+// totals[0] and totals[1]. top_k 0: correct when the label is the argmax (the first
+// maximum, Keras' accuracy); top_k k ≥ 1: when fewer than k classes are strictly more
+// probable than the label (Keras' in_top_k: ties at the boundary count). The totals stay on
 // the GPU across steps; the host reads them only when it reports progress.
 
 struct Params {
     rows: u32,
     cols: u32,
     valid: u32,
-    _pad: u32,
+    top_k: u32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
@@ -28,16 +30,16 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     for (var r = lid; r < min(p.valid, p.rows); r += 64u) {
         l += loss[r];
         let base = r * p.cols;
-        var best = 0u;
-        var best_p = probs[base];
-        for (var j = 1u; j < p.cols; j++) {
+        let l = min(labels[r], p.cols - 1u);
+        let pl = probs[base + l];
+        // Accuracy also ranks the equally probable classes before the label.
+        let first = p.top_k == 0u;
+        var rank = 0u;
+        for (var j = 0u; j < p.cols; j++) {
             let v = probs[base + j];
-            if (v > best_p) {
-                best = j;
-                best_p = v;
-            }
+            rank += select(0u, 1u, v > pl || (first && v == pl && j < l));
         }
-        hits += select(0.0, 1.0, best == labels[r]);
+        hits += select(0.0, 1.0, rank < max(p.top_k, 1u));
     }
     loss_part[lid] = l;
     hit_part[lid] = hits;

@@ -1927,3 +1927,45 @@ fn one_hot_targets_train_like_sparse_labels() -> R {
     assert!(m.compile(Optimizer::adam(), logits, &[]).is_err());
     Ok(())
 }
+
+/// Top-k accuracy through a model: evaluate's metric is the share of samples whose label
+/// is beaten by fewer than k classes in predict's probabilities, on GPU and CPU.
+#[test]
+fn top_k_accuracy_follows_predict() -> R {
+    let n = 13;
+    let x = random_vec(n * SHAPE.iter().product::<usize>(), 21);
+    let y = random_labels(n, 3, 22);
+    for device in [gpu(), Device::Cpu] {
+        let mut m = graph_model("concatenate")?;
+        m.set_device(device).set_seed(2);
+        let top2 = Metric::SparseTopKCategoricalAccuracy { k: 2 };
+        m.compile(
+            Optimizer::adam(),
+            Loss::SparseCategoricalCrossentropy,
+            &[top2],
+        )?;
+        let cfg = FitConfig {
+            epochs: 1,
+            batch_size: 4,
+            verbose: false,
+            ..Default::default()
+        };
+        let h = m.fit(&x, &y, &cfg)?;
+        assert_eq!(h.metric_name(), "sparse_top_k_categorical_accuracy");
+        let (_, acc) = m.evaluate(&x, &y)?;
+        let p = m.predict(&x, 4)?;
+        let hits = p
+            .chunks(3)
+            .zip(&y)
+            .filter(|(row, l)| row.iter().filter(|&&v| v > row[**l as usize]).count() < 2)
+            .count();
+        assert_close(
+            "top-2 accuracy",
+            &[acc],
+            &[hits as f32 / n as f32],
+            1e-6,
+            0.0,
+        )?;
+    }
+    Ok(())
+}

@@ -796,7 +796,7 @@ fn softmax_xent_and_metrics_match_cpu() -> R {
         );
         softmax_xent_forward_cpu(&mut wp, &mut wl, &z, &labels, cols, valid);
         softmax_xent_backward_cpu(&mut wdz, &wp, &labels, cols, valid);
-        let (lsum, hits) = loss_metrics_cpu(&wp, &labels, &wl, cols, valid);
+        let (lsum, hits) = loss_metrics_cpu(&wp, &labels, &wl, (cols, 0), valid);
         assert_close("softmax probs", &probs.read(&g)?, &wp, 1e-6, 1e-4)?;
         assert_close("softmax (inference)", &sm.read(&g)?, &wp, 1e-6, 1e-4)?;
         assert_close("xent loss", &loss.read(&g)?, &wl, 1e-4, 1e-4)?;
@@ -1857,6 +1857,43 @@ fn soft_cross_entropy_matches_cpu_and_keras() -> R {
         )?;
         let acc = ((per_row[0].1 + per_row[1].1) / 2.0) as f32;
         assert_close("Keras categorical accuracy", &[acc], &[0.5], 0.0, 0.0)?;
+    }
+    Ok(())
+}
+
+/// Accuracy and top-k accuracy in the metric totals: GPU against the CPU reference with
+/// ties, and Keras 3.15's SparseTopKCategoricalAccuracy on a hand-made batch.
+#[test]
+fn top_k_accuracy_matches_cpu_and_keras() -> R {
+    let g = gpu();
+    let probs = [
+        0.1f32, 0.5, 0.2, 0.2, //
+        0.3, 0.3, 0.3, 0.1, //
+        0.05, 0.05, 0.1, 0.8,
+    ];
+    let labels = [2u32, 2, 0];
+    let loss = [0.0f32; 3];
+    let (tp, tl, tloss) = (
+        Tensor::from_slice(&g, &[3, 4], &probs, "p")?,
+        Tensor::from_slice(&g, &[3], &labels, "labels")?,
+        Tensor::from_slice(&g, &[3], &loss, "loss")?,
+    );
+    // Keras: k 1, 2, 3 → 1/3, 2/3, 1 (ties at the boundary count); accuracy (argmax,
+    // first maximum) → 0.
+    for (k, keras_hits) in [(0, 0usize), (1, 1), (2, 2), (3, 3)] {
+        let mut rows = BatchRows::new(&g, 3, 4)?;
+        rows.set_top_k(&g, k)?;
+        let totals = Tensor::zeros(&g, &[2], "totals")?;
+        g.run(&[&loss_metrics(&g, &totals, &tp, &tl, &tloss, &rows)?])?;
+        let (_, hits) = loss_metrics_cpu(&probs, &labels, &loss, (4, k), 3);
+        assert_eq!(hits, keras_hits, "top-{k} on the CPU");
+        assert_close(
+            &format!("top-{k}"),
+            &totals.read(&g)?[1..],
+            &[hits as f32],
+            0.0,
+            0.0,
+        )?;
     }
     Ok(())
 }

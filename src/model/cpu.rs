@@ -283,13 +283,14 @@ impl CpuEngine {
         let mut dout = vec![0.0; out.len()];
         let mut loss = vec![0.0; batch];
         match (head.objective, targets) {
-            (Objective::Classes, Targets::Classes(labels)) => {
+            (Objective::Classes { top_k }, Targets::Classes(labels)) => {
                 // One row per class label: per sample, or per position of each sample.
                 let rows = batch * head.positions;
                 let mut probs = vec![0.0; rows * cols];
                 let mut loss = vec![0.0; rows];
                 softmax_xent_forward_cpu(&mut probs, &mut loss, out, labels, cols, rows);
-                let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, cols, rows);
+                let k = (cols, top_k);
+                let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, k, rows);
                 softmax_xent_backward_cpu(&mut dout, &probs, labels, cols, rows);
                 Ok((sum, hits as f64, dout))
             }

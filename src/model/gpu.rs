@@ -324,7 +324,7 @@ impl GpuGraph {
                 &[batch * head.positions * head.classes],
                 "targets",
             )?),
-            Objective::Classes => None,
+            Objective::Classes { .. } => None,
         };
         // Activations; a node with a separate activation also needs its pre-activation,
         // a max pooling its argmax, an element-wise merge of more than two inputs the
@@ -399,7 +399,10 @@ impl GpuGraph {
         // The loss's rows: one per class label (per position) or per sample (values).
         let classes = head.classes;
         let loss_rows = batch * head.positions;
-        let rows = BatchRows::new(gpu, loss_rows, classes)?;
+        let mut rows = BatchRows::new(gpu, loss_rows, classes)?;
+        if let Objective::Classes { top_k } = head.objective {
+            rows.set_top_k(gpu, top_k)?;
+        }
         let probs = Tensor::zeros(gpu, &[loss_rows, classes], "probabilities")?;
         let loss = Tensor::zeros(gpu, &[loss_rows], "per-row loss")?;
         let metric_per_sample = Tensor::zeros(gpu, &[loss_rows], "per-sample metric")?;

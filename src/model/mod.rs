@@ -125,6 +125,11 @@ pub enum Metric {
     BinaryAccuracy,
     MeanAbsoluteError,
     MeanSquaredError,
+    /// Keras' `SparseTopKCategoricalAccuracy(k=5)`: the label among the k most probable
+    /// classes (with class labels).
+    SparseTopKCategoricalAccuracy {
+        k: usize,
+    },
 }
 
 /// What `fit`, `evaluate` and `train_on_batch` compare the outputs with: class indices
@@ -177,10 +182,11 @@ impl<'a> Targets<'a> {
 /// What the compiled loss compares the output with: class indices (sparse categorical
 /// cross-entropy and accuracy, the softmax fused in), or values through an element-wise
 /// loss and metric.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Objective {
-    #[default]
-    Classes,
+    /// Class indices; a prediction counts as correct when its label is the argmax
+    /// (`top_k` 0: accuracy), or when fewer than `top_k` classes are more probable.
+    Classes { top_k: usize },
     Values {
         loss: ElementLoss,
         metric: ElementMetric,
@@ -193,6 +199,12 @@ pub enum Objective {
     },
 }
 
+impl Default for Objective {
+    fn default() -> Objective {
+        Objective::Classes { top_k: 0 }
+    }
+}
+
 impl Objective {
     /// The objective of `loss` reporting `metrics` (at most one), or why not.
     fn of(loss: Loss, metrics: &[Metric]) -> Result<Objective> {
@@ -202,11 +214,17 @@ impl Objective {
         );
         let element = match loss {
             Loss::SparseCategoricalCrossentropy => {
-                ensure!(
-                    matches!(metrics, [] | [Metric::Accuracy]),
-                    "sparse categorical cross-entropy reports accuracy, not {metrics:?}"
-                );
-                return Ok(Objective::Classes);
+                let top_k = match metrics {
+                    [] | [Metric::Accuracy] => 0,
+                    [Metric::SparseTopKCategoricalAccuracy { k }] => {
+                        ensure!(*k >= 1, "top-k accuracy needs k ≥ 1");
+                        *k
+                    }
+                    _ => bail!(
+                        "sparse categorical cross-entropy reports accuracy or top-k accuracy, not {metrics:?}"
+                    ),
+                };
+                return Ok(Objective::Classes { top_k });
             }
             Loss::CategoricalCrossentropy {
                 from_logits,
@@ -250,6 +268,9 @@ impl Objective {
             Some(Metric::Accuracy | Metric::BinaryAccuracy) => {
                 bail!("accuracy needs class labels or binary cross-entropy; use MeanAbsoluteError")
             }
+            Some(Metric::SparseTopKCategoricalAccuracy { .. }) => {
+                bail!("top-k accuracy needs class labels (sparse categorical cross-entropy)")
+            }
             Some(Metric::MeanSquaredError) => ElementMetric::MeanSquaredError,
             Some(Metric::MeanAbsoluteError) => ElementMetric::MeanAbsoluteError,
             None if binary => ElementMetric::BinaryAccuracy { threshold },
@@ -264,7 +285,8 @@ impl Objective {
     /// Keras' name of the reported metric.
     pub fn metric_name(&self) -> &'static str {
         match self {
-            Objective::Classes | Objective::Distributions { .. } => "accuracy",
+            Objective::Classes { top_k: 0 } | Objective::Distributions { .. } => "accuracy",
+            Objective::Classes { .. } => "sparse_top_k_categorical_accuracy",
             Objective::Values { metric, .. } => match metric {
                 ElementMetric::BinaryAccuracy { .. } => "binary_accuracy",
                 ElementMetric::MeanAbsoluteError => "mae",
@@ -531,7 +553,7 @@ pub(crate) fn plan_head(graph: &Graph) -> Result<LossHead> {
         classes,
         positions,
         softmax: last.activation == ActivationFn::Softmax,
-        objective: Objective::Classes,
+        objective: graph.objective,
     })
 }
 
@@ -679,7 +701,7 @@ impl Model {
     pub(crate) fn targets_per_sample(&self) -> Result<usize> {
         let head = plan_head(&self.graph)?;
         Ok(match head.objective {
-            Objective::Classes => head.positions,
+            Objective::Classes { .. } => head.positions,
             Objective::Values { .. } => head.classes,
             Objective::Distributions { .. } => head.positions * head.classes,
         })
@@ -690,7 +712,7 @@ impl Model {
     pub(crate) fn loss_rows_per_sample(&self) -> Result<usize> {
         let head = plan_head(&self.graph)?;
         Ok(match head.objective {
-            Objective::Classes | Objective::Distributions { .. } => head.positions,
+            Objective::Classes { .. } | Objective::Distributions { .. } => head.positions,
             Objective::Values { .. } => 1,
         })
     }
@@ -812,7 +834,7 @@ impl Model {
         };
         match (y, self.graph.objective) {
             (None, _) => {}
-            (Some(Targets::Classes(y)), Objective::Classes) => {
+            (Some(Targets::Classes(y)), Objective::Classes { .. }) => {
                 if per == 1 {
                     ensure!(y.len() == n, "{what}: {n} samples but {} labels", y.len());
                 }

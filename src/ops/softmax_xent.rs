@@ -18,13 +18,16 @@ pub struct RowsParams {
     rows: u32,
     cols: u32,
     valid: u32,
-    _pad: u32,
+    /// loss_metrics' correct rows: 0, the label is the argmax (first maximum); k ≥ 1,
+    /// fewer than k classes are more probable than the label.
+    top_k: u32,
 }
 
 /// The shape uniform shared by the loss kernels of one batch buffer.
 pub struct BatchRows {
     pub rows: usize,
     pub cols: usize,
+    top_k: u32,
     uniform: Uniform<RowsParams>,
 }
 
@@ -34,14 +37,23 @@ impl BatchRows {
             rows: u32_of(rows, "rows")?,
             cols: u32_of(cols, "classes")?,
             valid: rows as u32,
-            _pad: 0,
+            top_k: 0,
         };
         Ok(BatchRows {
             rows,
             cols,
+            top_k: 0,
             uniform: Uniform::new(gpu, &p, "batch rows"),
         })
     }
+    /// Counts a row correct when fewer than `k` classes are more probable than its label
+    /// (Keras' sparse top-k categorical accuracy; ties at the boundary count); 0, the
+    /// default: when the label is the argmax (the first maximum: Keras' accuracy).
+    pub fn set_top_k(&mut self, gpu: &Gpu, k: usize) -> Result<()> {
+        self.top_k = u32_of(k, "k")?;
+        self.set_valid(gpu, self.rows)
+    }
+
     /// The buffer holding (rows, classes, valid rows): kernels that count samples read it.
     pub(crate) fn uniform_buffer(&self) -> &wgpu::Buffer {
         &self.uniform.buffer
@@ -60,7 +72,7 @@ impl BatchRows {
                 rows: self.rows as u32,
                 cols: self.cols as u32,
                 valid: valid as u32,
-                _pad: 0,
+                top_k: self.top_k,
             },
         );
         Ok(())
@@ -197,12 +209,13 @@ pub fn softmax_xent_backward_cpu(
     }
 }
 
-/// CPU reference of [`loss_metrics`]: (loss sum, correct count) over the valid rows.
+/// CPU reference of [`loss_metrics`]: (loss sum, correct count) over the valid rows, a
+/// row correct as [`BatchRows::set_top_k`] says (`top_k` 0: the first argmax).
 pub fn loss_metrics_cpu(
     probs: &[f32],
     labels: &[u32],
     loss: &[f32],
-    cols: usize,
+    (cols, top_k): (usize, usize),
     valid: usize,
 ) -> (f64, usize) {
     let mut sum = 0f64;
@@ -210,8 +223,12 @@ pub fn loss_metrics_cpu(
     for r in 0..valid {
         sum += f64::from(loss[r]);
         let row = &probs[r * cols..][..cols];
-        let best = (1..cols).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-        hits += usize::from(best == labels[r] as usize);
+        let l = (labels[r] as usize).min(cols - 1);
+        let first = top_k == 0;
+        let rank = (0..cols)
+            .filter(|&j| row[j] > row[l] || (first && row[j] == row[l] && j < l))
+            .count();
+        hits += usize::from(rank < top_k.max(1));
     }
     (sum, hits)
 }
