@@ -63,7 +63,7 @@ fn fresh_model(exp: &Experiment) -> Result<(Model, Arc<Gpu>)> {
 
 /// The mnist-unet example's first training step and first predict (value targets,
 /// binary cross-entropy), each from a fresh device.
-fn unet_first_step(batch: usize) -> Result<()> {
+fn unet_first_step(batch: usize, profile: bool) -> Result<()> {
     let fresh = || -> Result<(Model, Arc<Gpu>)> {
         let gpu = Arc::new(Gpu::new()?);
         let mut m = wgcnn::experiments::denoising_unet(&[28, 28, 1])?;
@@ -85,6 +85,22 @@ fn unet_first_step(batch: usize) -> Result<()> {
     std::hint::black_box(m.predict(&x, batch)?);
     let predict_s = t.elapsed().as_secs_f64();
     println!("| mnist-unet | {pipelines} | {train_s:.2} | {warm_s:.2} | {predict_s:.2} |");
+    if profile {
+        // The compile of a pipeline is paid by the first dispatch that uses it.
+        let (mut m, _) = fresh()?;
+        let mut first: HashMap<(Kernel, Variant), f64> = HashMap::new();
+        for t in m.profile_step(batch, 3)? {
+            first
+                .entry((t.kernel, t.variant))
+                .or_insert((t.first_s - t.warm_s).max(0.0));
+        }
+        let mut rows: Vec<_> = first.into_iter().collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("\n| kernel | family | compile ms |\n|---|---|---:|");
+        for ((k, v), s) in rows {
+            println!("| {} | {v:?} | {:.0} |", k.name(), s * 1e3);
+        }
+    }
     Ok(())
 }
 
@@ -99,7 +115,7 @@ fn main() -> Result<()> {
         }
     }
     if args.models.iter().any(|m| m == "mnist-unet") && !args.kernels {
-        unet_first_step(args.batch)?;
+        unet_first_step(args.batch, args.pipelines)?;
     }
     if let Some(id) = &args.dump {
         for kernel in Kernel::ALL {

@@ -221,9 +221,17 @@ impl Kernel {
                 Variant::TextureAligned,
                 Variant::TextureAlignedB,
             ],
-            // Its A operand (the input) is always channel-aligned, padded if need be
-            // (conv2d.rs), so the forms with unaligned A loads never run.
+            // Both operands (the input, the kernel) are always channel-aligned, padded if
+            // need be (conv2d.rs), so only the aligned forms run.
             Kernel::Conv2dForward => &[
+                Variant::Portable,
+                Variant::Tiled,
+                Variant::SubgroupAligned,
+                Variant::TextureAligned,
+            ],
+            // Its A operand (the output gradient) is always aligned, its filters padded
+            // if need be; B (the kernel over the input channels) may not be.
+            Kernel::Conv2dBackwardInput => &[
                 Variant::Portable,
                 Variant::Tiled,
                 Variant::Subgroup,

@@ -7,6 +7,9 @@
 //! input and kernel: the GEMM cores then load whole vec4s, and such layers share the
 //! pipelines of every other layer instead of compiling forms of their own (two fewer
 //! pipelines, ~0.7 s (Mesa 22.3) to 1.4 s (Mesa 25.0) of a cold first step on lavapipe).
+//! Filters that are not a multiple of 4 (a segmentation or image head, Conv2D(1, 1)) run
+//! all three passes on zero-padded kernels, bias and output gradient, and copy the real
+//! columns out (Mesa 25.0: the U-Net's head compiled two more forms, 1.8 s).
 
 use super::concat::ColumnPadding;
 use super::matmul::{gemm_groups, gemm_variant, split_k_plan, split_k_reduce};
@@ -104,6 +107,26 @@ impl Conv2dShape {
         }
     }
 
+    /// The same convolution to filters zero-padded to a multiple of 4.
+    fn filters_padded(&self) -> Conv2dShape {
+        Conv2dShape {
+            out_c: self.out_c.next_multiple_of(4),
+            ..*self
+        }
+    }
+
+    /// Kernel rows × (filters, padded filters): the kernel's and its gradient's padding.
+    fn kernel_columns(&self) -> (usize, usize, usize) {
+        let rows = self.k_h * self.k_w * self.in_c;
+        (rows, self.out_c, self.out_c.next_multiple_of(4))
+    }
+
+    /// Output pixels × (filters, padded filters): the output's and its gradient's padding.
+    fn output_columns(&self) -> (usize, usize, usize) {
+        let pixels = self.batch * self.out_h() * self.out_w();
+        (pixels, self.out_c, self.out_c.next_multiple_of(4))
+    }
+
     fn params(&self, flags: u32, k_chunk: usize) -> Result<Params> {
         self.validate()?;
         Ok(Params {
@@ -178,6 +201,15 @@ pub fn conv2d_forward(
         let wp = pad.input(gpu, weight, taps, what)?;
         return Ok(pad.around(conv2d_forward(gpu, out, &xp, &wp, bias, &sp, relu)?));
     }
+    if !s.out_c.is_multiple_of(4) {
+        let sp = s.filters_padded();
+        let mut pad = ColumnPadding::new();
+        let what = "conv2d, filters padded";
+        let wp = pad.input(gpu, weight, s.kernel_columns(), what)?;
+        let bp = pad.input(gpu, bias, (1, s.out_c, sp.out_c), what)?;
+        let yp = pad.output(gpu, out, s.output_columns(), false, what)?;
+        return Ok(pad.around(conv2d_forward(gpu, &yp, inp, &wp, &bp, &sp, relu)?));
+    }
     let variant = gemm_variant(gpu, true, s.out_c.is_multiple_of(4), [inp, weight]);
     let groups = gemm_groups(
         Kernel::Conv2dForward,
@@ -209,6 +241,15 @@ pub fn conv2d_backward_input(
     dinp.expect_len(s.input_len(), "conv2d dinput")?;
     dout.expect_len(s.output_len(), "conv2d doutput")?;
     weight.expect_len(s.weight_len(), "conv2d kernel")?;
+    if !s.out_c.is_multiple_of(4) {
+        let sp = s.filters_padded();
+        let mut pad = ColumnPadding::new();
+        let what = "conv2d, filters padded";
+        let dyp = pad.input(gpu, dout, s.output_columns(), what)?;
+        let wp = pad.input(gpu, weight, s.kernel_columns(), what)?;
+        let dx = conv2d_backward_input(gpu, dinp, &dyp, &wp, &sp, accumulate)?;
+        return Ok(pad.around(dx));
+    }
     // The GEMM wants the kernel as [kh, kw, co, ci]: transpose it first (it is small).
     let wt = Tensor::zeros(
         gpu,
@@ -256,6 +297,15 @@ pub fn conv2d_backward_weight(
         let taps = (s.k_h * s.k_w, s.in_c * s.out_c, sp.in_c * s.out_c);
         let dwp = pad.output(gpu, dweight, taps, accumulate, what)?;
         let grad = conv2d_backward_weight(gpu, &dwp, dout, &xp, &sp, false)?;
+        return Ok(pad.around(grad));
+    }
+    if !s.out_c.is_multiple_of(4) {
+        let sp = s.filters_padded();
+        let mut pad = ColumnPadding::new();
+        let what = "conv2d, filters padded";
+        let dyp = pad.input(gpu, dout, s.output_columns(), what)?;
+        let dwp = pad.output(gpu, dweight, s.kernel_columns(), accumulate, what)?;
+        let grad = conv2d_backward_weight(gpu, &dwp, &dyp, inp, &sp, false)?;
         return Ok(pad.around(grad));
     }
     // K = B·OH·OW is long while M·N (the kernel) is small: split K over workgroups. The
