@@ -48,17 +48,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let var_b = max(sums[1] / n - dm * dm, vec4<f32>(0.0));
     let mean_b = x0 + dm;
     let inv_b = inverseSqrt(var_b + vec4<f32>(p.epsilon));
-    if (lid == 0u && valid > 0u) {
-        let k = 1.0 - p.momentum;
-        moving_mean[q] = mm + k * (mean_b - mm);
-        moving_var[q] = mv + k * (var_b - mv);
-        saved[q] = mean_b;
-        saved[cq + q] = inv_b;
-    }
     let mean = select(mm, mean_b, training);
     let inv = select(inverseSqrt(mv + vec4<f32>(p.epsilon)), inv_b, training);
-    if (lid == 0u && live && p.training == 2u) {
-        // Frozen: the moving statistics it used, for the backward pass.
+    // Lane 0 stores the statistics the backward pass reads: in training the batch's (and
+    // the moving ones updated); a frozen layer (training 2) the moving ones it used, k = 0
+    // writing them back unchanged. One store block: a second one cost ~80 ms of compile
+    // on Mesa 25.0.
+    if (lid == 0u && (valid > 0u || (live && p.training == 2u))) {
+        let k = select(0.0, 1.0 - p.momentum, training);
+        moving_mean[q] = mm + k * (mean_b - mm);
+        moving_var[q] = mv + k * (var_b - mv);
         saved[q] = mean;
         saved[cq + q] = inv;
     }
