@@ -1969,3 +1969,56 @@ fn top_k_accuracy_follows_predict() -> R {
     }
     Ok(())
 }
+
+/// MeanIoU over a per-pixel classifier: the GPU's epoch metric equals the CPU
+/// reference's, and evaluate's equals the IoU of predict's argmax against the labels.
+#[test]
+fn mean_iou_follows_predict() -> R {
+    let (h, w, classes) = (6, 5, 3);
+    let n = 7;
+    let x = random_vec(n * h * w * 2, 31);
+    let y = random_labels(n * h * w, classes, 32);
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 3,
+        verbose: false,
+        ..Default::default()
+    };
+    let mut results = Vec::new();
+    for device in [gpu(), Device::Cpu] {
+        let inputs = input(&[h, w, 2])?;
+        let a = Conv2D::new(4, 3)
+            .padding(Same)
+            .activation(Tanh)
+            .apply(&inputs)?;
+        let out = Conv2D::new(classes, 1).activation(Softmax).apply(&a)?;
+        let mut m = Model::new(&[&inputs], &[&out])?;
+        m.set_device(device).set_seed(8);
+        let iou = Metric::MeanIoU { num_classes: 3 };
+        m.compile(
+            Optimizer::sgd(0.5),
+            Loss::SparseCategoricalCrossentropy,
+            &[iou],
+        )?;
+        let hist = m.fit(&x, &y, &cfg)?;
+        assert_eq!(hist.metric_name(), "mean_io_u");
+        let (_, miou) = m.evaluate(&x, &y)?;
+        let p = m.predict(&x, 3)?;
+        let mut counts = vec![0u64; classes * classes];
+        wgcnn::ops::softmax_xent::confusion_cpu(&mut counts, &p, &y, classes, y.len());
+        let want = wgcnn::ops::softmax_xent::mean_iou(&counts, classes) as f32;
+        assert_close("MeanIoU", &[miou], &[want], 1e-6, 1e-5)?;
+        results.push(hist.accuracy);
+        let bad = Metric::MeanIoU { num_classes: 4 };
+        assert!(
+            m.compile(
+                Optimizer::sgd(0.5),
+                Loss::SparseCategoricalCrossentropy,
+                &[bad]
+            )
+            .is_err()
+        );
+    }
+    assert_close("MeanIoU per epoch", &results[0], &results[1], 1e-5, 1e-4)?;
+    Ok(())
+}

@@ -1897,3 +1897,34 @@ fn top_k_accuracy_matches_cpu_and_keras() -> R {
     }
     Ok(())
 }
+
+/// MeanIoU's confusion counts on the GPU (integer atomics) against the CPU reference, and
+/// Keras 3.15's MeanIoU(num_classes=4) of labels (0, 0, 1, 1, 2) against predictions
+/// (0, 1, 1, 1, 0): 1/3 (class 3, never seen, left out).
+#[test]
+fn confusion_and_mean_iou_match_cpu_and_keras() -> R {
+    let g = gpu();
+    let (rows, cols, valid) = (301, 5, 290);
+    let probs = random_vec(rows * cols, 700);
+    let labels = random_labels(rows, cols, 701);
+    let br = BatchRows::new(&g, rows, cols)?;
+    br.set_valid(&g, valid)?;
+    let (tp, tl) = (
+        Tensor::from_slice(&g, &[rows * cols], &probs, "p")?,
+        Tensor::from_slice(&g, &[rows], &labels, "labels")?,
+    );
+    let counts = Tensor::zeros(&g, &[cols * cols], "confusion")?;
+    let d = confusion(&g, &counts, &tp, &tl, &br)?;
+    g.run(&[&d, &d])?; // twice: the counts add up
+    let got: Vec<u32> = counts.read(&g)?;
+    let mut want = vec![0u64; cols * cols];
+    confusion_cpu(&mut want, &probs, &labels, cols, valid);
+    let want: Vec<u32> = want.iter().map(|&c| 2 * c as u32).collect();
+    assert_eq!(got, want);
+    let mut keras = vec![0u64; 16];
+    let onehot = |c: usize| (0..4).map(move |j| f32::from(u8::from(j == c)));
+    let p: Vec<f32> = [0, 1, 1, 1, 0].into_iter().flat_map(onehot).collect();
+    confusion_cpu(&mut keras, &p, &[0, 0, 1, 1, 2], 4, 5);
+    assert!((mean_iou(&keras, 4) - 1.0 / 3.0).abs() < 1e-12);
+    Ok(())
+}

@@ -148,11 +148,12 @@ pub enum Kernel {
     LossTotals,
     SoftXentForward,
     SoftXentBackward,
+    Confusion,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 53] = [
+    pub const ALL: [Kernel; 54] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -206,6 +207,7 @@ impl Kernel {
         Kernel::LossTotals,
         Kernel::SoftXentForward,
         Kernel::SoftXentBackward,
+        Kernel::Confusion,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -323,6 +325,7 @@ impl Kernel {
             Kernel::LossTotals => "loss_totals",
             Kernel::SoftXentForward => "soft_xent_forward",
             Kernel::SoftXentBackward => "soft_xent_backward",
+            Kernel::Confusion => "confusion",
         }
     }
 
@@ -466,6 +469,7 @@ impl Kernel {
             Kernel::LossTotals => shader!("loss_totals"),
             Kernel::SoftXentForward => shader!("soft_xent_forward"),
             Kernel::SoftXentBackward => shader!("soft_xent_backward"),
+            Kernel::Confusion => shader!("confusion"),
         };
         let mut src = String::new();
         // The depthwise and grouped kernels share their files; this constant picks the

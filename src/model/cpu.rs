@@ -25,8 +25,8 @@ use crate::ops::pool2d::{
     avgpool2d_backward_cpu, avgpool2d_forward_cpu, maxpool2d_backward_cpu, maxpool2d_forward_cpu,
 };
 use crate::ops::softmax_xent::{
-    loss_metrics_cpu, soft_xent_backward_cpu, soft_xent_forward_cpu, softmax_cpu,
-    softmax_xent_backward_cpu, softmax_xent_forward_cpu,
+    confusion_cpu, loss_metrics_cpu, mean_iou, soft_xent_backward_cpu, soft_xent_forward_cpu,
+    softmax_cpu, softmax_xent_backward_cpu, softmax_xent_forward_cpu,
 };
 use crate::ops::upsampling2d::{upsampling2d_backward_cpu, upsampling2d_forward_cpu};
 use anyhow::{Result, bail};
@@ -36,6 +36,10 @@ pub(crate) struct CpuEngine {
     pub params: Vec<Vec<Vec<f32>>>,
     /// Per node, per trainable tensor, the optimizer's slots.
     pub state: Vec<Vec<Vec<Vec<f32>>>>,
+    /// MeanIoU's confusion matrix since the last reset, and the metric total reported
+    /// for it so far (each batch reports the change, so that the sums add up to it).
+    confusion: Vec<u64>,
+    iou_reported: f64,
 }
 
 /// A BatchNormalization node's training batch: its [mean, 1/√(var + ε)] and the moving
@@ -68,7 +72,18 @@ impl CpuEngine {
                     .collect()
             })
             .collect();
-        CpuEngine { params, state }
+        CpuEngine {
+            params,
+            state,
+            confusion: Vec::new(),
+            iou_reported: 0.0,
+        }
+    }
+
+    /// Starts new totals (an epoch, an evaluation): MeanIoU's confusion matrix.
+    pub fn reset_totals(&mut self) {
+        self.confusion.clear();
+        self.iou_reported = 0.0;
     }
 
     /// Replaces the optimizer state (per node, per trainable tensor, its slots).
@@ -273,6 +288,7 @@ impl CpuEngine {
     /// Loss and metric sums of a batch (the metric: correct count for class labels), and
     /// the gradient of the batch's mean loss with respect to the output.
     fn loss(
+        &mut self,
         graph: &Graph,
         out: &[f32],
         targets: Targets,
@@ -283,7 +299,7 @@ impl CpuEngine {
         let mut dout = vec![0.0; out.len()];
         let mut loss = vec![0.0; batch];
         match (head.objective, targets) {
-            (Objective::Classes { top_k }, Targets::Classes(labels)) => {
+            (Objective::Classes { top_k, iou }, Targets::Classes(labels)) => {
                 // One row per class label: per sample, or per position of each sample.
                 let rows = batch * head.positions;
                 let mut probs = vec![0.0; rows * cols];
@@ -292,7 +308,17 @@ impl CpuEngine {
                 let k = (cols, top_k);
                 let (sum, hits) = loss_metrics_cpu(&probs, labels, &loss, k, rows);
                 softmax_xent_backward_cpu(&mut dout, &probs, labels, cols, rows);
-                Ok((sum, hits as f64, dout))
+                if !iou {
+                    return Ok((sum, hits as f64, dout));
+                }
+                // MeanIoU so far, scaled by the rows counted (as the GPU path reports it).
+                self.confusion.resize(cols * cols, 0);
+                confusion_cpu(&mut self.confusion, &probs, labels, cols, rows);
+                let counted: u64 = self.confusion.iter().sum();
+                let total = mean_iou(&self.confusion, cols) * counted as f64;
+                let change = total - self.iou_reported;
+                self.iou_reported = total;
+                Ok((sum, change, dout))
             }
             (
                 Objective::Distributions {
@@ -337,7 +363,7 @@ impl CpuEngine {
         let nodes = &graph.nodes;
         let head = plan_head(graph)?;
         let t = self.forward(graph, x, batch, Some((seed, step)));
-        let (sum, hits, dout) = Self::loss(graph, &t.acts[head.output], targets, batch)?;
+        let (sum, hits, dout) = self.loss(graph, &t.acts[head.output], targets, batch)?;
         // grads[t]: the gradient of tensor t, summed over its readers (the references
         // accumulate), where something upstream learns.
         let need = graph.needs_grad();
@@ -597,7 +623,7 @@ impl CpuEngine {
 
     /// Loss sum and correct count without training.
     pub fn eval_batch(
-        &self,
+        &mut self,
         graph: &Graph,
         x: &[f32],
         targets: Targets,
@@ -605,7 +631,7 @@ impl CpuEngine {
     ) -> Result<(f64, f64)> {
         let t = self.forward(graph, x, batch, None);
         let output = graph.output()?;
-        let (sum, hits, _) = Self::loss(graph, &t.acts[output], targets, batch)?;
+        let (sum, hits, _) = self.loss(graph, &t.acts[output], targets, batch)?;
         let (sum, _) = self.regularize(graph, None, sum, batch);
         Ok((sum, hits))
     }

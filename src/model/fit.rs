@@ -170,9 +170,12 @@ impl Model {
         let start = Instant::now();
         let verbose = !bar.is_hidden();
         let graph = self.graph.clone();
-        if let Engine::Gpu(e) = &mut self.compiled()?.engine {
-            let (g, p) = e.graph(&graph, batch, true)?;
-            g.reset_totals(&p.gpu)?;
+        match &mut self.compiled()?.engine {
+            Engine::Gpu(e) => {
+                let (g, p) = e.graph(&graph, batch, true)?;
+                g.reset_totals(&p.gpu)?;
+            }
+            Engine::Cpu(e) => e.reset_totals(),
         }
         let mut cpu_totals = (0f64, 0f64);
         let mut last_read = Instant::now();
@@ -303,9 +306,12 @@ impl Model {
         let n = self.check_data(x, Some(y), "train_on_batch")?;
 
         let graph = self.graph.clone();
-        if let Engine::Gpu(e) = &mut self.compiled()?.engine {
-            let (g, p) = e.graph(&graph, n, true)?;
-            g.reset_totals(&p.gpu)?;
+        match &mut self.compiled()?.engine {
+            Engine::Gpu(e) => {
+                let (g, p) = e.graph(&graph, n, true)?;
+                g.reset_totals(&p.gpu)?;
+            }
+            Engine::Cpu(e) => e.reset_totals(),
         }
         let (l, h) = self
             .step(x, y, n, true, &mut (0.0, 0.0))?
@@ -353,6 +359,7 @@ impl Model {
                 g.read_totals(&gpu)?
             }
             Engine::Cpu(e) => {
+                e.reset_totals();
                 let mut t = (0f64, 0f64);
                 for start in (0..n).step_by(batch) {
                     let valid = batch.min(n - start);

@@ -30,8 +30,8 @@ use crate::ops::pool2d::{
     maxpool2d_relu_backward,
 };
 use crate::ops::softmax_xent::{
-    BatchRows, loss_metrics, soft_xent_backward, soft_xent_forward, softmax, softmax_xent_backward,
-    softmax_xent_forward,
+    BatchRows, confusion as confusion_counts, loss_metrics, mean_iou, soft_xent_backward,
+    soft_xent_forward, softmax, softmax_xent_backward, softmax_xent_forward,
 };
 use crate::ops::upsampling2d::{upsampling2d_backward, upsampling2d_forward};
 use crate::tensor::Tensor;
@@ -223,6 +223,8 @@ pub(crate) struct GpuGraph {
     pub probs: Tensor,
     pub totals: Tensor,
     pub staging: wgpu::Buffer,
+    /// MeanIoU's confusion matrix and its staging buffer.
+    confusion: Option<(Tensor, wgpu::Buffer)>,
     pub rows: BatchRows,
     /// Samples the batch buffer holds.
     batch_rows: usize,
@@ -400,7 +402,7 @@ impl GpuGraph {
         let classes = head.classes;
         let loss_rows = batch * head.positions;
         let mut rows = BatchRows::new(gpu, loss_rows, classes)?;
-        if let Objective::Classes { top_k } = head.objective {
+        if let Objective::Classes { top_k, .. } = head.objective {
             rows.set_top_k(gpu, top_k)?;
         }
         let probs = Tensor::zeros(gpu, &[loss_rows, classes], "probabilities")?;
@@ -408,6 +410,15 @@ impl GpuGraph {
         let metric_per_sample = Tensor::zeros(gpu, &[loss_rows], "per-sample metric")?;
         let totals = Tensor::zeros(gpu, &[2], "metric totals")?;
         let staging = gpu.staging_buffer(8);
+        // MeanIoU's confusion matrix (u32 counts) and its read-back.
+        let confusion = match head.objective {
+            Objective::Classes { iou: true, .. } => {
+                let cells = classes * classes;
+                let t = Tensor::zeros(gpu, &[cells], "confusion matrix")?;
+                Some((t, gpu.staging_buffer(cells as u64 * 4)))
+            }
+            _ => None,
+        };
         let logits = &acts[output];
 
         let mut batchnorm = Vec::new();
@@ -703,6 +714,9 @@ impl GpuGraph {
                         gpu, &probs, &loss, logits, &labels, &rows,
                     )?);
                     ds.push(loss_metrics(gpu, &totals, &probs, &labels, &loss, &rows)?);
+                    if let Some((c, _)) = &confusion {
+                        ds.push(confusion_counts(gpu, c, &probs, &labels, &rows)?);
+                    }
                 }
             }
             Ok(())
@@ -1060,6 +1074,7 @@ impl GpuGraph {
             probs,
             totals,
             staging,
+            confusion,
             rows,
             dropout,
             batchnorm,
@@ -1302,6 +1317,9 @@ impl GpuGraph {
 
     /// Resets the GPU-side loss/accuracy totals.
     pub fn reset_totals(&self, gpu: &Gpu) -> Result<()> {
+        if let Some((c, _)) = &self.confusion {
+            c.write(gpu, &vec![0u32; c.len()])?;
+        }
         self.totals.write(gpu, &[0f32, 0.0])
     }
 
@@ -1309,6 +1327,18 @@ impl GpuGraph {
     pub fn read_totals(&self, gpu: &Gpu) -> Result<(f64, f64)> {
         let raw = gpu.read_bytes(&self.totals.buffer, &self.staging, 8)?;
         let v: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+        if let Some((c, staging)) = &self.confusion {
+            // MeanIoU over the counts so far, scaled by the rows counted so that the
+            // caller's division by them gives it back.
+            let raw = gpu.read_bytes(&c.buffer, staging, c.len() as u64 * 4)?;
+            let counts: Vec<u64> = bytemuck::pod_collect_to_vec::<u8, u32>(&raw)
+                .into_iter()
+                .map(u64::from)
+                .collect();
+            let rows: u64 = counts.iter().sum();
+            let iou = mean_iou(&counts, self.rows.cols);
+            return Ok((f64::from(v[0]), iou * rows as f64));
+        }
         Ok((f64::from(v[0]), f64::from(v[1])))
     }
 }

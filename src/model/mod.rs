@@ -130,6 +130,13 @@ pub enum Metric {
     SparseTopKCategoricalAccuracy {
         k: usize,
     },
+    /// Keras' `MeanIoU(num_classes)` with class labels (a segmentation's, per pixel) and the
+    /// argmax of the probabilities: TP / (TP + FP + FN) per class over the whole epoch's
+    /// confusion matrix, averaged over the classes present. `num_classes` must be the
+    /// model's.
+    MeanIoU {
+        num_classes: usize,
+    },
 }
 
 /// What `fit`, `evaluate` and `train_on_batch` compare the outputs with: class indices
@@ -185,8 +192,14 @@ impl<'a> Targets<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Objective {
     /// Class indices; a prediction counts as correct when its label is the argmax
-    /// (`top_k` 0: accuracy), or when fewer than `top_k` classes are more probable.
-    Classes { top_k: usize },
+    /// (`top_k` 0: accuracy), or when fewer than `top_k` classes are more probable; with
+    /// `iou` the metric is instead Keras' MeanIoU over the confusion matrix of the whole
+    /// epoch (or evaluation).
+    Classes {
+        top_k: usize,
+        #[serde(default)]
+        iou: bool,
+    },
     Values {
         loss: ElementLoss,
         metric: ElementMetric,
@@ -201,7 +214,10 @@ pub enum Objective {
 
 impl Default for Objective {
     fn default() -> Objective {
-        Objective::Classes { top_k: 0 }
+        Objective::Classes {
+            top_k: 0,
+            iou: false,
+        }
     }
 }
 
@@ -214,17 +230,18 @@ impl Objective {
         );
         let element = match loss {
             Loss::SparseCategoricalCrossentropy => {
-                let top_k = match metrics {
-                    [] | [Metric::Accuracy] => 0,
+                let (top_k, iou) = match metrics {
+                    [] | [Metric::Accuracy] => (0, false),
                     [Metric::SparseTopKCategoricalAccuracy { k }] => {
                         ensure!(*k >= 1, "top-k accuracy needs k ≥ 1");
-                        *k
+                        (*k, false)
                     }
+                    [Metric::MeanIoU { .. }] => (0, true),
                     _ => bail!(
-                        "sparse categorical cross-entropy reports accuracy or top-k accuracy, not {metrics:?}"
+                        "sparse categorical cross-entropy reports accuracy, top-k accuracy or MeanIoU, not {metrics:?}"
                     ),
                 };
-                return Ok(Objective::Classes { top_k });
+                return Ok(Objective::Classes { top_k, iou });
             }
             Loss::CategoricalCrossentropy {
                 from_logits,
@@ -268,8 +285,10 @@ impl Objective {
             Some(Metric::Accuracy | Metric::BinaryAccuracy) => {
                 bail!("accuracy needs class labels or binary cross-entropy; use MeanAbsoluteError")
             }
-            Some(Metric::SparseTopKCategoricalAccuracy { .. }) => {
-                bail!("top-k accuracy needs class labels (sparse categorical cross-entropy)")
+            Some(Metric::SparseTopKCategoricalAccuracy { .. } | Metric::MeanIoU { .. }) => {
+                bail!(
+                    "top-k accuracy and MeanIoU need class labels (sparse categorical cross-entropy)"
+                )
             }
             Some(Metric::MeanSquaredError) => ElementMetric::MeanSquaredError,
             Some(Metric::MeanAbsoluteError) => ElementMetric::MeanAbsoluteError,
@@ -285,7 +304,8 @@ impl Objective {
     /// Keras' name of the reported metric.
     pub fn metric_name(&self) -> &'static str {
         match self {
-            Objective::Classes { top_k: 0 } | Objective::Distributions { .. } => "accuracy",
+            Objective::Classes { iou: true, .. } => "mean_io_u",
+            Objective::Classes { top_k: 0, .. } | Objective::Distributions { .. } => "accuracy",
             Objective::Classes { .. } => "sparse_top_k_categorical_accuracy",
             Objective::Values { metric, .. } => match metric {
                 ElementMetric::BinaryAccuracy { .. } => "binary_accuracy",
@@ -760,7 +780,19 @@ impl Model {
         let objective = Objective::of(loss, metrics)?;
         let before = self.graph.objective;
         self.graph.objective = objective;
-        if let Err(e) = plan_head(&self.graph) {
+        let head = plan_head(&self.graph).and_then(|head| {
+            for m in metrics {
+                if let Metric::MeanIoU { num_classes } = m {
+                    ensure!(
+                        *num_classes == head.classes,
+                        "MeanIoU(num_classes={num_classes}) for a model of {} classes",
+                        head.classes
+                    );
+                }
+            }
+            Ok(head)
+        });
+        if let Err(e) = head {
             self.graph.objective = before;
             return Err(e);
         }

@@ -374,3 +374,56 @@ pub fn soft_xent_backward_cpu(
         }
     }
 }
+
+/// `confusion[label·C + argmax p] += 1` over the valid rows (u32 counts), for MeanIoU.
+pub fn confusion(
+    gpu: &Gpu,
+    confusion: &Tensor,
+    probs: &Tensor,
+    labels: &Tensor,
+    rows: &BatchRows,
+) -> Result<Dispatch> {
+    rows.check(probs, "probabilities")?;
+    labels.expect_len(rows.rows, "labels")?;
+    confusion.expect_len(rows.cols * rows.cols, "confusion matrix")?;
+    Dispatch::with_uniform(
+        gpu,
+        Kernel::Confusion,
+        &rows.uniform.buffer,
+        &[&probs.buffer, &labels.buffer, &confusion.buffer],
+        groups_for(rows.rows, 64),
+    )
+}
+
+/// CPU reference of [`confusion`]: adds the valid rows' (label, first argmax) counts.
+pub fn confusion_cpu(
+    confusion: &mut [u64],
+    probs: &[f32],
+    labels: &[u32],
+    cols: usize,
+    valid: usize,
+) {
+    for r in 0..valid {
+        let row = &probs[r * cols..][..cols];
+        let best = (1..cols).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        let label = (labels[r] as usize).min(cols - 1);
+        confusion[label * cols + best] += 1;
+    }
+}
+
+/// Keras' MeanIoU from a confusion matrix (rows: labels, columns: predictions): the
+/// mean over classes seen (in labels or predictions) of TP / (TP + FP + FN).
+pub fn mean_iou(confusion: &[u64], classes: usize) -> f64 {
+    let (mut sum, mut seen) = (0f64, 0usize);
+    for c in 0..classes {
+        let tp = confusion[c * classes + c] as f64;
+        let row: u64 = confusion[c * classes..][..classes].iter().sum();
+        let col: u64 = (0..classes).map(|r| confusion[r * classes + c]).sum();
+        let denominator = row as f64 + col as f64 - tp;
+        if denominator > 0.0 {
+            sum += tp / denominator;
+            seen += 1;
+        }
+    }
+    if seen == 0 { 0.0 } else { sum / seen as f64 }
+}
