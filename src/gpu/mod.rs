@@ -409,7 +409,7 @@ impl Gpu {
 }
 
 /// The GEMM family for an adapter of `device_type` (no run-time autotuning): tiled on a
-/// real GPU, whose on-chip workgroup memory pays (README: H100 figures); subgroup
+/// real GPU, whose on-chip workgroup memory pays (docs/benchmarks.md: H100 figures); subgroup
 /// broadcasts with texture operands on a CPU adapter such as lavapipe, where barriers are
 /// expensive (the tiled core ran 4-5× slower) and texel fetches are vectorised where
 /// buffer loads are not; portable where neither is available.
