@@ -340,11 +340,29 @@ fn graph_models_train_like_the_cpu_reference() -> R {
             "gelu" => Optimizer::sgd(0.1).clipvalue(0.01),
             _ => Optimizer::sgd(0.1).momentum(0.9),
         };
+        // Pretrained-like normalization scales and moving statistics (not 1 and 0), so
+        // that a frozen layer's gamma and statistics matter to its gradient.
+        let pretrained = |m: &mut Model| -> anyhow::Result<()> {
+            let mut w = m.get_weights()?;
+            for (k, t) in w.iter_mut().enumerate() {
+                if t.name.ends_with("/gamma") || t.name.ends_with("/moving_variance") {
+                    t.values = random_vec(t.values.len(), 40 + k as u64)
+                        .iter()
+                        .map(|v| 1.0 + 0.5 * v)
+                        .collect();
+                } else if t.name.ends_with("/moving_mean") {
+                    t.values = random_vec(t.values.len(), 60 + k as u64);
+                }
+            }
+            m.set_weights(&w)
+        };
         let mut c = compiled(graph_model(case)?, Device::Cpu, opt.clone())?;
+        pretrained(&mut c)?;
         let hc = c.fit(&x, &y, &cfg)?;
         let wc = c.get_weights()?;
         for (family, device) in devices {
             let mut g = compiled(graph_model(case)?, device.clone(), opt.clone())?;
+            pretrained(&mut g)?;
             let hg = g.fit(&x, &y, &cfg)?;
             assert_eq!(g.steps_taken(), 6);
             for (gw, cw) in g.get_weights()?.iter().zip(&wc) {

@@ -270,6 +270,20 @@ struct LayerNormNode {
     unused_grad: Tensor,
 }
 
+/// Where a normalization writes dx: its input's gradient, or scratch shaped like `like`
+/// where none is needed (it runs for dγ and dβ anyway).
+fn or_scratch<'t>(
+    gpu: &Gpu,
+    da: Option<&'t Tensor>,
+    like: &Tensor,
+    unused: &'t mut Option<Tensor>,
+) -> Result<&'t Tensor> {
+    match da {
+        Some(da) => Ok(da),
+        None => Ok(unused.insert(Tensor::zeros(gpu, &like.shape, "unused input gradient")?)),
+    }
+}
+
 /// Nodes whose output is a view of their input (no kernel runs).
 fn is_alias(node: &Node) -> bool {
     matches!(node.op, Op::Flatten) || (matches!(node.op, Op::Activation) && node.act == Act::Linear)
@@ -763,6 +777,8 @@ impl GpuGraph {
                 let da = |k: usize| plan.edges[i][k].as_ref();
                 // Whether its parameters learn (a frozen layer passes gradients only).
                 let learn = !p.grads[i].is_empty();
+                let learned = |slot: Option<usize>| slot.filter(|_| learn);
+
                 let a = &acts[node.inputs.first().copied().unwrap_or(i)];
                 if let Some(act) = backward_activation(node).filter(|_| !relu_fused[i]) {
                     // The activation's input: the layer's pre-activation, or an
@@ -952,19 +968,13 @@ impl GpuGraph {
                     Op::BatchNorm { .. } => {
                         // Always: dγ and dβ are needed even where dx is not.
                         let b = batchnorm[i].as_ref().expect("batch norm state");
-                        let unused;
-                        let dx = match da(0) {
-                            Some(da) => da,
-                            None => {
-                                unused = scratch(a)?;
-                                &unused
-                            }
-                        };
+                        let mut unused = None;
+                        let dx = or_scratch(gpu, da(0), a, &mut unused)?;
                         let (g, be, ..) = node.op.batchnorm_slots().expect("batch norm op");
-                        // Without gamma or beta their gradient is computed and dropped.
-                        let (g, be) = if learn { (g, be) } else { (None, None) };
-                        let dgamma = g.map_or(&b.unused_grad, |k| &p.grads[i][k]);
-                        let dbeta = be.map_or(&b.unused_grad, |k| &p.grads[i][k]);
+                        // Without gamma or beta (or frozen) their gradient is computed and
+                        // dropped; a frozen layer's gamma still scales dx.
+                        let dgamma = learned(g).map_or(&b.unused_grad, |k| &p.grads[i][k]);
+                        let dbeta = learned(be).map_or(&b.unused_grad, |k| &p.grads[i][k]);
                         let gamma = g.map_or(&b.ones, |k| &p.params[i][k]);
                         train_ds.push(batchnorm_backward(
                             gpu, dx, dgamma, dbeta, dy, a, gamma, &b.saved, &b.train, &b.params,
@@ -973,16 +983,9 @@ impl GpuGraph {
                     Op::LayerNorm { .. } => {
                         // Always: dgamma and dbeta are needed even where dx is not.
                         let l = layernorm[i].as_ref().expect("layer norm state");
-                        let unused;
-                        let dx = match da(0) {
-                            Some(da) => da,
-                            None => {
-                                unused = scratch(a)?;
-                                &unused
-                            }
-                        };
+                        let mut unused = None;
+                        let dx = or_scratch(gpu, da(0), a, &mut unused)?;
                         let (g, b) = node.op.layernorm_slots().expect("layer norm op");
-                        let learned = |slot: Option<usize>| slot.filter(|_| learn);
                         let dgamma = learned(g).map_or(&l.unused_grad, |k| &p.grads[i][k]);
                         let dbeta = learned(b).map_or(&l.unused_grad, |k| &p.grads[i][k]);
                         let gamma = g.map_or(&l.ones, |k| &p.params[i][k]);
