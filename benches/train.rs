@@ -36,7 +36,7 @@ use common::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use wgcnn::experiments::{Experiment, NAMES, experiment};
+use wgcnn::experiments::{Experiment, NAMES, Task, experiment};
 use wgcnn::prelude::*;
 use wgcnn::testing::{random_labels, random_vec};
 
@@ -50,6 +50,8 @@ const DATASET_BATCHES: usize = 8;
 struct Data {
     x: Vec<f32>,
     y: Vec<u32>,
+    /// Classes or clean images (see [`Task::targets`]).
+    task: Task,
     /// Values per sample.
     sample: usize,
     batch: usize,
@@ -62,6 +64,7 @@ impl Data {
         Data {
             x: random_vec(n * sample, 1).iter().map(|v| v.abs()).collect(),
             y: random_labels(n, 10, 2),
+            task: exp.task,
             sample,
             batch,
         }
@@ -77,12 +80,8 @@ impl Data {
 fn compiled(exp: &Experiment, device: Device) -> Model {
     let mut m = exp.model().expect("lecture model");
     m.set_device(device).set_seed(1);
-    m.compile(
-        exp.optimizer.clone(),
-        Loss::SparseCategoricalCrossentropy,
-        &[Metric::Accuracy],
-    )
-    .expect("compile");
+    m.compile(exp.optimizer.clone(), exp.task.loss(), &exp.task.metrics())
+        .expect("compile");
     m
 }
 
@@ -102,11 +101,11 @@ fn train_steps(m: &mut Model, data: &Data, steps: u64) {
     };
     if full > 0 {
         let (x, y) = data.take(DATASET_BATCHES);
-        m.fit(x, y, &cfg(full)).expect("fit");
+        m.fit(x, data.task.targets(x, y), &cfg(full)).expect("fit");
     }
     if rest > 0 {
         let (x, y) = data.take(rest);
-        m.fit(x, y, &cfg(1)).expect("fit");
+        m.fit(x, data.task.targets(x, y), &cfg(1)).expect("fit");
     }
 }
 

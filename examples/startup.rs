@@ -53,69 +53,16 @@ fn fresh_model(exp: &Experiment) -> Result<(Model, Arc<Gpu>)> {
     let gpu = Arc::new(Gpu::new()?);
     let mut m = exp.model()?;
     m.set_device(Device::Gpu(gpu.clone())).set_seed(1);
-    m.compile(
-        exp.optimizer.clone(),
-        Loss::SparseCategoricalCrossentropy,
-        &[Metric::Accuracy],
-    )?;
+    m.compile(exp.optimizer.clone(), exp.task.loss(), &exp.task.metrics())?;
     Ok((m, gpu))
-}
-
-/// The mnist-unet example's first training step and first predict (value targets,
-/// binary cross-entropy), each from a fresh device.
-fn unet_first_step(batch: usize, profile: bool) -> Result<()> {
-    let fresh = || -> Result<(Model, Arc<Gpu>)> {
-        let gpu = Arc::new(Gpu::new()?);
-        let mut m = wgcnn::experiments::denoising_unet(&[28, 28, 1])?;
-        m.set_device(Device::Gpu(gpu.clone())).set_seed(1);
-        m.compile(Optimizer::adam(), Loss::binary_crossentropy(), &[])?;
-        Ok((m, gpu))
-    };
-    let x: Vec<f32> = random_vec(batch * 784, 3).iter().map(|v| v.abs()).collect();
-    let (mut m, gpu) = fresh()?;
-    let t = Instant::now();
-    m.train_on_batch(&x, &x)?;
-    let train_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    m.train_on_batch(&x, &x)?;
-    let warm_s = t.elapsed().as_secs_f64();
-    let pipelines = gpu.pipelines().len();
-    let (mut m, _) = fresh()?;
-    let t = Instant::now();
-    std::hint::black_box(m.predict(&x, batch)?);
-    let predict_s = t.elapsed().as_secs_f64();
-    println!("| mnist-unet | {pipelines} | {train_s:.2} | {warm_s:.2} | {predict_s:.2} |");
-    if profile {
-        // The compile of a pipeline is paid by the first dispatch that uses it.
-        let (mut m, _) = fresh()?;
-        let mut first: HashMap<(Kernel, Variant), f64> = HashMap::new();
-        for t in m.profile_step(batch, 3)? {
-            first
-                .entry((t.kernel, t.variant))
-                .or_insert((t.first_s - t.warm_s).max(0.0));
-        }
-        let mut rows: Vec<_> = first.into_iter().collect();
-        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-        println!("\n| kernel | family | compile ms |\n|---|---|---:|");
-        for ((k, v), s) in rows {
-            println!("| {} | {v:?} | {:.0} |", k.name(), s * 1e3);
-        }
-    }
-    Ok(())
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     for name in args.models.iter().filter(|_| !args.kernels) {
-        if !NAMES.contains(&name.as_str()) && name != "mnist-unet" {
-            bail!(
-                "unknown model '{name}'; choose from {} or mnist-unet",
-                NAMES.join(", ")
-            );
+        if !NAMES.contains(&name.as_str()) {
+            bail!("unknown model '{name}'; choose from {}", NAMES.join(", "));
         }
-    }
-    if args.models.iter().any(|m| m == "mnist-unet") && !args.kernels {
-        unet_first_step(args.batch, args.pipelines)?;
     }
     if let Some(id) = &args.dump {
         for kernel in Kernel::ALL {
@@ -168,9 +115,6 @@ fn main() -> Result<()> {
         .copied()
         .filter(|n| args.models.is_empty() || args.models.iter().any(|m| m == n))
         .collect();
-    if names.is_empty() {
-        return Ok(()); // mnist-unet alone, measured above
-    }
     println!("**Adapter:** {}\n", Gpu::new()?.describe());
     println!(
         "Batch {}; each figure from a fresh device. Shader cache: {}.\n",
@@ -203,12 +147,12 @@ fn main() -> Result<()> {
         eprintln!("{name}: first training step…");
         let (mut m, gpu) = fresh_model(&exp)?;
         let t = Instant::now();
-        m.fit(&x, &y, &cfg)?;
+        m.fit(&x, exp.task.targets(&x, &y), &cfg)?;
         let train_s = t.elapsed().as_secs_f64();
         let train_pipelines = gpu.pipelines().len();
         // The same step again on the same model: what the first one paid beyond compiles.
         let t = Instant::now();
-        m.fit(&x, &y, &cfg)?;
+        m.fit(&x, exp.task.targets(&x, &y), &cfg)?;
         let warm_s = t.elapsed().as_secs_f64();
         drop(m);
         eprintln!("{name}: first predict…");

@@ -9,7 +9,6 @@
 use anyhow::Result;
 use clap::Parser;
 use wgcnn::experiments::{NAMES, experiment};
-use wgcnn::prelude::*;
 
 #[derive(Parser)]
 #[command(about = "GPU memory of one training step, planned and one buffer per tensor")]
@@ -38,11 +37,7 @@ fn main() -> Result<()> {
     for name in names {
         let e = experiment(&name)?;
         let mut m = e.model()?;
-        m.compile(
-            e.optimizer.clone(),
-            Loss::SparseCategoricalCrossentropy,
-            &[Metric::Accuracy],
-        )?;
+        m.compile(e.optimizer.clone(), e.task.loss(), &e.task.metrics())?;
         let Some(s) = m.step_memory(args.batch)? else {
             continue;
         };

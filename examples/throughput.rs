@@ -25,7 +25,7 @@
 use anyhow::{Result, bail};
 use clap::Parser;
 use std::time::Instant;
-use wgcnn::experiments::{Experiment, NAMES, experiment};
+use wgcnn::experiments::{Experiment, NAMES, Task, experiment};
 use wgcnn::layers::{Node, Op};
 use wgcnn::model::Graph;
 use wgcnn::prelude::*;
@@ -129,6 +129,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Data {
     x: Vec<f32>,
     y: Vec<u32>,
+    task: Task,
     sample: usize,
     batch: usize,
 }
@@ -143,6 +144,7 @@ impl Data {
                 .map(|v| v.abs())
                 .collect(),
             y: random_labels(n, 10, seed + 1),
+            task: exp.task,
             sample,
             batch,
         }
@@ -162,7 +164,7 @@ impl Data {
             ..Default::default()
         };
         let t = Instant::now();
-        m.fit(&self.x, &self.y, &cfg)?;
+        m.fit(&self.x, self.task.targets(&self.x, &self.y), &cfg)?;
         Ok(t.elapsed().as_secs_f64())
     }
     /// Seconds for one `predict` over all batches.
@@ -177,6 +179,7 @@ impl Data {
         Data {
             x: self.x[..n * self.sample].to_vec(),
             y: self.y[..n].to_vec(),
+            task: self.task,
             sample: self.sample,
             batch: self.batch,
         }
@@ -186,11 +189,7 @@ impl Data {
 fn compiled(exp: &Experiment, device: Device) -> Result<Model> {
     let mut m = exp.model()?;
     m.set_device(device).set_seed(1);
-    m.compile(
-        exp.optimizer.clone(),
-        Loss::SparseCategoricalCrossentropy,
-        &[Metric::Accuracy],
-    )?;
+    m.compile(exp.optimizer.clone(), exp.task.loss(), &exp.task.metrics())?;
     Ok(m)
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wgcnn::experiments::{self, NAMES};
 use wgcnn::model::{FileKind, file_kind};
-use wgcnn::report::{self, RunConfig};
+use wgcnn::report::{self, Prediction, RunConfig};
 
 /// Train the CNNs of the lecture "Redes Neuronales Convolucionales" on any GPU wgpu
 /// reaches (Vulkan, Metal, DX12, GL; lavapipe without a GPU).
@@ -236,8 +236,13 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let run = report::train_experiment(&cfg)?;
     if args.quiet {
+        let psnr = run
+            .test
+            .psnr
+            .map_or(String::new(), |db| format!(", test PSNR {db:.2} dB"));
+        let m = run.test.metric;
         println!(
-            "{}: train accuracy {:.4}, test accuracy {:.4}; wrote {}",
+            "{}: train {m} {:.4}, test {m} {:.4}{psnr}; wrote {}",
             run.experiment,
             run.train.accuracy,
             run.test.accuracy,
@@ -266,6 +271,12 @@ fn summary(name: &str) -> Result<()> {
             (false, None) => String::new(),
         }
     );
+    if let experiments::Task::Denoise { sigma } = exp.task {
+        println!(
+            "task: denoising (inputs with Gaussian noise σ {sigma}, clipped to [0, 1]; target: \
+             the clean image), loss: binary cross-entropy, metric: binary accuracy and PSNR"
+        );
+    }
     println!("lecture: {}", exp.lecture);
     Ok(())
 }
@@ -329,6 +340,11 @@ fn predict(args: PredictArgs) -> Result<()> {
     let failed = predictions.iter().filter(|p| p.is_err()).count();
     for p in &predictions {
         match p {
+            Ok(Prediction {
+                path,
+                output: Some(out),
+                ..
+            }) => println!("{}: wrote {}", path.display(), out.display()),
             Ok(p) => {
                 let top: Vec<String> = p
                     .top

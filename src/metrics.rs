@@ -285,3 +285,25 @@ fn class_name(names: &[String], class: usize) -> String {
         .cloned()
         .unwrap_or_else(|| class.to_string())
 }
+
+/// Peak signal-to-noise ratio of images with values in [0, 1], averaged over the images:
+/// the mean over images of 10·log10(1 / MSE), each `per_image` values long (an image
+/// reproduced exactly counts as 120 dB, not infinity).
+pub fn psnr(pred: &[f32], clean: &[f32], per_image: usize) -> Result<f64> {
+    ensure!(
+        per_image > 0 && pred.len() == clean.len() && pred.len().is_multiple_of(per_image),
+        "PSNR needs whole images of {per_image} values on both sides, got {} and {}",
+        pred.len(),
+        clean.len()
+    );
+    ensure!(!pred.is_empty(), "PSNR of no images");
+    let sum: f64 = pred
+        .chunks(per_image)
+        .zip(clean.chunks(per_image))
+        .map(|(p, c)| {
+            let se: f64 = p.iter().zip(c).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+            10.0 * (1.0 / (se / per_image as f64).max(1e-12)).log10()
+        })
+        .sum();
+    Ok(sum / (pred.len() / per_image) as f64)
+}

@@ -1,6 +1,7 @@
 //! Runs the lecture experiments end to end and writes what a student looks at: the model
-//! summary, training history, train/test scores, per-class report, confusion matrix,
-//! weights and pictures. The `wgcnn` binary, the examples and the tests all go through here.
+//! summary, training history, train/test scores, per-class report and confusion matrix
+//! (for a classifier) or PSNR and the denoised images (for a denoiser), weights and
+//! pictures. The `wgcnn` binary, the examples and the tests all go through here.
 //!
 //! ```no_run
 //! use wgcnn::report::{RunConfig, train_experiment};
@@ -16,7 +17,8 @@
 //! A run directory (`runs/<experiment>/` by default) holds `weights.safetensors`,
 //! `report.txt` (everything the run printed), `history.csv`, and the pictures of
 //! [`pictures`]: `filters.png`, `feature_maps_<layer>.png`, `input.png`,
-//! `confusion_matrix.png` and `training_curves.png`.
+//! `confusion_matrix.png` (classifiers) or `denoised.png` (denoisers) and
+//! `training_curves.png`.
 
 mod format;
 mod input;
@@ -27,10 +29,10 @@ pub use input::{Prediction, TOP_K, load_input_image, predict_images, predict_ima
 use crate::callbacks::{CsvLogger, ModelCheckpoint, Monitor};
 use crate::data::augment::RandomTranslation;
 use crate::data::{self, Dataset, Split};
-use crate::experiments::{self, DatasetKind, Experiment};
+use crate::experiments::{self, DatasetKind, Experiment, NOISE_SEEDS, Task};
 use crate::gpu::Gpu;
 use crate::metrics::{self, ConfusionMatrix};
-use crate::model::{FitConfig, History, Loss, Metric, Model};
+use crate::model::{FitConfig, History, Model, Targets};
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, ensure};
 use std::io::Write;
@@ -295,11 +297,18 @@ fn make_run_dir(cfg: &RunConfig) -> Result<RunDir> {
     }
 }
 
-/// Loss, accuracy and support (number of samples) on one dataset.
+/// Loss, metric and support (number of samples) on one dataset.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scores {
     pub loss: f32,
+    /// The compiled metric's value: accuracy for the classifiers, binary accuracy for the
+    /// denoiser (see [`Scores::metric`]).
     pub accuracy: f32,
+    /// The metric's Keras name ("accuracy", "binary_accuracy", …).
+    pub metric: &'static str,
+    /// Mean PSNR (dB) of a denoiser's outputs against the clean images; `None` for a
+    /// classifier and for the training set.
+    pub psnr: Option<f32>,
     pub support: usize,
 }
 
@@ -315,7 +324,10 @@ pub struct RunFiles {
     pub feature_maps: Vec<(String, PathBuf)>,
     /// The test image the feature maps show.
     pub input: PathBuf,
-    pub confusion_matrix: PathBuf,
+    /// A classifier's test-set confusion matrix.
+    pub confusion_matrix: Option<PathBuf>,
+    /// A denoiser's test images: noisy inputs, clean images and outputs, one row each.
+    pub denoised: Option<PathBuf>,
     pub training_curves: PathBuf,
 }
 
@@ -329,23 +341,21 @@ impl RunFiles {
         ];
         out.extend(self.filters.as_deref());
         out.extend(self.feature_maps.iter().map(|(_, p)| p.as_path()));
-        out.extend([
-            self.input.as_path(),
-            self.confusion_matrix.as_path(),
-            self.training_curves.as_path(),
-        ]);
+        out.push(self.input.as_path());
+        out.extend(self.confusion_matrix.as_deref());
+        out.extend(self.denoised.as_deref());
+        out.push(self.training_curves.as_path());
         out
     }
 
-    /// The fixed paths in `out_dir`; `filters` and `feature_maps` are filled in as they are
-    /// drawn, since they depend on the model's layers.
+    /// The fixed paths in `out_dir`; `filters`, `feature_maps`, `confusion_matrix` and
+    /// `denoised` are filled in as they are drawn, since they depend on the model.
     fn plan(out_dir: &Path) -> RunFiles {
         RunFiles {
             weights: out_dir.join("weights.safetensors"),
             report: out_dir.join("report.txt"),
             history: out_dir.join("history.csv"),
             input: out_dir.join("input.png"),
-            confusion_matrix: out_dir.join("confusion_matrix.png"),
             training_curves: out_dir.join("training_curves.png"),
             ..RunFiles::default()
         }
@@ -366,8 +376,8 @@ pub struct RunReport {
     pub history: History,
     /// Training images per second over all epochs (validation excluded).
     pub images_per_second: f64,
-    /// Test-set confusion matrix (rows = true class).
-    pub confusion: ConfusionMatrix,
+    /// Test-set confusion matrix (rows = true class); `None` for a denoiser.
+    pub confusion: Option<ConfusionMatrix>,
     pub class_names: Vec<String>,
     pub out_dir: PathBuf,
     pub files: RunFiles,
@@ -386,10 +396,14 @@ impl RunReport {
 #[derive(Clone, Debug)]
 pub struct TestReport {
     pub scores: Scores,
-    pub confusion: ConfusionMatrix,
+    /// A classifier's confusion matrix (rows = true class); `None` for a denoiser.
+    pub confusion: Option<ConfusionMatrix>,
     pub class_names: Vec<String>,
-    /// Per-class precision/recall/F1 and the confusion matrix as text.
+    /// Per-class precision/recall/F1 and the confusion matrix as text, or a denoiser's
+    /// PSNR against that of its noisy inputs.
     pub text: String,
+    /// The model's outputs for `inputs` (class probabilities or images).
+    pub outputs: Vec<f32>,
 }
 
 /// Collects the report text, echoing it to stdout when verbose.
@@ -497,11 +511,7 @@ pub fn compiled_model(exp: &Experiment, seed: u64, lr: Option<f32>) -> Result<(M
     let mut model = exp.model()?;
     model.set_seed(seed);
     model
-        .compile(
-            optimizer.clone(),
-            Loss::SparseCategoricalCrossentropy,
-            &[Metric::Accuracy],
-        )
+        .compile(optimizer.clone(), exp.task.loss(), &exp.task.metrics())
         .context("setting up the model on the GPU")?;
     Ok((model, optimizer))
 }
@@ -614,6 +624,7 @@ fn write_run(
 ) -> Result<RunReport> {
     let (epochs, batch_size) = schedule(cfg)?;
     let recipe = experiments::experiment(&cfg.experiment).ok();
+    let task = recipe.as_ref().map_or(Task::Classify, |r| r.task);
     let horizontal_flip = cfg
         .horizontal_flip
         .or(recipe.as_ref().map(|r| r.horizontal_flip))
@@ -654,10 +665,19 @@ fn write_run(
     if let Some(r) = &recipe {
         model.set_metadata("dataset", dataset_name(r.dataset));
     }
+    let x_train = task.inputs(&data.train.images, NOISE_SEEDS.0);
+    let x_test = task.inputs(&data.test.images, NOISE_SEEDS.1);
+    let y_train = task.targets(&data.train.images, &data.train.labels);
+    let (validation_data, validation_values) =
+        match task.targets(&data.test.images, &data.test.labels) {
+            Targets::Classes(labels) => (Some((&x_test[..], labels)), None),
+            Targets::Values(clean) => (None, Some((&x_test[..], clean))),
+        };
     let fit = FitConfig {
         epochs,
         batch_size,
-        validation_data: Some((&data.test.images, &data.test.labels)),
+        validation_data,
+        validation_values,
         shuffle: true,
         initial_epoch,
         horizontal_flip,
@@ -673,14 +693,16 @@ fn write_run(
         verbose: cfg.verbose,
         ..Default::default()
     };
-    let fitted = model.fit(&data.train.images, &data.train.labels, &fit)?;
+    let fitted = model.fit(&x_train, y_train, &fit)?;
     model.save(&model_file)?;
     // The whole run's history (a resumed run's earlier epochs too).
     let history = model.training_history().clone();
     out.print(&format::history_table(&history, epochs));
 
-    let train = scores(model, &data.train, batch_size).context("evaluating on the training set")?;
-    let test = test_report(model, &data.test, batch_size)?;
+    let train =
+        scores(model, &x_train, y_train, batch_size).context("evaluating on the training set")?;
+    drop(x_train);
+    let test = test_report(model, &data.test, task, batch_size)?;
     let train_seconds: f64 = fitted.epoch_seconds.iter().sum();
     let images_per_second = (data.train.len() * fitted.loss.len()) as f64 / train_seconds.max(1e-9);
     out.print(&format::scores_table(&train, &test.scores));
@@ -692,7 +714,8 @@ fn write_run(
     let run_pictures = pictures::RunPictures {
         experiment: &cfg.experiment,
         data,
-        confusion: &test.confusion,
+        test_inputs: &x_test,
+        test: &test,
         history: &history,
         out_dir,
     };
@@ -733,29 +756,59 @@ fn schedule(cfg: &RunConfig) -> Result<(usize, usize)> {
     Ok((epochs, batch_size))
 }
 
-/// Loss and accuracy of `model` on `ds`.
-fn scores(model: &mut Model, ds: &Dataset, batch_size: usize) -> Result<Scores> {
-    let (loss, accuracy) = model.evaluate_batched(&ds.images, &ds.labels, batch_size)?;
+/// Loss and metric of `model` on inputs `x` against `y`.
+fn scores(model: &mut Model, x: &[f32], y: Targets, batch_size: usize) -> Result<Scores> {
+    let (loss, accuracy) = model.evaluate_batched(x, y, batch_size)?;
+    let sample: usize = model
+        .input_shape()
+        .context("no input shape")?
+        .iter()
+        .product();
     Ok(Scores {
         loss,
         accuracy,
-        support: ds.len(),
+        metric: model.metric_name(),
+        psnr: None,
+        support: x.len() / sample.max(1),
     })
 }
 
-/// Scores, per-class report and confusion matrix of `model` on the test set `test`.
-pub fn test_report(model: &mut Model, test: &Dataset, batch_size: usize) -> Result<TestReport> {
-    let scores = scores(model, test, batch_size).context("evaluating on the test set")?;
-    let probs = model.predict(&test.images, batch_size)?;
-    let predicted = metrics::argmax_rows(&probs, model.classes()?);
-    let confusion =
-        ConfusionMatrix::from_predictions(&test.labels, &predicted, test.num_classes())?;
-    let text = format::test_text(&confusion, &test.class_names);
+/// The scores of `model` on the test set `test` for `task`, with a classifier's per-class
+/// report and confusion matrix or a denoiser's PSNR (on the inputs of
+/// [`Task::inputs`] with the test seed of [`NOISE_SEEDS`]).
+pub fn test_report(
+    model: &mut Model,
+    test: &Dataset,
+    task: Task,
+    batch_size: usize,
+) -> Result<TestReport> {
+    let inputs = task.inputs(&test.images, NOISE_SEEDS.1);
+    let targets = task.targets(&test.images, &test.labels);
+    let mut scores =
+        scores(model, &inputs, targets, batch_size).context("evaluating on the test set")?;
+    let outputs = model.predict(&inputs, batch_size)?;
+    let (confusion, text) = match task {
+        Task::Classify => {
+            let predicted = metrics::argmax_rows(&outputs, model.classes()?);
+            let confusion =
+                ConfusionMatrix::from_predictions(&test.labels, &predicted, test.num_classes())?;
+            let text = format::test_text(&confusion, &test.class_names);
+            (Some(confusion), text)
+        }
+        Task::Denoise { sigma } => {
+            let per = test.height * test.width * test.channels;
+            let db = metrics::psnr(&outputs, &test.images, per)?;
+            let noisy_db = metrics::psnr(&inputs, &test.images, per)?;
+            scores.psnr = Some(db as f32);
+            (None, format::denoise_text(db, noisy_db, sigma))
+        }
+    };
     Ok(TestReport {
         scores,
         confusion,
         class_names: test.class_names.clone(),
         text,
+        outputs,
     })
 }
 
@@ -771,7 +824,7 @@ pub fn evaluate_model_file(cfg: &RunConfig, path: &Path) -> Result<TestReport> {
         ..cfg.clone()
     })?;
     let batch_size = cfg.batch_size.unwrap_or(exp.batch_size);
-    let mut report = test_report(&mut model, &test, batch_size)?;
+    let mut report = test_report(&mut model, &test, exp.task, batch_size)?;
     report.text = format!(
         "{}model: {} ({} epochs trained)\n{}{}",
         format::eval_header(exp.name, &test),
@@ -805,7 +858,7 @@ pub fn evaluate_weights(cfg: &RunConfig, weights: &Path) -> Result<TestReport> {
     let (mut model, _) = compiled_model(&exp, cfg.seed, None)?;
     model.load_weights(weights)?;
     let batch_size = cfg.batch_size.unwrap_or(exp.batch_size);
-    let mut report = test_report(&mut model, &test, batch_size)?;
+    let mut report = test_report(&mut model, &test, exp.task, batch_size)?;
     report.text = format!(
         "{}weights: {}\n{}{}",
         format::eval_header(exp.name, &test),

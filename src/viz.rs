@@ -384,9 +384,11 @@ pub struct Curves<'a> {
     pub val_loss: &'a [f32],
     /// Validation accuracy (may be empty).
     pub val_accuracy: &'a [f32],
+    /// The metric's name, the right panel's title ("accuracy", "binary_accuracy", "mae", …).
+    pub metric: &'a str,
 }
 
-/// Draws two panels side by side, loss and accuracy per epoch (epochs numbered from 1),
+/// Draws two panels side by side, loss and the metric per epoch (epochs numbered from 1),
 /// training against validation, with a legend, axis labels and a title; [`CURVES_SIZE`]
 /// pixels. Non-finite values are left out (the line breaks there). Errors only when there
 /// is nothing at all to draw.
@@ -414,10 +416,15 @@ pub fn save_training_curves(curves: &Curves, title: &str, path: &Path) -> Result
                 SeriesLabelPosition::UpperRight,
             ),
             (
-                "accuracy",
+                curves.metric,
                 curves.accuracy,
                 curves.val_accuracy,
-                SeriesLabelPosition::LowerRight,
+                // Errors fall as accuracies rise: keep the legend off the curves' end.
+                if matches!(curves.metric, "mae" | "mse") {
+                    SeriesLabelPosition::UpperRight
+                } else {
+                    SeriesLabelPosition::LowerRight
+                },
             ),
         ];
         for (panel, (name, train, val, legend_at)) in panels.iter().zip(sets) {

@@ -45,6 +45,7 @@ fn summary_prints_the_lecture_parameter_counts() {
         ("cifar-conv", "Total params: 1,845,354"),
         ("cifar-deep", "Total params: 564,426"),
         ("mnist-dense", "Total params: 7,850"),
+        ("mnist-unet", "Total params: 56,929"),
     ] {
         let o = wgcnn(&["summary", name]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
@@ -60,6 +61,8 @@ fn summary_prints_the_lecture_parameter_counts() {
     );
     let o = wgcnn(&["summary", "cifar-deep"]);
     assert!(!stdout(&o).contains("augmentation"), "{}", stdout(&o));
+    let o = wgcnn(&["summary", "mnist-unet"]);
+    assert!(stdout(&o).contains("task: denoising"), "{}", stdout(&o));
     let o = wgcnn(&["summary", "mnist-bn"]);
     let text = stdout(&o);
     assert!(

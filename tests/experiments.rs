@@ -42,8 +42,26 @@ fn assert_png(path: &Path, size: (u32, u32)) {
     );
 }
 
-/// What every run must have written, whatever the model.
+/// What every classifier's run must have written, whatever the model.
 fn assert_common_files(run: &RunReport, epochs: usize) {
+    assert_run_files(run, epochs, "accuracy");
+    let cm = viz::confusion_matrix_layout(10);
+    let confusion = run
+        .files
+        .confusion_matrix
+        .as_deref()
+        .expect("a confusion matrix");
+    assert_png(confusion, (cm.width, cm.height));
+    assert_eq!(run.files.denoised, None);
+    let text = std::fs::read_to_string(&run.files.report).unwrap();
+    for part in ["precision", "f1-score", "true \\ predicted"] {
+        assert!(text.contains(part), "report lacks {part:?}:\n{text}");
+    }
+}
+
+/// What every run must have written, classifier or not: the files, the input picture,
+/// the curves, the history with the compiled `metric`, the report.
+fn assert_run_files(run: &RunReport, epochs: usize, metric: &str) {
     for f in run.files.all() {
         assert!(f.is_file(), "{} was not written", f.display());
         assert!(
@@ -54,15 +72,13 @@ fn assert_common_files(run: &RunReport, epochs: usize) {
     }
     let input_side = 28 * pictures::input_scale(28, 28);
     assert_png(&run.files.input, (input_side, input_side));
-    let cm = viz::confusion_matrix_layout(10);
-    assert_png(&run.files.confusion_matrix, (cm.width, cm.height));
     assert_png(&run.files.training_curves, viz::CURVES_SIZE);
 
     let csv = std::fs::read_to_string(&run.files.history).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "epoch,loss,accuracy,val_loss,val_accuracy,seconds"
+        format!("epoch,loss,{metric},val_loss,val_{metric},seconds")
     );
     assert_eq!(lines.len(), epochs + 1, "one history row per epoch:\n{csv}");
     assert_eq!(lines[1].split(',').count(), 6, "row {:?}", lines[1]);
@@ -73,9 +89,6 @@ fn assert_common_files(run: &RunReport, epochs: usize) {
         "Total params:",
         "Epoch 1/1",
         "support",
-        "precision",
-        "f1-score",
-        "true \\ predicted",
         "weights.safetensors",
     ] {
         assert!(text.contains(part), "report lacks {part:?}:\n{text}");
@@ -104,8 +117,12 @@ fn mnist_conv_learns_and_writes_its_run_directory() {
         run.train.accuracy
     );
     assert_eq!((run.train.support, run.test.support), (2_000, 500));
-    assert_eq!(run.confusion.total(), 500);
-    assert!((run.confusion.accuracy() as f32 - run.test.accuracy).abs() < 1e-6);
+    let confusion = run
+        .confusion
+        .as_ref()
+        .expect("a classifier's confusion matrix");
+    assert_eq!(confusion.total(), 500);
+    assert!((confusion.accuracy() as f32 - run.test.accuracy).abs() < 1e-6);
     assert_eq!(run.history.loss.len(), 1);
     assert!(run.images_per_second > 0.0);
     assert_common_files(&run, 1);
@@ -204,4 +221,82 @@ fn images_convert_to_the_model_input() {
         err.contains("not found") && err.contains("absent.png"),
         "{err}"
     );
+}
+
+#[test]
+fn mnist_unet_denoises_and_writes_its_run_directory() {
+    let Some(root) = data_root() else { return };
+    let cfg = small_run("mnist-unet", root, 3_000, 64);
+    let run = report::train_experiment(&cfg).expect("training mnist-unet");
+    let psnr = run.test.psnr.expect("a denoiser's test PSNR");
+    let text = &run.text;
+    eprintln!(
+        "mnist-unet on 3,000 images: test loss {:.4}, PSNR {psnr:.2} dB",
+        run.test.loss
+    );
+    assert_run_files(&run, 1, "binary_accuracy");
+    assert_eq!(
+        (run.confusion.as_ref(), run.files.confusion_matrix.as_ref()),
+        (None, None)
+    );
+    assert!(!run.out_dir.join("confusion_matrix.png").exists());
+    assert!(
+        text.contains("PSNR dB") && text.contains("binary_accuracy"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("precision"),
+        "no classification report:\n{text}"
+    );
+    // The noisy inputs sit near 13.4 dB (clipping takes much of the noise off the black
+    // background); an untrained model's grey outputs near 6 dB; one short epoch takes the
+    // outputs above the inputs.
+    let noisy = text
+        .split("the inputs (noise σ 0.3, clipped to [0, 1]) are at ")
+        .nth(1)
+        .and_then(|t| t.split(" dB").next())
+        .and_then(|v| v.parse::<f32>().ok())
+        .expect("the noisy inputs' PSNR in the report");
+    assert!((12.0..15.0).contains(&noisy), "noisy input PSNR {noisy}");
+    assert!(
+        psnr > noisy + 2.5,
+        "PSNR {psnr} dB against the inputs' {noisy} dB"
+    );
+    // denoised.png: 8 columns, three rows (noisy, clean, output) of 28×28 tiles scaled 3×.
+    let denoised = run.files.denoised.as_deref().expect("denoised.png");
+    let img = image::open(denoised)
+        .expect("denoised.png decodes")
+        .to_rgb8();
+    assert!(
+        img.width() >= 8 * 84 && img.height() >= 3 * 84,
+        "{:?}",
+        img.dimensions()
+    );
+    // The feature maps are drawn from the noisy input the model sees.
+    assert!(!run.files.feature_maps.is_empty());
+
+    // The model file evaluates to the same scores (same noise, same PSNR).
+    let model_file = run.out_dir.join("model.safetensors");
+    let again = report::evaluate_model_file(&cfg, &model_file).expect("eval --model");
+    assert_eq!(again.confusion, None);
+    assert!((again.scores.loss - run.test.loss).abs() < 1e-4);
+    assert!((again.scores.psnr.unwrap() - psnr).abs() < 1e-3);
+
+    // predict writes the denoised image beside its input, and never over a file.
+    let noisy_png = run.out_dir.join("noisy.png");
+    viz::save_image(&vec![0.5; 28 * 28], 28, 28, 1, 1, &noisy_png).unwrap();
+    let preds =
+        report::predict_images_with_model(&model_file, std::slice::from_ref(&noisy_png), false)
+            .expect("predict");
+    let out = preds[0]
+        .as_ref()
+        .expect("a prediction")
+        .output
+        .clone()
+        .expect("an image");
+    assert_eq!(out, run.out_dir.join("noisy.mnist-unet.png"));
+    assert_png(&out, (28, 28));
+    let again = report::predict_images_with_model(&model_file, &[noisy_png], false).unwrap();
+    let err = format!("{:#}", again[0].as_ref().unwrap_err());
+    assert!(err.contains("exists already"), "{err}");
 }

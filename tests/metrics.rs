@@ -1,6 +1,6 @@
 //! Metrics on small cases computed by hand (and checked against scikit-learn 1.x).
 
-use wgcnn::metrics::{ClassReport, ConfusionMatrix, argmax_rows, classification_report};
+use wgcnn::metrics::{ClassReport, ConfusionMatrix, argmax_rows, classification_report, psnr};
 
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -164,4 +164,26 @@ fn argmax_takes_first_max_and_skips_nan() {
     assert_eq!(argmax_rows(&probs, 3), vec![1, 0, 1, 1]);
     assert!(argmax_rows(&probs, 0).is_empty());
     assert_eq!(argmax_rows(&[5.0], 1), vec![0]);
+}
+
+#[test]
+fn psnr_is_the_mean_over_images_of_their_own() {
+    // Image 1 off by 0.1 everywhere: MSE 0.01, 20 dB; image 2 off by 0.01: 40 dB.
+    let clean = [0.5f32; 8];
+    let mut pred = [0.6f32; 8];
+    pred[4..].fill(0.51);
+    let db = psnr(&pred, &clean, 4).unwrap();
+    assert!((db - 30.0).abs() < 1e-4, "{db}");
+    // One pixel of four off by 1: MSE 0.25, 6.02 dB; an exact copy is capped at 120 dB.
+    let db = psnr(&[1.0, 0.0, 0.0, 0.0], &[0.0; 4], 4).unwrap();
+    assert!((db - 10.0 * 4f64.log10()).abs() < 1e-9, "{db}");
+    assert!((psnr(&clean, &clean, 4).unwrap() - 120.0).abs() < 1e-9);
+    for (p, c, per) in [
+        (&pred[..7], &clean[..7], 4),
+        (&pred[..], &clean[..4], 4),
+        (&[][..], &[][..], 4),
+    ] {
+        assert!(psnr(p, c, per).is_err());
+    }
+    assert!(psnr(&pred, &clean, 0).is_err());
 }

@@ -89,7 +89,7 @@ fn lecture_models_have_keras_parameter_counts_and_shapes() -> R {
             "{name}:\n{s}"
         );
     }
-    assert_eq!(NAMES.len(), 8); // with mnist-bn, cifar-resnet20 (tests/graph.rs) and mnist-mobile
+    assert_eq!(NAMES.len(), 9); // with mnist-bn, cifar-resnet20 (tests/graph.rs), mnist-mobile and mnist-unet
     Ok(())
 }
 

@@ -374,6 +374,41 @@ fn augmentation_is_drawn_from_the_seed() -> R {
 }
 
 #[test]
+fn augmentation_is_refused_for_image_targets_and_kept_for_value_vectors() -> R {
+    // Flips and shifts move the inputs only (Keras' preprocessing layers do the same): a
+    // denoiser's clean image or a mask would no longer line up with its input.
+    let x: Vec<f32> = random_vec(6 * 64, 5).iter().map(|v| v.abs()).collect();
+    let mut m = Sequential::new();
+    m.add(Input::new(&[8, 8, 1]))?;
+    m.add(Conv2D::new(1, 3).padding(Same).activation(Sigmoid))?;
+    let mut m = m.into_model();
+    m.set_device(Device::Cpu);
+    m.compile(Optimizer::adam(), Loss::binary_crossentropy(), &[])?;
+    let flip = FitConfig {
+        horizontal_flip: true,
+        ..quiet(1)
+    };
+    let err = format!("{:#}", m.fit(&x, &x, &flip).unwrap_err());
+    assert!(err.contains("no longer line up"), "{err}");
+    let shift = FitConfig {
+        translation: Some(RandomTranslation::new(0.1, 0.1)),
+        ..quiet(1)
+    };
+    assert!(m.fit(&x, &x, &shift).is_err());
+    // A vector of values per image (a regression) is fine to augment.
+    let mut r = Sequential::new();
+    r.add(Input::new(&[8, 8, 1]))?;
+    r.add(Flatten::new())?;
+    r.add(Dense::new(2))?;
+    let mut r = r.into_model();
+    r.set_device(Device::Cpu);
+    r.compile(Optimizer::adam(), Loss::MeanSquaredError, &[])?;
+    let y = random_vec(6 * 2, 6);
+    r.fit(&x, &y, &flip)?;
+    Ok(())
+}
+
+#[test]
 fn model_files_round_trip_everything_and_reject_others() -> R {
     let (x, y) = data(48, 13);
     let dir = tmp("files");

@@ -322,6 +322,7 @@ fn training_curves() {
     let val_loss = [2.1, 1.7, 1.5, 1.4, 1.3, 1.3, 1.25, 1.3, 1.3, 1.35];
     let val_acc = [0.25, 0.4, 0.48, 0.52, 0.55, 0.57, 0.58, 0.58, 0.59, 0.59];
     let curves = Curves {
+        metric: "accuracy",
         loss: &loss,
         accuracy: &acc,
         val_loss: &val_loss,
@@ -338,6 +339,7 @@ fn training_curves() {
 #[test]
 fn training_curves_one_epoch_no_validation_and_nan() {
     let one = Curves {
+        metric: "accuracy",
         loss: &[2.3],
         accuracy: &[0.1],
         val_loss: &[],
@@ -360,6 +362,7 @@ fn training_curves_one_epoch_no_validation_and_nan() {
     let nan = [f32::NAN, 1.0, f32::INFINITY, 0.5];
     let all_nan = [f32::NAN; 3];
     let odd = Curves {
+        metric: "accuracy",
         loss: &nan,
         accuracy: &all_nan,
         val_loss: &[1.0, 1.0],
@@ -370,6 +373,7 @@ fn training_curves_one_epoch_no_validation_and_nan() {
     assert_eq!(open(&path).dimensions(), viz::CURVES_SIZE);
 
     let none = Curves {
+        metric: "accuracy",
         loss: &[],
         accuracy: &[],
         val_loss: &[],

@@ -47,6 +47,15 @@ impl Model {
         let per = self.targets_per_sample()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
+        let output = self.output_shape()?;
+        // Flips and shifts move the input image only (as Keras' preprocessing layers do);
+        // an image or a mask as the target would then no longer match its input.
+        ensure!(
+            !(cfg.horizontal_flip || cfg.translation.is_some()) || output.len() != 3,
+            "horizontal_flip and translation move the inputs only, and this model's outputs \
+             are images ({output:?} per sample) whose targets would no longer line up: train \
+             it without augmentation"
+        );
         let given = match (cfg.validation_data, cfg.validation_values) {
             (Some(_), Some(_)) => bail!("give validation_data or validation_values, not both"),
             (Some((vx, vy)), None) => Some((vx, Targets::Classes(vy))),

@@ -711,6 +711,18 @@ impl Model {
         self.graph.input_shape()
     }
 
+    /// The compiled metric's Keras name ("accuracy", "binary_accuracy", "mae", …), as the
+    /// epoch lines and [`History::metric`] show it.
+    pub fn metric_name(&self) -> &'static str {
+        self.graph.objective.metric_name()
+    }
+
+    /// Per-sample output shape (`[classes]` for a classifier, `[h, w, c]` for an image or
+    /// a mask).
+    pub fn output_shape(&self) -> Result<&[usize]> {
+        Ok(&self.graph.nodes[self.graph.output()?].out_shape)
+    }
+
     /// Number of output classes.
     pub fn classes(&self) -> Result<usize> {
         Ok(plan_head(&self.graph)?.classes)

@@ -110,31 +110,49 @@ pub(super) fn history_table(h: &History, epochs: usize) -> String {
     s
 }
 
-/// The train and test rows: loss, accuracy and support.
+/// The train and test rows: loss, metric, PSNR where measured, and support.
 pub(super) fn scores_table(train: &Scores, test: &Scores) -> String {
+    let psnr = train.psnr.is_some() || test.psnr.is_some();
     format!(
         "\nResults\n{}{}{}",
-        scores_head(),
-        scores_row("train", train),
-        scores_row("test", test)
+        scores_head(test.metric, psnr),
+        scores_row("train", train, psnr),
+        scores_row("test", test, psnr)
     )
 }
 
 /// Scores of one set, with the table head.
 pub(super) fn scores_table_one(part: &str, scores: &Scores) -> String {
-    format!("\n{}{}", scores_head(), scores_row(part, scores))
-}
-
-fn scores_head() -> String {
+    let psnr = scores.psnr.is_some();
     format!(
-        "{:<8}{:>10}{:>10}{:>10}\n",
-        "", "loss", "accuracy", "support"
+        "\n{}{}",
+        scores_head(scores.metric, psnr),
+        scores_row(part, scores, psnr)
     )
 }
 
-fn scores_row(part: &str, s: &Scores) -> String {
+fn scores_head(metric: &str, psnr: bool) -> String {
+    let width = metric.len().max(9) + 1;
+    let db = if psnr {
+        format!("{:>10}", "PSNR dB")
+    } else {
+        String::new()
+    };
     format!(
-        "{part:<8}{:>10.4}{:>10.4}{:>10}\n",
+        "{:<8}{:>10}{metric:>width$}{db}{:>10}\n",
+        "", "loss", "support"
+    )
+}
+
+fn scores_row(part: &str, s: &Scores, psnr: bool) -> String {
+    let width = s.metric.len().max(9) + 1;
+    let db = match (psnr, s.psnr) {
+        (false, _) => String::new(),
+        (true, Some(db)) => format!("{db:>10.2}"),
+        (true, None) => format!("{:>10}", "-"),
+    };
+    format!(
+        "{part:<8}{:>10.4}{:>width$.4}{db}{:>10}\n",
         s.loss, s.accuracy, s.support
     )
 }
@@ -154,6 +172,14 @@ pub(super) fn test_text(cm: &ConfusionMatrix, class_names: &[String]) -> String 
         "\nClassification report (test set)\n{}\nConfusion matrix (test set; rows: true class, columns: predicted)\n{}",
         classification_report(cm, class_names),
         cm.to_table(class_names)
+    )
+}
+
+/// A denoiser's test-set PSNR against that of its noisy inputs.
+pub(super) fn denoise_text(psnr: f64, noisy_psnr: f64, sigma: f32) -> String {
+    format!(
+        "\nDenoising (test set): PSNR {psnr:.2} dB of the outputs against the clean images; \
+         the inputs (noise σ {sigma}, clipped to [0, 1]) are at {noisy_psnr:.2} dB\n"
     )
 }
 

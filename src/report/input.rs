@@ -1,7 +1,8 @@
-//! `wgcnn predict`: PNG/JPEG files in, the experiment's top classes out.
+//! `wgcnn predict`: PNG/JPEG files in, the experiment's top classes out (or, for a
+//! denoiser, its output image written beside each input).
 
 use super::{class_names, compiled_model};
-use crate::experiments::{self, DatasetKind};
+use crate::experiments::{self, Experiment, Task};
 use crate::model::Model;
 use anyhow::{Context, Result, bail, ensure};
 use image::imageops::FilterType;
@@ -10,12 +11,15 @@ use std::path::{Path, PathBuf};
 /// How many classes [`predict_images`] reports per image.
 pub const TOP_K: usize = 3;
 
-/// The best classes for one image, most probable first.
+/// The best classes for one image, most probable first, or where a denoiser's output went.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
     pub path: PathBuf,
-    /// (class name, probability), [`TOP_K`] entries.
+    /// (class name, probability), [`TOP_K`] entries; empty for a denoiser.
     pub top: Vec<(String, f32)>,
+    /// A denoiser's output image: `<image stem>.<experiment>.png` beside the input (never
+    /// over an existing file).
+    pub output: Option<PathBuf>,
 }
 
 /// Loads `path` as the model input of `shape` `[h, w, c]`: grey for `c == 1`, RGB for
@@ -81,7 +85,7 @@ pub fn predict_images(
     }
     let (mut model, _) = compiled_model(&exp, 0, None)?;
     model.load_weights(weights)?;
-    top_predictions(&mut model, inputs, images, exp.dataset)
+    top_predictions(&mut model, inputs, images, &exp)
 }
 
 /// Like [`predict_images`], with a model file written by `wgcnn train` (which records
@@ -95,7 +99,7 @@ pub fn predict_images_with_model(
     let mut model = Model::load(model_file)?;
     let exp = experiments::experiment(&super::model_experiment(&model, model_file)?)?;
     let inputs = load_inputs(images, exp.input_shape(), invert);
-    top_predictions(&mut model, inputs, images, exp.dataset)
+    top_predictions(&mut model, inputs, images, &exp)
 }
 
 /// Each image as the model's input, or the error that kept it out.
@@ -112,9 +116,10 @@ fn top_predictions(
     model: &mut Model,
     inputs: Vec<Result<Vec<f32>>>,
     images: &[PathBuf],
-    dataset: DatasetKind,
+    exp: &Experiment,
 ) -> Result<Vec<Result<Prediction>>> {
     let classes = model.classes()?;
+    let shape = exp.input_shape();
     let x: Vec<f32> = inputs.iter().flatten().flatten().copied().collect();
     let loaded = inputs.iter().filter(|i| i.is_ok()).count();
     let probs = if loaded == 0 {
@@ -122,7 +127,7 @@ fn top_predictions(
     } else {
         model.predict(&x, loaded.min(32))?
     };
-    let names = class_names(dataset);
+    let names = class_names(exp.dataset);
     let mut rows = probs.chunks_exact(classes);
     Ok(images
         .iter()
@@ -130,12 +135,44 @@ fn top_predictions(
         .map(|(path, input)| {
             input?;
             let row = rows.next().context("a prediction for every loaded image")?;
-            Ok(Prediction {
-                path: path.clone(),
-                top: top_k(row, &names, TOP_K),
+            Ok(match exp.task {
+                Task::Classify => Prediction {
+                    path: path.clone(),
+                    top: top_k(row, &names, TOP_K),
+                    output: None,
+                },
+                Task::Denoise { .. } => Prediction {
+                    path: path.clone(),
+                    top: Vec::new(),
+                    output: Some(write_output_image(path, exp.name, row, shape)?),
+                },
             })
         })
         .collect())
+}
+
+/// Writes a denoiser's output `image` (`[h, w, c]`, values in [0, 1]) to
+/// `<stem>.<experiment>.png` beside `input`, refusing to replace an existing file.
+fn write_output_image(
+    input: &Path,
+    experiment: &str,
+    image: &[f32],
+    [h, w, c]: [usize; 3],
+) -> Result<PathBuf> {
+    let stem = input
+        .file_stem()
+        .with_context(|| format!("{} has no file name", input.display()))?;
+    let mut name = stem.to_os_string();
+    name.push(format!(".{experiment}.png"));
+    let out = input.with_file_name(name);
+    ensure!(
+        !out.exists(),
+        "{} exists already; move it away to predict {} again",
+        out.display(),
+        input.display()
+    );
+    crate::viz::save_image(image, h, w, c, 1, &out)?;
+    Ok(out)
 }
 
 /// The `k` largest entries of `row` with their class names, largest first.

@@ -1,11 +1,11 @@
 //! The pictures of a run, drawn with [`crate::viz`]: what the first layer learned, what
-//! each convolution and pooling layer makes of one test image, the confusion matrix and the
-//! training curves.
+//! each convolution and pooling layer makes of one test image, the confusion matrix (a
+//! classifier) or noisy, clean and denoised test images (a denoiser), and the training
+//! curves.
 
-use super::RunFiles;
+use super::{RunFiles, TestReport};
 use crate::data::Split;
 use crate::layers::{Node, Op};
-use crate::metrics::ConfusionMatrix;
 use crate::model::{History, Model};
 use crate::viz::{self, Curves};
 use anyhow::{Context, Result, bail, ensure};
@@ -37,12 +37,16 @@ pub fn input_scale(h: usize, w: usize) -> u32 {
     viz::upscale(h.max(w), INPUT_PX)
 }
 
+/// How many test images `denoised.png` shows (one column each).
+pub const DENOISED_SHOWN: usize = 8;
+
 /// What the pictures of a finished run are drawn from.
 pub(super) struct RunPictures<'a> {
     pub experiment: &'a str,
     pub data: &'a Split,
-    /// Of the test set.
-    pub confusion: &'a ConfusionMatrix,
+    /// What the model was fed for the test images (a denoiser's noisy copies).
+    pub test_inputs: &'a [f32],
+    pub test: &'a TestReport,
     pub history: &'a History,
     pub out_dir: &'a Path,
 }
@@ -52,21 +56,56 @@ impl RunPictures<'_> {
     /// the model (filters, feature maps) in `files`.
     pub fn write(&self, model: &mut Model, files: &mut RunFiles) -> Result<()> {
         files.filters = first_layer_filters(model, &self.out_dir.join("filters.png"))?;
-        files.feature_maps = sample_pictures(model, self.data, self.out_dir, &files.input)?;
-        let title = format!(
-            "{}: test set, accuracy {:.3}",
-            self.experiment,
-            self.confusion.accuracy()
-        );
-        let names = &self.data.test.class_names;
-        viz::save_confusion_matrix(self.confusion, names, &title, &files.confusion_matrix)?;
+        files.feature_maps = sample_pictures(
+            model,
+            self.data,
+            self.test_inputs,
+            self.out_dir,
+            &files.input,
+        )?;
+        if let Some(confusion) = &self.test.confusion {
+            let title = format!(
+                "{}: test set, accuracy {:.3}",
+                self.experiment,
+                confusion.accuracy()
+            );
+            let names = &self.data.test.class_names;
+            let path = self.out_dir.join("confusion_matrix.png");
+            viz::save_confusion_matrix(confusion, names, &title, &path)?;
+            files.confusion_matrix = Some(path);
+        } else {
+            files.denoised = Some(self.denoised()?);
+        }
         let curves = Curves {
             loss: &self.history.loss,
             accuracy: &self.history.accuracy,
             val_loss: &self.history.val_loss,
             val_accuracy: &self.history.val_accuracy,
+            metric: self.history.metric_name(),
         };
         viz::save_training_curves(&curves, self.experiment, &files.training_curves)
+    }
+}
+
+impl RunPictures<'_> {
+    /// `denoised.png`: the first [`DENOISED_SHOWN`] test images as the model saw them,
+    /// clean, and as it gave them back, one row each.
+    fn denoised(&self) -> Result<PathBuf> {
+        let test = &self.data.test;
+        let per = test.height * test.width * test.channels;
+        ensure!(
+            test.channels == 1 && self.test.outputs.len() == test.images.len(),
+            "the denoised picture needs grey images and one output image per test image"
+        );
+        let shown = DENOISED_SHOWN.min(test.len());
+        let mut rows: Vec<&[f32]> = Vec::new();
+        for source in [self.test_inputs, &test.images, &self.test.outputs] {
+            rows.extend((0..shown).map(|i| &source[i * per..(i + 1) * per]));
+        }
+        let path = self.out_dir.join("denoised.png");
+        let scale = viz::upscale(test.height.max(test.width), 84);
+        viz::save_image_grid(&rows, shown, test.height, test.width, scale, &path)?;
+        Ok(path)
     }
 }
 
@@ -98,6 +137,7 @@ fn first_layer_filters(model: &Model, path: &Path) -> Result<Option<PathBuf>> {
 fn sample_pictures(
     model: &mut Model,
     data: &Split,
+    test_inputs: &[f32],
     dir: &Path,
     input_path: &Path,
 ) -> Result<Vec<(String, PathBuf)>> {
@@ -107,7 +147,10 @@ fn sample_pictures(
         "the test set is empty; no sample image to draw"
     );
     let (h, w, c) = (test.height, test.width, test.channels);
-    let image = test.image(SAMPLE_INDEX);
+    let per = h * w * c;
+    let image = test_inputs
+        .get(SAMPLE_INDEX * per..(SAMPLE_INDEX + 1) * per)
+        .context("the sample test image")?;
     viz::save_image(image, h, w, c, input_scale(h, w), input_path)?;
 
     let drawn: Vec<String> = model
