@@ -5,7 +5,9 @@ struct Params {
     n: u32,
     rate: f32,
     seed: u32,
-    _pad: u32,
+    // Global index of element 0 (a rank's shard of a batch draws the masks that one
+    // process would draw for the same samples).
+    offset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
@@ -30,6 +32,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.n || i >= arrayLength(&y)) {
         return;
     }
-    let u = f32(pcg(i ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
+    let u = f32(pcg((i + p.offset) ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
     y[i] = select(0.0, x[i] / (1.0 - p.rate), u >= p.rate);
 }

@@ -561,10 +561,11 @@ impl<'a> Runner<'a> {
                     }
                     *best = if c.save_best_only { current } else { *best };
                     let path = c.path_for(epoch);
-                    if c.save_weights_only {
-                        model.save_weights(&path)?;
-                    } else {
-                        model.save(&path)?;
+                    // Every rank holds the same model: rank 0 alone writes it.
+                    match (model.ranks().is_root(), c.save_weights_only) {
+                        (false, _) => {}
+                        (true, true) => model.save_weights(&path)?,
+                        (true, false) => model.save(&path)?,
                     }
                     h.checkpoints.push((epoch, path));
                 }
@@ -595,7 +596,7 @@ impl<'a> Runner<'a> {
                         }
                     }
                 }
-                (Callback::CsvLogger(c), State::CsvLogger) => {
+                (Callback::CsvLogger(c), State::CsvLogger) if model.ranks().is_root() => {
                     let csv = model.training_history().to_csv();
                     crate::io::write_atomic(&c.filename, csv.as_bytes())?;
                 }

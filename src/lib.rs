@@ -6,6 +6,7 @@
 
 pub mod callbacks;
 pub mod data;
+pub mod distributed;
 pub mod experiments;
 pub mod gpu;
 pub mod io;
@@ -23,6 +24,7 @@ pub use tensor::Tensor;
 
 /// Everything a model definition needs, Keras-style.
 pub mod prelude {
+    pub use crate::distributed::Distributed;
     pub use crate::layers::ActivationFn::{
         self, Elu, Gelu, GeluApproximate, HardSigmoid, HardSilu, HardSilu as HardSwish, LeakyRelu,
         Linear, Relu, Relu6, Sigmoid, Silu, Silu as Swish, Softmax, Softplus, Softsign, Tanh,

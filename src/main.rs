@@ -204,6 +204,15 @@ fn run(command: Command) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    // Under `mpirun` (with the `mpi` feature) every rank runs this: data-parallel training
+    // of one model; otherwise one rank. Kept until the end (dropping it ends MPI).
+    let dist = wgcnn::distributed::Distributed::init()?;
+    let ranks = dist.ranks();
+    let result = train_ranks(args, ranks);
+    ranks.or_abort(result)
+}
+
+fn train_ranks(args: TrainArgs, ranks: wgcnn::distributed::Ranks) -> Result<()> {
     if let Some(file) = &args.resume {
         ensure_file(file, "model file")?;
         ensure!(
@@ -232,10 +241,11 @@ fn train(args: TrainArgs) -> Result<()> {
         limit_test: args.limit_test,
         verbose: !args.quiet,
         download: !args.data.no_download,
+        ranks,
         ..recipe
     };
     let run = report::train_experiment(&cfg)?;
-    if args.quiet {
+    if args.quiet && ranks.is_root() {
         let psnr = run
             .test
             .psnr

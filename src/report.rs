@@ -29,12 +29,14 @@ pub use input::{Prediction, TOP_K, load_input_image, predict_images, predict_ima
 use crate::callbacks::{CsvLogger, ModelCheckpoint, Monitor};
 use crate::data::augment::RandomTranslation;
 use crate::data::{self, Dataset, Split};
+use crate::distributed::Ranks;
 use crate::experiments::{self, DatasetKind, Experiment, NOISE_SEEDS, Task};
 use crate::gpu::Gpu;
 use crate::metrics::{self, ConfusionMatrix};
 use crate::model::{FitConfig, History, Model, Targets};
 use crate::ops::optimizer::Optimizer;
 use anyhow::{Context, Result, ensure};
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +80,9 @@ pub struct RunConfig {
     pub verbose: bool,
     /// Download missing dataset files.
     pub download: bool,
+    /// The ranks of a data-parallel run under `mpirun` ([`Ranks::single`] otherwise):
+    /// every rank trains, rank 0 alone prints and writes the run folder.
+    pub ranks: Ranks,
 }
 
 impl RunConfig {
@@ -100,6 +105,7 @@ impl RunConfig {
             limit_test: None,
             verbose: true,
             download: true,
+            ranks: Ranks::single(),
         }
     }
 
@@ -596,6 +602,10 @@ fn check_writable_or_creatable(dir: &Path) -> Result<()> {
 }
 
 fn run(model: &mut Model, data: &Split, cfg: &RunConfig, header_extra: &str) -> Result<RunReport> {
+    model.set_ranks(cfg.ranks);
+    if !cfg.ranks.is_root() {
+        return follow_run(model, data, cfg);
+    }
     check_options(cfg)?;
     let (epochs, batch_size) = schedule(cfg)?;
     let initial_epoch = model.epochs_trained();
@@ -622,22 +632,13 @@ fn write_run(
     header_extra: &str,
     out_dir: &Path,
 ) -> Result<RunReport> {
-    let (epochs, batch_size) = schedule(cfg)?;
-    let recipe = experiments::experiment(&cfg.experiment).ok();
-    let task = recipe.as_ref().map_or(Task::Classify, |r| r.task);
-    let horizontal_flip = cfg
-        .horizontal_flip
-        .or(recipe.as_ref().map(|r| r.horizontal_flip))
-        .unwrap_or(false);
+    let plan = RunPlan::new(cfg, data)?;
+    let (epochs, batch_size, recipe) = (plan.epochs, plan.batch_size, &plan.recipe);
+    let (horizontal_flip, translation) = (plan.horizontal_flip, plan.translation);
 
     let mut out = Transcript::new(cfg.verbose);
     out.print(&format::header(&cfg.experiment, data, epochs, batch_size));
     out.print(header_extra);
-    let translation = match cfg.translation {
-        Some(f) if f > 0.0 => Some(RandomTranslation::new(f, f)),
-        Some(_) => None,
-        None => recipe.as_ref().and_then(|r| r.translation),
-    };
     if horizontal_flip {
         out.print("augmentation: random horizontal flip of training images\n");
     }
@@ -655,7 +656,6 @@ fn write_run(
     }
     out.print(&format!("\n{}\n", model.summary()));
 
-    let initial_epoch = model.epochs_trained();
     out.print(&format!("run directory: {}\n", out_dir.display()));
     let mut files = RunFiles::plan(out_dir);
     // After every epoch, atomically: the whole model (a crash loses at most an epoch, and
@@ -665,23 +665,7 @@ fn write_run(
     if let Some(r) = &recipe {
         model.set_metadata("dataset", dataset_name(r.dataset));
     }
-    let x_train = task.inputs(&data.train.images, NOISE_SEEDS.0);
-    let x_test = task.inputs(&data.test.images, NOISE_SEEDS.1);
-    let y_train = task.targets(&data.train.images, &data.train.labels);
-    let (validation_data, validation_values) =
-        match task.targets(&data.test.images, &data.test.labels) {
-            Targets::Classes(labels) => (Some((&x_test[..], labels)), None),
-            Targets::Values(clean) => (None, Some((&x_test[..], clean))),
-        };
     let fit = FitConfig {
-        epochs,
-        batch_size,
-        validation_data,
-        validation_values,
-        shuffle: true,
-        initial_epoch,
-        horizontal_flip,
-        translation,
         // The history first: a kill between the two leaves a model file one epoch behind
         // the CSV, and a resume from it rewrites the CSV from the file's own history.
         callbacks: vec![
@@ -691,18 +675,18 @@ fn write_run(
                 .into(),
         ],
         verbose: cfg.verbose,
-        ..Default::default()
+        ..plan.fit_config(model)
     };
-    let fitted = model.fit(&x_train, y_train, &fit)?;
+    let (x_train, y_train) = (&plan.x_train, plan.y_train);
+    let fitted = model.fit(x_train, y_train, &fit)?;
     model.save(&model_file)?;
     // The whole run's history (a resumed run's earlier epochs too).
     let history = model.training_history().clone();
     out.print(&format::history_table(&history, epochs));
 
     let train =
-        scores(model, &x_train, y_train, batch_size).context("evaluating on the training set")?;
-    drop(x_train);
-    let test = test_report(model, &data.test, task, batch_size)?;
+        scores(model, x_train, y_train, batch_size).context("evaluating on the training set")?;
+    let test = test_report(model, &data.test, plan.task, batch_size)?;
     let train_seconds: f64 = fitted.epoch_seconds.iter().sum();
     let images_per_second = (data.train.len() * fitted.loss.len()) as f64 / train_seconds.max(1e-9);
     out.print(&format::scores_table(&train, &test.scores));
@@ -714,7 +698,7 @@ fn write_run(
     let run_pictures = pictures::RunPictures {
         experiment: &cfg.experiment,
         data,
-        test_inputs: &x_test,
+        test_inputs: &plan.x_test,
         test: &test,
         history: &history,
         out_dir,
@@ -738,6 +722,98 @@ fn write_run(
         files,
         text: out.text,
     })
+}
+
+/// A rank other than 0 of a data-parallel run: the same training and evaluations as
+/// [`write_run`] (every collective in the same order), nothing printed or written.
+fn follow_run(model: &mut Model, data: &Split, cfg: &RunConfig) -> Result<RunReport> {
+    let plan = RunPlan::new(cfg, data)?;
+    model.plan(plan.batch_size.min(data.train.len()))?;
+    let fit = FitConfig {
+        verbose: false,
+        ..plan.fit_config(model)
+    };
+    let history = model.fit(&plan.x_train, plan.y_train, &fit)?;
+    let train = scores(model, &plan.x_train, plan.y_train, plan.batch_size)?;
+    let test = scores(model, &plan.x_test, plan.y_test, plan.batch_size)?;
+    Ok(RunReport {
+        experiment: cfg.experiment.clone(),
+        epochs: history.loss.len(),
+        batch_size: plan.batch_size,
+        train,
+        test,
+        history,
+        images_per_second: 0.0,
+        confusion: None,
+        class_names: data.test.class_names.clone(),
+        out_dir: PathBuf::new(),
+        files: RunFiles::default(),
+        text: String::new(),
+    })
+}
+
+/// What a run trains on and how, from its config and the experiment's recipe.
+struct RunPlan<'a> {
+    recipe: Option<Experiment>,
+    task: Task,
+    epochs: usize,
+    batch_size: usize,
+    horizontal_flip: bool,
+    translation: Option<RandomTranslation>,
+    /// What the model is fed (a denoiser's noisy images) and compared with.
+    x_train: Cow<'a, [f32]>,
+    y_train: Targets<'a>,
+    x_test: Cow<'a, [f32]>,
+    y_test: Targets<'a>,
+}
+
+impl<'a> RunPlan<'a> {
+    fn new(cfg: &RunConfig, data: &'a Split) -> Result<RunPlan<'a>> {
+        let (epochs, batch_size) = schedule(cfg)?;
+        let recipe = experiments::experiment(&cfg.experiment).ok();
+        let task = recipe.as_ref().map_or(Task::Classify, |r| r.task);
+        let horizontal_flip = cfg
+            .horizontal_flip
+            .or(recipe.as_ref().map(|r| r.horizontal_flip))
+            .unwrap_or(false);
+        let translation = match cfg.translation {
+            Some(f) if f > 0.0 => Some(RandomTranslation::new(f, f)),
+            Some(_) => None,
+            None => recipe.as_ref().and_then(|r| r.translation),
+        };
+        Ok(RunPlan {
+            recipe,
+            task,
+            epochs,
+            batch_size,
+            horizontal_flip,
+            translation,
+            x_train: task.inputs(&data.train.images, NOISE_SEEDS.0),
+            y_train: task.targets(&data.train.images, &data.train.labels),
+            x_test: task.inputs(&data.test.images, NOISE_SEEDS.1),
+            y_test: task.targets(&data.test.images, &data.test.labels),
+        })
+    }
+
+    /// `fit`'s settings: the schedule, the test set as validation data, shuffling and
+    /// augmentation, from the model's epoch on (a resumed run's); no callbacks.
+    fn fit_config(&self, model: &Model) -> FitConfig<'_> {
+        let (validation_data, validation_values) = match self.y_test {
+            Targets::Classes(labels) => (Some((&self.x_test[..], labels)), None),
+            Targets::Values(clean) => (None, Some((&self.x_test[..], clean))),
+        };
+        FitConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            validation_data,
+            validation_values,
+            shuffle: true,
+            initial_epoch: model.epochs_trained(),
+            horizontal_flip: self.horizontal_flip,
+            translation: self.translation,
+            ..Default::default()
+        }
+    }
 }
 
 /// Epochs and batch size: `cfg`'s, else the experiment's, else Keras' 1 and 32.

@@ -1057,6 +1057,27 @@ fn dropout_matches_cpu() -> R {
     assert_close("dropout backward", &dx.read(&g)?, &wdx, 1e-6, 1e-6)?;
     let dropped = wy.iter().filter(|v| **v == 0.0).count() as f32 / n as f32;
     assert!((dropped - 0.3).abs() < 0.03, "dropped fraction {dropped}");
+    // A shard starting at element 1,201 (a rank's part of a batch) with that offset draws
+    // the whole tensor's masks for its elements, on the GPU and the CPU.
+    let (start, len) = (1201, 1799);
+    let ps = DropoutParams::new(len, 0.3, 12345)?.with_offset(start);
+    let us = Uniform::new(&g, &ps, "dropout shard");
+    let ts = Tensor::from_slice(&g, &[len], &x[start..start + len], "x shard")?;
+    let (ys, dxs) = (poisoned(&g, &[len], "ys"), poisoned(&g, &[len], "dxs"));
+    g.run(&[
+        &dropout_forward(&g, &ys, &ts, &us)?,
+        &dropout_backward(&g, &dxs, &ts, &us)?,
+    ])?;
+    let whole = &wy[start..start + len];
+    assert_eq!(
+        ys.read::<f32>(&g)?,
+        whole,
+        "shard forward = slice of the whole"
+    );
+    assert_eq!(dxs.read::<f32>(&g)?, &wdx[start..start + len]);
+    let mut cs = vec![0.0; len];
+    dropout_forward_cpu(&mut cs, &x[start..start + len], &ps);
+    assert_eq!(cs, whole);
     Ok(())
 }
 

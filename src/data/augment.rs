@@ -153,15 +153,7 @@ impl Augment {
 
     /// Writes the next training image `src`, augmented, into `dst`.
     pub fn apply(&mut self, src: &[f32], dst: &mut [f32]) {
-        let [h, w, _] = self.shape;
-        let flip = self.flip.as_mut().is_some_and(|r| r.random::<bool>());
-        let shift = self.translation.as_mut().map(|(t, r)| {
-            let max_y = (t.height_factor * h as f32).floor() as i64;
-            let max_x = (t.width_factor * w as f32).floor() as i64;
-            let dy = r.random_range(-max_y..=max_y) as isize;
-            let dx = r.random_range(-max_x..=max_x) as isize;
-            (dy, dx, t.fill_mode)
-        });
+        let (flip, shift) = self.draw();
         match (flip, shift) {
             (false, None) => dst.copy_from_slice(src),
             (true, None) => mirror_horizontal(src, dst, self.shape),
@@ -171,5 +163,25 @@ impl Augment {
                 translate(&self.scratch, dst, self.shape, (dy, dx), fill);
             }
         }
+    }
+
+    /// Draws what the next image would get and drops it: a rank of data-parallel training
+    /// skips the images of the other ranks' shards, keeping its draws those of one process.
+    pub fn skip(&mut self) {
+        self.draw();
+    }
+
+    /// The next image's flip and shift (rows, columns, fill).
+    fn draw(&mut self) -> (bool, Option<(isize, isize, FillMode)>) {
+        let [h, w, _] = self.shape;
+        let flip = self.flip.as_mut().is_some_and(|r| r.random::<bool>());
+        let shift = self.translation.as_mut().map(|(t, r)| {
+            let max_y = (t.height_factor * h as f32).floor() as i64;
+            let max_x = (t.width_factor * w as f32).floor() as i64;
+            let dy = r.random_range(-max_y..=max_y) as isize;
+            let dx = r.random_range(-max_x..=max_x) as isize;
+            (dy, dx, t.fill_mode)
+        });
+        (flip, shift)
     }
 }

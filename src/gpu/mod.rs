@@ -358,6 +358,30 @@ impl Gpu {
         Ok(())
     }
 
+    /// Like [`Gpu::run`], then copies each `(buffer, bytes)` of `sources` one after another
+    /// into `staging`, in the same submission (a data-parallel step's gradients).
+    pub fn run_and_copy(
+        &self,
+        dispatches: &[&Dispatch],
+        sources: &[(&wgpu::Buffer, u64)],
+        staging: &wgpu::Buffer,
+    ) -> Result<()> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        Dispatch::record_all(&mut encoder, dispatches);
+        let mut at = 0;
+        for &(buffer, bytes) in sources {
+            encoder.copy_buffer_to_buffer(buffer, 0, staging, at, bytes);
+            at += bytes;
+        }
+        bump(&self.counters.submits);
+        self.queue.submit([encoder.finish()]);
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            bail!("GPU submission failed validation: {err}");
+        }
+        Ok(())
+    }
+
     /// Blocks until all submitted work is done.
     pub fn wait(&self) -> Result<()> {
         self.device
@@ -456,10 +480,19 @@ fn pick_adapter() -> Result<wgpu::Adapter> {
         wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
         _ => 1,
     };
-    adapters
+    let best = adapters
+        .iter()
+        .map(|a| (rank(a), backend_rank(a)))
+        .min()
+        .ok_or_else(|| anyhow!(NO_ADAPTER_HINT))?;
+    // Of the best kind, the one for this process's local rank (one GPU per rank when a
+    // machine has several; all ranks share the one there is otherwise).
+    let mut best: Vec<wgpu::Adapter> = adapters
         .into_iter()
-        .min_by_key(|a| (rank(a), backend_rank(a)))
-        .ok_or_else(|| anyhow!(NO_ADAPTER_HINT))
+        .filter(|a| (rank(a), backend_rank(a)) == best)
+        .collect();
+    let pick = crate::distributed::local_rank() % best.len();
+    Ok(best.swap_remove(pick))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the ops' CPU references. It validates the GPU graph end to end (same initial weights,
 //! same batches → same weights) and is the baseline in the benchmarks.
 
+use super::data_parallel::Shard;
 use super::{Graph, Objective, Targets, plan_head};
 use crate::layers::{Node, Op};
 use crate::ops::activation::{Act, activation_backward_cpu, activation_forward_cpu};
@@ -102,7 +103,8 @@ impl CpuEngine {
         graph: &Graph,
         x: &[f32],
         batch: usize,
-        dropout_seed: Option<(u64, u64)>,
+        // (seed, step, index of the first sample within the global batch).
+        dropout_seed: Option<(u64, u64, usize)>,
     ) -> Trace {
         let nodes = &graph.nodes;
         let mut acts: Vec<Vec<f32>> = Vec::new();
@@ -227,13 +229,14 @@ impl CpuEngine {
                     &node.op.upsampling_shape(batch).expect("up-sampling op"),
                 ),
                 Op::Dropout { rate } => match dropout_seed {
-                    Some((seed, step)) => {
+                    Some((seed, step, first)) => {
                         let p = DropoutParams::new(
                             a.len(),
                             *rate,
                             super::gpu::dropout_seed(seed, step, graph.layer_index(i)),
                         )
-                        .expect("rate checked at add");
+                        .expect("rate checked at add")
+                        .with_offset(first * a.len() / batch.max(1));
                         dropout_forward_cpu(&mut y, a, &p);
                     }
                     None => y.copy_from_slice(a),
@@ -359,10 +362,12 @@ impl CpuEngine {
         opt: &Optimizer,
         step: u64,
         seed: u64,
+        shard: Option<&Shard>,
     ) -> Result<(f64, f64)> {
         let nodes = &graph.nodes;
         let head = plan_head(graph)?;
-        let t = self.forward(graph, x, batch, Some((seed, step)));
+        let first = shard.map_or(0, |s| s.first);
+        let t = self.forward(graph, x, batch, Some((seed, step, first)));
         let (sum, hits, dout) = self.loss(graph, &t.acts[head.output], targets, batch)?;
         // grads[t]: the gradient of tensor t, summed over its readers (the references
         // accumulate), where something upstream learns.
@@ -548,7 +553,8 @@ impl CpuEngine {
                         a.len(),
                         *rate,
                         super::gpu::dropout_seed(seed, step, graph.layer_index(i)),
-                    )?;
+                    )?
+                    .with_offset(first * a.len() / batch.max(1));
                     dropout_backward_cpu(&mut da[0], &dy, &p);
                 }
                 Op::Merge { op, scale } => {
@@ -602,6 +608,20 @@ impl CpuEngine {
             .flat_map(|(node, g)| g.iter_mut().take(node.trainable_tensors()))
             .map(|g| &mut g[..])
             .collect();
+        if let Some(shard) = shard {
+            // The global batch's mean gradient, from every rank's (as the GPU step does).
+            let mut flat: Vec<f32> = trainable_grads
+                .iter()
+                .flat_map(|g| g.iter())
+                .copied()
+                .collect();
+            shard.reduce(&mut flat)?;
+            let mut at = 0;
+            for g in trainable_grads.iter_mut() {
+                g.copy_from_slice(&flat[at..at + g.len()]);
+                at += g.len();
+            }
+        }
         clip_gradients_cpu(&mut trainable_grads, opt.clip);
         // The optimizer updates the trainable tensors (they come first); a batch
         // normalization's moving statistics take this batch's.

@@ -2,7 +2,8 @@
 //! batches, one submission a step, callbacks at epoch ends), `train_on_batch`,
 //! `evaluate`, `predict`, `layer_outputs` and the step profiler.
 
-use super::{Compiled, DispatchTime, Engine, FitConfig, History, Model, NamedTensor};
+use super::data_parallel::Shard;
+use super::{Compiled, DispatchTime, Engine, FitConfig, History, Model, NamedTensor, Objective};
 use crate::callbacks;
 use crate::data::augment::Augment;
 use crate::model::Targets;
@@ -35,13 +36,21 @@ impl Model {
     /// order and augmentation from the seed, runs its steps (one submission each, totals
     /// read only when the progress bar is due), validates, and hands its logs to the
     /// callbacks.
+    ///
+    /// With [`Model::set_distributed`], `batch_size` is the global batch: every rank trains
+    /// on its shard of each batch and the gradients are averaged over the ranks; an error
+    /// on any rank ends the whole job.
     pub fn fit<'y>(
         &mut self,
         x: &[f32],
         y: impl Into<Targets<'y>>,
         cfg: &FitConfig,
     ) -> Result<History> {
-        let y: Targets = y.into();
+        let result = self.fit_ranks(x, y.into(), cfg);
+        self.ranks.or_abort(result)
+    }
+
+    fn fit_ranks(&mut self, x: &[f32], y: Targets, cfg: &FitConfig) -> Result<History> {
         ensure!(cfg.batch_size > 0, "batch_size must be positive");
         let n_all = self.check_data(x, Some(y), "fit")?;
         let per = self.targets_per_sample()?;
@@ -80,9 +89,32 @@ impl Model {
             cfg.initial_epoch,
             cfg.epochs
         );
+        let batch = cfg.batch_size.min(n);
+        let ranks = self.ranks;
+        if ranks.is_distributed() {
+            let size = ranks.size();
+            ensure!(
+                cfg.batch_size.is_multiple_of(size),
+                "batch_size {} is the global batch and must divide evenly over the {size} ranks",
+                cfg.batch_size
+            );
+            let last = n % batch;
+            ensure!(
+                batch >= size && (last == 0 || last >= size),
+                "with {n} samples in batches of {batch}, a batch of {} would leave a rank \
+                 without samples; use fewer ranks or another batch size",
+                if batch < size { batch } else { last }
+            );
+            ensure!(
+                !matches!(self.graph.objective, Objective::Classes { iou: true, .. }),
+                "MeanIoU is not summed over ranks yet: train with another metric under MPI"
+            );
+            self.broadcast_from_root()?;
+        }
         let mut runner = callbacks::Runner::new(&cfg.callbacks, validation.is_some(), self)?;
         runner.on_train_begin(self)?;
-        let batch = cfg.batch_size.min(n);
+        // Rank 0 alone shows progress.
+        let verbose = cfg.verbose && ranks.is_root();
         let seed = self.seed;
         let mut history = History {
             metric: self.graph.objective.metric_name().to_string(),
@@ -111,9 +143,10 @@ impl Model {
             let augment =
                 Augment::for_epoch(seed, epoch, &input, cfg.horizontal_flip, cfg.translation)?;
             let start = Instant::now();
-            let bar = progress_bar(cfg.verbose, n.div_ceil(batch), epoch, cfg.epochs);
+            let bar = progress_bar(verbose, n.div_ceil(batch), epoch, cfg.epochs);
             let (loss, acc, stopped) =
                 self.train_epoch(x, y, &order, augment, batch, epoch, &bar, &mut runner)?;
+            self.average_moving_statistics()?;
             history.epoch.push(epoch);
             history.loss.push(loss);
             history.accuracy.push(acc);
@@ -132,7 +165,7 @@ impl Model {
             history
                 .learning_rate
                 .push(c.optimizer.learning_rate.at(c.step.saturating_sub(1)));
-            if cfg.verbose && !std::io::stderr().is_terminal() {
+            if verbose && !std::io::stderr().is_terminal() {
                 // No bar without a terminal (a log file): one line per epoch, like Keras'
                 // verbose=2.
                 eprintln!("{}", history.epoch_line(history.loss.len() - 1, cfg.epochs));
@@ -170,27 +203,38 @@ impl Model {
         let steps = n.div_ceil(batch);
         let per = self.targets_per_sample()?;
         let rows_per_sample = self.loss_rows_per_sample()?;
-        let mut xb = vec![0f32; batch * sample];
+        let ranks = self.ranks;
+        // This rank's part of a global batch: all of it in one process.
+        let local = batch.div_ceil(ranks.size());
+        let mut xb = vec![0f32; local * sample];
         // The batch's targets: labels or values, `per` each.
         let (mut yb, mut vb) = match y {
-            Targets::Classes(_) => (vec![0u32; batch * per], Vec::new()),
-            Targets::Values(_) => (Vec::new(), vec![0f32; batch * per]),
+            Targets::Classes(_) => (vec![0u32; local * per], Vec::new()),
+            Targets::Values(_) => (Vec::new(), vec![0f32; local * per]),
         };
         let start = Instant::now();
         let verbose = !bar.is_hidden();
         let graph = self.graph.clone();
         match &mut self.compiled()?.engine {
             Engine::Gpu(e) => {
-                let (g, p) = e.graph(&graph, batch, true)?;
+                let (g, p) = e.graph(&graph, local, true)?;
                 g.reset_totals(&p.gpu)?;
             }
             Engine::Cpu(e) => e.reset_totals(),
         }
         let mut cpu_totals = (0f64, 0f64);
+        let mut seen_here = 0;
         let mut last_read = Instant::now();
         let mut result = (f32::NAN, f32::NAN);
         for step in 0..steps {
-            let idx = &order[step * batch..((step + 1) * batch).min(n)];
+            let global = &order[step * batch..((step + 1) * batch).min(n)];
+            let (shard, mine) = Shard::of(ranks, global.len());
+            if let Some(a) = augment.as_mut() {
+                // The draws of the samples before this rank's shard, as one process makes
+                // them, so that every image gets the flip and shift it would get there.
+                (0..mine.start).for_each(|_| a.skip());
+            }
+            let idx = &global[mine.clone()];
             for (j, &i) in idx.iter().enumerate() {
                 let (src, dst) = (
                     &x[i * sample..(i + 1) * sample],
@@ -209,10 +253,17 @@ impl Model {
                     }
                 }
             }
+            if let Some(a) = augment.as_mut() {
+                (mine.end..global.len()).for_each(|_| a.skip());
+            }
             let valid = idx.len();
+            seen_here += valid;
             // Read the totals only when the bar is due (or every 64 steps, to catch a
-            // diverging loss early) and at the epoch's end; never otherwise.
+            // diverging loss early) and at the epoch's end; never otherwise. Only the
+            // epoch's end and the callbacks' steps, the same on every rank, sum the
+            // totals over the ranks.
             let hook = runner.wants_batch(step)?;
+            let sync = step + 1 == steps || hook;
             let due = step + 1 == steps
                 || step % 64 == 63
                 || hook
@@ -221,10 +272,24 @@ impl Model {
                 Targets::Classes(_) => Targets::Classes(&yb[..valid * per]),
                 Targets::Values(_) => Targets::Values(&vb[..valid * per]),
             };
-            let totals = self.step(&xb[..valid * sample], targets, batch, due, &mut cpu_totals)?;
+            let shard = ranks.is_distributed().then_some(shard);
+            let totals = self.step(
+                &xb[..valid * sample],
+                targets,
+                local,
+                due,
+                &mut cpu_totals,
+                shard.as_ref(),
+            )?;
             if let Some((l, h)) = totals {
                 last_read = Instant::now();
-                let seen = step * batch + valid;
+                let (l, h, seen) = if sync && ranks.is_distributed() {
+                    let mut t = [l, h, seen_here as f64];
+                    ranks.all_reduce_sum_f64(&mut t)?;
+                    (t[0], t[1], t[2] as usize)
+                } else {
+                    (l, h, seen_here)
+                };
                 let counted = (seen * rows_per_sample) as f64;
                 let (loss, acc) = (l / counted, h / counted);
                 if !loss.is_finite() {
@@ -258,8 +323,9 @@ impl Model {
         Ok((result.0, result.1, false))
     }
 
-    /// One training step on `valid` samples in a graph of `batch` rows; returns the totals
-    /// (loss sum, correct count) since the epoch's reset when `read` asks for them.
+    /// One training step on `valid` samples in a graph of `batch` rows (a rank's `shard`
+    /// of a global batch in data-parallel training); returns the totals (loss sum, correct
+    /// count) since the epoch's reset when `read` asks for them.
     fn step(
         &mut self,
         xb: &[f32],
@@ -267,6 +333,7 @@ impl Model {
         batch: usize,
         read: bool,
         cpu_totals: &mut (f64, f64),
+        shard: Option<&Shard>,
     ) -> Result<Option<(f64, f64)>> {
         // Borrowed field by field: a step clones nothing.
         let Model {
@@ -289,7 +356,7 @@ impl Model {
             Engine::Gpu(e) => {
                 let (g, p) = e.graph(graph, batch, true)?;
                 g.load(&p.gpu, xb, Some(yb), valid)?;
-                g.train_step(p, opt, c.step, seed)?;
+                g.train_step(p, opt, c.step, seed, shard)?;
                 if read {
                     Ok(Some(g.read_totals(&p.gpu)?))
                 } else {
@@ -297,7 +364,7 @@ impl Model {
                 }
             }
             Engine::Cpu(e) => {
-                let (l, h) = e.train_step(graph, xb, yb, valid, opt, c.step, seed)?;
+                let (l, h) = e.train_step(graph, xb, yb, valid, opt, c.step, seed, shard)?;
                 *cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h);
                 Ok(Some(*cpu_totals))
             }
@@ -313,20 +380,37 @@ impl Model {
     ) -> Result<(f32, f32)> {
         let y: Targets = y.into();
         let n = self.check_data(x, Some(y), "train_on_batch")?;
-
+        // Data-parallel: (x, y) is the global batch, and this rank trains on its shard.
+        let ranks = self.ranks;
+        let (shard, mine) = Shard::of(ranks, n);
+        ensure!(
+            !mine.is_empty(),
+            "a batch of {n} leaves rank {} without samples",
+            ranks.rank()
+        );
+        let sample = x.len() / n;
+        let per = self.targets_per_sample()?;
+        let (x, y) = (
+            &x[mine.start * sample..mine.end * sample],
+            y.slice(mine.clone(), per),
+        );
+        let local = mine.len();
         let graph = self.graph.clone();
         match &mut self.compiled()?.engine {
             Engine::Gpu(e) => {
-                let (g, p) = e.graph(&graph, n, true)?;
+                let (g, p) = e.graph(&graph, local, true)?;
                 g.reset_totals(&p.gpu)?;
             }
             Engine::Cpu(e) => e.reset_totals(),
         }
+        let shard = ranks.is_distributed().then_some(shard);
         let (l, h) = self
-            .step(x, y, n, true, &mut (0.0, 0.0))?
+            .step(x, y, local, true, &mut (0.0, 0.0), shard.as_ref())?
             .context("a step's totals")?;
+        let mut t = [l, h];
+        ranks.all_reduce_sum_f64(&mut t)?;
         let counted = (n * self.loss_rows_per_sample()?) as f64;
-        Ok(((l / counted) as f32, (h / counted) as f32))
+        Ok(((t[0] / counted) as f32, (t[1] / counted) as f32))
     }
 
     /// Mean loss and accuracy on (x, y), batch 32 like Keras.
@@ -343,14 +427,28 @@ impl Model {
     ) -> Result<(f32, f32)> {
         let y: Targets = y.into();
         ensure!(batch_size > 0, "batch_size must be positive");
-        let n = self.check_data(x, Some(y), "evaluate")?;
+        let n_all = self.check_data(x, Some(y), "evaluate")?;
         let per = self.targets_per_sample()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
+        // Data-parallel: every rank evaluates its share; the sums add up over the ranks.
+        let ranks = self.ranks;
+        ensure!(
+            !ranks.is_distributed()
+                || !matches!(self.graph.objective, Objective::Classes { iou: true, .. }),
+            "MeanIoU is not summed over ranks yet: evaluate with another metric under MPI"
+        );
+        let mine = ranks.shard(n_all);
+        let (x, y) = (
+            &x[mine.0 * sample..mine.1 * sample],
+            y.slice(mine.0..mine.1, per),
+        );
+        let n = mine.1 - mine.0;
         let graph = self.graph.clone();
-        let batch = self.reuse_batch(batch_size.min(n));
+        let batch = self.reuse_batch(batch_size.min(n).max(1));
         let c = self.compiled()?;
         let (sum, hits) = match &mut c.engine {
+            _ if n == 0 => (0.0, 0.0),
             Engine::Gpu(e) => {
                 let gpu = e.params.gpu.clone();
                 let (g, _) = e.graph(&graph, batch, false)?;
@@ -383,8 +481,10 @@ impl Model {
                 t
             }
         };
-        let counted = (n * self.loss_rows_per_sample()?) as f64;
-        Ok(((sum / counted) as f32, (hits / counted) as f32))
+        let mut t = [sum, hits];
+        ranks.all_reduce_sum_f64(&mut t)?;
+        let counted = (n_all * self.loss_rows_per_sample()?) as f64;
+        Ok(((t[0] / counted) as f32, (t[1] / counted) as f32))
     }
 
     /// A batch size whose graph already exists when `wanted` has none, to avoid

@@ -2,6 +2,7 @@
 //! batch size allocated once, and every dispatch of a training step recorded once, so
 //! that a step is: queue the batch, record the dispatch list into one encoder, submit.
 
+use super::data_parallel::Shard;
 use super::{Graph, LossHead, Objective, Targets, plan_head};
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
 use crate::layers::{Node, Op};
@@ -51,6 +52,9 @@ pub(crate) struct GpuParams {
     zero_bias: Vec<Option<Tensor>>,
     /// Reuse gradient buffers by liveness (off only to measure or check the plan).
     pub reuse_gradients: bool,
+    /// Where a data-parallel step gathers its gradients for the all-reduce (made by the
+    /// first such step).
+    exchange: std::sync::OnceLock<wgpu::Buffer>,
 }
 
 impl GpuParams {
@@ -146,6 +150,7 @@ impl GpuParams {
             updates,
             zero_bias,
             reuse_gradients: true,
+            exchange: std::sync::OnceLock::new(),
         })
     }
 
@@ -1264,17 +1269,49 @@ impl GpuGraph {
 
     /// Records and submits one training step (forward, loss, backward, update) as one
     /// command buffer. `step` is the 1-based optimizer step; `seed` varies dropout masks.
-    pub fn train_step(&self, p: &GpuParams, opt: &Optimizer, step: u64, seed: u64) -> Result<()> {
+    /// A rank's `shard` of a data-parallel step takes two: forward and backward, whose
+    /// gradients are read back, averaged over the ranks and written back; then the update.
+    pub fn train_step(
+        &self,
+        p: &GpuParams,
+        opt: &Optimizer,
+        step: u64,
+        seed: u64,
+        shard: Option<&Shard>,
+    ) -> Result<()> {
         let gpu = &*p.gpu;
         p.opt_uniform.set(gpu, &opt.params(step));
+        let first = shard.map_or(0, |s| s.first);
         for (u, i, layer, rate) in &self.dropout {
-            u.set(
-                gpu,
-                &DropoutParams::new(self.acts[*i].len(), *rate, dropout_seed(seed, step, *layer))?,
-            );
+            let len = self.acts[*i].len();
+            let per_sample = len / self.batch_rows.max(1);
+            let params = DropoutParams::new(len, *rate, dropout_seed(seed, step, *layer))?;
+            u.set(gpu, &params.with_offset(first * per_sample));
         }
-        let all: Vec<&Dispatch> = self.train.iter().chain(&p.updates).collect();
-        gpu.run(&all)
+        let Some(shard) = shard else {
+            let all: Vec<&Dispatch> = self.train.iter().chain(&p.updates).collect();
+            return gpu.run(&all);
+        };
+        let grads: Vec<&Tensor> = p.grads.iter().flatten().collect();
+        let sources: Vec<(&wgpu::Buffer, u64)> = grads
+            .iter()
+            .map(|t| (&t.buffer, t.len() as u64 * 4))
+            .collect();
+        let bytes: u64 = sources.iter().map(|s| s.1).sum();
+        if bytes == 0 {
+            let all: Vec<&Dispatch> = self.train.iter().chain(&p.updates).collect();
+            return gpu.run(&all); // nothing trainable: nothing to average
+        }
+        let staging = p.exchange.get_or_init(|| gpu.staging_buffer(bytes));
+        gpu.run_and_copy(&self.train.iter().collect::<Vec<_>>(), &sources, staging)?;
+        let mut host: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.map_read(staging, bytes)?);
+        shard.reduce(&mut host)?;
+        let mut at = 0;
+        for t in grads {
+            t.write_at(gpu, 0, &host[at..at + t.len()])?;
+            at += t.len();
+        }
+        gpu.run(&p.updates.iter().collect::<Vec<_>>())
     }
 
     /// Wall time of every dispatch of a training step (each link of a chained dispatch

@@ -22,6 +22,7 @@
 
 mod budget;
 mod cpu;
+mod data_parallel;
 mod fit;
 mod functional;
 mod gpu;
@@ -37,6 +38,7 @@ pub use io::{FileKind, file_kind};
 
 use crate::callbacks::Callback;
 use crate::data::augment::RandomTranslation;
+use crate::distributed::Ranks;
 use crate::gpu::Gpu;
 use crate::layers::{self, ActivationFn, Layer, Node, Op};
 use crate::ops::loss::{ElementLoss, ElementMetric};
@@ -659,6 +661,8 @@ pub struct Model {
     history: History,
     /// Free-form facts saved with the model (the CLI records its experiment and dataset).
     metadata: BTreeMap<String, String>,
+    /// The ranks it trains with (data-parallel over MPI), one by default.
+    ranks: Ranks,
 }
 
 impl Model {
@@ -674,6 +678,7 @@ impl Model {
             kept: Ok(Vec::new()),
             history: History::default(),
             metadata: BTreeMap::new(),
+            ranks: Ranks::single(),
         }
     }
 
@@ -682,6 +687,27 @@ impl Model {
         self.device = Some(device);
         self.uncompile();
         self
+    }
+
+    /// Trains data-parallel over the ranks of `dist` (see [`crate::distributed`]): `fit`'s
+    /// batch size is the global batch, split evenly over the ranks; `evaluate` shards its
+    /// data and sums over the ranks; `predict` stays local. One rank changes nothing.
+    pub fn set_distributed(&mut self, dist: &crate::distributed::Distributed) -> &mut Self {
+        self.ranks = dist.ranks();
+        self
+    }
+
+    /// Trains data-parallel over `ranks` (what [`Model::set_distributed`] does with a
+    /// [`crate::distributed::Distributed`]'s).
+    pub fn set_ranks(&mut self, ranks: Ranks) -> &mut Self {
+        self.ranks = ranks;
+        self
+    }
+
+    /// The ranks this model trains with ([`Ranks::single`] unless
+    /// [`Model::set_distributed`] was called).
+    pub fn ranks(&self) -> Ranks {
+        self.ranks
     }
 
     /// The seed of weight initialisation, shuffling and dropout. Call before `compile`.
@@ -968,9 +994,11 @@ impl Model {
     /// work starts (the CLI calls it before it creates a run folder).
     pub fn plan(&mut self, batch_size: usize) -> Result<()> {
         ensure!(batch_size > 0, "batch_size must be positive");
+        // Data-parallel, a rank's graph holds its shard of the global batch.
+        let local = batch_size.div_ceil(self.ranks.size());
         let graph = &self.graph;
         if let Engine::Gpu(e) = &mut Compiled::of(&mut self.compiled)?.engine {
-            e.graph(graph, batch_size, true)?;
+            e.graph(graph, local, true)?;
         }
         Ok(())
     }

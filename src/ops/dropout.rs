@@ -12,7 +12,10 @@ pub struct DropoutParams {
     pub n: u32,
     pub rate: f32,
     pub seed: u32,
-    pub _pad: u32,
+    /// The global index of element 0: a rank training on a shard of the batch that starts
+    /// at sample s passes s × (elements per sample), and draws the masks one process
+    /// would draw for those samples.
+    pub offset: u32,
 }
 
 impl DropoutParams {
@@ -25,8 +28,16 @@ impl DropoutParams {
             n: u32_of(n, "elements")?,
             rate,
             seed,
-            _pad: 0,
+            offset: 0,
         })
+    }
+
+    /// The same with element 0 at global index `offset` (wrapping, as the shaders do).
+    pub fn with_offset(self, offset: usize) -> DropoutParams {
+        DropoutParams {
+            offset: offset as u32,
+            ..self
+        }
     }
 }
 
@@ -77,7 +88,7 @@ pub fn dropout_backward(
 
 pub fn dropout_forward_cpu(out: &mut [f32], inp: &[f32], p: &DropoutParams) {
     for (i, (o, &x)) in out.iter_mut().zip(inp).enumerate() {
-        *o = if keep(i as u32, p.seed, p.rate) {
+        *o = if keep((i as u32).wrapping_add(p.offset), p.seed, p.rate) {
             x / (1.0 - p.rate)
         } else {
             0.0
@@ -89,7 +100,7 @@ pub fn dropout_forward_cpu(out: &mut [f32], inp: &[f32], p: &DropoutParams) {
 /// reference does (a tensor read by a dropout and another layer sums both gradients).
 pub fn dropout_backward_cpu(dinp: &mut [f32], dout: &[f32], p: &DropoutParams) {
     for (i, (d, &g)) in dinp.iter_mut().zip(dout).enumerate() {
-        if keep(i as u32, p.seed, p.rate) {
+        if keep((i as u32).wrapping_add(p.offset), p.seed, p.rate) {
             *d += g / (1.0 - p.rate);
         }
     }
