@@ -19,6 +19,24 @@ pub fn random_labels(n: usize, classes: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
+/// `n` random 8×8 grey images (values in [0, 1)) labelled by their brightest third
+/// (rows 0–2⅔, 2⅔–5⅓, 5⅓–8 as pixels 0..21, 21..42, 42..64): a task a small model
+/// partly learns in a few steps.
+pub fn brightest_third(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let x: Vec<f32> = random_vec(n * 64, seed).iter().map(|v| v.abs()).collect();
+    let y = (0..n)
+        .map(|i| {
+            let img = &x[i * 64..(i + 1) * 64];
+            let s = |r: std::ops::Range<usize>| img[r].iter().sum::<f32>();
+            let parts = [s(0..21), s(21..42), s(42..64)];
+            (0..3)
+                .max_by(|&a, &b| parts[a].total_cmp(&parts[b]))
+                .unwrap_or(0) as u32
+        })
+        .collect();
+    (x, y)
+}
+
 /// A NaN-filled vector: written into outputs before a kernel runs, so that any element the
 /// kernel fails to write fails the comparison.
 pub fn poison(n: usize) -> Vec<f32> {

@@ -25,7 +25,7 @@ mod with_mpi {
     use wgcnn::data::augment::RandomTranslation;
     use wgcnn::distributed::Ranks;
     use wgcnn::prelude::*;
-    use wgcnn::testing::{assert_close, random_vec};
+    use wgcnn::testing::{assert_close, brightest_third};
 
     type R = anyhow::Result<()>;
 
@@ -114,21 +114,6 @@ mod with_mpi {
         Ok(())
     }
 
-    /// Labelled 8×8 images (class = the brightest third).
-    fn data(n: usize) -> (Vec<f32>, Vec<u32>) {
-        let x: Vec<f32> = random_vec(n * 64, 3).iter().map(|v| v.abs()).collect();
-        let y = (0..n)
-            .map(|i| {
-                let s = |r: std::ops::Range<usize>| x[i * 64..][r].iter().sum::<f32>();
-                let parts = [s(0..21), s(21..42), s(42..64)];
-                (0..3)
-                    .max_by(|&a, &b| parts[a].total_cmp(&parts[b]))
-                    .unwrap_or(0) as u32
-            })
-            .collect();
-        (x, y)
-    }
-
     /// Trains the scenario's model on `ranks` and returns its weights, flattened.
     fn train(scenario: &str, ranks: Ranks) -> anyhow::Result<Vec<f32>> {
         let mut m = Sequential::new();
@@ -161,7 +146,7 @@ mod with_mpi {
         } else {
             (21, 3)
         };
-        let (x, y) = data(n);
+        let (x, y) = brightest_third(n, 3);
         let augment = dropout;
         let cfg = FitConfig {
             epochs,

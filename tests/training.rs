@@ -48,18 +48,7 @@ fn model(device: Device, seed: u64) -> anyhow::Result<Sequential> {
 /// validation data with random labels, whose loss falls, then rises as the model overfits:
 /// a curve with a minimum for the callbacks to find.
 fn data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-    let x: Vec<f32> = random_vec(n * 64, seed).iter().map(|v| v.abs()).collect();
-    let y = (0..n)
-        .map(|i| {
-            let img = &x[i * 64..(i + 1) * 64];
-            let s = |r: std::ops::Range<usize>| img[r].iter().sum::<f32>();
-            let parts = [s(0..21), s(21..42), s(42..64)];
-            (0..3)
-                .max_by(|&a, &b| parts[a].total_cmp(&parts[b]))
-                .unwrap_or(0) as u32
-        })
-        .collect();
-    (x, y)
+    wgcnn::testing::brightest_third(n, seed)
 }
 
 fn quiet(epochs: usize) -> FitConfig<'static> {
