@@ -21,6 +21,15 @@
 //! conv and 2·B·in·out per dense; a training step is forward + dX + dW = 3× forward for
 //! layers that need dX (a layer with parameters before them), 2× for the others (the first).
 //! Progress goes to stderr; stdout is the table, ready to paste.
+//!
+//! Under `mpirun` (built with `--features mpi`) it measures data-parallel training
+//! instead: per model and global batch, the compute of a rank's shard alone, the
+//! data-parallel step, the all-reduce in it and the communication left exposed, and a
+//! projection of the scaling to more GPUs from those figures:
+//!
+//! ```text
+//! mpirun -np 2 --bind-to none target/release/examples/throughput mnist-conv cifar-deep --batch 128
+//! ```
 
 use anyhow::{Result, bail};
 use clap::Parser;
@@ -205,6 +214,89 @@ fn measure(m: &mut Model, data: &Data, repeats: usize) -> Result<(f64, f64)> {
     Ok((median(train), median(infer)))
 }
 
+/// Seconds per training step of `m` on `data`: the median of `repeats` `fit`s.
+fn step_seconds(m: &mut Model, data: &Data, repeats: usize) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..repeats.max(1) {
+        times.push(data.train(m)? / data.batches() as f64);
+    }
+    Ok(median(times))
+}
+
+/// Under `mpirun`: for each model and global batch, the compute of this rank's shard
+/// alone, the data-parallel step, its all-reduce and the exposed communication (rank 0
+/// prints; every rank measures, at the same time, as in training).
+fn data_parallel(args: &Args, names: &[&str], dist: &Distributed) -> Result<()> {
+    let n = dist.size();
+    if dist.is_root() {
+        println!(
+            "**Adapter (rank 0):** {}\n",
+            wgcnn::Gpu::shared()?.describe()
+        );
+        println!(
+            "{n} ranks. Compute = one rank's shard (global batch / {n}) trained alone; step = \
+             the data-parallel step (gradients read back, all-reduced, written back, then the \
+             update); exposed = step − compute (nothing overlaps); medians of {} measurements. \
+             Projection: weak scaling at this per-GPU batch, ring all-reduce at the bus \
+             bandwidth measured here, nothing overlapped.\n",
+            args.repeats.max(1)
+        );
+        println!(
+            "| model | global batch | gradient MiB | compute ms | step ms | all-reduce ms | \
+             exposed ms | bus GB/s | efficiency at 8 / 64 / 128 GPUs |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    }
+    for name in names {
+        let exp = experiment(name)?;
+        for &batch in &args.batch {
+            if batch % n != 0 {
+                bail!("the global batch {batch} must divide over the {n} ranks");
+            }
+            let steps = if args.steps == 0 { 4 } else { args.steps };
+            let device = || -> Result<Device> { Ok(Device::Gpu(wgcnn::Gpu::shared()?)) };
+            let mut alone = compiled(&exp, device()?)?;
+            let local = Data::new(&exp, batch / n, steps, 1);
+            local.head(1).train(&mut alone)?; // compiles
+            let compute = step_seconds(&mut alone, &local, args.repeats)?;
+            drop(alone);
+            let mut m = compiled(&exp, device()?)?;
+            m.set_distributed(dist);
+            let global = Data::new(&exp, batch, steps, 1);
+            global.head(1).train(&mut m)?;
+            let before = wgcnn::distributed::comm_stats();
+            let step = step_seconds(&mut m, &global, args.repeats)?;
+            let comm = wgcnn::distributed::comm_stats() - before;
+            let measured_steps = (global.batches() * args.repeats.max(1)) as f64;
+            let all_reduce = comm.seconds / measured_steps;
+            let grad_bytes = (m.count_trainable_params() * 4) as f64;
+            // Ring all-reduce moves 2(N − 1)/N of the buffer through each link.
+            let ring = |ranks: usize| 2.0 * (ranks - 1) as f64 / ranks as f64;
+            let bus = ring(n) * grad_bytes / all_reduce.max(1e-12);
+            let exposed = (step - compute).max(0.0);
+            let other = (exposed - all_reduce).max(0.0); // read-back, upload, 2nd submit
+            let efficiency = |gpus: usize| {
+                compute / (compute + other + ring(gpus) * grad_bytes / bus.max(1e-12))
+            };
+            if dist.is_root() {
+                println!(
+                    "| {name} | {batch} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.0} % / {:.0} % / {:.0} % |",
+                    grad_bytes / (1 << 20) as f64,
+                    compute * 1e3,
+                    step * 1e3,
+                    all_reduce * 1e3,
+                    exposed * 1e3,
+                    bus / 1e9,
+                    efficiency(8) * 100.0,
+                    efficiency(64) * 100.0,
+                    efficiency(128) * 100.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The CPU cells of one row: measured, or why not.
 enum CpuCells {
     Measured(f64, f64),
@@ -213,6 +305,7 @@ enum CpuCells {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let dist = Distributed::init()?;
     for name in &args.models {
         if !NAMES.contains(&name.as_str()) {
             bail!("unknown model '{name}'; choose from {}", NAMES.join(", "));
@@ -230,6 +323,10 @@ fn main() -> Result<()> {
             .filter(|n| args.models.iter().any(|m| m == n))
             .collect()
     };
+    if dist.size() > 1 {
+        let result = data_parallel(&args, &names, &dist);
+        return dist.ranks().or_abort(result);
+    }
     let gpu = wgcnn::Gpu::shared()?;
 
     println!("**Adapter:** {}\n", gpu.describe());
