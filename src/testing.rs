@@ -37,6 +37,17 @@ pub fn brightest_third(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     (x, y)
 }
 
+/// A field of this process's `/proc/self/status` in KiB (`VmRSS`, `VmHWM`: the resident
+/// set and its peak); 0 where there is no /proc.
+pub fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A NaN-filled vector: written into outputs before a kernel runs, so that any element the
 /// kernel fails to write fails the comparison.
 pub fn poison(n: usize) -> Vec<f32> {

@@ -9,12 +9,7 @@ use wgcnn::gpu::Gpu;
 use wgcnn::ops::matmul::{MatmulShape, matmul};
 
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    wgcnn::testing::proc_status_kib("VmRSS")
 }
 
 #[test]

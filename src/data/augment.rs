@@ -105,7 +105,6 @@ pub(crate) struct Augment {
     shape: [usize; 3],
     flip: Option<ChaCha8Rng>,
     translation: Option<(RandomTranslation, ChaCha8Rng)>,
-    scratch: Vec<f32>,
 }
 
 impl Augment {
@@ -147,32 +146,17 @@ impl Augment {
             shape: [h, w, c],
             flip,
             translation,
-            scratch: vec![0.0; h * w * c],
         }))
     }
 
-    /// Writes the next training image `src`, augmented, into `dst`.
-    pub fn apply(&mut self, src: &[f32], dst: &mut [f32]) {
-        let (flip, shift) = self.draw();
-        match (flip, shift) {
-            (false, None) => dst.copy_from_slice(src),
-            (true, None) => mirror_horizontal(src, dst, self.shape),
-            (false, Some((dy, dx, fill))) => translate(src, dst, self.shape, (dy, dx), fill),
-            (true, Some((dy, dx, fill))) => {
-                mirror_horizontal(src, &mut self.scratch, self.shape);
-                translate(&self.scratch, dst, self.shape, (dy, dx), fill);
-            }
-        }
+    /// The (height, width, channels) of the images.
+    pub fn shape(&self) -> [usize; 3] {
+        self.shape
     }
 
-    /// Draws what the next image would get and drops it: a rank of data-parallel training
-    /// skips the images of the other ranks' shards, keeping its draws those of one process.
-    pub fn skip(&mut self) {
-        self.draw();
-    }
-
-    /// The next image's flip and shift (rows, columns, fill).
-    fn draw(&mut self) -> (bool, Option<(isize, isize, FillMode)>) {
+    /// What the next image of the epoch gets. Drawn in the epoch's order, whoever then
+    /// applies it (the training loop, a loader's worker, another rank).
+    pub fn next_draw(&mut self) -> Draw {
         let [h, w, _] = self.shape;
         let flip = self.flip.as_mut().is_some_and(|r| r.random::<bool>());
         let shift = self.translation.as_mut().map(|(t, r)| {
@@ -182,6 +166,30 @@ impl Augment {
             let dx = r.random_range(-max_x..=max_x) as isize;
             (dy, dx, t.fill_mode)
         });
-        (flip, shift)
+        Draw { flip, shift }
+    }
+}
+
+/// One image's flip and shift (rows, columns, fill).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Draw {
+    flip: bool,
+    shift: Option<(isize, isize, FillMode)>,
+}
+
+impl Draw {
+    /// Writes `src`, an image of `shape`, flipped and shifted into `dst` (`scratch` is
+    /// grown to an image when both apply).
+    pub fn apply(&self, src: &[f32], dst: &mut [f32], shape: [usize; 3], scratch: &mut Vec<f32>) {
+        match (self.flip, self.shift) {
+            (false, None) => dst.copy_from_slice(src),
+            (true, None) => mirror_horizontal(src, dst, shape),
+            (false, Some((dy, dx, fill))) => translate(src, dst, shape, (dy, dx), fill),
+            (true, Some((dy, dx, fill))) => {
+                scratch.resize(src.len(), 0.0);
+                mirror_horizontal(src, scratch, shape);
+                translate(scratch, dst, shape, (dy, dx), fill);
+            }
+        }
     }
 }

@@ -67,15 +67,7 @@ pub fn load_image_folder(dir: &Path, size: Option<(u32, u32)>) -> Result<Dataset
         data.extend(to_unit(&pixels));
         labels.push(label);
     }
-    let class_names = classes
-        .iter()
-        .map(|c| {
-            c.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let class_names = names_of(&classes);
     Ok(Dataset {
         images: data,
         labels,
@@ -86,7 +78,7 @@ pub fn load_image_folder(dir: &Path, size: Option<(u32, u32)>) -> Result<Dataset
     })
 }
 
-fn decode(path: &Path) -> Result<DynamicImage> {
+pub(super) fn decode(path: &Path) -> Result<DynamicImage> {
     ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .with_context(|| format!("opening {}", path.display()))?
@@ -94,8 +86,21 @@ fn decode(path: &Path) -> Result<DynamicImage> {
         .with_context(|| format!("decoding image {}", path.display()))
 }
 
+/// The folders' names (the classes' names).
+pub(super) fn names_of(classes: &[PathBuf]) -> Vec<String> {
+    classes
+        .iter()
+        .map(|c| {
+            c.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 /// Non-hidden sub-folders (`dirs == true`) or files of `dir`, sorted by name.
-fn sorted_entries(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>> {
+pub(super) fn sorted_entries(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>> {
     let read =
         |e: std::io::Error| anyhow::Error::new(e).context(format!("reading {}", dir.display()));
     let mut out = Vec::new();

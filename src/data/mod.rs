@@ -11,6 +11,7 @@ mod cifar;
 mod download;
 mod folder;
 mod mnist;
+pub mod source;
 
 pub use cifar::{
     CIFAR10_ARCHIVE_MD5, CIFAR10_DIR, CIFAR10_TRAIN_SHA256, CIFAR10_URL, cifar10, cifar10_test,
@@ -20,6 +21,7 @@ pub use folder::load_image_folder;
 pub use mnist::{
     MNIST_DIR, MNIST_SHA256, MNIST_URL, download_mnist_from, load_mnist, mnist, mnist_test,
 };
+pub use source::{FolderOptions, ImageBytes, ImageFolder, Source, Subset};
 
 use anyhow::{Context, Result, ensure};
 use std::fmt;

@@ -3,9 +3,12 @@
 //! `evaluate`, `predict`, `layer_outputs` and the step profiler.
 
 use super::data_parallel::Shard;
-use super::{Compiled, DispatchTime, Engine, FitConfig, History, Model, NamedTensor, Objective};
+use super::{
+    Compiled, DispatchTime, Engine, FitConfig, Graph, History, Model, NamedTensor, Objective,
+};
 use crate::callbacks;
-use crate::data::augment::Augment;
+use crate::data::augment::{Augment, Draw};
+use crate::data::source::{Loader, Source};
 use crate::model::Targets;
 use anyhow::{Context, Result, bail, ensure};
 use rand::{SeedableRng, seq::SliceRandom};
@@ -46,13 +49,27 @@ impl Model {
         y: impl Into<Targets<'y>>,
         cfg: &FitConfig,
     ) -> Result<History> {
-        let result = self.fit_ranks(x, y.into(), cfg);
+        let result = self.fit_feed(Feed::Arrays { x, y: y.into() }, cfg);
         self.ranks.or_abort(result)
     }
 
-    fn fit_ranks(&mut self, x: &[f32], y: Targets, cfg: &FitConfig) -> Result<History> {
+    /// [`Model::fit`] on a data set read sample by sample (class labels): `cfg.workers`
+    /// threads decode each batch, `cfg.prefetch_factor` batches ahead each, while the GPU
+    /// trains; shuffling, augmentation and resume are those of the in-memory path for the
+    /// same seed, whatever the number of workers. Validation: `cfg.validation_source` (or
+    /// `validation_data`); `validation_split` needs arrays.
+    pub fn fit_source(&mut self, source: &dyn Source, cfg: &FitConfig) -> Result<History> {
+        let feed = Feed::Source {
+            source,
+            workers: cfg.workers,
+            prefetch: cfg.prefetch_factor,
+        };
+        let result = self.fit_feed(feed, cfg);
+        self.ranks.or_abort(result)
+    }
+
+    fn fit_feed(&mut self, feed: Feed, cfg: &FitConfig) -> Result<History> {
         ensure!(cfg.batch_size > 0, "batch_size must be positive");
-        let n_all = self.check_data(x, Some(y), "fit")?;
         let per = self.targets_per_sample()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
@@ -65,24 +82,58 @@ impl Model {
              are images ({output:?} per sample) whose targets would no longer line up: train \
              it without augmentation"
         );
-        let given = match (cfg.validation_data, cfg.validation_values) {
-            (Some(_), Some(_)) => bail!("give validation_data or validation_values, not both"),
-            (Some((vx, vy)), None) => Some((vx, Targets::Classes(vy))),
-            (None, Some((vx, vy))) => Some((vx, Targets::Values(vy))),
-            (None, None) => None,
+        let given = match (
+            cfg.validation_data,
+            cfg.validation_values,
+            cfg.validation_source,
+        ) {
+            (Some((vx, vy)), None, None) => Some(Feed::Arrays {
+                x: vx,
+                y: Targets::Classes(vy),
+            }),
+            (None, Some((vx, vy)), None) => Some(Feed::Arrays {
+                x: vx,
+                y: Targets::Values(vy),
+            }),
+            (None, None, Some(source)) => Some(Feed::Source {
+                source,
+                workers: cfg.workers,
+                prefetch: cfg.prefetch_factor,
+            }),
+            (None, None, None) => None,
+            _ => bail!("give one of validation_data, validation_values and validation_source"),
         };
-        let (n, validation) = match given {
-            Some((vx, vy)) => {
-                self.check_data(vx, Some(vy), "validation_data")?;
-                (n_all, Some((vx, vy)))
-            }
-            None => {
+        if let Some(v) = &given {
+            let what = match v {
+                Feed::Arrays { .. } => "validation_data",
+                Feed::Source { .. } => "validation_source",
+            };
+            self.check_feed(v, what)?;
+        }
+        let n_all = self.check_feed(&feed, "fit")?;
+        let (n, feed, validation) = match (feed, given) {
+            (feed, Some(v)) => (n_all, feed, Some(v)),
+            (Feed::Arrays { x, y }, None) => {
                 let n = validation_split_at(n_all, cfg.validation_split)?;
-                let held = (n < n_all).then(|| (&x[n * sample..], y.slice(n..n_all, per)));
-                (n, held)
+                let held = (n < n_all).then(|| Feed::Arrays {
+                    x: &x[n * sample..],
+                    y: y.slice(n..n_all, per),
+                });
+                let train = Feed::Arrays {
+                    x: &x[..n * sample],
+                    y: y.slice(0..n, per),
+                };
+                (n, train, held)
+            }
+            (feed, None) => {
+                ensure!(
+                    cfg.validation_split == 0.0,
+                    "validation_split holds out the end of arrays; with a data source give \
+                     validation_source"
+                );
+                (n_all, feed, None)
             }
         };
-        let (x, y) = (&x[..n * sample], y.slice(0..n, per));
         ensure!(
             cfg.initial_epoch <= cfg.epochs,
             "initial_epoch {} is past epochs {}",
@@ -145,14 +196,14 @@ impl Model {
             let start = Instant::now();
             let bar = progress_bar(verbose, n.div_ceil(batch), epoch, cfg.epochs);
             let (loss, acc, stopped) =
-                self.train_epoch(x, y, &order, augment, batch, epoch, &bar, &mut runner)?;
+                self.train_epoch(&feed, &order, augment, batch, epoch, &bar, &mut runner)?;
             self.average_moving_statistics()?;
             history.epoch.push(epoch);
             history.loss.push(loss);
             history.accuracy.push(acc);
             history.epoch_seconds.push(start.elapsed().as_secs_f64());
-            if let Some((vx, vy)) = validation {
-                let (vl, va) = self.evaluate_batched(vx, vy, batch)?;
+            if let Some(v) = &validation {
+                let (vl, va) = self.evaluate_feed(v, batch)?;
                 history.val_loss.push(vl);
                 history.val_accuracy.push(va);
                 bar.set_message(format!(
@@ -188,8 +239,7 @@ impl Model {
     #[allow(clippy::too_many_arguments)]
     fn train_epoch(
         &mut self,
-        x: &[f32],
-        y: Targets,
+        feed: &Feed,
         order: &[usize],
         mut augment: Option<Augment>,
         batch: usize,
@@ -202,18 +252,26 @@ impl Model {
         let n = order.len();
         let steps = n.div_ceil(batch);
         let per = self.targets_per_sample()?;
-        let rows_per_sample = self.loss_rows_per_sample()?;
         let ranks = self.ranks;
         // This rank's part of a global batch: all of it in one process.
         let local = batch.div_ceil(ranks.size());
-        let mut xb = vec![0f32; local * sample];
-        // The batch's targets: labels or values, `per` each.
-        let (mut yb, mut vb) = match y {
-            Targets::Classes(_) => (vec![0u32; local * per], Vec::new()),
-            Targets::Values(_) => (Vec::new(), vec![0f32; local * per]),
-        };
-        let start = Instant::now();
-        let verbose = !bar.is_hidden();
+        // Per step, this rank's samples and their flips and shifts, drawn for every sample
+        // of the batch in order as one process draws them (so a rank's images, and a
+        // loader's, get what they would get there).
+        let plan: Vec<Vec<(usize, Option<Draw>)>> = order
+            .chunks(batch)
+            .map(|global| {
+                let mine = ranks.shard(global.len());
+                global
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, &i)| {
+                        let draw = augment.as_mut().map(Augment::next_draw);
+                        (mine.0..mine.1).contains(&j).then_some((i, draw))
+                    })
+                    .collect()
+            })
+            .collect();
         let graph = self.graph.clone();
         match &mut self.compiled()?.engine {
             Engine::Gpu(e) => {
@@ -222,105 +280,164 @@ impl Model {
             }
             Engine::Cpu(e) => e.reset_totals(),
         }
-        let mut cpu_totals = (0f64, 0f64);
-        let mut seen_here = 0;
-        let mut last_read = Instant::now();
-        let mut result = (f32::NAN, f32::NAN);
-        for step in 0..steps {
-            let global = &order[step * batch..((step + 1) * batch).min(n)];
-            let (shard, mine) = Shard::of(ranks, global.len());
-            if let Some(a) = augment.as_mut() {
-                // The draws of the samples before this rank's shard, as one process makes
-                // them, so that every image gets the flip and shift it would get there.
-                (0..mine.start).for_each(|_| a.skip());
-            }
-            let idx = &global[mine.clone()];
-            for (j, &i) in idx.iter().enumerate() {
-                let (src, dst) = (
-                    &x[i * sample..(i + 1) * sample],
-                    &mut xb[j * sample..(j + 1) * sample],
-                );
-                match augment.as_mut() {
-                    Some(a) => a.apply(src, dst),
-                    None => dst.copy_from_slice(src),
-                }
-                match y {
-                    Targets::Classes(l) => {
-                        yb[j * per..(j + 1) * per].copy_from_slice(&l[i * per..(i + 1) * per])
-                    }
-                    Targets::Values(v) => {
-                        vb[j * per..(j + 1) * per].copy_from_slice(&v[i * per..(i + 1) * per])
-                    }
-                }
-            }
-            if let Some(a) = augment.as_mut() {
-                (mine.end..global.len()).for_each(|_| a.skip());
-            }
-            let valid = idx.len();
-            seen_here += valid;
-            // Read the totals only when the bar is due (or every 64 steps, to catch a
-            // diverging loss early) and at the epoch's end; never otherwise. Only the
-            // epoch's end and the callbacks' steps, the same on every rank, sum the
-            // totals over the ranks.
-            let hook = runner.wants_batch(step)?;
-            let sync = step + 1 == steps || hook;
-            let due = step + 1 == steps
-                || step % 64 == 63
-                || hook
-                || (verbose && last_read.elapsed() > Duration::from_millis(300));
-            let targets = match y {
-                Targets::Classes(_) => Targets::Classes(&yb[..valid * per]),
-                Targets::Values(_) => Targets::Values(&vb[..valid * per]),
-            };
-            let shard = ranks.is_distributed().then_some(shard);
-            let totals = self.step(
-                &xb[..valid * sample],
-                targets,
-                local,
-                due,
-                &mut cpu_totals,
-                shard.as_ref(),
-            )?;
-            if let Some((l, h)) = totals {
-                last_read = Instant::now();
-                let (l, h, seen) = if sync && ranks.is_distributed() {
-                    let mut t = [l, h, seen_here as f64];
-                    ranks.all_reduce_sum_f64(&mut t)?;
-                    (t[0], t[1], t[2] as usize)
-                } else {
-                    (l, h, seen_here)
+        let mut run = EpochRun {
+            epoch,
+            steps,
+            batch,
+            n,
+            local,
+            rows_per_sample: self.loss_rows_per_sample()?,
+            start: Instant::now(),
+            last_read: Instant::now(),
+            cpu_totals: (0.0, 0.0),
+            seen_here: 0,
+            result: (f32::NAN, f32::NAN),
+        };
+        let shape = augment.as_ref().map(Augment::shape);
+        let mut scratch = Vec::new();
+        match *feed {
+            Feed::Arrays { x, y } => {
+                let mut xb = vec![0f32; local * sample];
+                // The batch's targets: labels or values, `per` each.
+                let (mut yb, mut vb) = match y {
+                    Targets::Classes(_) => (vec![0u32; local * per], Vec::new()),
+                    Targets::Values(_) => (Vec::new(), vec![0f32; local * per]),
                 };
-                let counted = (seen * rows_per_sample) as f64;
-                let (loss, acc) = (l / counted, h / counted);
-                if !loss.is_finite() {
-                    bail!(
-                        "the loss became {loss} in epoch {} at or before step {} of {steps}; lower the learning rate or check the data",
-                        epoch + 1,
-                        step + 1
-                    );
-                }
-                let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                let m = self.graph.objective.metric_name();
-                bar.set_message(format!("loss: {loss:.4} - {m}: {acc:.4} - {rate:.0} img/s"));
-                result = (loss as f32, acc as f32);
-                if hook {
-                    let c = self.compiled()?;
-                    let logs = callbacks::Logs {
-                        loss: result.0,
-                        accuracy: result.1,
-                        val_loss: None,
-                        val_accuracy: None,
-                        learning_rate: c.optimizer.learning_rate.at(c.step.saturating_sub(1)),
+                for (step, items) in plan.iter().enumerate() {
+                    for (j, &(i, draw)) in items.iter().enumerate() {
+                        let (src, dst) = (
+                            &x[i * sample..(i + 1) * sample],
+                            &mut xb[j * sample..(j + 1) * sample],
+                        );
+                        match (draw, shape) {
+                            (Some(d), Some(shape)) => d.apply(src, dst, shape, &mut scratch),
+                            _ => dst.copy_from_slice(src),
+                        }
+                        match y {
+                            Targets::Classes(l) => yb[j * per..(j + 1) * per]
+                                .copy_from_slice(&l[i * per..(i + 1) * per]),
+                            Targets::Values(v) => vb[j * per..(j + 1) * per]
+                                .copy_from_slice(&v[i * per..(i + 1) * per]),
+                        }
+                    }
+                    let valid = items.len();
+                    let targets = match y {
+                        Targets::Classes(_) => Targets::Classes(&yb[..valid * per]),
+                        Targets::Values(_) => Targets::Values(&vb[..valid * per]),
                     };
-                    if runner.on_train_batch_end(self, step, &logs)? {
-                        bar.set_position(step as u64 + 1);
-                        return Ok((result.0, result.1, true));
+                    if self.train_batch(
+                        &mut run,
+                        step,
+                        &xb[..valid * sample],
+                        targets,
+                        bar,
+                        runner,
+                    )? {
+                        return Ok((run.result.0, run.result.1, true));
                     }
                 }
             }
-            bar.set_position(step as u64 + 1);
+            Feed::Source {
+                source,
+                workers,
+                prefetch,
+            } => {
+                let mut stopped = false;
+                let loader = Loader::new(source, workers, prefetch);
+                loader.batches(&plan, shape, |step, xb, yb| {
+                    stopped =
+                        self.train_batch(&mut run, step, xb, Targets::Classes(yb), bar, runner)?;
+                    Ok(stopped)
+                })?;
+                if stopped {
+                    return Ok((run.result.0, run.result.1, true));
+                }
+            }
         }
-        Ok((result.0, result.1, false))
+        Ok((run.result.0, run.result.1, false))
+    }
+
+    /// Step `step` of an epoch on this rank's samples `xb` (and their targets); reads,
+    /// sums and shows the totals when due and runs the batch callbacks. True when a
+    /// callback stopped training.
+    fn train_batch(
+        &mut self,
+        run: &mut EpochRun,
+        step: usize,
+        xb: &[f32],
+        targets: Targets,
+        bar: &indicatif::ProgressBar,
+        runner: &mut callbacks::Runner,
+    ) -> Result<bool> {
+        let ranks = self.ranks;
+        let steps = run.steps;
+        let global_len = run.batch.min(run.n - step * run.batch);
+        let (shard, _) = Shard::of(ranks, global_len);
+        let sample: usize = self
+            .input_shape()
+            .context("no input shape")?
+            .iter()
+            .product();
+        let valid = xb.len() / sample.max(1);
+        run.seen_here += valid;
+        // Read the totals only when the bar is due (or every 64 steps, to catch a
+        // diverging loss early) and at the epoch's end; never otherwise. Only the
+        // epoch's end and the callbacks' steps, the same on every rank, sum the
+        // totals over the ranks.
+        let hook = runner.wants_batch(step)?;
+        let sync = step + 1 == steps || hook;
+        let due = step + 1 == steps
+            || step % 64 == 63
+            || hook
+            || (!bar.is_hidden() && run.last_read.elapsed() > Duration::from_millis(300));
+        let shard = ranks.is_distributed().then_some(shard);
+        let totals = self.step(
+            xb,
+            targets,
+            run.local,
+            due,
+            &mut run.cpu_totals,
+            shard.as_ref(),
+        )?;
+        if let Some((l, h)) = totals {
+            run.last_read = Instant::now();
+            let (l, h, seen) = if sync && ranks.is_distributed() {
+                let mut t = [l, h, run.seen_here as f64];
+                ranks.all_reduce_sum_f64(&mut t)?;
+                (t[0], t[1], t[2] as usize)
+            } else {
+                (l, h, run.seen_here)
+            };
+            let counted = (seen * run.rows_per_sample) as f64;
+            let (loss, acc) = (l / counted, h / counted);
+            if !loss.is_finite() {
+                bail!(
+                    "the loss became {loss} in epoch {} at or before step {} of {steps}; lower the learning rate or check the data",
+                    run.epoch + 1,
+                    step + 1
+                );
+            }
+            let rate = seen as f64 / run.start.elapsed().as_secs_f64().max(1e-9);
+            let m = self.graph.objective.metric_name();
+            bar.set_message(format!("loss: {loss:.4} - {m}: {acc:.4} - {rate:.0} img/s"));
+            run.result = (loss as f32, acc as f32);
+            if hook {
+                let c = self.compiled()?;
+                let logs = callbacks::Logs {
+                    loss: run.result.0,
+                    accuracy: run.result.1,
+                    val_loss: None,
+                    val_accuracy: None,
+                    learning_rate: c.optimizer.learning_rate.at(c.step.saturating_sub(1)),
+                };
+                if runner.on_train_batch_end(self, step, &logs)? {
+                    bar.set_position(step as u64 + 1);
+                    return Ok(true);
+                }
+            }
+        }
+        bar.set_position(step as u64 + 1);
+        Ok(false)
     }
 
     /// One training step on `valid` samples in a graph of `batch` rows (a rank's `shard`
@@ -425,66 +542,112 @@ impl Model {
         y: impl Into<Targets<'y>>,
         batch_size: usize,
     ) -> Result<(f32, f32)> {
-        let y: Targets = y.into();
+        self.evaluate_feed(&Feed::Arrays { x, y: y.into() }, batch_size)
+    }
+
+    /// Mean loss and accuracy on a data set read sample by sample, in batches of
+    /// `batch_size` that `workers` threads decode ahead (0: in this thread).
+    pub fn evaluate_source(
+        &mut self,
+        source: &dyn Source,
+        batch_size: usize,
+        workers: usize,
+    ) -> Result<(f32, f32)> {
+        let feed = Feed::Source {
+            source,
+            workers,
+            prefetch: 2,
+        };
+        self.evaluate_feed(&feed, batch_size)
+    }
+
+    /// Mean loss and metric over `feed`; data-parallel, every rank evaluates its share and
+    /// the sums add up over the ranks.
+    fn evaluate_feed(&mut self, feed: &Feed, batch_size: usize) -> Result<(f32, f32)> {
         ensure!(batch_size > 0, "batch_size must be positive");
-        let n_all = self.check_data(x, Some(y), "evaluate")?;
+        let n_all = self.check_feed(feed, "evaluate")?;
         let per = self.targets_per_sample()?;
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
-        // Data-parallel: every rank evaluates its share; the sums add up over the ranks.
         let ranks = self.ranks;
         ensure!(
             !ranks.is_distributed()
                 || !matches!(self.graph.objective, Objective::Classes { iou: true, .. }),
             "MeanIoU is not summed over ranks yet: evaluate with another metric under MPI"
         );
-        let mine = ranks.shard(n_all);
-        let (x, y) = (
-            &x[mine.0 * sample..mine.1 * sample],
-            y.slice(mine.0..mine.1, per),
-        );
-        let n = mine.1 - mine.0;
+        let (first, end) = ranks.shard(n_all);
+        let n = end - first;
         let graph = self.graph.clone();
         let batch = self.reuse_batch(batch_size.min(n).max(1));
-        let c = self.compiled()?;
-        let (sum, hits) = match &mut c.engine {
+        match &mut self.compiled()?.engine {
+            Engine::Gpu(e) => {
+                let gpu = e.params.gpu.clone();
+                e.graph(&graph, batch, false)?.0.reset_totals(&gpu)?;
+            }
+            Engine::Cpu(e) => e.reset_totals(),
+        }
+        let mut cpu = (0f64, 0f64);
+        match *feed {
+            Feed::Arrays { x, y } => {
+                for start in (first..end).step_by(batch) {
+                    let valid = batch.min(end - start);
+                    let xs = &x[start * sample..(start + valid) * sample];
+                    let ys = y.slice(start..start + valid, per);
+                    self.eval_batch(&graph, xs, ys, batch, &mut cpu)?;
+                }
+            }
+            Feed::Source {
+                source,
+                workers,
+                prefetch,
+            } => {
+                let plan = in_batches(first..end, batch);
+                Loader::new(source, workers, prefetch).batches(&plan, None, |_, xb, yb| {
+                    self.eval_batch(&graph, xb, Targets::Classes(yb), batch, &mut cpu)?;
+                    Ok(false)
+                })?;
+            }
+        }
+        let (sum, hits) = match &mut self.compiled()?.engine {
             _ if n == 0 => (0.0, 0.0),
             Engine::Gpu(e) => {
                 let gpu = e.params.gpu.clone();
-                let (g, _) = e.graph(&graph, batch, false)?;
-                g.reset_totals(&gpu)?;
-                for start in (0..n).step_by(batch) {
-                    let valid = batch.min(n - start);
-                    g.load(
-                        &gpu,
-                        &x[start * sample..(start + valid) * sample],
-                        Some(y.slice(start..start + valid, per)),
-                        valid,
-                    )?;
-                    g.eval_step(&gpu)?;
-                }
-                g.read_totals(&gpu)?
+                e.graph(&graph, batch, false)?.0.read_totals(&gpu)?
             }
-            Engine::Cpu(e) => {
-                e.reset_totals();
-                let mut t = (0f64, 0f64);
-                for start in (0..n).step_by(batch) {
-                    let valid = batch.min(n - start);
-                    let (l, h) = e.eval_batch(
-                        &graph,
-                        &x[start * sample..(start + valid) * sample],
-                        y.slice(start..start + valid, per),
-                        valid,
-                    )?;
-                    t = (t.0 + l, t.1 + h);
-                }
-                t
-            }
+            Engine::Cpu(_) => cpu,
         };
         let mut t = [sum, hits];
         ranks.all_reduce_sum_f64(&mut t)?;
         let counted = (n_all * self.loss_rows_per_sample()?) as f64;
         Ok(((t[0] / counted) as f32, (t[1] / counted) as f32))
+    }
+
+    /// Adds one batch's loss and metric to the totals (the GPU's, or `cpu`).
+    fn eval_batch(
+        &mut self,
+        graph: &Graph,
+        xb: &[f32],
+        yb: Targets,
+        batch: usize,
+        cpu: &mut (f64, f64),
+    ) -> Result<()> {
+        let valid = xb.len()
+            / graph
+                .input_shape()
+                .map_or(1, |s| s.iter().product::<usize>().max(1));
+        match &mut self.compiled()?.engine {
+            Engine::Gpu(e) => {
+                let gpu = e.params.gpu.clone();
+                let (g, _) = e.graph(graph, batch, false)?;
+                g.load(&gpu, xb, Some(yb), valid)?;
+                g.eval_step(&gpu)
+            }
+            Engine::Cpu(e) => {
+                let (l, h) = e.eval_batch(graph, xb, yb, valid)?;
+                *cpu = (cpu.0 + l, cpu.1 + h);
+                Ok(())
+            }
+        }
     }
 
     /// A batch size whose graph already exists when `wanted` has none, to avoid
@@ -506,33 +669,101 @@ impl Model {
     pub fn predict(&mut self, x: &[f32], batch_size: usize) -> Result<Vec<f32>> {
         ensure!(batch_size > 0, "batch_size must be positive");
         let n = self.check_data(x, None, "predict")?;
-        let input = self.input_shape().context("no input shape")?.to_vec();
-        let sample: usize = input.iter().product();
-        let classes = self.output_size()?; // values per sample
+        let sample = x.len() / n;
         let graph = self.graph.clone();
         let batch = self.reuse_batch(batch_size.min(n));
-        let c = self.compiled()?;
-        let mut out = Vec::with_capacity(n * classes);
+        let mut out = Vec::with_capacity(n * self.output_size()?);
         for start in (0..n).step_by(batch) {
             let valid = batch.min(n - start);
             let xs = &x[start * sample..(start + valid) * sample];
-            match &mut c.engine {
-                Engine::Gpu(e) => {
-                    let gpu = e.params.gpu.clone();
-                    let (g, _) = e.graph(&graph, batch, false)?;
-                    g.load(&gpu, xs, None, valid)?;
-                    g.predict_step(&gpu)?;
-                    let src = if g.predict_probs {
-                        &g.probs
-                    } else {
-                        &g.acts[g.output]
-                    };
-                    out.extend_from_slice(&src.read::<f32>(&gpu)?[..valid * classes]);
-                }
-                Engine::Cpu(e) => out.extend(e.predict_batch(&graph, xs, valid)?),
-            }
+            self.predict_batch(&graph, xs, batch, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// [`Model::predict`] over a data set read sample by sample (its labels unused),
+    /// `workers` threads decoding ahead (0: in this thread). Every rank predicts all of it.
+    pub fn predict_source(
+        &mut self,
+        source: &dyn Source,
+        batch_size: usize,
+        workers: usize,
+    ) -> Result<Vec<f32>> {
+        ensure!(batch_size > 0, "batch_size must be positive");
+        let feed = Feed::Source {
+            source,
+            workers,
+            prefetch: 2,
+        };
+        let n = self.check_feed(&feed, "predict")?;
+        let graph = self.graph.clone();
+        let batch = self.reuse_batch(batch_size.min(n));
+        let mut out = Vec::with_capacity(n * self.output_size()?);
+        let plan = in_batches(0..n, batch);
+        Loader::new(source, workers, 2).batches(&plan, None, |_, xb, _| {
+            self.predict_batch(&graph, xb, batch, &mut out)?;
+            Ok(false)
+        })?;
+        Ok(out)
+    }
+
+    /// Appends the outputs of the samples `xs` (at most `batch`) to `out`.
+    fn predict_batch(
+        &mut self,
+        graph: &Graph,
+        xs: &[f32],
+        batch: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let sample: usize = graph
+            .input_shape()
+            .map_or(1, |s| s.iter().product::<usize>().max(1));
+        let valid = xs.len() / sample;
+        let classes = self.output_size()?;
+        match &mut self.compiled()?.engine {
+            Engine::Gpu(e) => {
+                let gpu = e.params.gpu.clone();
+                let (g, _) = e.graph(graph, batch, false)?;
+                g.load(&gpu, xs, None, valid)?;
+                g.predict_step(&gpu)?;
+                let src = if g.predict_probs {
+                    &g.probs
+                } else {
+                    &g.acts[g.output]
+                };
+                out.extend_from_slice(&src.read::<f32>(&gpu)?[..valid * classes]);
+            }
+            Engine::Cpu(e) => out.extend(e.predict_batch(graph, xs, valid)?),
+        }
+        Ok(())
+    }
+
+    /// Checks `feed` against the model and returns its number of samples.
+    fn check_feed(&self, feed: &Feed, what: &str) -> Result<usize> {
+        match *feed {
+            Feed::Arrays { x, y } => self.check_data(x, Some(y), what),
+            Feed::Source { source, .. } => {
+                let input = self.input_shape().context("the model has no input shape")?;
+                let shape = source.shape();
+                ensure!(
+                    input == shape,
+                    "{what}: the data set's samples are {shape:?}, the model takes {input:?}"
+                );
+                ensure!(!source.is_empty(), "{what}: the data set is empty");
+                ensure!(
+                    matches!(self.graph.objective, Objective::Classes { .. })
+                        && self.targets_per_sample()? == 1,
+                    "{what}: a data source gives one class label per image; this model's loss \
+                     needs other targets"
+                );
+                let (names, classes) = (source.class_names().len(), self.classes()?);
+                ensure!(
+                    names <= classes,
+                    "{what}: the data set has {names} classes and the model's output {classes}"
+                );
+                Ok(source.len())
+            }
+        }
     }
 
     /// Every layer's output for one sample (layer name, per-sample shape, values).
@@ -600,4 +831,44 @@ fn progress_bar(
     .progress_chars("=> ");
     bar.set_style(style);
     bar
+}
+
+/// Where `fit` takes its training batches from.
+pub(crate) enum Feed<'a> {
+    /// Arrays in memory: inputs and their targets.
+    Arrays { x: &'a [f32], y: Targets<'a> },
+    /// A data set read sample by sample by `workers` threads, `prefetch` batches ahead
+    /// each (class labels).
+    Source {
+        source: &'a dyn Source,
+        workers: usize,
+        prefetch: usize,
+    },
+}
+
+/// The running state of one training epoch.
+struct EpochRun {
+    epoch: usize,
+    steps: usize,
+    /// The global batch and the epoch's samples.
+    batch: usize,
+    n: usize,
+    /// This rank's graph batch.
+    local: usize,
+    rows_per_sample: usize,
+    start: Instant,
+    last_read: Instant,
+    cpu_totals: (f64, f64),
+    /// Samples this rank has trained on this epoch.
+    seen_here: usize,
+    /// The last (loss, metric) read.
+    result: (f32, f32),
+}
+
+/// `range` in consecutive batches of `batch` samples, without augmentation.
+fn in_batches(range: std::ops::Range<usize>, batch: usize) -> Vec<Vec<(usize, Option<Draw>)>> {
+    let all: Vec<usize> = range.collect();
+    all.chunks(batch.max(1))
+        .map(|c| c.iter().map(|&i| (i, None)).collect())
+        .collect()
 }

@@ -330,6 +330,9 @@ pub struct FitConfig<'a> {
     /// Inputs and value targets to evaluate after every epoch, for a loss on values (in
     /// place of `validation_data`).
     pub validation_values: Option<(&'a [f32], &'a [f32])>,
+    /// A data set read sample by sample to evaluate after every epoch (in place of
+    /// `validation_data`; see [`Model::fit_source`]).
+    pub validation_source: Option<&'a dyn crate::data::Source>,
     /// Hold out the last fraction of (x, y), before shuffling, as validation data (Keras'
     /// `validation_split`); 0 for none. Ignored when `validation_data` is given.
     pub validation_split: f32,
@@ -349,6 +352,11 @@ pub struct FitConfig<'a> {
     pub callbacks: Vec<Callback>,
     /// Show a progress bar.
     pub verbose: bool,
+    /// Threads that read and decode a data source's batches while the GPU trains
+    /// (PyTorch's `num_workers`; 0 reads in the training thread). Results do not depend on it.
+    pub workers: usize,
+    /// Batches each worker reads ahead (PyTorch's `prefetch_factor`).
+    pub prefetch_factor: usize,
 }
 
 impl Default for FitConfig<'_> {
@@ -358,6 +366,7 @@ impl Default for FitConfig<'_> {
             batch_size: 32,
             validation_data: None,
             validation_values: None,
+            validation_source: None,
             validation_split: 0.0,
             shuffle: true,
             initial_epoch: 0,
@@ -365,6 +374,8 @@ impl Default for FitConfig<'_> {
             translation: None,
             callbacks: Vec::new(),
             verbose: true,
+            workers: 1,
+            prefetch_factor: 2,
         }
     }
 }

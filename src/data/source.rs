@@ -1,0 +1,464 @@
+//! Data sets read sample by sample (PyTorch's map-style `Dataset`, Keras' `PyDataset`):
+//! anything that can say its length and produce sample `i` as bytes. `fit`, `evaluate`
+//! and `predict` take one through [`Model::fit_source`](crate::model::Model::fit_source)
+//! and its siblings, in batches that a pool of worker threads decodes ahead of the GPU
+//! (PyTorch's `num_workers` and `prefetch_factor`), so no copy of the whole data set is
+//! ever held in memory.
+//!
+//! ```no_run
+//! use wgcnn::data::{FolderOptions, ImageFolder, Source, Subset};
+//! # fn main() -> anyhow::Result<()> {
+//! // Keras' image_dataset_from_directory(dir, validation_split=0.2, subset=…, seed=1337,
+//! // image_size=(64, 64)).
+//! let opts = FolderOptions::new(64, 64).validation_split(0.2, 1337);
+//! let train = ImageFolder::open("photos", &opts.clone().subset(Subset::Training))?;
+//! let val = ImageFolder::open("photos", &opts.subset(Subset::Validation))?;
+//! println!("{} training and {} validation images of {:?}", train.len(), val.len(), train.class_names());
+//! # Ok(()) }
+//! ```
+
+use super::augment::Draw;
+use super::{Dataset, folder};
+use anyhow::{Context, Result, bail, ensure};
+use image::imageops::FilterType;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
+
+/// A data set of labelled images read one at a time. Implement it for your own storage;
+/// [`ImageFolder`] reads a folder of PNG and JPEG files, [`ImageBytes`] holds bytes in
+/// memory (MNIST and CIFAR-10 as [`Dataset::to_bytes`] gives them).
+pub trait Source: Sync + std::fmt::Debug {
+    /// How many samples there are.
+    fn len(&self) -> usize;
+
+    /// True when there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (height, width, channels) of every sample.
+    fn shape(&self) -> [usize; 3];
+
+    /// Writes sample `index` into `pixels` (height × width × channels bytes, row-major,
+    /// channels last; 0–255, scaled to [0, 1] on the way to the model) and returns its
+    /// class. An unreadable sample is an error naming it.
+    fn load(&self, index: usize, pixels: &mut [u8]) -> Result<u32>;
+
+    /// The class names, indexed by label.
+    fn class_names(&self) -> Vec<String>;
+}
+
+/// Images as bytes in memory, with their labels: a quarter of the `f32` copy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageBytes {
+    pixels: Vec<u8>,
+    labels: Vec<u32>,
+    shape: [usize; 3],
+    class_names: Vec<String>,
+}
+
+impl ImageBytes {
+    /// `labels.len()` images of `shape` back to back in `pixels`.
+    pub fn new(
+        pixels: Vec<u8>,
+        labels: Vec<u32>,
+        shape: [usize; 3],
+        class_names: Vec<String>,
+    ) -> Result<ImageBytes> {
+        let per: usize = shape.iter().product();
+        ensure!(per > 0, "images of shape {shape:?} hold nothing");
+        ensure!(
+            Some(pixels.len()) == labels.len().checked_mul(per),
+            "{} bytes are not {} images of {shape:?}",
+            pixels.len(),
+            labels.len()
+        );
+        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= class_names.len()) {
+            bail!(
+                "label {bad} is not one of the {} classes",
+                class_names.len()
+            );
+        }
+        Ok(ImageBytes {
+            pixels,
+            labels,
+            shape,
+            class_names,
+        })
+    }
+}
+
+impl Source for ImageBytes {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    fn load(&self, index: usize, pixels: &mut [u8]) -> Result<u32> {
+        let per = pixels.len();
+        let src = self
+            .pixels
+            .get(index * per..(index + 1) * per)
+            .with_context(|| format!("image {index} of {}", self.len()))?;
+        pixels.copy_from_slice(src);
+        Ok(self.labels[index])
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        self.class_names.clone()
+    }
+}
+
+impl Dataset {
+    /// The same images as bytes (what [`Source`]s hold): exact for 8-bit data such as
+    /// MNIST, CIFAR-10 and decoded image files, whose values are k / 255; other values
+    /// are an error.
+    pub fn to_bytes(&self) -> Result<ImageBytes> {
+        let mut pixels = Vec::with_capacity(self.images.len());
+        for (i, &v) in self.images.iter().enumerate() {
+            let b = (v * 255.0).round();
+            ensure!(
+                (0.0..=255.0).contains(&b) && f32::from(b as u8) / 255.0 == v,
+                "value {v} of image {} is not a byte / 255",
+                i / self.image_len().max(1)
+            );
+            pixels.push(b as u8);
+        }
+        ImageBytes::new(
+            pixels,
+            self.labels.clone(),
+            [self.height, self.width, self.channels],
+            self.class_names.clone(),
+        )
+    }
+}
+
+/// How [`ImageFolder::open`] reads a folder (Keras' `image_dataset_from_directory`
+/// arguments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FolderOptions {
+    /// (height, width) every image is resized to (bilinear, aspect not kept; Keras'
+    /// default 256 × 256).
+    pub image_size: (u32, u32),
+    /// Channels: 1 grey, 3 RGB (Keras' default), 4 RGBA.
+    pub channels: usize,
+    /// The fraction held out for validation, and the seed of the shuffle that picks it
+    /// (Keras: shuffle the files with `seed`, the last `fraction` validate).
+    pub validation_split: Option<(f32, u64)>,
+    /// Which side of the split this is.
+    pub subset: Subset,
+}
+
+/// The side of a validation split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subset {
+    Training,
+    Validation,
+}
+
+impl FolderOptions {
+    /// Images resized to `height` × `width`, RGB, no split.
+    pub fn new(height: u32, width: u32) -> FolderOptions {
+        FolderOptions {
+            image_size: (height, width),
+            channels: 3,
+            validation_split: None,
+            subset: Subset::Training,
+        }
+    }
+
+    /// Keras' `color_mode`: "grayscale" (1), "rgb" (3) or "rgba" (4).
+    pub fn color_mode(mut self, mode: &str) -> Result<FolderOptions> {
+        self.channels = match mode {
+            "grayscale" => 1,
+            "rgb" => 3,
+            "rgba" => 4,
+            other => bail!("color_mode '{other}': expected grayscale, rgb or rgba"),
+        };
+        Ok(self)
+    }
+
+    /// Holds `fraction` of the images out for validation, picked by a shuffle from `seed`.
+    pub fn validation_split(mut self, fraction: f32, seed: u64) -> FolderOptions {
+        self.validation_split = Some((fraction, seed));
+        self
+    }
+
+    /// The training or validation side of the split.
+    pub fn subset(mut self, subset: Subset) -> FolderOptions {
+        self.subset = subset;
+        self
+    }
+}
+
+/// A folder with one sub-folder of images per class (Keras'
+/// `image_dataset_from_directory`): labels from the sub-folders' names in sorted order,
+/// files listed up front and decoded only when a batch needs them (PNG and JPEG, or any
+/// format the `image` crate reads), resized to the options' size.
+#[derive(Clone, Debug)]
+pub struct ImageFolder {
+    files: Vec<(PathBuf, u32)>,
+    class_names: Vec<String>,
+    shape: [usize; 3],
+}
+
+impl ImageFolder {
+    /// Lists `dir/<class>/<file>` (names starting with `.` skipped) as `opts` says.
+    pub fn open(dir: impl AsRef<Path>, opts: &FolderOptions) -> Result<ImageFolder> {
+        let dir = dir.as_ref();
+        let (h, w) = opts.image_size;
+        ensure!(h > 0 && w > 0, "image size {h}x{w} has a zero dimension");
+        ensure!(
+            matches!(opts.channels, 1 | 3 | 4),
+            "{} channels: images load as 1 (grey), 3 (RGB) or 4 (RGBA)",
+            opts.channels
+        );
+        let classes = folder::sorted_entries(dir, true)?;
+        ensure!(
+            !classes.is_empty(),
+            "{}: no class sub-folders (expected one folder of images per class)",
+            dir.display()
+        );
+        let mut files = Vec::new();
+        for (label, class_dir) in (0u32..).zip(&classes) {
+            for path in folder::sorted_entries(class_dir, false)? {
+                files.push((path, label));
+            }
+        }
+        ensure!(
+            !files.is_empty(),
+            "{}: no images in any class folder",
+            dir.display()
+        );
+        if let Some((fraction, seed)) = opts.validation_split {
+            ensure!(
+                fraction > 0.0 && fraction < 1.0,
+                "validation_split {fraction} must be in (0, 1)"
+            );
+            files.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            let held = (fraction * files.len() as f32) as usize;
+            let cut = files.len() - held;
+            files = match opts.subset {
+                Subset::Training => files[..cut].to_vec(),
+                Subset::Validation => files[cut..].to_vec(),
+            };
+            ensure!(
+                !files.is_empty(),
+                "{}: the {:?} side of a {fraction} split is empty",
+                dir.display(),
+                opts.subset
+            );
+        }
+        let class_names = folder::names_of(&classes);
+        Ok(ImageFolder {
+            files,
+            class_names,
+            shape: [h as usize, w as usize, opts.channels],
+        })
+    }
+
+    /// The image files with their labels, in the data set's order.
+    pub fn files(&self) -> &[(PathBuf, u32)] {
+        &self.files
+    }
+}
+
+impl Source for ImageFolder {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    fn load(&self, index: usize, pixels: &mut [u8]) -> Result<u32> {
+        let (path, label) = self
+            .files
+            .get(index)
+            .with_context(|| format!("image {index} of {}", self.files.len()))?;
+        let [h, w, c] = self.shape;
+        let mut img = folder::decode(path)?;
+        if (img.height() as usize, img.width() as usize) != (h, w) {
+            img = img.resize_exact(w as u32, h as u32, FilterType::Triangle);
+        }
+        let bytes = match c {
+            1 => img.into_luma8().into_raw(),
+            3 => img.into_rgb8().into_raw(),
+            _ => img.into_rgba8().into_raw(),
+        };
+        ensure!(
+            bytes.len() == pixels.len(),
+            "{}: decoded to {} bytes, expected {}",
+            path.display(),
+            bytes.len(),
+            pixels.len()
+        );
+        pixels.copy_from_slice(&bytes);
+        Ok(*label)
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        self.class_names.clone()
+    }
+}
+
+/// One batch as the model takes it: images scaled to [0, 1] (and augmented), labels.
+#[derive(Default)]
+struct Batch {
+    x: Vec<f32>,
+    y: Vec<u32>,
+}
+
+/// Reads batches of a [`Source`] with `workers` threads, each at most `prefetch` batches
+/// ahead of the training loop; `workers == 0` reads in the caller's thread. Batches come
+/// in order and hold the same values whatever the number of workers.
+pub(crate) struct Loader<'a> {
+    source: &'a dyn Source,
+    workers: usize,
+    prefetch: usize,
+    /// Labels must be below this (the source's class count).
+    classes: usize,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(source: &'a dyn Source, workers: usize, prefetch: usize) -> Loader<'a> {
+        Loader {
+            source,
+            workers,
+            prefetch: prefetch.max(1),
+            classes: source.class_names().len(),
+        }
+    }
+
+    /// Calls `consume(step, x, y)` for each step of `plan` (the samples of each batch and
+    /// their augmentation draws, applied to images of `shape`), in order, until it returns
+    /// true or every step is done.
+    pub fn batches(
+        &self,
+        plan: &[Vec<(usize, Option<Draw>)>],
+        shape: Option<[usize; 3]>,
+        mut consume: impl FnMut(usize, &[f32], &[u32]) -> Result<bool>,
+    ) -> Result<()> {
+        if self.workers == 0 {
+            let mut batch = Batch::default();
+            for (step, items) in plan.iter().enumerate() {
+                self.fill(items, shape, &mut batch)?;
+                if consume(step, &batch.x, &batch.y)? {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let ahead = self.workers * self.prefetch;
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let consumed = (Mutex::new(0usize), Condvar::new());
+        let (tx, rx) = mpsc::channel::<(usize, Result<Batch>)>();
+        std::thread::scope(|scope| {
+            for _ in 0..self.workers {
+                let tx = tx.clone();
+                let (next, stop, consumed) = (&next, &stop, &consumed);
+                scope.spawn(move || {
+                    loop {
+                        let step = next.fetch_add(1, Ordering::SeqCst);
+                        if step >= plan.len() || stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        // Wait until the step is within the prefetch window.
+                        let Ok(mut done) = consumed.0.lock() else {
+                            break;
+                        };
+                        while step >= *done + ahead && !stop.load(Ordering::SeqCst) {
+                            match consumed.1.wait(done) {
+                                Ok(d) => done = d,
+                                Err(_) => return,
+                            }
+                        }
+                        drop(done);
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let mut batch = Batch::default();
+                        let result = self.fill(&plan[step], shape, &mut batch).map(|()| batch);
+                        if tx.send((step, result)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut pending: BTreeMap<usize, Result<Batch>> = BTreeMap::new();
+            let result = (|| -> Result<()> {
+                for step in 0..plan.len() {
+                    let batch = loop {
+                        if let Some(b) = pending.remove(&step) {
+                            break b;
+                        }
+                        let (s, b) = rx.recv().context("the data loader's workers stopped")?;
+                        pending.insert(s, b);
+                    };
+                    let batch = batch?;
+                    if let Ok(mut done) = consumed.0.lock() {
+                        *done = step + 1;
+                    }
+                    consumed.1.notify_all();
+                    if consume(step, &batch.x, &batch.y)? {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            stop.store(true, Ordering::SeqCst);
+            consumed.1.notify_all();
+            result
+        })
+    }
+
+    /// Reads, scales and augments one batch's samples into `batch`.
+    fn fill(
+        &self,
+        items: &[(usize, Option<Draw>)],
+        shape: Option<[usize; 3]>,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let per: usize = self.source.shape().iter().product();
+        let mut bytes = vec![0u8; per];
+        let mut image = vec![0f32; per];
+        let mut scratch = Vec::new();
+        batch.x.resize(items.len() * per, 0.0);
+        batch.y.clear();
+        for (j, &(i, draw)) in items.iter().enumerate() {
+            let label = self.source.load(i, &mut bytes)?;
+            ensure!(
+                (label as usize) < self.classes,
+                "sample {i}: label {label} is not one of the data set's {} classes",
+                self.classes
+            );
+            batch.y.push(label);
+            let dst = &mut batch.x[j * per..(j + 1) * per];
+            match (draw, shape) {
+                (Some(d), Some(shape)) => {
+                    image
+                        .iter_mut()
+                        .zip(&bytes)
+                        .for_each(|(v, &b)| *v = f32::from(b) / 255.0);
+                    d.apply(&image, dst, shape, &mut scratch);
+                }
+                _ => dst
+                    .iter_mut()
+                    .zip(&bytes)
+                    .for_each(|(v, &b)| *v = f32::from(b) / 255.0),
+            }
+        }
+        Ok(())
+    }
+}

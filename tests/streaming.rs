@@ -1,0 +1,287 @@
+//! Data sets read sample by sample (`data::Source`): a loader's batches train exactly as the
+//! same images in memory (order, augmentation, resume), whatever the number of workers;
+//! `image_dataset_from_directory`'s folder reading, split and errors.
+
+use image::{ImageFormat, Rgb, RgbImage};
+use std::path::{Path, PathBuf};
+use wgcnn::data::augment::RandomTranslation;
+use wgcnn::data::{Dataset, FolderOptions, ImageBytes, ImageFolder, Source, Subset};
+use wgcnn::prelude::*;
+use wgcnn::testing::random_vec;
+
+mod common;
+
+type R = anyhow::Result<()>;
+
+fn tmp(name: &str) -> PathBuf {
+    common::tmp("streaming", name)
+}
+
+/// 8×8×3 byte images labelled by their brightest channel.
+fn bytes(n: usize, seed: u64) -> ImageBytes {
+    let v = random_vec(n * 192, seed);
+    let pixels: Vec<u8> = v
+        .iter()
+        .map(|x| (x.abs() * 255.0).min(255.0) as u8)
+        .collect();
+    let labels = (0..n)
+        .map(|i| {
+            let img = &pixels[i * 192..(i + 1) * 192];
+            let sum = |c: usize| {
+                img.iter()
+                    .skip(c)
+                    .step_by(3)
+                    .map(|&b| u32::from(b))
+                    .sum::<u32>()
+            };
+            (0..3).max_by_key(|&c| sum(c)).unwrap_or(0) as u32
+        })
+        .collect();
+    let names = ["red", "green", "blue"].map(String::from).to_vec();
+    ImageBytes::new(pixels, labels, [8, 8, 3], names).unwrap()
+}
+
+/// The same images as an in-memory `Dataset` (f32 in [0, 1]).
+fn in_memory(src: &ImageBytes) -> Dataset {
+    let mut px = vec![0u8; 192];
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..src.len() {
+        labels.push(src.load(i, &mut px).unwrap());
+        images.extend(px.iter().map(|&b| f32::from(b) / 255.0));
+    }
+    Dataset {
+        images,
+        labels,
+        height: 8,
+        width: 8,
+        channels: 3,
+        class_names: src.class_names(),
+    }
+}
+
+fn model(device: Device) -> anyhow::Result<Model> {
+    let mut m = Sequential::new();
+    m.add(Input::new(&[8, 8, 3]))?;
+    m.add(Conv2D::new(4, 3).padding(Same).activation(Relu))?;
+    m.add(MaxPooling2D::new(2))?;
+    m.add(Flatten::new())?;
+    m.add(Dropout::new(0.2))?;
+    m.add(Dense::new(3).activation(Softmax))?;
+    let mut m = m.into_model();
+    m.set_device(device).set_seed(5);
+    m.compile(
+        Optimizer::adam().learning_rate(0.01),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    Ok(m)
+}
+
+fn gpu() -> Device {
+    Device::gpu().expect("a GPU adapter (lavapipe in CI) is required")
+}
+
+fn cfg(epochs: usize, workers: usize) -> FitConfig<'static> {
+    FitConfig {
+        epochs,
+        batch_size: 16,
+        verbose: false,
+        horizontal_flip: true,
+        translation: Some(RandomTranslation::new(0.25, 0.25)),
+        workers,
+        prefetch_factor: 2,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_source_trains_like_the_same_images_in_memory_whatever_the_workers() -> R {
+    let (train, val) = (bytes(83, 1), bytes(21, 2)); // 83 = 5 × 16 + 3: a partial last batch
+    let (mem, mem_val) = (in_memory(&train), in_memory(&val));
+    let mut reference = model(gpu())?;
+    let h_mem = reference.fit(
+        &mem.images,
+        &mem.labels,
+        &FitConfig {
+            validation_data: Some((&mem_val.images, &mem_val.labels)),
+            ..cfg(2, 0)
+        },
+    )?;
+    let want = reference.get_weights()?;
+    for workers in [0, 1, 3] {
+        let mut m = model(gpu())?;
+        let h = m.fit_source(
+            &train,
+            &FitConfig {
+                validation_source: Some(&val),
+                ..cfg(2, workers)
+            },
+        )?;
+        assert_eq!(
+            m.get_weights()?,
+            want,
+            "{workers} workers: the same weights bit for bit"
+        );
+        assert_eq!(
+            (h.loss.clone(), h.val_loss.clone(), h.val_accuracy.clone()),
+            (
+                h_mem.loss.clone(),
+                h_mem.val_loss.clone(),
+                h_mem.val_accuracy.clone()
+            ),
+            "{workers} workers"
+        );
+        assert_eq!(
+            m.evaluate_source(&val, 7, workers)?,
+            reference.evaluate_batched(&mem_val.images, &mem_val.labels, 7)?
+        );
+        assert_eq!(
+            m.predict_source(&val, 5, workers)?,
+            reference.predict(&mem_val.images, 5)?
+        );
+    }
+    // The CPU reference path reads sources too.
+    let mut c = model(Device::Cpu)?;
+    c.fit_source(&train, &cfg(1, 2))?;
+    let mut cm = model(Device::Cpu)?;
+    cm.fit(&mem.images, &mem.labels, &cfg(1, 0))?;
+    assert_eq!(c.get_weights()?, cm.get_weights()?);
+    Ok(())
+}
+
+#[test]
+fn a_source_resumes_bit_for_bit() -> R {
+    let train = bytes(50, 3);
+    let dir = tmp("resume");
+    let mut straight = model(gpu())?;
+    straight.fit_source(&train, &cfg(3, 2))?;
+    let mut first = model(gpu())?;
+    first.fit_source(&train, &cfg(1, 2))?;
+    first.save(dir.join("m.safetensors"))?;
+    let mut resumed = Model::load(dir.join("m.safetensors"))?;
+    resumed.fit_source(
+        &train,
+        &FitConfig {
+            initial_epoch: 1,
+            ..cfg(3, 1)
+        },
+    )?;
+    assert_eq!(resumed.get_weights()?, straight.get_weights()?);
+    Ok(())
+}
+
+#[test]
+fn sources_are_checked_against_the_model() -> R {
+    let mut m = model(Device::Cpu)?;
+    let wrong = ImageBytes::new(
+        vec![0; 2 * 48],
+        vec![0, 1],
+        [4, 4, 3],
+        vec!["a".into(), "b".into()],
+    )?;
+    let err = format!("{:#}", m.fit_source(&wrong, &cfg(1, 0)).unwrap_err());
+    assert!(
+        err.contains("[4, 4, 3]") && err.contains("[8, 8, 3]"),
+        "{err}"
+    );
+    let split = FitConfig {
+        validation_split: 0.2,
+        ..cfg(1, 0)
+    };
+    let err = format!("{:#}", m.fit_source(&bytes(10, 1), &split).unwrap_err());
+    assert!(err.contains("validation_source"), "{err}");
+    // A source whose labels pass its own class count fails at the batch, naming it.
+    let names = vec!["only".to_string()];
+    assert!(ImageBytes::new(vec![0; 192], vec![1], [8, 8, 3], names).is_err());
+    // Bytes from a Dataset: exact for k / 255 values, an error otherwise.
+    let d = in_memory(&bytes(4, 9));
+    assert_eq!(d.to_bytes()?, bytes(4, 9));
+    let mut odd = d.clone();
+    odd.images[5] = 0.3337;
+    assert!(odd.to_bytes().is_err());
+    Ok(())
+}
+
+/// Writes `dir/<class>/<i>.<ext>`: `per_class` images of `w`×`h` per class, each a flat
+/// colour that encodes (class, i).
+fn image_folder(dir: &Path, classes: &[&str], per_class: usize, (w, h): (u32, u32)) {
+    for (c, name) in classes.iter().enumerate() {
+        let sub = dir.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..per_class {
+            let img = RgbImage::from_pixel(w, h, Rgb([c as u8 * 60, i as u8, 200]));
+            let (ext, fmt) = if i % 2 == 0 {
+                ("png", ImageFormat::Png)
+            } else {
+                ("jpg", ImageFormat::Jpeg)
+            };
+            img.save_with_format(sub.join(format!("{i:03}.{ext}")), fmt)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn image_folders_read_lazily_split_like_keras_and_name_bad_files() -> R {
+    let dir = tmp("folder");
+    image_folder(&dir, &["cat", "dog", "emu"], 7, (13, 9));
+    std::fs::write(dir.join("cat/.hidden.png"), b"not an image").unwrap();
+    let all = ImageFolder::open(&dir, &FolderOptions::new(6, 5))?;
+    assert_eq!(all.len(), 21);
+    assert_eq!(all.class_names(), ["cat", "dog", "emu"]);
+    assert_eq!(all.shape(), [6, 5, 3]);
+    let mut px = vec![0u8; 6 * 5 * 3];
+    // dog/002.png: a flat (60, 2, 200), resized to 6 × 5 and still flat.
+    let i = all
+        .files()
+        .iter()
+        .position(|(p, _)| p.ends_with("dog/002.png"))
+        .unwrap();
+    assert_eq!(all.load(i, &mut px)?, 1);
+    assert!(px.chunks(3).all(|p| p == [60, 2, 200]), "{px:?}");
+    let grey = ImageFolder::open(&dir, &FolderOptions::new(6, 5).color_mode("grayscale")?)?;
+    assert_eq!(grey.shape(), [6, 5, 1]);
+    assert!(FolderOptions::new(6, 5).color_mode("cmyk").is_err());
+
+    // Keras: shuffle with the seed, the last int(0.25 · 21) = 5 files validate.
+    let opts = FolderOptions::new(6, 5).validation_split(0.25, 1337);
+    let train = ImageFolder::open(&dir, &opts.clone().subset(Subset::Training))?;
+    let val = ImageFolder::open(&dir, &opts.clone().subset(Subset::Validation))?;
+    assert_eq!((train.len(), val.len()), (16, 5));
+    let mut both: Vec<&PathBuf> = train
+        .files()
+        .iter()
+        .chain(val.files())
+        .map(|(p, _)| p)
+        .collect();
+    both.sort();
+    both.dedup();
+    assert_eq!(both.len(), 21, "the two sides partition the files");
+    let again = ImageFolder::open(&dir, &opts.subset(Subset::Validation))?;
+    assert_eq!(again.files(), val.files(), "the same seed, the same split");
+    let other = FolderOptions::new(6, 5)
+        .validation_split(0.25, 7)
+        .subset(Subset::Validation);
+    assert_ne!(ImageFolder::open(&dir, &other)?.files(), val.files());
+
+    // Training reads them; a broken file is an error naming it, at the batch that holds it.
+    let mut m = Sequential::new();
+    m.add(Input::new(&[6, 5, 3]))?;
+    m.add(Flatten::new())?;
+    m.add(Dense::new(3).activation(Softmax))?;
+    let mut m = m.into_model();
+    m.set_device(Device::Cpu);
+    m.compile(
+        Optimizer::adam(),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    m.fit_source(&all, &cfg(1, 2))?;
+    std::fs::write(dir.join("emu/003.jpg"), b"truncated").unwrap();
+    let err = format!("{:#}", m.fit_source(&all, &cfg(1, 2)).unwrap_err());
+    assert!(err.contains("emu/003.jpg"), "{err}");
+    let missing = ImageFolder::open(dir.join("nope"), &FolderOptions::new(6, 5));
+    assert!(format!("{:#}", missing.unwrap_err()).contains("not found"));
+    Ok(())
+}
