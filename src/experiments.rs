@@ -261,12 +261,19 @@ impl Experiment {
 
     /// The experiment's model, uncompiled.
     pub fn model(&self) -> Result<Model> {
-        let input = self.input_shape();
+        self.model_for(self.input_shape(), 10)
+    }
+
+    /// The experiment's architecture on inputs of `input` (height, width, channels) with
+    /// `classes` outputs (a classifier's last Dense; a denoiser gives back its input's
+    /// shape): what `wgcnn train image-folder --arch` builds.
+    pub fn model_for(&self, input: [usize; 3], classes: usize) -> Result<Model> {
+        anyhow::ensure!(classes > 0, "a classifier needs at least one class");
         if self.name == "cifar-resnet20" {
-            return resnet_v1(&input, 20, 10);
+            return resnet_v1(&input, 20, classes);
         }
         if self.name == "mnist-mobile" {
-            return mobile(&input, 10);
+            return mobile(&input, classes);
         }
         if self.name == "mnist-unet" {
             return denoising_unet(&input);
@@ -275,12 +282,12 @@ impl Experiment {
         match self.name {
             "mnist-dense" => {
                 m.add(Flatten::new().input_shape(&input))?;
-                m.add(Dense::new(10).activation(Softmax))?;
+                m.add(Dense::new(classes).activation(Softmax))?;
             }
             "mnist-conv" => {
                 m.add(Conv2D::new(64, 3).activation(Relu).input_shape(&input))?;
                 m.add(Flatten::new())?;
-                m.add(Dense::new(10).activation(Softmax))?;
+                m.add(Dense::new(classes).activation(Softmax))?;
             }
             "cifar-conv" | "cifar-pool" => {
                 m.add(Conv2D::new(64, 3).activation(Relu).input_shape(&input))?;
@@ -289,7 +296,7 @@ impl Experiment {
                 }
                 m.add(Flatten::new())?;
                 m.add(Dense::new(32).activation(Relu))?;
-                m.add(Dense::new(10).activation(Softmax))?;
+                m.add(Dense::new(classes).activation(Softmax))?;
             }
             "cifar-deep" => {
                 m.add(
@@ -303,7 +310,7 @@ impl Experiment {
                 m.add(MaxPooling2D::new(2))?;
                 m.add(Flatten::new())?;
                 m.add(Dense::new(128).activation(Relu))?;
-                m.add(Dense::new(10).activation(Softmax))?;
+                m.add(Dense::new(classes).activation(Softmax))?;
             }
             "mnist-bn" => {
                 m.add(Input::new(&input))?;
@@ -314,7 +321,7 @@ impl Experiment {
                     m.add(MaxPooling2D::new(2))?;
                 }
                 m.add(Flatten::new())?;
-                m.add(Dense::new(10).activation(Softmax))?;
+                m.add(Dense::new(classes).activation(Softmax))?;
             }
             other => bail!("unknown experiment '{other}'"),
         }

@@ -39,8 +39,22 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct TrainArgs {
-    #[arg(value_parser = experiment_names())]
+    /// An experiment, or image-folder: the architecture of --arch on the folder of images
+    /// --data DIR (one sub-folder per class), resized to --image-size
+    #[arg(value_parser = train_names())]
     experiment: String,
+    /// image-folder: the experiment whose architecture and recipe to train
+    #[arg(long, value_name = "EXPERIMENT", value_parser = experiment_names())]
+    arch: Option<String>,
+    /// image-folder: height and width every image is resized to
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
+    image_size: Option<usize>,
+    /// image-folder: fraction of the images held out for validation, picked by --seed
+    #[arg(long, value_name = "F", default_value_t = 0.2)]
+    validation_split: f32,
+    /// image-folder: threads decoding images while the GPU trains
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    workers: usize,
     /// Epochs [default: the experiment's]
     #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     epochs: Option<usize>,
@@ -175,6 +189,11 @@ fn experiment_names() -> PossibleValuesParser {
     PossibleValuesParser::new(NAMES)
 }
 
+/// What `train` takes: the experiments and image-folder.
+fn train_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(NAMES.iter().copied().chain([report::IMAGE_FOLDER]))
+}
+
 fn main() -> ExitCode {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         // Mesa's device-select layer prints "error: XDG_RUNTIME_DIR is invalid or not set"
@@ -244,7 +263,32 @@ fn train_ranks(args: TrainArgs, ranks: wgcnn::distributed::Ranks) -> Result<()> 
         ranks,
         ..recipe
     };
-    let run = report::train_experiment(&cfg)?;
+    let run = if args.experiment == report::IMAGE_FOLDER {
+        ensure!(
+            args.limit.is_none() && args.limit_test.is_none(),
+            "image-folder trains on the whole folder: --limit and --limit-test do not apply"
+        );
+        let (Some(arch), Some(size), Some(_)) = (args.arch, args.image_size, &args.data.data)
+        else {
+            bail!(
+                "image-folder needs --data DIR (one sub-folder of images per class), --arch \
+                 EXPERIMENT and --image-size N"
+            );
+        };
+        let folder = report::FolderRun {
+            arch,
+            image_size: u32::try_from(size).context("--image-size is too large")?,
+            validation_split: args.validation_split,
+            workers: args.workers,
+        };
+        report::train_image_folder(&cfg, &folder)?
+    } else {
+        ensure!(
+            args.arch.is_none() && args.image_size.is_none(),
+            "--arch and --image-size are for image-folder"
+        );
+        report::train_experiment(&cfg)?
+    };
     if args.quiet && ranks.is_root() {
         let psnr = run
             .test

@@ -20,10 +20,12 @@
 //! `confusion_matrix.png` (classifiers) or `denoised.png` (denoisers) and
 //! `training_curves.png`.
 
+mod folder;
 mod format;
 mod input;
 pub mod pictures;
 
+pub use folder::{FolderRun, IMAGE_FOLDER, evaluate_folder_model, train_image_folder};
 pub use input::{Prediction, TOP_K, load_input_image, predict_images, predict_images_with_model};
 
 use crate::callbacks::{CsvLogger, ModelCheckpoint, Monitor};
@@ -304,7 +306,7 @@ fn make_run_dir(cfg: &RunConfig) -> Result<RunDir> {
 }
 
 /// Loss, metric and support (number of samples) on one dataset.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Scores {
     pub loss: f32,
     /// The compiled metric's value: accuracy for the classifiers, binary accuracy for the
@@ -657,7 +659,7 @@ fn write_run(
     out.print(&format!("\n{}\n", model.summary()));
 
     out.print(&format!("run directory: {}\n", out_dir.display()));
-    let mut files = RunFiles::plan(out_dir);
+    let files = RunFiles::plan(out_dir);
     // After every epoch, atomically: the whole model (a crash loses at most an epoch, and
     // `--resume` continues from the file exactly) and the history so far.
     let model_file = out_dir.join("model.safetensors");
@@ -687,41 +689,82 @@ fn write_run(
     let train =
         scores(model, x_train, y_train, batch_size).context("evaluating on the training set")?;
     let test = test_report(model, &data.test, plan.task, batch_size)?;
-    let train_seconds: f64 = fitted.epoch_seconds.iter().sum();
-    let images_per_second = (data.train.len() * fitted.loss.len()) as f64 / train_seconds.max(1e-9);
-    out.print(&format::scores_table(&train, &test.scores));
-    out.print(&format::timing(&fitted.epoch_seconds, images_per_second));
-    out.print(&test.text);
-
-    model.save_weights(&files.weights)?;
-    crate::io::write_atomic(&files.history, history.to_csv().as_bytes())?;
-    let run_pictures = pictures::RunPictures {
+    let finished = Finished {
         experiment: &cfg.experiment,
+        batch_size,
+        trained: data.train.len(),
+        epoch_seconds: &fitted.epoch_seconds,
+        train,
+        test,
         data,
         test_inputs: &plan.x_test,
-        test: &test,
-        history: &history,
         out_dir,
     };
-    run_pictures.write(model, &mut files)?;
+    finished.write(model, out, files)
+}
 
-    out.print(&format::files_list(out_dir, &files.all()));
-    crate::io::write_atomic(&files.report, out.text.as_bytes())?;
+/// A run after training: what its report, weights, history and pictures are made of.
+struct Finished<'a> {
+    experiment: &'a str,
+    batch_size: usize,
+    /// Training samples per epoch.
+    trained: usize,
+    /// Seconds of each epoch `fit` ran in this run.
+    epoch_seconds: &'a [f64],
+    train: Scores,
+    test: TestReport,
+    /// The test images the pictures draw from, and what the model was fed for them.
+    data: &'a Split,
+    test_inputs: &'a [f32],
+    out_dir: &'a Path,
+}
 
-    Ok(RunReport {
-        experiment: cfg.experiment.clone(),
-        epochs: history.loss.len(),
-        batch_size,
-        train,
-        test: test.scores,
-        history,
-        images_per_second,
-        confusion: test.confusion,
-        class_names: test.class_names,
-        out_dir: out_dir.to_path_buf(),
-        files,
-        text: out.text,
-    })
+impl Finished<'_> {
+    /// Prints the scores, timing and test report, writes the weights, history, pictures
+    /// and `report.txt`.
+    fn write(
+        self,
+        model: &mut Model,
+        mut out: Transcript,
+        mut files: RunFiles,
+    ) -> Result<RunReport> {
+        let history = model.training_history().clone();
+        let seconds: f64 = self.epoch_seconds.iter().sum();
+        let images_per_second =
+            (self.trained * self.epoch_seconds.len()) as f64 / seconds.max(1e-9);
+        out.print(&format::scores_table(&self.train, &self.test.scores));
+        out.print(&format::timing(self.epoch_seconds, images_per_second));
+        out.print(&self.test.text);
+
+        model.save_weights(&files.weights)?;
+        crate::io::write_atomic(&files.history, history.to_csv().as_bytes())?;
+        let run_pictures = pictures::RunPictures {
+            experiment: self.experiment,
+            data: self.data,
+            test_inputs: self.test_inputs,
+            test: &self.test,
+            history: &history,
+            out_dir: self.out_dir,
+        };
+        run_pictures.write(model, &mut files)?;
+
+        out.print(&format::files_list(self.out_dir, &files.all()));
+        crate::io::write_atomic(&files.report, out.text.as_bytes())?;
+        Ok(RunReport {
+            experiment: self.experiment.to_string(),
+            epochs: history.loss.len(),
+            batch_size: self.batch_size,
+            train: self.train,
+            test: self.test.scores,
+            history,
+            images_per_second,
+            confusion: self.test.confusion,
+            class_names: self.test.class_names,
+            out_dir: self.out_dir.to_path_buf(),
+            files,
+            text: out.text,
+        })
+    }
 }
 
 /// A rank other than 0 of a data-parallel run: the same training and evaluations as
@@ -894,6 +937,9 @@ pub fn test_report(
 pub fn evaluate_model_file(cfg: &RunConfig, path: &Path) -> Result<TestReport> {
     let mut model = Model::load(path)?;
     let experiment = model_experiment(&model, path)?;
+    if experiment == IMAGE_FOLDER {
+        return evaluate_folder_model(cfg, &mut model, path);
+    }
     let exp = experiments::experiment(&experiment)?;
     let test = load_test_data(&RunConfig {
         experiment: experiment.clone(),

@@ -482,3 +482,129 @@ fn a_failed_download_names_data_and_leaves_no_folders() {
         "the download left folders behind"
     );
 }
+
+/// `dir/<shade>/<i>.png`: 24 noisy 10×10 RGB images per class, the class the grey
+/// level (dark, mid, light).
+fn colour_folder(dir: &Path) {
+    use image::{Rgb, RgbImage};
+    let mut seed = 7u32;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 27) as u8
+    };
+    for (name, colour) in [
+        ("dark", [20, 30, 10]),
+        ("mid", [120, 130, 110]),
+        ("light", [220, 230, 210]),
+    ] {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        for i in 0..24 {
+            let img = RgbImage::from_fn(10, 10, |_, _| {
+                Rgb(colour.map(|c: u8| c.saturating_add(noise())))
+            });
+            img.save(dir.join(name).join(format!("{i:02}.png")))
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn image_folder_trains_an_experiments_architecture_on_a_users_folder() {
+    let dir = tmp("image-folder");
+    let data = dir.join("photos");
+    colour_folder(&data);
+    let run = dir.join("run");
+    let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "image-folder",
+            "--data",
+            data_s,
+            "--arch",
+            "mnist-dense",
+            "--image-size",
+            "8",
+            "--lr",
+            "0.02",
+            "--batch-size",
+            "8",
+            "-q",
+            "--out",
+            run_s,
+        ];
+        args.extend_from_slice(extra);
+        wgcnn_in(&dir, &args)
+    };
+    let o = train(&["--epochs", "20"]);
+    assert_ok(&o, "train image-folder");
+    for f in [
+        "model.safetensors",
+        "weights.safetensors",
+        "report.txt",
+        "history.csv",
+        "confusion_matrix.png",
+        "training_curves.png",
+        "input.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let report = std::fs::read_to_string(run.join("report.txt")).unwrap();
+    assert!(
+        report.contains("58 training and 14 validation images of 8x8x1")
+            && report.contains("3 classes: dark, light, mid"),
+        "{report}"
+    );
+    let accuracy = |text: &str, row: &str| -> f32 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{text}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let val = accuracy(&report, "test ");
+    assert!(
+        val >= 0.7,
+        "validation accuracy {val} (chance: 0.33):\n{report}"
+    );
+
+    // eval and predict read what the model file records: folder, size, split, classes.
+    let o = wgcnn_in(
+        &dir,
+        &["eval", "--model", &format!("{run_s}/model.safetensors")],
+    );
+    assert_ok(&o, "eval --model");
+    assert_eq!(accuracy(&stdout(&o), "validation"), val);
+    let image = data.join("light/03.png");
+    let o = wgcnn_in(
+        &dir,
+        &[
+            "predict",
+            "--model",
+            &format!("{run_s}/model.safetensors"),
+            image.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o, "predict --model");
+    assert!(stdout(&o).contains(": light "), "{}", stdout(&o));
+
+    // --resume continues the run; the wrong flags are named.
+    let model = format!("{run_s}/model.safetensors");
+    assert_ok(&train(&["--epochs", "21", "--resume", &model]), "resume");
+    let (epochs, _) = history(&run.join("history.csv"));
+    assert_eq!(epochs, (1..=21).collect::<Vec<_>>());
+    let o = wgcnn_in(
+        &dir,
+        &[
+            "train",
+            "image-folder",
+            "--data",
+            data_s,
+            "--image-size",
+            "8",
+        ],
+    );
+    assert_fails_mentioning(&o, &["--arch"]);
+    let o = wgcnn_in(&dir, &["train", "mnist-dense", "--arch", "mnist-conv"]);
+    assert_fails_mentioning(&o, &["image-folder"]);
+}

@@ -97,7 +97,21 @@ pub fn predict_images_with_model(
 ) -> Result<Vec<Result<Prediction>>> {
     ensure!(!images.is_empty(), "no image files given");
     let mut model = Model::load(model_file)?;
-    let exp = experiments::experiment(&super::model_experiment(&model, model_file)?)?;
+    let experiment = super::model_experiment(&model, model_file)?;
+    if experiment == super::IMAGE_FOLDER {
+        // Its own input size and class names, recorded in the file.
+        let &[h, w, c] = model.input_shape().context("no input shape")? else {
+            bail!("{} is not an image model", model_file.display());
+        };
+        let names: Vec<String> = model
+            .metadata()
+            .get("classes")
+            .map(|n| n.lines().map(String::from).collect())
+            .unwrap_or_default();
+        let inputs = load_inputs(images, [h, w, c], invert);
+        return predictions(&mut model, inputs, images, &names, None);
+    }
+    let exp = experiments::experiment(&experiment)?;
     let inputs = load_inputs(images, exp.input_shape(), invert);
     top_predictions(&mut model, inputs, images, &exp)
 }
@@ -118,8 +132,25 @@ fn top_predictions(
     images: &[PathBuf],
     exp: &Experiment,
 ) -> Result<Vec<Result<Prediction>>> {
+    let names = class_names(exp.dataset);
+    let denoiser = match exp.task {
+        Task::Classify => None,
+        Task::Denoise { .. } => Some((exp.name, exp.input_shape())),
+    };
+    predictions(model, inputs, images, &names, denoiser)
+}
+
+/// The top classes (named by `names`) of the images that loaded, in one batch run, or a
+/// `denoiser`'s (experiment, image shape) output images; and the load errors of the
+/// others, in the images' order.
+fn predictions(
+    model: &mut Model,
+    inputs: Vec<Result<Vec<f32>>>,
+    images: &[PathBuf],
+    names: &[String],
+    denoiser: Option<(&str, [usize; 3])>,
+) -> Result<Vec<Result<Prediction>>> {
     let classes = model.classes()?;
-    let shape = exp.input_shape();
     let x: Vec<f32> = inputs.iter().flatten().flatten().copied().collect();
     let loaded = inputs.iter().filter(|i| i.is_ok()).count();
     let probs = if loaded == 0 {
@@ -127,7 +158,6 @@ fn top_predictions(
     } else {
         model.predict(&x, loaded.min(32))?
     };
-    let names = class_names(exp.dataset);
     let mut rows = probs.chunks_exact(classes);
     Ok(images
         .iter()
@@ -135,16 +165,16 @@ fn top_predictions(
         .map(|(path, input)| {
             input?;
             let row = rows.next().context("a prediction for every loaded image")?;
-            Ok(match exp.task {
-                Task::Classify => Prediction {
+            Ok(match denoiser {
+                None => Prediction {
                     path: path.clone(),
-                    top: top_k(row, &names, TOP_K),
+                    top: top_k(row, names, TOP_K),
                     output: None,
                 },
-                Task::Denoise { .. } => Prediction {
+                Some((name, shape)) => Prediction {
                     path: path.clone(),
                     top: Vec::new(),
-                    output: Some(write_output_image(path, exp.name, row, shape)?),
+                    output: Some(write_output_image(path, name, row, shape)?),
                 },
             })
         })
