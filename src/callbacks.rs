@@ -20,9 +20,13 @@ use std::sync::{Arc, Mutex};
 /// the learning rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Logs {
+    /// The mean training loss: the epoch's, or its running mean inside an epoch.
     pub loss: f32,
+    /// The compiled metric (accuracy for class labels), averaged as `loss` is.
     pub accuracy: f32,
+    /// The validation loss, at an epoch's end when `fit` validates (None otherwise).
     pub val_loss: Option<f32>,
+    /// The compiled metric on the validation data, when `val_loss` is there.
     pub val_accuracy: Option<f32>,
     /// The rate of the last update (the schedule's value where there is one).
     pub learning_rate: f32,
@@ -58,9 +62,11 @@ impl CallbackContext<'_> {
 /// Keras' `keras.callbacks.Callback`: override the hooks you need. Each returns an error
 /// to abort `fit` with it.
 pub trait CustomCallback: Send {
+    /// Once, at the start of `fit`, before the first epoch.
     fn on_train_begin(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
     }
+    /// Before each epoch (`epoch` counts from 0).
     fn on_epoch_begin(&mut self, _epoch: usize, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
     }
@@ -83,6 +89,7 @@ pub trait CustomCallback: Send {
     ) -> Result<()> {
         Ok(())
     }
+    /// Once, at the end of `fit` (after EarlyStopping has restored its best weights).
     fn on_train_end(&mut self, _ctx: &mut CallbackContext) -> Result<()> {
         Ok(())
     }
@@ -156,9 +163,13 @@ where
 /// A value of the epoch logs to watch: Keras' `monitor=` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Monitor {
+    /// The training loss (Keras' `monitor="loss"`).
     Loss,
+    /// The training metric (Keras' `monitor="accuracy"`).
     Accuracy,
+    /// The validation loss (Keras' `monitor="val_loss"`).
     ValLoss,
+    /// The validation metric (Keras' `monitor="val_accuracy"`).
     ValAccuracy,
 }
 
@@ -213,14 +224,20 @@ impl Monitor {
 /// `restore_best_weights`, the model ends with the weights of its best epoch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EarlyStopping {
+    /// The value watched (Keras' default `val_loss`).
     pub monitor: Monitor,
+    /// The change that must be exceeded to count as an improvement (Keras' default 0).
     pub min_delta: f32,
+    /// Epochs without improvement before training stops (Keras' default 0).
     pub patience: usize,
+    /// End with the weights of the best epoch watched (Keras' default false).
     pub restore_best_weights: bool,
+    /// The first epoch (0-based) watched; earlier ones are ignored (Keras' default 0).
     pub start_from_epoch: usize,
 }
 
 impl EarlyStopping {
+    /// Watches `monitor`, with Keras' defaults for the rest.
     pub fn new(monitor: Monitor) -> EarlyStopping {
         EarlyStopping {
             monitor,
@@ -230,18 +247,22 @@ impl EarlyStopping {
             start_from_epoch: 0,
         }
     }
+    /// Sets `min_delta` (its absolute value).
     pub fn min_delta(mut self, d: f32) -> Self {
         self.min_delta = d.abs();
         self
     }
+    /// Sets `patience`.
     pub fn patience(mut self, p: usize) -> Self {
         self.patience = p;
         self
     }
+    /// Sets `restore_best_weights`.
     pub fn restore_best_weights(mut self, on: bool) -> Self {
         self.restore_best_weights = on;
         self
     }
+    /// Sets `start_from_epoch`.
     pub fn start_from_epoch(mut self, e: usize) -> Self {
         self.start_from_epoch = e;
         self
@@ -254,13 +275,19 @@ impl EarlyStopping {
 /// value. `{epoch}` (1-based, as Keras counts) in the path, or `{epoch:02d}`, is replaced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelCheckpoint {
+    /// Where to write; `{epoch}`, `{epoch:02d}` or `{epoch:03d}` becomes the 1-based epoch.
     pub filepath: PathBuf,
+    /// The value `save_best_only` watches (Keras' default `val_loss`).
     pub monitor: Monitor,
+    /// Write only after epochs that improve the monitored value (Keras' default false).
     pub save_best_only: bool,
+    /// Write only the weights ([`Model::save_weights`]), not the whole model
+    /// (Keras' default false).
     pub save_weights_only: bool,
 }
 
 impl ModelCheckpoint {
+    /// Writes to `filepath` with Keras' defaults: the whole model, after every epoch.
     pub fn new(filepath: impl Into<PathBuf>) -> ModelCheckpoint {
         ModelCheckpoint {
             filepath: filepath.into(),
@@ -269,14 +296,17 @@ impl ModelCheckpoint {
             save_weights_only: false,
         }
     }
+    /// Sets `monitor`.
     pub fn monitor(mut self, m: Monitor) -> Self {
         self.monitor = m;
         self
     }
+    /// Sets `save_best_only`.
     pub fn save_best_only(mut self, on: bool) -> Self {
         self.save_best_only = on;
         self
     }
+    /// Sets `save_weights_only`.
     pub fn save_weights_only(mut self, on: bool) -> Self {
         self.save_weights_only = on;
         self
@@ -300,15 +330,22 @@ impl ModelCheckpoint {
 /// then waits `cooldown` epochs before counting again.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReduceLROnPlateau {
+    /// The value watched (Keras' default `val_loss`).
     pub monitor: Monitor,
+    /// What the learning rate is multiplied by, in (0, 1) (Keras' default 0.1).
     pub factor: f32,
+    /// Epochs without improvement before a reduction (Keras' default 10).
     pub patience: usize,
+    /// The change that must be exceeded to count as an improvement (Keras' default 1e-4).
     pub min_delta: f32,
+    /// Epochs after a reduction before counting starts again (Keras' default 0).
     pub cooldown: usize,
+    /// The lowest learning rate a reduction goes to (Keras' default 0).
     pub min_lr: f32,
 }
 
 impl ReduceLROnPlateau {
+    /// Watches `monitor`, with Keras' defaults for the rest.
     pub fn new(monitor: Monitor) -> ReduceLROnPlateau {
         ReduceLROnPlateau {
             monitor,
@@ -319,22 +356,27 @@ impl ReduceLROnPlateau {
             min_lr: 0.0,
         }
     }
+    /// Sets `factor`.
     pub fn factor(mut self, f: f32) -> Self {
         self.factor = f;
         self
     }
+    /// Sets `patience`.
     pub fn patience(mut self, p: usize) -> Self {
         self.patience = p;
         self
     }
+    /// Sets `min_delta` (its absolute value).
     pub fn min_delta(mut self, d: f32) -> Self {
         self.min_delta = d.abs();
         self
     }
+    /// Sets `cooldown`.
     pub fn cooldown(mut self, c: usize) -> Self {
         self.cooldown = c;
         self
     }
+    /// Sets `min_lr`.
     pub fn min_lr(mut self, lr: f32) -> Self {
         self.min_lr = lr;
         self
@@ -349,10 +391,12 @@ impl ReduceLROnPlateau {
 /// (Keras' `append=True`, meant for continuing training).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CsvLogger {
+    /// The CSV file written.
     pub filename: PathBuf,
 }
 
 impl CsvLogger {
+    /// Writes to `filename`.
     pub fn new(filename: impl Into<PathBuf>) -> CsvLogger {
         CsvLogger {
             filename: filename.into(),
@@ -363,10 +407,15 @@ impl CsvLogger {
 /// One of the callbacks, for [`FitConfig::callbacks`](crate::model::FitConfig).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Callback {
+    /// Keras' `EarlyStopping`.
     EarlyStopping(EarlyStopping),
+    /// Keras' `ModelCheckpoint`.
     ModelCheckpoint(ModelCheckpoint),
+    /// Keras' `ReduceLROnPlateau`.
     ReduceLROnPlateau(ReduceLROnPlateau),
+    /// Keras' `CSVLogger`.
     CsvLogger(CsvLogger),
+    /// Your own callback ([`Callback::custom`], or a closure).
     Custom(Custom),
 }
 

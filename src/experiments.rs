@@ -14,7 +14,9 @@ use std::borrow::Cow;
 /// Which dataset an experiment trains on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatasetKind {
+    /// MNIST: 28×28 grey handwritten digits, 10 classes.
     Mnist,
+    /// CIFAR-10: 32×32 RGB images, 10 classes.
     Cifar10,
 }
 
@@ -26,7 +28,10 @@ pub enum Task {
     /// The clean image from a copy with Gaussian noise of standard deviation `sigma` added
     /// (clipped to [0, 1]; see [`add_noise`]): binary cross-entropy per pixel against the
     /// clean image, Keras' binary accuracy, and the PSNR in the report.
-    Denoise { sigma: f32 },
+    Denoise {
+        /// Standard deviation of the added noise.
+        sigma: f32,
+    },
 }
 
 impl Task {
@@ -72,12 +77,17 @@ pub const NOISE_SEEDS: (u64, u64) = (1, 2);
 /// One experiment: its model, dataset and training recipe.
 #[derive(Clone, Debug)]
 pub struct Experiment {
+    /// Its name, one of [`NAMES`].
     pub name: &'static str,
+    /// The dataset it trains and tests on.
     pub dataset: DatasetKind,
     /// Classes, or clean images from noisy ones.
     pub task: Task,
+    /// Epochs the recipe trains.
     pub epochs: usize,
+    /// Batch size the recipe trains with.
     pub batch_size: usize,
+    /// The optimizer the model is compiled with.
     pub optimizer: Optimizer,
     /// Seed of weight initialisation and shuffling of the recorded run (`--seed` overrides).
     pub seed: u64,
@@ -154,7 +164,7 @@ pub fn experiment(name: &str) -> Result<Experiment> {
             "1,845,354 params",
         ),
         // Adam at 3e-4 instead of Keras' 1e-3, batch 32, seed 1: picked from an H100 sweep
-        // (README, "cifar-pool: the test file, seeds and learning rates"); Keras' defaults
+        // (docs/results.md, "cifar-pool: the test file, seeds and learning rates"); Keras' defaults
         // stay near 0.60-0.62 on this test file. Without flips this model overfits from
         // epoch ~10 on (test 0.643 at the end on lavapipe); with them 0.659.
         "cifar-pool" => Experiment {

@@ -163,7 +163,8 @@ fn run_dirs(base: &Path, experiment: &str) -> impl Iterator<Item = PathBuf> {
 /// Creates and returns the first free one of `base/runs/<experiment>`,
 /// `base/runs/<experiment>-2`, … Creating a folder fails when it exists, so two runs
 /// started at once never share one: each takes the next free name.
-pub fn claim_run_dir(base: &Path, experiment: &str) -> Result<PathBuf> {
+pub fn claim_run_dir(base: impl AsRef<Path>, experiment: &str) -> Result<PathBuf> {
+    let base = base.as_ref();
     Ok(claim(base, experiment)?.path)
 }
 
@@ -189,7 +190,8 @@ fn claim(base: &Path, experiment: &str) -> Result<RunDir> {
 /// The newest finished run of `experiment` under `base` (one of the [`claim_run_dir`]
 /// folders holding `weights.safetensors`, which a run writes last): where `wgcnn eval`
 /// and `wgcnn predict` take their weights from by default.
-pub fn latest_run_dir(base: &Path, experiment: &str) -> Option<PathBuf> {
+pub fn latest_run_dir(base: impl AsRef<Path>, experiment: &str) -> Option<PathBuf> {
+    let base = base.as_ref();
     let mut best: Option<(std::time::SystemTime, usize, PathBuf)> = None;
     let mut misses = 0;
     for (i, dir) in run_dirs(base, experiment).enumerate() {
@@ -308,6 +310,7 @@ fn make_run_dir(cfg: &RunConfig) -> Result<RunDir> {
 /// Loss, metric and support (number of samples) on one dataset.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Scores {
+    /// The mean loss.
     pub loss: f32,
     /// The compiled metric's value: accuracy for the classifiers, binary accuracy for the
     /// denoiser (see [`Scores::metric`]).
@@ -317,14 +320,18 @@ pub struct Scores {
     /// Mean PSNR (dB) of a denoiser's outputs against the clean images; `None` for a
     /// classifier and for the training set.
     pub psnr: Option<f32>,
+    /// Number of samples scored.
     pub support: usize,
 }
 
 /// The files of a run directory.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunFiles {
+    /// The trained weights (`weights.safetensors`).
     pub weights: PathBuf,
+    /// The report text (`report.txt`).
     pub report: PathBuf,
+    /// The per-epoch results as CSV (`history.csv`; see [`History::to_csv`]).
     pub history: PathBuf,
     /// First-layer filters; `None` for a model without convolutions.
     pub filters: Option<PathBuf>,
@@ -336,6 +343,7 @@ pub struct RunFiles {
     pub confusion_matrix: Option<PathBuf>,
     /// A denoiser's test images: noisy inputs, clean images and outputs, one row each.
     pub denoised: Option<PathBuf>,
+    /// The training-curves picture (`training_curves.png`).
     pub training_curves: PathBuf,
 }
 
@@ -373,8 +381,11 @@ impl RunFiles {
 /// What a training run measured and wrote.
 #[derive(Clone, Debug)]
 pub struct RunReport {
+    /// The experiment's name (or the custom model's label).
     pub experiment: String,
+    /// Number of epochs in `history`.
     pub epochs: usize,
+    /// The batch size it trained with.
     pub batch_size: usize,
     /// Scores of the trained model on the (possibly limited) training set.
     pub train: Scores,
@@ -386,8 +397,11 @@ pub struct RunReport {
     pub images_per_second: f64,
     /// Test-set confusion matrix (rows = true class); `None` for a denoiser.
     pub confusion: Option<ConfusionMatrix>,
+    /// The dataset's class names.
     pub class_names: Vec<String>,
+    /// The run's folder (empty on the ranks other than 0 of a data-parallel run).
     pub out_dir: PathBuf,
+    /// The files written in `out_dir`.
     pub files: RunFiles,
     /// Everything the run printed (also in `report.txt`).
     pub text: String,
@@ -403,9 +417,11 @@ impl RunReport {
 /// Test-set results of a trained model: scores, confusion matrix and the text report.
 #[derive(Clone, Debug)]
 pub struct TestReport {
+    /// Loss, metric and support on the test set.
     pub scores: Scores,
     /// A classifier's confusion matrix (rows = true class); `None` for a denoiser.
     pub confusion: Option<ConfusionMatrix>,
+    /// The test set's class names.
     pub class_names: Vec<String>,
     /// Per-class precision/recall/F1 and the confusion matrix as text, or a denoiser's
     /// PSNR against that of its noisy inputs.
@@ -934,7 +950,8 @@ pub fn test_report(
 /// `wgcnn eval --model FILE`: loads a model file (which records its experiment and
 /// dataset) and reports on that dataset's test set (`cfg.limit_test`, `data_root`,
 /// `download` and `batch_size` apply; `cfg.experiment` is ignored).
-pub fn evaluate_model_file(cfg: &RunConfig, path: &Path) -> Result<TestReport> {
+pub fn evaluate_model_file(cfg: &RunConfig, path: impl AsRef<Path>) -> Result<TestReport> {
+    let path = path.as_ref();
     let mut model = Model::load(path)?;
     let experiment = model_experiment(&model, path)?;
     if experiment == IMAGE_FOLDER {
@@ -974,7 +991,8 @@ pub fn model_experiment(model: &Model, path: &Path) -> Result<String> {
 /// `wgcnn eval`: loads `weights` into the experiment's model and reports on the test set
 /// (`cfg.limit_test`, `data_root`, `download` and `batch_size` apply). Prints the report
 /// when `cfg.verbose`.
-pub fn evaluate_weights(cfg: &RunConfig, weights: &Path) -> Result<TestReport> {
+pub fn evaluate_weights(cfg: &RunConfig, weights: impl AsRef<Path>) -> Result<TestReport> {
+    let weights = weights.as_ref();
     let exp = experiments::experiment(&cfg.experiment)?;
     let test = load_test_data(cfg)?;
     let (mut model, _) = compiled_model(&exp, cfg.seed, None)?;

@@ -16,7 +16,9 @@ pub fn f32_bytes(shape: &[usize]) -> Option<u64> {
 
 /// A buffer on the GPU with a logical shape (row-major; NHWC for images).
 pub struct Tensor {
+    /// The storage buffer holding the elements.
     pub buffer: wgpu::Buffer,
+    /// The logical shape (row-major; NHWC for images).
     pub shape: Vec<usize>,
 }
 
@@ -55,6 +57,7 @@ impl Tensor {
         self.shape.iter().product()
     }
 
+    /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -43,9 +43,13 @@ pub const CURVES_SIZE: (u32, u32) = (1200, 460);
 /// pixels, with [`BORDER`] pixels between them and around them, filled row by row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GridLayout {
+    /// Tiles per row.
     pub cols: u32,
+    /// Rows of tiles.
     pub rows: u32,
+    /// Tile width in pixels.
     pub tile_w: u32,
+    /// Tile height in pixels.
     pub tile_h: u32,
 }
 
@@ -148,7 +152,14 @@ pub fn save_filters(
 /// Draws the feature maps of one image, activations `[h][w][c]` (channels last): one grey
 /// tile per channel, each stretched to its own min..max (a constant channel is mid-grey),
 /// laid out by [`feature_map_layout`].
-pub fn save_feature_maps(act: &[f32], h: usize, w: usize, c: usize, path: &Path) -> Result<()> {
+pub fn save_feature_maps(
+    act: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let path = path.as_ref();
     check_len("feature maps", act.len(), &[h, w, c])?;
     let at = |y: usize, x: usize, ch: usize| act[(y * w + x) * c + ch];
     let tiles: Vec<_> = (0..c)
@@ -225,10 +236,15 @@ pub fn save_image_grid(
 /// `cell` x `cell` squares starts at (`left`, `top`); row = true class, column = predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeatmapLayout {
+    /// Picture width in pixels.
     pub width: u32,
+    /// Picture height in pixels.
     pub height: u32,
+    /// Left edge of the grid in pixels.
     pub left: u32,
+    /// Top edge of the grid in pixels.
     pub top: u32,
+    /// Side of a cell in pixels.
     pub cell: u32,
 }
 
@@ -392,7 +408,8 @@ pub struct Curves<'a> {
 /// training against validation, with a legend, axis labels and a title; [`CURVES_SIZE`]
 /// pixels. Non-finite values are left out (the line breaks there). Errors only when there
 /// is nothing at all to draw.
-pub fn save_training_curves(curves: &Curves, title: &str, path: &Path) -> Result<()> {
+pub fn save_training_curves(curves: &Curves, title: &str, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
     let epochs = [
         curves.loss,
         curves.accuracy,

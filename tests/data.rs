@@ -691,7 +691,7 @@ fn image_folder_loads_and_checks_sizes() {
         &["broken.png"],
     );
     assert_contains(
-        &err_text(load_image_folder(&d.join("nope"), None)),
+        &err_text(load_image_folder(d.join("nope"), None)),
         &["not found", "nope"],
     );
 }

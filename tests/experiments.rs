@@ -215,7 +215,7 @@ fn images_convert_to_the_model_input() {
     assert!(err.contains("text.png"), "{err}");
     let err = format!(
         "{:#}",
-        report::load_input_image(&dir.join("absent.png"), [28, 28, 1], false).unwrap_err()
+        report::load_input_image(dir.join("absent.png"), [28, 28, 1], false).unwrap_err()
     );
     assert!(
         err.contains("not found") && err.contains("absent.png"),

@@ -573,7 +573,7 @@ fn graph_files_round_trip_and_old_files_load() -> R {
     assert_eq!(v1.epochs_trained(), 1);
     assert!(v1.summary().contains("Total params: 7,850"));
     let img =
-        wgcnn::report::load_input_image(&old.join("v1-mnist-dense-input.png"), [28, 28, 1], false)?;
+        wgcnn::report::load_input_image(old.join("v1-mnist-dense-input.png"), [28, 28, 1], false)?;
     let p = v1.predict(&img, 1)?;
     for (class, want) in [(3, 0.132), (7, 0.126), (0, 0.125)] {
         assert!(

@@ -379,5 +379,5 @@ fn training_curves_one_epoch_no_validation_and_nan() {
         val_loss: &[],
         val_accuracy: &[],
     };
-    assert!(viz::save_training_curves(&none, "empty", &out("curves_empty")).is_err());
+    assert!(viz::save_training_curves(&none, "empty", out("curves_empty")).is_err());
 }

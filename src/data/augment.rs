@@ -25,12 +25,16 @@ pub enum FillMode {
 /// of fractional shifts is not applied).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RandomTranslation {
+    /// The largest vertical shift, as a fraction of the image height (in [0, 1]).
     pub height_factor: f32,
+    /// The largest horizontal shift, as a fraction of the image width (in [0, 1]).
     pub width_factor: f32,
+    /// How pixels shifted in from outside are filled (Keras' default `Reflect`).
     pub fill_mode: FillMode,
 }
 
 impl RandomTranslation {
+    /// Shifts of up to `height_factor` and `width_factor`, reflect fill (Keras' default).
     pub fn new(height_factor: f32, width_factor: f32) -> RandomTranslation {
         RandomTranslation {
             height_factor,
@@ -38,6 +42,7 @@ impl RandomTranslation {
             fill_mode: FillMode::Reflect,
         }
     }
+    /// Sets `fill_mode`.
     pub fn fill_mode(mut self, m: FillMode) -> Self {
         self.fill_mode = m;
         self

@@ -57,7 +57,8 @@ const RECORD: usize = 1 + 3 * PLANE;
 
 /// Loads CIFAR-10 from `dir`, which holds `data_batch_1.bin` .. `data_batch_5.bin`,
 /// `test_batch.bin` and `batches.meta.txt` (class names, one per line).
-pub fn load_cifar10(dir: &Path) -> Result<Split> {
+pub fn load_cifar10(dir: impl AsRef<Path>) -> Result<Split> {
+    let dir = dir.as_ref();
     let class_names = read_meta(&dir.join(META))?;
     let mut train = empty(&class_names);
     for name in TRAIN {
@@ -71,14 +72,16 @@ pub fn load_cifar10(dir: &Path) -> Result<Split> {
 /// Loads `root/cifar-10-batches-bin`. If files are missing and `download` is
 /// true, first downloads [`CIFAR10_URL`], checks it against
 /// [`CIFAR10_ARCHIVE_MD5`] and [`CIFAR10_TRAIN_SHA256`], and unpacks it into `root`.
-pub fn cifar10(root: &Path, download: bool) -> Result<Split> {
+pub fn cifar10(root: impl AsRef<Path>, download: bool) -> Result<Split> {
+    let root = root.as_ref();
     let dir = fetch_missing(root, download, &[&TRAIN[..], &[TEST, META]].concat())?;
     load_cifar10(&dir)
 }
 
 /// Like [`cifar10`], the test set only: the training batches are not read (and are
 /// downloaded only when the test batch is missing too, since they come in one archive).
-pub fn cifar10_test(root: &Path, download: bool) -> Result<Dataset> {
+pub fn cifar10_test(root: impl AsRef<Path>, download: bool) -> Result<Dataset> {
+    let root = root.as_ref();
     let dir = fetch_missing(root, download, &[TEST, META])?;
     let mut test = empty(&read_meta(&dir.join(META))?);
     read_batch(&dir.join(TEST), &mut test)?;

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// `None`, all images must already have the same size (an error names the first
 /// one that differs). The result has 1 channel if every image is greyscale and 3
 /// (RGB) otherwise; alpha is dropped.
-pub fn load_image_folder(dir: &Path, size: Option<(u32, u32)>) -> Result<Dataset> {
+pub fn load_image_folder(dir: impl AsRef<Path>, size: Option<(u32, u32)>) -> Result<Dataset> {
+    let dir = dir.as_ref();
     if let Some((w, h)) = size {
         ensure!(w > 0 && h > 0, "image size {w}x{h} has a zero dimension");
     }

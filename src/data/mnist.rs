@@ -38,7 +38,8 @@ const CLASSES: usize = 10;
 /// Loads MNIST from `dir`, which holds the four IDX files either gzipped as
 /// distributed (`train-images-idx3-ubyte.gz`, ...) or unpacked (same names
 /// without `.gz`; these win when both exist).
-pub fn load_mnist(dir: &Path) -> Result<Split> {
+pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Split> {
+    let dir = dir.as_ref();
     let train = load_part(dir, "train")?;
     let test = load_part(dir, "t10k")?;
     ensure!(
@@ -55,14 +56,16 @@ pub fn load_mnist(dir: &Path) -> Result<Split> {
 
 /// Loads `root/mnist`. If files are missing and `download` is true, first fetches
 /// the missing ones from [`MNIST_URL`], checking each against [`MNIST_SHA256`].
-pub fn mnist(root: &Path, download: bool) -> Result<Split> {
+pub fn mnist(root: impl AsRef<Path>, download: bool) -> Result<Split> {
+    let root = root.as_ref();
     let dir = fetch_missing(root, download, "")?;
     load_mnist(&dir)
 }
 
 /// Like [`mnist`], the test set only: the training files are neither read nor
 /// downloaded (what `wgcnn eval` needs).
-pub fn mnist_test(root: &Path, download: bool) -> Result<Dataset> {
+pub fn mnist_test(root: impl AsRef<Path>, download: bool) -> Result<Dataset> {
+    let root = root.as_ref();
     let dir = fetch_missing(root, download, "t10k")?;
     load_part(&dir, "t10k")
 }
@@ -88,7 +91,12 @@ fn fetch_missing(root: &Path, download: bool, prefix: &str) -> Result<PathBuf> {
 /// `dir`. Each file is written to a temporary file and renamed into place only
 /// once its checksum matches. Public so tests and mirrors can supply their own
 /// URL and checksums; [`mnist`] uses [`MNIST_URL`] and [`MNIST_SHA256`].
-pub fn download_mnist_from(base_url: &str, dir: &Path, files: &[(&str, &str)]) -> Result<()> {
+pub fn download_mnist_from(
+    base_url: &str,
+    dir: impl AsRef<Path>,
+    files: &[(&str, &str)],
+) -> Result<()> {
+    let dir = dir.as_ref();
     download::into_dir(dir, "MNIST", || {
         for (name, sha256) in files {
             let url = format!("{}/{name}", base_url.trim_end_matches('/'));

@@ -160,7 +160,9 @@ pub struct FolderOptions {
 /// The side of a validation split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subset {
+    /// The images not held out (Keras' `subset="training"`; all of them without a split).
     Training,
+    /// The held-out images (Keras' `subset="validation"`).
     Validation,
 }
 

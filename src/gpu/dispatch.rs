@@ -8,6 +8,7 @@ use std::sync::Arc;
 /// One compute dispatch, ready to record. Ops build these once per model and batch size;
 /// recording is then only `set_pipeline`, `set_bind_group` and `dispatch_workgroups`.
 pub struct Dispatch {
+    /// The kernel this dispatch runs.
     pub kernel: Kernel,
     /// The kernel family its pipeline was compiled for (Portable for non-GEMM kernels).
     pub variant: Variant,
@@ -246,17 +247,20 @@ impl Dispatch {
 /// A uniform the host rewrites between submissions (a few bytes through
 /// `queue.write_buffer`, staged into the next submission: no round trip).
 pub struct Uniform<P> {
+    /// The uniform buffer, to bind in a dispatch.
     pub buffer: wgpu::Buffer,
     _params: std::marker::PhantomData<P>,
 }
 
 impl<P: bytemuck::Pod> Uniform<P> {
+    /// Creates the uniform buffer holding `params`, labelled `name`.
     pub fn new(gpu: &Gpu, params: &P, name: &str) -> Uniform<P> {
         Uniform {
             buffer: gpu.uniform(params, name),
             _params: std::marker::PhantomData,
         }
     }
+    /// Rewrites the uniform with `params` (staged into the next submission).
     pub fn set(&self, gpu: &Gpu, params: &P) {
         gpu.queue
             .write_buffer(&self.buffer, 0, bytemuck::bytes_of(params));

@@ -22,8 +22,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// and submits once.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Buffers created through the `Gpu` (storage, uniform and staging).
     pub buffers_created: AtomicU64,
+    /// Command-buffer submissions to the queue.
     pub submits: AtomicU64,
+    /// Reads of GPU buffers back to the host.
     pub readbacks: AtomicU64,
 }
 
@@ -50,10 +53,15 @@ const NO_ADAPTER_HINT: &str = "no GPU adapter found. Install a GPU driver, or a 
 
 /// A wgpu device with the adapter's real limits and a cache of compiled pipelines.
 pub struct Gpu {
+    /// The wgpu device every buffer and pipeline is created on.
     pub device: wgpu::Device,
+    /// The device's queue: buffer writes and submissions.
     pub queue: wgpu::Queue,
+    /// The adapter's name, backend and other details.
     pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits, which the device was requested with.
     pub limits: wgpu::Limits,
+    /// The features the device was requested with (`SUBGROUP` where usable, else none).
     pub features: wgpu::Features,
     /// Which kernel family this adapter gets (chosen once, from its features).
     pub variant: Variant,
@@ -65,6 +73,7 @@ pub struct Gpu {
     /// ([`crate::ops::matmul::SMALL_GEMM_MACS`] by default). Tests set it to 0 to reach the
     /// GEMM cores with small shapes.
     pub small_gemm_macs: usize,
+    /// Counts of buffers created, submits and read-backs (see [`Counters`]).
     pub counters: Counters,
     pipelines: Mutex<HashMap<(Kernel, Variant), Arc<wgpu::ComputePipeline>>>,
 }

@@ -95,59 +95,113 @@ const SOFT_XENT_COMMON: &str = shader!("soft_xent_common");
 /// Every compute kernel wgcnn dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// Dense matmul on the GEMM cores: C = A·B (+ bias) (relu) (+ C).
     Matmul,
+    /// Small dense matmul, one invocation per output element, operands read in place.
     MatmulSmall,
+    /// Sums the partial results of a split-K GEMM (+ bias) (relu) (+ out).
     SplitKReduce,
+    /// Batched transpose of the last two axes.
     Transpose,
+    /// conv2d forward as the GEMM im2col(x)·w (NHWC input, HWIO kernel).
     Conv2dForward,
+    /// conv2d gradient w.r.t. the input, gather-style GEMM.
     Conv2dBackwardInput,
+    /// conv2d gradient w.r.t. the kernel, the GEMM doutᵀ·im2col(x).
     Conv2dBackwardWeight,
+    /// Depthwise / grouped conv forward.
     DepthwiseConv2dForward,
+    /// Depthwise / grouped conv gradient w.r.t. the input, gather-style.
     DepthwiseConv2dBackwardInput,
+    /// Depthwise / grouped conv kernel gradient, partial sums per chunk of output pixels.
     DepthwiseConv2dBackwardWeight,
+    /// [`Kernel::DepthwiseConv2dForward`] for groups of whole texels (Cg, M multiples of 4).
     GroupedConv2dForward,
+    /// [`Kernel::DepthwiseConv2dBackwardInput`] for groups of whole texels.
     GroupedConv2dBackwardInput,
+    /// [`Kernel::DepthwiseConv2dBackwardWeight`] for groups of whole texels.
     GroupedConv2dBackwardWeight,
+    /// Adds a bias to every row, in place.
     BiasForward,
+    /// Bias gradient: column sums of the output gradient, in chunks of rows.
     BiasBackward,
+    /// Max pooling forward, recording the input index of each maximum.
     MaxPool2dForward,
+    /// Max pooling backward, gather-style (any windows).
     MaxPool2dBackward,
+    /// Max pooling backward for windows that tile the input, one invocation per window.
     MaxPool2dBackwardWindows,
+    /// Average pooling forward over the valid part of each window.
     AvgPool2dForward,
+    /// Average pooling backward, gather-style.
     AvgPool2dBackward,
+    /// Element-wise activation y = f(x).
     ActivationForward,
+    /// Activation backward, in place on the gradient, from the forward output.
     ActivationBackward,
+    /// Gated activation forward: y = x·gate(x).
     GatedActivationForward,
+    /// Gated activation backward, in place on the gradient, from the forward input.
     GatedActivationBackward,
+    /// Row-wise softmax (inference).
     Softmax,
+    /// Fused softmax + sparse categorical cross-entropy, forward.
     SoftmaxXentForward,
+    /// Fused softmax + sparse categorical cross-entropy, backward.
     SoftmaxXentBackward,
+    /// Adds a batch's loss sum and correct-prediction count to the totals.
     LossMetrics,
+    /// SGD (with momentum) update, in place.
     SgdUpdate,
+    /// Adam update, in place.
     AdamUpdate,
+    /// Adam update with amsgrad, in place.
     AdamAmsgradUpdate,
+    /// RMSprop update, in place.
     RmsPropUpdate,
+    /// Centered RMSprop update, in place.
     RmsPropCenteredUpdate,
+    /// Squared L2 norm of one gradient tensor.
     GradNorm,
+    /// Gradient clipping by norm, in place.
     GradClip,
+    /// Inverted dropout forward.
     DropoutForward,
+    /// Dropout backward, recomputing the mask from the seed.
     DropoutBackward,
+    /// BatchNormalization forward (training or inference).
     BatchNormForward,
+    /// BatchNormalization backward (training mode).
     BatchNormBackward,
+    /// Element-wise merge of two same-shape tensors.
     MergeForward,
+    /// Gradients of an element-wise merge w.r.t. both inputs.
     MergeBackward,
+    /// Copies a block of columns between two row-major matrices.
     CopyColumns,
+    /// Adds an L2 weight penalty to the loss total.
     L2Penalty,
+    /// Zero-padding or cropping of an NHWC image.
     Pad2d,
+    /// UpSampling2D forward (nearest or bilinear).
     UpSampling2dForward,
+    /// UpSampling2D backward, gathered.
     UpSampling2dBackward,
+    /// LayerNormalization forward.
     LayerNormForward,
+    /// LayerNormalization backward.
     LayerNormBackward,
+    /// Element-wise loss forward: per-sample loss and metric.
     LossForward,
+    /// Element-wise loss backward.
     LossBackward,
+    /// Adds a batch's sums of per-sample losses and metrics to the totals.
     LossTotals,
+    /// Fused softmax + categorical cross-entropy forward.
     SoftXentForward,
+    /// Fused softmax + categorical cross-entropy backward.
     SoftXentBackward,
+    /// Adds each valid row's (label, predicted class) to a confusion matrix.
     Confusion,
 }
 
@@ -270,6 +324,7 @@ impl Kernel {
         }
     }
 
+    /// The kernel's name, used as the label of its shader module and pipeline.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Matmul => "matmul",

@@ -15,6 +15,7 @@ pub const TEXTURE_WIDTH: u32 = 4096;
 pub struct TextureOperand {
     source: wgpu::Buffer,
     texture: wgpu::Texture,
+    /// The view of the texture that a dispatch binds.
     pub view: wgpu::TextureView,
     texels: u32,
 }
@@ -33,6 +34,8 @@ pub fn texture_rows(len: usize) -> u64 {
 }
 
 impl TextureOperand {
+    /// Allocates the texture for tensor `t`'s buffer; fails when `t` needs more rows than
+    /// the device allows (`what` names it in errors).
     pub fn new(gpu: &Gpu, t: &Tensor, what: &str) -> Result<TextureOperand> {
         let rows = texture_rows(t.len());
         if !gpu.fits_texture(t.len()) {

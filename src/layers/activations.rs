@@ -9,9 +9,13 @@ use anyhow::{Result, ensure};
 /// is MobileNet's ReLU6).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReLU {
+    /// The cap (Keras' `max_value`, none by default).
     pub max_value: Option<f32>,
+    /// The slope below the threshold (Keras' `negative_slope`, 0 by default).
     pub negative_slope: f32,
+    /// Where the identity starts (Keras' `threshold`, 0 by default).
     pub threshold: f32,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -69,7 +73,9 @@ impl Default for ReLU {
 /// `LeakyReLU(negative_slope=0.3)`: `x` above 0, `negative_slope·x` below.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LeakyReLU {
+    /// The slope below 0 (Keras' `negative_slope`, 0.3 by default).
     pub negative_slope: f32,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -105,7 +111,9 @@ impl Default for LeakyReLU {
 /// `ELU(alpha=1.0)`: `x` above 0, `alpha·(eˣ − 1)` below.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ELU {
+    /// The scale of the negative part (Keras' `alpha`, 1 by default).
     pub alpha: f32,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 

@@ -38,22 +38,32 @@ use crate::ops::Padding;
 /// kernel_regularizer=None)`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conv2D {
+    /// Output channels (Keras' `filters`).
     pub filters: usize,
+    /// The kernel's (height, width) (Keras' `kernel_size`).
     pub kernel_size: (usize, usize),
+    /// The step between windows: (rows, columns) (Keras' `strides`, 1 by default).
     pub strides: (usize, usize),
+    /// 'valid' (the default) or 'same' (Keras' `padding`).
     pub padding: Padding,
+    /// The spacing of the kernel's taps (Keras' `dilation_rate`, 1 by default).
     #[serde(default = "one_by_one")]
     pub dilation_rate: (usize, usize),
     /// Channel groups (Keras' `groups`, 1 by default).
     #[serde(default = "one")]
     pub groups: usize,
+    /// The activation after the convolution (Keras' `activation`, linear by default).
     pub activation: ActivationFn,
+    /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
     #[serde(default = "yes")]
     pub use_bias: bool,
+    /// How the kernel starts (Keras' `kernel_initializer`, Glorot uniform by default).
     #[serde(default)]
     pub kernel_initializer: Initializer,
+    /// A penalty on the kernel (Keras' `kernel_regularizer`, none by default).
     #[serde(default)]
     pub kernel_regularizer: Option<Regularizer>,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -110,14 +120,23 @@ window_builders!(Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D);
 /// kernel is `[kh, kw, filters, input channels]`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conv2DTranspose {
+    /// Output channels (Keras' `filters`).
     pub filters: usize,
+    /// The kernel's (height, width) (Keras' `kernel_size`).
     pub kernel_size: (usize, usize),
+    /// The step between windows: (rows, columns) (Keras' `strides`, 1 by default).
     pub strides: (usize, usize),
+    /// 'valid' (the default) or 'same' (Keras' `padding`).
     pub padding: Padding,
+    /// The activation after the convolution (Keras' `activation`, linear by default).
     pub activation: ActivationFn,
+    /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
     pub use_bias: bool,
+    /// How the kernel starts (Keras' `kernel_initializer`, Glorot uniform by default).
     pub kernel_initializer: Initializer,
+    /// A penalty on the kernel (Keras' `kernel_regularizer`, none by default).
     pub kernel_regularizer: Option<Regularizer>,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -145,15 +164,25 @@ impl Conv2DTranspose {
 /// `c·depth_multiplier + m`. Its kernel is `[kh, kw, channels, depth_multiplier]`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DepthwiseConv2D {
+    /// The kernel's (height, width) (Keras' `kernel_size`).
     pub kernel_size: (usize, usize),
+    /// The step between windows: (rows, columns) (Keras' `strides`, 1 by default).
     pub strides: (usize, usize),
+    /// 'valid' (the default) or 'same' (Keras' `padding`).
     pub padding: Padding,
+    /// Filters per input channel (Keras' `depth_multiplier`, 1 by default).
     pub depth_multiplier: usize,
+    /// The spacing of the kernel's taps (Keras' `dilation_rate`, 1 by default).
     pub dilation_rate: (usize, usize),
+    /// The activation after the convolution (Keras' `activation`, linear by default).
     pub activation: ActivationFn,
+    /// Whether the layer adds a bias (Keras' `use_bias`, on by default).
     pub use_bias: bool,
+    /// How the kernel starts (Keras' `depthwise_initializer`, Glorot uniform by default).
     pub depthwise_initializer: Initializer,
+    /// A penalty on the kernel (Keras' `depthwise_regularizer`, none by default).
     pub depthwise_regularizer: Option<Regularizer>,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -209,20 +238,33 @@ impl DepthwiseConv2D {
 /// `[1, 1, channels·depth_multiplier, filters]`, `bias`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeparableConv2D {
+    /// Output channels of the pointwise (1×1) stage (Keras' `filters`).
     pub filters: usize,
+    /// The depthwise kernel's (height, width) (Keras' `kernel_size`).
     pub kernel_size: (usize, usize),
+    /// The depthwise stage's step: (rows, columns) (Keras' `strides`, 1 by default).
     pub strides: (usize, usize),
+    /// 'valid' (the default) or 'same' (Keras' `padding`).
     pub padding: Padding,
+    /// Depthwise filters per input channel (Keras' `depth_multiplier`, 1 by default).
     pub depth_multiplier: usize,
+    /// The spacing of the depthwise kernel's taps (Keras' `dilation_rate`, 1 by default).
     pub dilation_rate: (usize, usize),
+    /// The activation after the convolution (Keras' `activation`, linear by default).
     pub activation: ActivationFn,
+    /// Whether a bias follows the pointwise stage (Keras' `use_bias`, on by default).
     pub use_bias: bool,
+    /// How the depthwise kernel starts (Keras' `depthwise_initializer`, Glorot uniform).
     pub depthwise_initializer: Initializer,
+    /// How the pointwise kernel starts (Keras' `pointwise_initializer`, Glorot uniform).
     pub pointwise_initializer: Initializer,
+    /// A penalty on the depthwise kernel (Keras' `depthwise_regularizer`, none by default).
     #[serde(default)]
     pub depthwise_regularizer: Option<Regularizer>,
+    /// A penalty on the pointwise kernel (Keras' `pointwise_regularizer`, none by default).
     #[serde(default)]
     pub pointwise_regularizer: Option<Regularizer>,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 

@@ -15,6 +15,7 @@ macro_rules! merge_layers {
         pub struct $t {}
 
         impl $t {
+            /// The layer (it takes no arguments).
             pub fn new() -> $t {
                 $t {}
             }
@@ -46,6 +47,7 @@ merge_layers!(
 /// joined); every other axis must agree.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Concatenate {
+    /// The axis joined along, counting the batch axis (Keras' `axis`, -1 by default).
     pub axis: i64,
 }
 
@@ -60,6 +62,7 @@ impl Concatenate {
     pub fn new() -> Concatenate {
         Concatenate { axis: -1 }
     }
+    /// Joins along `axis` (Keras' `axis`: -1 is the last, 0 the batch axis, not allowed).
     pub fn axis(mut self, axis: i64) -> Self {
         self.axis = axis;
         self

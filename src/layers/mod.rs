@@ -38,9 +38,13 @@ pub use summary::{functional_summary, summary, thousands};
 /// variants: `.activation(Relu)`), with Keras 3's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ActivationFn {
+    /// `x` unchanged (Keras' `linear`, the default: no activation).
     Linear,
+    /// `max(x, 0)`.
     Relu,
+    /// `1 / (1 + e⁻ˣ)`.
     Sigmoid,
+    /// `tanh(x)`.
     Tanh,
     /// Row-wise softmax; supported as the model's last activation, where it is fused with
     /// the cross-entropy loss.
@@ -93,34 +97,63 @@ impl ActivationFn {
 /// Every layer a model accepts (each builder converts into one).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
+    /// An [`Input`]: the model's input declaration.
     Input(Input),
+    /// A [`Conv2D`] layer.
     Conv2D(Conv2D),
+    /// A [`Conv2DTranspose`] layer.
     Conv2DTranspose(Conv2DTranspose),
+    /// A [`DepthwiseConv2D`] layer.
     DepthwiseConv2D(DepthwiseConv2D),
+    /// A [`SeparableConv2D`] layer.
     SeparableConv2D(SeparableConv2D),
+    /// A [`MaxPooling2D`] layer.
     MaxPooling2D(MaxPooling2D),
+    /// An [`AveragePooling2D`] layer.
     AveragePooling2D(AveragePooling2D),
+    /// A [`GlobalAveragePooling2D`] layer.
     GlobalAveragePooling2D(GlobalAveragePooling2D),
+    /// A [`GlobalMaxPooling2D`] layer.
     GlobalMaxPooling2D(GlobalMaxPooling2D),
+    /// A [`Flatten`] layer.
     Flatten(Flatten),
+    /// A [`Reshape`] layer.
     Reshape(Reshape),
+    /// A [`ZeroPadding2D`] layer.
     ZeroPadding2D(ZeroPadding2D),
+    /// A [`Cropping2D`] layer.
     Cropping2D(Cropping2D),
+    /// An [`UpSampling2D`] layer.
     UpSampling2D(UpSampling2D),
+    /// A [`Dense`] layer.
     Dense(Dense),
+    /// An [`Activation`] layer.
     Activation(Activation),
+    /// A [`ReLU`] layer.
     ReLU(ReLU),
+    /// A [`LeakyReLU`] layer.
     LeakyReLU(LeakyReLU),
+    /// An [`ELU`] layer.
     ELU(ELU),
+    /// A [`Dropout`] layer.
     Dropout(Dropout),
+    /// A [`BatchNormalization`] layer.
     BatchNormalization(BatchNormalization),
+    /// A [`LayerNormalization`] layer.
     LayerNormalization(LayerNormalization),
+    /// An [`Add`] merge layer.
     Add(Add),
+    /// A [`Subtract`] merge layer.
     Subtract(Subtract),
+    /// A [`Multiply`] merge layer.
     Multiply(Multiply),
+    /// An [`Average`] merge layer.
     Average(Average),
+    /// A [`Maximum`] merge layer.
     Maximum(Maximum),
+    /// A [`Minimum`] merge layer.
     Minimum(Minimum),
+    /// A [`Concatenate`] merge layer.
     Concatenate(Concatenate),
 }
 
@@ -292,110 +325,176 @@ pub enum Op {
     /// Element-wise merge of the inputs, folded pairwise; the last fold is scaled by
     /// `scale` (1/n for Average, else 1).
     Merge {
+        /// The pairwise function folded over the inputs.
         op: MergeOp,
+        /// The factor on the last fold (1/n for Average, else 1).
         scale: f32,
     },
     /// Concatenation: per sample, `rows` rows of each input's `widths[i]` columns side by
     /// side (see [`crate::ops::concat`]).
     Concat {
+        /// Rows per sample: the product of the axes before the joined one.
         rows: usize,
+        /// Each input's columns: its length on the axis times the axes after it.
         widths: Vec<usize>,
     },
     /// Shapes per sample (batch set at run time).
     Conv {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// Output channels (Keras' `filters`).
         filters: usize,
+        /// The kernel's (height, width).
         kernel: (usize, usize),
+        /// The step between windows: (rows, columns).
         strides: (usize, usize),
+        /// The spacing of the kernel's taps: (rows, columns).
         dilation: (usize, usize),
+        /// 'valid' or 'same'.
         padding: Padding,
         /// Kernel options: bias, initializer, L2 factor (0 for none).
         options: KernelOptions,
     },
     /// A transposed convolution to `filters` channels.
     ConvTranspose {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// Output channels (Keras' `filters`).
         filters: usize,
+        /// The kernel's (height, width).
         kernel: (usize, usize),
+        /// The up-sampling step: (rows, columns).
         strides: (usize, usize),
+        /// 'valid' or 'same'.
         padding: Padding,
+        /// Kernel options: bias, initializer, L2 factor (0 for none).
         options: KernelOptions,
     },
     /// Normalises each row of `channels` (the last axis) on its own.
     LayerNorm {
+        /// The length of the normalised last axis.
         channels: usize,
+        /// The small constant added to the variance.
         epsilon: f32,
+        /// Whether it has the trainable shift `beta` (Keras' `center`).
         center: bool,
+        /// Whether it has the trainable factor `gamma` (Keras' `scale`).
         scale: bool,
     },
     /// A depthwise convolution (`group_in` 1): `mult` filters per input channel; or a
     /// grouped Conv2D: groups of `group_in` input channels, `mult` filters each.
     DepthwiseConv {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// Filters per group (the depth multiplier of a depthwise convolution).
         mult: usize,
+        /// Input channels per group (1 for a depthwise convolution).
         group_in: usize,
+        /// The kernel's (height, width).
         kernel: (usize, usize),
+        /// The step between windows: (rows, columns).
         strides: (usize, usize),
+        /// The spacing of the kernel's taps: (rows, columns).
         dilation: (usize, usize),
+        /// 'valid' or 'same'.
         padding: Padding,
+        /// Kernel options: bias, initializer, L2 factor (0 for none).
         options: KernelOptions,
     },
     /// A depthwise convolution (no bias) into a 1×1 convolution to `filters`.
     SeparableConv {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// Depthwise filters per input channel (Keras' `depth_multiplier`).
         mult: usize,
+        /// The depthwise kernel's (height, width).
         kernel: (usize, usize),
+        /// The depthwise stage's step between windows: (rows, columns).
         strides: (usize, usize),
+        /// The spacing of the depthwise kernel's taps: (rows, columns).
         dilation: (usize, usize),
+        /// The depthwise stage's padding: 'valid' or 'same'.
         padding: Padding,
+        /// Output channels of the 1×1 convolution (Keras' `filters`).
         filters: usize,
+        /// Whether the 1×1 convolution adds a bias.
         use_bias: bool,
+        /// How the depthwise kernel starts.
         depthwise_init: Initializer,
+        /// How the pointwise (1×1) kernel starts.
         pointwise_init: Initializer,
         /// L2 factors of the depthwise and pointwise kernels (0 for none).
         l2: (f32, f32),
     },
+    /// The maximum over each window (MaxPooling2D; GlobalMaxPooling2D as one window).
     MaxPool {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// The window's (height, width).
         pool: (usize, usize),
+        /// The step between windows: (rows, columns).
         strides: (usize, usize),
+        /// 'valid' or 'same'.
         padding: Padding,
     },
+    /// The mean over each window (AveragePooling2D; GlobalAveragePooling2D as one window).
     AvgPool {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// The window's (height, width).
         pool: (usize, usize),
+        /// The step between windows: (rows, columns).
         strides: (usize, usize),
+        /// 'valid' or 'same'.
         padding: Padding,
     },
     /// A view of the input in another shape (Flatten, Reshape): no kernel runs.
     Flatten,
     /// ZeroPadding2D (`crop` false) or Cropping2D: `sides` = ((top, bottom), (left, right)).
     Pad {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// Rows and columns added or cut: ((top, bottom), (left, right)).
         sides: [[usize; 2]; 2],
+        /// Whether it cuts (Cropping2D) rather than pads (ZeroPadding2D).
         crop: bool,
     },
+    /// Up-sampling by whole factors (UpSampling2D).
     UpSampling {
+        /// The per-sample input shape: (height, width, channels).
         in_hwc: [usize; 3],
+        /// The factors for rows and columns.
         size: (usize, usize),
+        /// How new pixels are filled: nearest (repeated) or bilinear.
         interpolation: Interpolation,
     },
+    /// A fully connected layer: `n_in` inputs to `units` outputs.
     Dense {
+        /// Input features per sample.
         n_in: usize,
+        /// Output features (Keras' `units`).
         units: usize,
+        /// Kernel options: bias, initializer, L2 factor (0 for none).
         options: KernelOptions,
     },
+    /// An activation layer: no op of its own, only the node's `act` on its input.
     Activation,
+    /// Zeroes each value with probability `rate` in training; the identity otherwise.
     Dropout {
+        /// The fraction of values dropped, in [0, 1).
         rate: f32,
     },
     /// Normalises `channels` (the last axis) over the batch and every other axis.
     BatchNorm {
+        /// The length of the normalised last axis.
         channels: usize,
+        /// The moving averages' momentum: `m ← momentum·m + (1 − momentum)·x`.
         momentum: f32,
+        /// The small constant added to the variance.
         epsilon: f32,
         /// Whether it has `beta` (Keras' `center`) and `gamma` (`scale`).
         center: bool,
+        /// Whether it has the trainable factor `gamma` (Keras' `scale`).
         scale: bool,
     },
 }
@@ -403,7 +502,9 @@ pub enum Op {
 /// A Conv2D's, DepthwiseConv2D's or Dense layer's kernel options.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KernelOptions {
+    /// Whether the layer adds a bias (Keras' `use_bias`).
     pub use_bias: bool,
+    /// How the kernel starts (Keras' `kernel_initializer`).
     pub init: Initializer,
     /// The L2 factor (0 for none).
     pub l2: f32,
@@ -691,9 +792,13 @@ impl Op {
 /// per-sample output shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    /// The layer's name: given, or Keras' automatic one (`conv2d`, `dense_1`, …).
     pub name: String,
+    /// Keras' class name of the layer: `Conv2D`, `InputLayer`, …
     pub keras_type: &'static str,
+    /// The resolved operation the engine runs.
     pub op: Op,
+    /// The layer's `activation` argument (linear for none).
     pub activation: ActivationFn,
     /// The element-wise activation it applies after its op: `activation`'s, or an
     /// activation layer's with its parameters (linear for none, and for softmax, which
@@ -703,6 +808,7 @@ pub struct Node {
     pub inputs: Vec<usize>,
     /// The per-sample shape of its first input (its own shape for an input).
     pub in_shape: Vec<usize>,
+    /// The per-sample shape of its output.
     pub out_shape: Vec<usize>,
     /// Whether training updates its parameters (Keras' `layer.trainable`). A frozen
     /// layer's parameters count as non-trainable, get no update and no regularizer
@@ -720,14 +826,22 @@ pub struct Node {
 /// √(1/fan_in) (Keras draws N(0, 1) cut to [−2, 2] times stddev/0.8796…).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Initializer {
+    /// U(±√(6/(fan_in + fan_out))) (Keras' `glorot_uniform`, the default).
     #[default]
     GlorotUniform,
+    /// A truncated normal of spread √(2/(fan_in + fan_out)) (Keras' `glorot_normal`).
     GlorotNormal,
+    /// A truncated normal of spread √(2/fan_in) (Keras' `he_normal`).
     HeNormal,
+    /// U(±√(6/fan_in)) (Keras' `he_uniform`).
     HeUniform,
+    /// A truncated normal of spread √(1/fan_in) (Keras' `lecun_normal`).
     LecunNormal,
+    /// U(±√(3/fan_in)) (Keras' `lecun_uniform`).
     LecunUniform,
+    /// All 0 (Keras' `zeros`).
     Zeros,
+    /// All 1 (Keras' `ones`).
     Ones,
 }
 
@@ -823,9 +937,13 @@ fn yes() -> bool {
 /// `moving_mean`, `moving_variance`). Trainable tensors come first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
+    /// Keras' name of the tensor: `kernel`, `bias`, `gamma`, …
     pub suffix: &'static str,
+    /// Its shape, in Keras' layout.
     pub shape: Vec<usize>,
+    /// Whether training updates it (not the moving statistics, nor a frozen layer's).
     pub trainable: bool,
+    /// How it starts.
     pub init: Initializer,
 }
 

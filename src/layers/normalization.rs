@@ -10,12 +10,17 @@
 /// Without `center` there is no `beta` (no shift), without `scale` no `gamma`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BatchNormalization {
+    /// The moving averages' momentum (Keras' `momentum`, 0.99 by default).
     pub momentum: f32,
+    /// The small constant added to the variance (Keras' `epsilon`, 1e-3 by default).
     pub epsilon: f32,
+    /// Whether to add the trainable shift `beta` (Keras' `center`, on by default).
     #[serde(default = "super::yes")]
     pub center: bool,
+    /// Whether to multiply by the trainable `gamma` (Keras' `scale`, on by default).
     #[serde(default = "super::yes")]
     pub scale: bool,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -26,6 +31,7 @@ impl Default for BatchNormalization {
 }
 
 impl BatchNormalization {
+    /// Keras' defaults: momentum 0.99, epsilon 1e-3, with `beta` and `gamma`.
     pub fn new() -> BatchNormalization {
         BatchNormalization {
             momentum: 0.99,
@@ -35,6 +41,7 @@ impl BatchNormalization {
             input_shape: None,
         }
     }
+    /// The moving averages' momentum (Keras' `momentum`, 0.99 by default; in [0, 1]).
     pub fn momentum(mut self, momentum: f32) -> Self {
         self.momentum = momentum;
         self
@@ -72,9 +79,13 @@ normalization_builders!(BatchNormalization, LayerNormalization);
 /// inference; then scales by `gamma` and shifts by `beta` (trainable, 1 and 0 at first).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerNormalization {
+    /// The small constant added to the variance (Keras' `epsilon`, 1e-3 by default).
     pub epsilon: f32,
+    /// Whether to add the trainable shift `beta` (Keras' `center`, on by default).
     pub center: bool,
+    /// Whether to multiply by the trainable `gamma` (Keras' `scale`, on by default).
     pub scale: bool,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -85,6 +96,7 @@ impl Default for LayerNormalization {
 }
 
 impl LayerNormalization {
+    /// Keras' defaults: epsilon 1e-3, with `beta` and `gamma`.
     pub fn new() -> LayerNormalization {
         LayerNormalization {
             epsilon: 1e-3,

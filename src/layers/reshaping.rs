@@ -10,6 +10,7 @@ use crate::ops::upsampling2d::Interpolation;
 pub struct ZeroPadding2D {
     /// ((top, bottom), (left, right)).
     pub padding: [[usize; 2]; 2],
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -19,6 +20,7 @@ pub struct ZeroPadding2D {
 pub struct Cropping2D {
     /// ((top, bottom), (left, right)).
     pub cropping: [[usize; 2]; 2],
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -67,8 +69,11 @@ impl Cropping2D {
 /// Keras 3).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpSampling2D {
+    /// The factors for rows and columns (Keras' `size`).
     pub size: (usize, usize),
+    /// `Nearest` (the default) or `Bilinear` (Keras' `interpolation`).
     pub interpolation: Interpolation,
+    /// The model's per-sample input shape on the first layer (Keras' `input_shape`).
     pub input_shape: Option<Vec<usize>>,
 }
 
@@ -86,6 +91,7 @@ impl UpSampling2D {
         self.size = (h, w);
         self
     }
+    /// `Nearest` (the default) or `Bilinear` (Keras' `interpolation`).
     pub fn interpolation(mut self, interpolation: Interpolation) -> Self {
         self.interpolation = interpolation;
         self

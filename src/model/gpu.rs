@@ -1386,7 +1386,9 @@ impl GpuGraph {
 /// One dispatch's times from [`Model::profile_step`](super::Model::profile_step).
 #[derive(Clone, Copy, Debug)]
 pub struct DispatchTime {
+    /// The kernel dispatched.
     pub kernel: Kernel,
+    /// The kernel family its pipeline was compiled for (Portable for non-GEMM kernels).
     pub variant: Variant,
     /// Seconds of its first run (with the shader compile when cold).
     pub first_s: f64,

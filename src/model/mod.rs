@@ -57,6 +57,7 @@ use std::sync::Arc;
 /// Where a model runs.
 #[derive(Clone, Debug)]
 pub enum Device {
+    /// On this GPU (see [`Device::gpu`]).
     Gpu(Arc<Gpu>),
     /// The plain-Rust reference path (slow; for validation and baselines).
     Cpu,
@@ -75,24 +76,32 @@ impl Device {
 /// others take value targets of the output's shape, any shape.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
+    /// Keras' `SparseCategoricalCrossentropy()`, on class-index targets.
     SparseCategoricalCrossentropy,
+    /// Keras' `MeanSquaredError()`: `mean((y − t)²)`.
     MeanSquaredError,
+    /// Keras' `MeanAbsoluteError()`: `mean(|y − t|)`.
     MeanAbsoluteError,
     /// Keras' `Huber(delta=1.0)`.
     Huber {
+        /// Where the loss turns from quadratic to linear (Keras' default 1.0).
         delta: f32,
     },
     /// Keras' `BinaryCrossentropy(from_logits=False, label_smoothing=0.0)`: outputs are
     /// probabilities (a sigmoid last layer), or logits with `from_logits`.
     BinaryCrossentropy {
+        /// The outputs are logits, not probabilities (Keras' default false).
         from_logits: bool,
+        /// Targets become `t·(1 − s) + s/2` (Keras' default 0).
         label_smoothing: f32,
     },
     /// Keras' `CategoricalCrossentropy(from_logits=False, label_smoothing=0.0)`: targets
     /// are class distributions (one-hot or soft) along the output's last axis; the last
     /// layer is a softmax, or linear with `from_logits`.
     CategoricalCrossentropy {
+        /// The outputs are logits, not softmax probabilities (Keras' default false).
         from_logits: bool,
+        /// Targets become `t·(1 − s) + s/C` over C classes (Keras' default 0).
         label_smoothing: f32,
     },
 }
@@ -123,13 +132,18 @@ impl Loss {
 /// logits) with binary cross-entropy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Metric {
+    /// Keras' "accuracy": class accuracy, or binary accuracy with binary cross-entropy.
     Accuracy,
+    /// Keras' `BinaryAccuracy()` (threshold 0.5; 0 on logits), with binary cross-entropy.
     BinaryAccuracy,
+    /// Keras' `MeanAbsoluteError()` ("mae"), with a loss on values.
     MeanAbsoluteError,
+    /// Keras' `MeanSquaredError()` ("mse"), with a loss on values.
     MeanSquaredError,
     /// Keras' `SparseTopKCategoricalAccuracy(k=5)`: the label among the k most probable
     /// classes (with class labels).
     SparseTopKCategoricalAccuracy {
+        /// How many of the most probable classes count (at least 1; Keras' default 5).
         k: usize,
     },
     /// Keras' `MeanIoU(num_classes)` with class labels (a segmentation's, per pixel) and the
@@ -137,6 +151,7 @@ pub enum Metric {
     /// confusion matrix, averaged over the classes present. `num_classes` must be the
     /// model's.
     MeanIoU {
+        /// The number of classes: the model's.
         num_classes: usize,
     },
 }
@@ -147,7 +162,9 @@ pub enum Metric {
 /// `.into()`, so `fit(&x, &y, ..)` takes either.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Targets<'a> {
+    /// Class indices: one per sample, or one per position of a per-pixel classifier.
     Classes(&'a [u32]),
+    /// Values of the output's shape: `output size` per sample, row-major.
     Values(&'a [f32]),
 }
 
@@ -198,18 +215,26 @@ pub enum Objective {
     /// `iou` the metric is instead Keras' MeanIoU over the confusion matrix of the whole
     /// epoch (or evaluation).
     Classes {
+        /// 0: the label must be the argmax; k ≥ 1: fewer than k classes may be more
+        /// probable than the label.
         top_k: usize,
         #[serde(default)]
+        /// Report MeanIoU instead of the (top-k) accuracy.
         iou: bool,
     },
+    /// Value targets, through an element-wise loss and metric.
     Values {
+        /// The element-wise loss.
         loss: ElementLoss,
+        /// The metric computed beside it.
         metric: ElementMetric,
     },
     /// Class distributions (one-hot or soft) per position, through the fused softmax
     /// categorical cross-entropy and categorical accuracy.
     Distributions {
+        /// The outputs are logits, not softmax probabilities.
         from_logits: bool,
+        /// Targets become `t·(1 − s) + s/C` over C classes.
         label_smoothing: f32,
     },
 }
@@ -324,6 +349,7 @@ pub struct FitConfig<'a> {
     /// Train up to this epoch (counting from 0; with `initial_epoch`, `epochs −
     /// initial_epoch` epochs run, as in Keras).
     pub epochs: usize,
+    /// Samples per training step (Keras' `batch_size`, default 32).
     pub batch_size: usize,
     /// Inputs and class labels to evaluate after every epoch.
     pub validation_data: Option<(&'a [f32], &'a [u32])>,
@@ -336,6 +362,8 @@ pub struct FitConfig<'a> {
     /// Hold out the last fraction of (x, y), before shuffling, as validation data (Keras'
     /// `validation_split`); 0 for none. Ignored when `validation_data` is given.
     pub validation_split: f32,
+    /// Shuffle the training samples every epoch, from the model's seed (Keras' `shuffle`,
+    /// default true).
     pub shuffle: bool,
     /// The epoch to start at (Keras' `initial_epoch`): a resumed run draws the shuffles
     /// and augmentations of these epochs, as the uninterrupted run did.
@@ -388,10 +416,13 @@ impl Default for FitConfig<'_> {
 pub struct History {
     /// The epochs that ran (0-based; from `initial_epoch`).
     pub epoch: Vec<usize>,
+    /// The mean training loss per epoch.
     pub loss: Vec<f32>,
     /// The compiled metric per epoch (accuracy for class labels; see `metric`).
     pub accuracy: Vec<f32>,
+    /// The validation loss per epoch (empty without validation data).
     pub val_loss: Vec<f32>,
+    /// The compiled metric on the validation data per epoch (empty without it).
     pub val_accuracy: Vec<f32>,
     /// Keras' name of the metric in `accuracy` (empty: "accuracy").
     pub metric: String,
@@ -478,8 +509,11 @@ impl History {
 /// A named tensor on the host: a layer's weights (`conv2d/kernel`) or outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
+    /// The tensor's name: `layer/weight` for a weight, the layer's name for its outputs.
     pub name: String,
+    /// Its shape.
     pub shape: Vec<usize>,
+    /// Its elements, row-major.
     pub values: Vec<f32>,
 }
 
@@ -1116,6 +1150,7 @@ impl From<Sequential> for Model {
 }
 
 impl Sequential {
+    /// An empty stack named "sequential" (Keras' `Sequential()`).
     pub fn new() -> Sequential {
         Sequential {
             model: Model::from_graph("sequential", false, Graph::default()),

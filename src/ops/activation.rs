@@ -13,19 +13,26 @@ use anyhow::Result;
 /// formulas.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
+    /// The identity, `x`.
     Linear,
     /// Keras' `ReLU` layer: `x` for `threshold ≤ x`, capped at `max_value`, and
     /// `negative_slope·(x − threshold)` below the threshold. relu, relu6 and leaky relu
     /// are its special cases; `negative_slope` and `threshold` are ≥ 0 (as Keras asks).
     Relu {
+        /// Slope below the threshold.
         negative_slope: f32,
+        /// The cap on the output (`f32::INFINITY` for none).
         max_value: f32,
+        /// Where the linear part starts.
         threshold: f32,
     },
+    /// `1 / (1 + e⁻ˣ)`.
     Sigmoid,
+    /// `tanh(x)`.
     Tanh,
     /// `x` above 0, `alpha·(eˣ − 1)` below (alpha > 0).
     Elu {
+        /// The scale of the negative part.
         alpha: f32,
     },
     /// `ln(1 + eˣ)`.
@@ -37,6 +44,7 @@ pub enum Act {
     /// `x·Φ(x)` with Φ the normal CDF (`approximate: false`, Keras' default: the erf form),
     /// or `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (`approximate: true`).
     Gelu {
+        /// Whether to use the tanh approximation instead of the erf form.
         approximate: bool,
     },
     /// `x·sigmoid(x)` (Keras' `silu`, also called `swish`).
@@ -95,6 +103,7 @@ impl Act {
         matches!(self, Act::Gelu { .. } | Act::Silu | Act::HardSwish)
     }
 
+    /// The activation `f(x)`.
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Act::Linear => x,
@@ -283,12 +292,14 @@ pub fn activation_backward(
     )
 }
 
+/// CPU reference of [`activation_forward`].
 pub fn activation_forward_cpu(out: &mut [f32], inp: &[f32], act: Act) {
     out.iter_mut()
         .zip(inp)
         .for_each(|(o, &x)| *o = act.apply(x));
 }
 
+/// CPU reference of [`activation_backward`].
 pub fn activation_backward_cpu(grad: &mut [f32], out: &[f32], inp: &[f32], act: Act) {
     grad.iter_mut()
         .zip(out.iter().zip(inp))

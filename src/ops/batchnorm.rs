@@ -207,9 +207,13 @@ pub fn batchnorm_backward(
 
 /// The per-channel tensors of a BatchNormalization layer on the host, in Keras' order.
 pub struct BatchNormState<'a> {
+    /// Scale γ, one per channel.
     pub gamma: &'a [f32],
+    /// Offset β, one per channel.
     pub beta: &'a [f32],
+    /// Moving mean, one per channel (updated in training).
     pub moving_mean: &'a mut [f32],
+    /// Moving variance, one per channel (updated in training).
     pub moving_var: &'a mut [f32],
 }
 

@@ -12,11 +12,17 @@ use anyhow::{Result, ensure};
 /// src[r·src_stride + src_offset + j]` for `r < rows`, `j < width`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Columns {
+    /// Rows copied.
     pub rows: usize,
+    /// Columns copied per row.
     pub width: usize,
+    /// Row length of the source.
     pub src_stride: usize,
+    /// First copied column of the source.
     pub src_offset: usize,
+    /// Row length of the destination.
     pub dst_stride: usize,
+    /// First column written in the destination.
     pub dst_offset: usize,
 }
 

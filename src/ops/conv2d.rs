@@ -22,18 +22,29 @@ use anyhow::{Result, ensure};
 /// Everything about one conv2d's shapes; owns the output-size and padding maths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dShape {
+    /// Batch size.
     pub batch: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Input channels.
     pub in_c: usize,
+    /// Output channels (filters).
     pub out_c: usize,
+    /// Kernel height.
     pub k_h: usize,
+    /// Kernel width.
     pub k_w: usize,
+    /// Vertical stride.
     pub stride_h: usize,
+    /// Horizontal stride.
     pub stride_w: usize,
     /// Gaps between kernel taps (Keras' `dilation_rate`; 1 for none).
     pub dilation_h: usize,
+    /// Horizontal gap between kernel taps (see `dilation_h`).
     pub dilation_w: usize,
+    /// Keras padding mode.
     pub padding: Padding,
 }
 
@@ -65,30 +76,37 @@ impl Conv2dShape {
     pub fn span_w(&self) -> usize {
         (self.k_w.max(1) - 1) * self.dilation_w + 1
     }
+    /// Output height (0 when the kernel does not fit).
     pub fn out_h(&self) -> usize {
         self.padding
             .out_len(self.in_h, self.span_h(), self.stride_h)
             .unwrap_or(0)
     }
+    /// Output width (0 when the kernel does not fit).
     pub fn out_w(&self) -> usize {
         self.padding
             .out_len(self.in_w, self.span_w(), self.stride_w)
             .unwrap_or(0)
     }
+    /// Padding rows above the input.
     pub fn pad_top(&self) -> usize {
         self.padding
             .pad_before(self.in_h, self.span_h(), self.stride_h)
     }
+    /// Padding columns left of the input.
     pub fn pad_left(&self) -> usize {
         self.padding
             .pad_before(self.in_w, self.span_w(), self.stride_w)
     }
+    /// Elements of the input, `[batch, in_h, in_w, in_c]`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
     }
+    /// Elements of the output, `[batch, out_h, out_w, out_c]`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h() * self.out_w() * self.out_c
     }
+    /// Elements of the kernel, `[k_h, k_w, in_c, out_c]`.
     pub fn weight_len(&self) -> usize {
         self.k_h * self.k_w * self.in_c * self.out_c
     }

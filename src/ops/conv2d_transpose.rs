@@ -16,15 +16,25 @@ use anyhow::{Result, ensure};
 /// `[k_h, k_w, filters, in_c]` (Keras' layout), output `[batch, out_h, out_w, filters]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dTransposeShape {
+    /// Batch size.
     pub batch: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Input channels.
     pub in_c: usize,
+    /// Output channels.
     pub filters: usize,
+    /// Kernel height.
     pub k_h: usize,
+    /// Kernel width.
     pub k_w: usize,
+    /// Vertical stride.
     pub stride_h: usize,
+    /// Horizontal stride.
     pub stride_w: usize,
+    /// Keras padding mode.
     pub padding: Padding,
 }
 
@@ -37,18 +47,23 @@ impl Conv2dTransposeShape {
             Padding::Valid => input * stride + k.saturating_sub(stride),
         }
     }
+    /// Output height (Keras' rule, see `out_len`).
     pub fn out_h(&self) -> usize {
         self.out_len(self.in_h, self.k_h, self.stride_h)
     }
+    /// Output width (Keras' rule, see `out_len`).
     pub fn out_w(&self) -> usize {
         self.out_len(self.in_w, self.k_w, self.stride_w)
     }
+    /// Elements of the input, `[batch, in_h, in_w, in_c]`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
     }
+    /// Elements of the output, `[batch, out_h, out_w, filters]`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h() * self.out_w() * self.filters
     }
+    /// Elements of the kernel, `[k_h, k_w, filters, in_c]`.
     pub fn weight_len(&self) -> usize {
         self.k_h * self.k_w * self.filters * self.in_c
     }

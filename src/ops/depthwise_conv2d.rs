@@ -24,20 +24,31 @@ use anyhow::{Result, ensure};
 /// padding maths (with dilation, the window spans (k − 1)·dilation + 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DepthwiseShape {
+    /// Batch size.
     pub batch: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Input channels.
     pub in_c: usize,
     /// Output channels per group (the depth multiplier M).
     pub mult: usize,
     /// Input channels per group (1: a depthwise convolution).
     pub group_in: usize,
+    /// Kernel height.
     pub k_h: usize,
+    /// Kernel width.
     pub k_w: usize,
+    /// Vertical stride.
     pub stride_h: usize,
+    /// Horizontal stride.
     pub stride_w: usize,
+    /// Vertical gap between kernel taps (Keras' `dilation_rate`; 1 for none).
     pub dilation_h: usize,
+    /// Horizontal gap between kernel taps (1 for none).
     pub dilation_w: usize,
+    /// Keras padding mode.
     pub padding: Padding,
 }
 
@@ -89,33 +100,41 @@ impl DepthwiseShape {
     pub fn window_w(&self) -> usize {
         (self.k_w.max(1) - 1) * self.dilation_w + 1
     }
+    /// Output height (0 when the window does not fit).
     pub fn out_h(&self) -> usize {
         self.padding
             .out_len(self.in_h, self.window_h(), self.stride_h)
             .unwrap_or(0)
     }
+    /// Output width (0 when the window does not fit).
     pub fn out_w(&self) -> usize {
         self.padding
             .out_len(self.in_w, self.window_w(), self.stride_w)
             .unwrap_or(0)
     }
+    /// Output channels: groups × depth multiplier.
     pub fn out_c(&self) -> usize {
         self.groups() * self.mult
     }
+    /// Padding rows above the input.
     pub fn pad_top(&self) -> usize {
         self.padding
             .pad_before(self.in_h, self.window_h(), self.stride_h)
     }
+    /// Padding columns left of the input.
     pub fn pad_left(&self) -> usize {
         self.padding
             .pad_before(self.in_w, self.window_w(), self.stride_w)
     }
+    /// Elements of the input, `[batch, in_h, in_w, in_c]`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.in_c
     }
+    /// Elements of the output, `[batch, out_h, out_w, out_c]`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h() * self.out_w() * self.out_c()
     }
+    /// Elements of the kernel, `[k_h, k_w, group_in, out_c]`.
     pub fn weight_len(&self) -> usize {
         self.k_h * self.k_w * self.group_in * self.out_c()
     }

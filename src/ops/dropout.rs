@@ -6,11 +6,15 @@ use crate::gpu::{Dispatch, Gpu, Kernel, Uniform};
 use crate::tensor::Tensor;
 use anyhow::Result;
 
+/// The dropout kernels' uniform (layout shared with the shaders).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DropoutParams {
+    /// Elements in the tensor.
     pub n: u32,
+    /// Fraction of elements dropped, in [0, 1).
     pub rate: f32,
+    /// This step's seed for the keep mask.
     pub seed: u32,
     /// The global index of element 0: a rank training on a shard of the batch that starts
     /// at sample s passes s × (elements per sample), and draws the masks one process
@@ -19,6 +23,7 @@ pub struct DropoutParams {
 }
 
 impl DropoutParams {
+    /// Params for `n` elements at `rate` with `seed`, offset 0; fails unless rate is in [0, 1).
     pub fn new(n: usize, rate: f32, seed: u32) -> Result<DropoutParams> {
         anyhow::ensure!(
             (0.0..1.0).contains(&rate),
@@ -54,6 +59,7 @@ pub fn keep(i: u32, seed: u32, rate: f32) -> bool {
     u >= rate
 }
 
+/// `out = inp / (1 − rate)` where [`keep`] keeps the element, else 0.
 pub fn dropout_forward(
     gpu: &Gpu,
     out: &Tensor,
@@ -70,6 +76,8 @@ pub fn dropout_forward(
     )
 }
 
+/// `dinp = dout / (1 − rate)` where the forward pass kept the element, else 0 (the mask
+/// is recomputed from the same params).
 pub fn dropout_backward(
     gpu: &Gpu,
     dinp: &Tensor,
@@ -86,6 +94,7 @@ pub fn dropout_backward(
     )
 }
 
+/// CPU reference of [`dropout_forward`].
 pub fn dropout_forward_cpu(out: &mut [f32], inp: &[f32], p: &DropoutParams) {
     for (i, (o, &x)) in out.iter_mut().zip(inp).enumerate() {
         *o = if keep((i as u32).wrapping_add(p.offset), p.seed, p.rate) {

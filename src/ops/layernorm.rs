@@ -12,15 +12,20 @@ use anyhow::{Result, ensure};
 /// One layer normalization's shape: `rows` rows of `cols` (the normalised axis).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LayerNormShape {
+    /// Rows, each normalised on its own.
     pub rows: usize,
+    /// Columns per row (the normalised axis).
     pub cols: usize,
+    /// Added to the variance before the square root.
     pub epsilon: f32,
 }
 
 impl LayerNormShape {
+    /// Elements of the tensor, `rows × cols`.
     pub fn len(&self) -> usize {
         self.rows * self.cols
     }
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

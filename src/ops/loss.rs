@@ -19,11 +19,16 @@ pub enum ElementLoss {
     /// `mean(|y − t|)`.
     MeanAbsoluteError,
     /// `½x²` for `|x| ≤ delta`, `delta·|x| − ½delta²` beyond (Keras' delta 1.0).
-    Huber { delta: f32 },
+    Huber {
+        /// Where the loss turns from quadratic to linear.
+        delta: f32,
+    },
     /// `−(t·ln y + (1 − t)·ln(1 − y))` on probabilities clipped to [1e-7, 1 − 1e-7], or on
     /// logits (`from_logits`); targets smoothed to `t·(1 − s) + s/2`.
     BinaryCrossentropy {
+        /// Whether `y` holds logits rather than probabilities.
         from_logits: bool,
+        /// The smoothing `s`, in [0, 1].
         label_smoothing: f32,
     },
 }
@@ -31,12 +36,15 @@ pub enum ElementLoss {
 /// A metric computed beside an element-wise loss, per element and averaged like it.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ElementMetric {
+    /// `mean(|y − t|)`.
     MeanAbsoluteError,
+    /// `mean((y − t)²)`.
     MeanSquaredError,
     /// The fraction of elements whose target equals `y > threshold` as 0 or 1 (Keras'
     /// `binary_accuracy`, threshold 0.5; 0 for logits): a target strictly between 0 and 1
     /// never counts.
     BinaryAccuracy {
+        /// Predictions above it count as 1.
         threshold: f32,
     },
 }

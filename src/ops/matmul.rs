@@ -11,13 +11,21 @@ use anyhow::{Result, ensure};
 /// `[k, n]` (or `[n, k]` if `trans_b`), `c` is `[m, n]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MatmulShape {
+    /// Rows of `c` (and of op(A)).
     pub m: usize,
+    /// Columns of `c` (and of op(B)).
     pub n: usize,
+    /// The reduced dimension: columns of op(A), rows of op(B).
     pub k: usize,
+    /// Whether `a` is stored transposed, `[k, m]`.
     pub trans_a: bool,
+    /// Whether `b` is stored transposed, `[n, k]`.
     pub trans_b: bool,
+    /// Whether to add `bias[n]` to every row.
     pub bias: bool,
+    /// Whether to apply relu after the bias (before any accumulation).
     pub relu: bool,
+    /// Whether to add the result to `c` instead of overwriting it.
     pub accumulate: bool,
 }
 

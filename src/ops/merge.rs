@@ -11,10 +11,15 @@ use anyhow::{Result, ensure};
 /// The pairwise function of a merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MergeOp {
+    /// `a + b`.
     Add = 0,
+    /// `a − b`.
     Subtract = 1,
+    /// `a · b`.
     Multiply = 2,
+    /// `max(a, b)`.
     Maximum = 3,
+    /// `min(a, b)`.
     Minimum = 4,
     /// `a` alone: a copy, or `y += a` when accumulating.
     First = 5,

@@ -15,22 +15,35 @@ use anyhow::{Result, ensure};
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Rule {
     /// `v ← momentum·v − lr·g; w ← w + v` (Nesterov: `w ← w + momentum·v − lr·g`).
-    Sgd { momentum: f32, nesterov: bool },
+    Sgd {
+        /// Momentum of the velocity v (0 for plain SGD).
+        momentum: f32,
+        /// Whether to take Nesterov's step.
+        nesterov: bool,
+    },
     /// Keras' Adam (ε outside the square root, bias correction folded into the rate);
     /// with `amsgrad` the step divides by the running maximum of v.
     Adam {
+        /// Decay rate β1 of the first moment m.
         beta1: f32,
+        /// Decay rate β2 of the second moment v.
         beta2: f32,
+        /// ε, added to √v.
         eps: f32,
+        /// Whether to divide by the running maximum of v.
         #[serde(default)]
         amsgrad: bool,
     },
     /// Keras' RMSprop: `s ← ρ·s + (1 − ρ)·g²; m ← momentum·m + lr·g/√(s + ε); w ← w − m`;
     /// `centered` subtracts the square of a running mean gradient from s.
     RmsProp {
+        /// Decay rate ρ of the mean square s.
         rho: f32,
+        /// Momentum of the step m (0 for none).
         momentum: f32,
+        /// ε, added to s under the square root.
         eps: f32,
+        /// Whether to subtract the square of a running mean gradient from s.
         #[serde(default)]
         centered: bool,
     },
@@ -39,6 +52,7 @@ pub enum Rule {
 /// Keras' gradient clipping (at most one of them, as Keras requires).
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Clip {
+    /// No clipping.
     #[default]
     None,
     /// `clipvalue`: every element clipped to [−v, v].
@@ -53,28 +67,40 @@ pub enum Clip {
 /// iteration count (0 for the first update, as Keras does).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum LearningRate {
+    /// The same rate at every step.
     Constant(f32),
     /// `initial · rate^(step / decay_steps)` (the exponent floored when `staircase`).
     ExponentialDecay {
+        /// The rate at step 0.
         initial: f32,
+        /// Steps over which the rate is multiplied by `decay_rate` once.
         decay_steps: u64,
+        /// The factor per `decay_steps` steps.
         decay_rate: f32,
+        /// Whether the exponent is floored (the rate changes in steps).
         staircase: bool,
     },
     /// Keras' `CosineDecay`: an optional linear warm-up from `initial` to `warmup_target`
     /// over `warmup_steps`, then `peak · ((1 − alpha)·½(1 + cos(π·t/decay_steps)) + alpha)`
     /// with `t` capped at `decay_steps` (peak = `warmup_target`, or `initial` without one).
     CosineDecay {
+        /// The rate at step 0.
         initial: f32,
+        /// Steps of the cosine decay (after the warm-up).
         decay_steps: u64,
+        /// The floor of the decay, as a fraction of the peak, in [0, 1].
         alpha: f32,
+        /// The rate at the end of the warm-up (None: no warm-up).
         warmup_target: Option<f32>,
+        /// Steps of the linear warm-up.
         warmup_steps: u64,
     },
     /// `values[0]` up to and including step `boundaries[0]`, `values[1]` up to
     /// `boundaries[1]`, …, the last value after the last boundary.
     PiecewiseConstantDecay {
+        /// Steps where the rate changes, increasing.
         boundaries: Vec<u64>,
+        /// The rates: one more than the boundaries.
         values: Vec<f32>,
     },
 }
@@ -218,9 +244,13 @@ impl LearningRate {
 /// weight decay (`w ← w − lr·wd·w` before each update, on every trainable tensor).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Optimizer {
+    /// The update rule and its hyper-parameters.
     pub rule: Rule,
+    /// The learning rate or schedule.
     pub learning_rate: LearningRate,
+    /// Keras' decoupled weight decay factor (0 for none).
     pub weight_decay: f32,
+    /// Gradient clipping.
     #[serde(default)]
     pub clip: Clip,
     /// A builder call that does not apply (Adam's momentum, a second clipping): reported
@@ -289,6 +319,7 @@ impl Optimizer {
     pub fn with_lr(self, lr: f32) -> Optimizer {
         self.learning_rate(lr)
     }
+    /// Sets the decoupled weight decay factor (`w ← w − lr·wd·w` before each update).
     pub fn weight_decay(mut self, wd: f32) -> Optimizer {
         self.weight_decay = wd;
         self

@@ -9,13 +9,21 @@ use anyhow::{Result, ensure};
 /// The shapes of one shifted window: `top`/`left` ≥ 0 pad, ≤ 0 crop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pad2dShape {
+    /// Batch size.
     pub batch: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Channels (the same in and out).
     pub c: usize,
+    /// Output height.
     pub out_h: usize,
+    /// Output width.
     pub out_w: usize,
+    /// Rows added above the input (negative: rows cropped from its top).
     pub top: isize,
+    /// Columns added left of the input (negative: columns cropped from its left).
     pub left: isize,
 }
 
@@ -62,9 +70,11 @@ impl Pad2dShape {
         }
     }
 
+    /// Elements of the input, `[batch, in_h, in_w, c]`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.c
     }
+    /// Elements of the output, `[batch, out_h, out_w, c]`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h * self.out_w * self.c
     }

@@ -10,18 +10,28 @@ use anyhow::{Result, ensure};
 /// Shapes of one pooling layer; owns the output-size and padding maths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dShape {
+    /// Batch size.
     pub batch: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Channels (the same in and out).
     pub c: usize,
+    /// Window height.
     pub pool_h: usize,
+    /// Window width.
     pub pool_w: usize,
+    /// Vertical stride.
     pub stride_h: usize,
+    /// Horizontal stride.
     pub stride_w: usize,
+    /// Keras padding mode.
     pub padding: Padding,
 }
 
 impl Pool2dShape {
+    /// Checks that the window fits the input and that batch and channels are positive.
     pub fn validate(&self) -> Result<()> {
         ensure!(
             self.batch > 0 && self.c > 0,
@@ -35,20 +45,24 @@ impl Pool2dShape {
             .out_len(self.in_w, self.pool_w, self.stride_w)?;
         Ok(())
     }
+    /// Output height (0 when the window does not fit).
     pub fn out_h(&self) -> usize {
         self.padding
             .out_len(self.in_h, self.pool_h, self.stride_h)
             .unwrap_or(0)
     }
+    /// Output width (0 when the window does not fit).
     pub fn out_w(&self) -> usize {
         self.padding
             .out_len(self.in_w, self.pool_w, self.stride_w)
             .unwrap_or(0)
     }
+    /// Padding rows above the input.
     pub fn pad_top(&self) -> usize {
         self.padding
             .pad_before(self.in_h, self.pool_h, self.stride_h)
     }
+    /// Padding columns left of the input.
     pub fn pad_left(&self) -> usize {
         self.padding
             .pad_before(self.in_w, self.pool_w, self.stride_w)
@@ -57,9 +71,11 @@ impl Pool2dShape {
     pub fn lanes(&self) -> usize {
         if self.c.is_multiple_of(4) { 4 } else { 1 }
     }
+    /// Elements of the input, `[batch, in_h, in_w, c]`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.c
     }
+    /// Elements of the output, `[batch, out_h, out_w, c]`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h() * self.out_w() * self.c
     }

@@ -12,6 +12,7 @@ use crate::gpu::{Dispatch, Gpu, Kernel, Uniform};
 use crate::tensor::Tensor;
 use anyhow::{Result, ensure};
 
+/// The loss kernels' shape uniform: rows, columns, valid rows and top-k.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RowsParams {
@@ -25,13 +26,16 @@ pub struct RowsParams {
 
 /// The shape uniform shared by the loss kernels of one batch buffer.
 pub struct BatchRows {
+    /// Rows of the batch buffer (its capacity in samples).
     pub rows: usize,
+    /// Columns per row: classes, or elements per sample for the element-wise losses.
     pub cols: usize,
     top_k: u32,
     uniform: Uniform<RowsParams>,
 }
 
 impl BatchRows {
+    /// The uniform for `rows` rows of `cols` columns, every row valid, top-k 0.
     pub fn new(gpu: &Gpu, rows: usize, cols: usize) -> Result<BatchRows> {
         let p = RowsParams {
             rows: u32_of(rows, "rows")?,

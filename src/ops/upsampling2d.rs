@@ -13,33 +13,46 @@ use anyhow::{Result, ensure};
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub enum Interpolation {
+    /// Each input pixel repeated over its `scale_h × scale_w` block.
     #[default]
     Nearest,
+    /// Bilinear interpolation between the four nearest input pixels (half-pixel centres).
     Bilinear,
 }
 
 /// The shapes of one upsampling: output `in_h·scale_h × in_w·scale_w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpSampling2dShape {
+    /// Batch size.
     pub batch: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Channels (the same in and out).
     pub c: usize,
+    /// Vertical upsampling factor.
     pub scale_h: usize,
+    /// Horizontal upsampling factor.
     pub scale_w: usize,
+    /// How output pixels sample the input.
     pub interpolation: Interpolation,
 }
 
 impl UpSampling2dShape {
+    /// Output height, `in_h · scale_h`.
     pub fn out_h(&self) -> usize {
         self.in_h * self.scale_h
     }
+    /// Output width, `in_w · scale_w`.
     pub fn out_w(&self) -> usize {
         self.in_w * self.scale_w
     }
+    /// Elements of the input, `[batch, in_h, in_w, c]`.
     pub fn input_len(&self) -> usize {
         self.batch * self.in_h * self.in_w * self.c
     }
+    /// Elements of the output, `[batch, out_h, out_w, c]`.
     pub fn output_len(&self) -> usize {
         self.batch * self.out_h() * self.out_w() * self.c
     }

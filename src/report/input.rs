@@ -14,6 +14,7 @@ pub const TOP_K: usize = 3;
 /// The best classes for one image, most probable first, or where a denoiser's output went.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
+    /// The input image.
     pub path: PathBuf,
     /// (class name, probability), [`TOP_K`] entries; empty for a denoiser.
     pub top: Vec<(String, f32)>,
@@ -25,7 +26,12 @@ pub struct Prediction {
 /// Loads `path` as the model input of `shape` `[h, w, c]`: grey for `c == 1`, RGB for
 /// `c == 3`, resized to `h` x `w` if needed, values in `[0, 1]` (HWC). `invert` turns dark
 /// ink on a light page into MNIST's light digit on a dark background.
-pub fn load_input_image(path: &Path, shape: [usize; 3], invert: bool) -> Result<Vec<f32>> {
+pub fn load_input_image(
+    path: impl AsRef<Path>,
+    shape: [usize; 3],
+    invert: bool,
+) -> Result<Vec<f32>> {
+    let path = path.as_ref();
     let [h, w, c] = shape;
     ensure!(path.exists(), "image file not found: {}", path.display());
     ensure!(path.is_file(), "{} is not a file", path.display());
