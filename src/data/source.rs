@@ -26,7 +26,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
 /// A data set of labelled images read one at a time. Implement it for your own storage;
@@ -329,6 +329,9 @@ pub(crate) struct Loader<'a> {
     prefetch: usize,
     /// Labels must be below this (the source's class count).
     classes: usize,
+    /// Images read and the nanoseconds the readers spent on them.
+    images: AtomicUsize,
+    busy_nanos: AtomicU64,
 }
 
 impl<'a> Loader<'a> {
@@ -338,7 +341,17 @@ impl<'a> Loader<'a> {
             workers,
             prefetch: prefetch.max(1),
             classes: source.class_names().len(),
+            images: AtomicUsize::new(0),
+            busy_nanos: AtomicU64::new(0),
         }
+    }
+
+    /// Images per second the readers could deliver, by the time they have spent reading
+    /// so far (all of them together); None before the first batch.
+    pub fn rate(&self) -> Option<f64> {
+        let busy = self.busy_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
+        let readers = self.workers.max(1) as f64;
+        (busy > 0.0).then(|| self.images.load(Ordering::Relaxed) as f64 * readers / busy)
     }
 
     /// Calls `consume(step, x, y)` for each step of `plan` (the samples of each batch and
@@ -432,6 +445,7 @@ impl<'a> Loader<'a> {
         shape: Option<[usize; 3]>,
         batch: &mut Batch,
     ) -> Result<()> {
+        let start = std::time::Instant::now();
         let per: usize = self.source.shape().iter().product();
         let mut bytes = vec![0u8; per];
         let mut image = vec![0f32; per];
@@ -461,6 +475,9 @@ impl<'a> Loader<'a> {
                     .for_each(|(v, &b)| *v = f32::from(b) / 255.0),
             }
         }
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.images.fetch_add(items.len(), Ordering::Relaxed);
         Ok(())
     }
 }

@@ -292,6 +292,7 @@ impl Model {
             cpu_totals: (0.0, 0.0),
             seen_here: 0,
             result: (f32::NAN, f32::NAN),
+            loader_rate: None,
         };
         let shape = augment.as_ref().map(Augment::shape);
         let mut scratch = Vec::new();
@@ -345,6 +346,7 @@ impl Model {
                 let mut stopped = false;
                 let loader = Loader::new(source, workers, prefetch);
                 loader.batches(&plan, shape, |step, xb, yb| {
+                    run.loader_rate = loader.rate();
                     stopped =
                         self.train_batch(&mut run, step, xb, Targets::Classes(yb), bar, runner)?;
                     Ok(stopped)
@@ -419,7 +421,13 @@ impl Model {
             }
             let rate = seen as f64 / run.start.elapsed().as_secs_f64().max(1e-9);
             let m = self.graph.objective.metric_name();
-            bar.set_message(format!("loss: {loss:.4} - {m}: {acc:.4} - {rate:.0} img/s"));
+            // With a loader: what its workers could decode, beside what training takes.
+            let loader = run
+                .loader_rate
+                .map_or(String::new(), |r| format!(" (loader {r:.0} img/s)"));
+            bar.set_message(format!(
+                "loss: {loss:.4} - {m}: {acc:.4} - {rate:.0} img/s{loader}"
+            ));
             run.result = (loss as f32, acc as f32);
             if hook {
                 let c = self.compiled()?;
@@ -863,6 +871,8 @@ struct EpochRun {
     seen_here: usize,
     /// The last (loss, metric) read.
     result: (f32, f32),
+    /// A loader's decode capacity so far (images per second of its workers' time).
+    loader_rate: Option<f64>,
 }
 
 /// `range` in consecutive batches of `batch` samples, without augmentation.
