@@ -2,12 +2,18 @@
 //! layer; without pooling the flattened maps make it 1,845,354 parameters.
 //!
 //! `cargo run --release --example cifar_conv [-- --epochs N --limit N]`
-//! Data: $WGCNN_DATA or ../shared/datasets. Writes runs/cifar-conv/.
+//! Data: $WGCNN_DATA or ../shared/datasets. Shows `fit`, `evaluate` and `predict`, then
+//! saves the model to runs/cifar-conv/model.safetensors (`wgcnn train cifar-conv` trains the same
+//! model and writes the full report and pictures).
+#[path = "common/mod.rs"]
+mod common;
+
 use wgcnn::prelude::*;
 use wgcnn::report::{self, RunConfig};
 
 fn main() -> anyhow::Result<()> {
     let cfg = RunConfig::for_example("cifar-conv");
+    let recipe = wgcnn::experiments::experiment("cifar-conv")?;
     let data = report::load_data(&cfg)?;
 
     let mut model = Sequential::new();
@@ -25,7 +31,15 @@ fn main() -> anyhow::Result<()> {
         &[Metric::Accuracy],
     )?;
 
-    // Summary, fit with a progress bar, scores, per-class report, pictures.
-    report::train_model(&mut model, &data, &cfg)?;
+    print!("{}", model.summary());
+    let (train, test) = (&data.train, &data.test);
+    let fit = common::recipe_fit(&cfg, &recipe, test);
+    let history = model.fit(&train.images, &train.labels, &fit)?;
+    println!("training accuracy by epoch: {:?}", history.accuracy);
+    let (loss, accuracy) = model.evaluate(&test.images, &test.labels)?;
+    println!("test loss {loss:.4}, test accuracy {accuracy:.4}");
+    let probabilities = model.predict(&test.images, 64)?;
+    common::show_predictions(&probabilities, test, 8);
+    common::save(&mut model, "cifar-conv")?;
     Ok(())
 }
