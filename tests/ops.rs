@@ -1949,3 +1949,29 @@ fn confusion_and_mean_iou_match_cpu_and_keras() -> R {
     assert!((mean_iou(&keras, 4) - 1.0 / 3.0).abs() < 1e-12);
     Ok(())
 }
+
+/// Bytes to floats: odd element counts (a partial last word), every byte value, the table
+/// the host uses (b / 255 bit for bit), an output poisoned first and left alone past `n`.
+#[test]
+fn bytes_to_unit_matches_cpu() -> R {
+    use wgcnn::ops::bytes::{bytes_to_unit, bytes_to_unit_cpu, pack_bytes, unit_table};
+    let g = gpu();
+    let table = unit_table();
+    let t = Tensor::from_slice(&g, &[256], &table, "table")?;
+    for n in [1usize, 3, 257, 1027] {
+        let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+        let mut packed = Vec::new();
+        pack_bytes(&bytes, &mut packed);
+        let tp = Tensor::from_slice(&g, &[packed.len()], &packed, "packed")?;
+        let out = poisoned(&g, &[n + 5], "out");
+        g.run(&[&bytes_to_unit(&g, &out, &tp, &t, n)?])?;
+        let got = out.read::<f32>(&g)?;
+        let mut want = vec![0.0; n];
+        bytes_to_unit_cpu(&mut want, &bytes, &table);
+        assert_eq!(got[..n], want[..], "n = {n}");
+        let by_hand: Vec<f32> = bytes.iter().map(|&b| f32::from(b) / 255.0).collect();
+        assert_eq!(want, by_hand);
+        assert!(got[n..].iter().all(|v| v.is_nan()), "past n untouched");
+    }
+    Ok(())
+}

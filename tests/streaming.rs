@@ -285,3 +285,23 @@ fn image_folders_read_lazily_split_like_keras_and_name_bad_files() -> R {
     assert!(format!("{:#}", missing.unwrap_err()).contains("not found"));
     Ok(())
 }
+
+#[test]
+fn a_source_step_uploads_bytes_in_one_submit_and_allocates_nothing() -> R {
+    // A device of its own: the shared one's counters move with every parallel test.
+    let g = std::sync::Arc::new(wgcnn::Gpu::new()?);
+    let mut m = model(Device::Gpu(g.clone()))?;
+    let train = bytes(160, 4); // 10 steps of 16
+    let cfg = FitConfig {
+        horizontal_flip: false,
+        translation: None,
+        ..cfg(1, 2)
+    };
+    m.fit_source(&train, &cfg)?; // the first epoch builds the graph and its byte input
+    let (b0, s0, r0) = g.counters.snapshot();
+    m.fit_source(&train, &cfg)?;
+    let (b1, s1, r1) = g.counters.snapshot();
+    assert_eq!(b1 - b0, 0, "buffers created during an epoch");
+    assert_eq!(s1 - s0, 10 + (r1 - r0), "submits: 10 steps + read-backs");
+    Ok(())
+}

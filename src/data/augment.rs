@@ -50,7 +50,7 @@ impl RandomTranslation {
 }
 
 /// Writes `src`, an (h, w, c) image, mirrored left-right into `dst` (as far as both reach).
-pub fn mirror_horizontal(src: &[f32], dst: &mut [f32], [h, w, c]: [usize; 3]) {
+pub fn mirror_horizontal<T: Copy>(src: &[T], dst: &mut [T], [h, w, c]: [usize; 3]) {
     let row = w * c;
     if row == 0 {
         return; // nothing to mirror (and chunks of 0 would panic)
@@ -83,9 +83,9 @@ fn source(i: usize, d: isize, n: usize, fill: FillMode) -> Option<usize> {
 
 /// Writes `src`, an (h, w, c) image, moved down by `dy` and right by `dx` pixels into
 /// `dst`, filling what comes in from outside with `fill`.
-pub fn translate(
-    src: &[f32],
-    dst: &mut [f32],
+pub fn translate<T: Copy + Default>(
+    src: &[T],
+    dst: &mut [T],
     [h, w, c]: [usize; 3],
     (dy, dx): (isize, isize),
     fill: FillMode,
@@ -99,7 +99,7 @@ pub fn translate(
                     let i = (sy * w + sx) * c;
                     dst[o..o + c].copy_from_slice(&src[i..i + c]);
                 }
-                _ => dst[o..o + c].fill(0.0),
+                _ => dst[o..o + c].fill(T::default()),
             }
         }
     }
@@ -183,15 +183,22 @@ pub(crate) struct Draw {
 }
 
 impl Draw {
-    /// Writes `src`, an image of `shape`, flipped and shifted into `dst` (`scratch` is
-    /// grown to an image when both apply).
-    pub fn apply(&self, src: &[f32], dst: &mut [f32], shape: [usize; 3], scratch: &mut Vec<f32>) {
+    /// Writes `src`, an image of `shape` (floats or bytes: only pixels move, and what
+    /// comes in is 0 or a copy), flipped and shifted into `dst` (`scratch` is grown to an
+    /// image when both apply).
+    pub fn apply<T: Copy + Default>(
+        &self,
+        src: &[T],
+        dst: &mut [T],
+        shape: [usize; 3],
+        scratch: &mut Vec<T>,
+    ) {
         match (self.flip, self.shift) {
             (false, None) => dst.copy_from_slice(src),
             (true, None) => mirror_horizontal(src, dst, shape),
             (false, Some((dy, dx, fill))) => translate(src, dst, shape, (dy, dx), fill),
             (true, Some((dy, dx, fill))) => {
-                scratch.resize(src.len(), 0.0);
+                scratch.resize(src.len(), T::default());
                 mirror_horizontal(src, scratch, shape);
                 translate(scratch, dst, shape, (dy, dx), fill);
             }

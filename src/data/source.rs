@@ -313,10 +313,11 @@ impl Source for ImageFolder {
     }
 }
 
-/// One batch as the model takes it: images scaled to [0, 1] (and augmented), labels.
+/// One batch as it travels to the model: the images' bytes (augmented), labels. The GPU
+/// (or, on the CPU path, the host) turns the bytes into b / 255.
 #[derive(Default)]
 struct Batch {
-    x: Vec<f32>,
+    x: Vec<u8>,
     y: Vec<u32>,
 }
 
@@ -354,14 +355,14 @@ impl<'a> Loader<'a> {
         (busy > 0.0).then(|| self.images.load(Ordering::Relaxed) as f64 * readers / busy)
     }
 
-    /// Calls `consume(step, x, y)` for each step of `plan` (the samples of each batch and
+    /// Calls `consume(step, bytes, labels)` for each step of `plan` (the samples of each batch and
     /// their augmentation draws, applied to images of `shape`), in order, until it returns
     /// true or every step is done.
     pub fn batches(
         &self,
         plan: &[Vec<(usize, Option<Draw>)>],
         shape: Option<[usize; 3]>,
-        mut consume: impl FnMut(usize, &[f32], &[u32]) -> Result<bool>,
+        mut consume: impl FnMut(usize, &[u8], &[u32]) -> Result<bool>,
     ) -> Result<()> {
         if self.workers == 0 {
             let mut batch = Batch::default();
@@ -448,9 +449,8 @@ impl<'a> Loader<'a> {
         let start = std::time::Instant::now();
         let per: usize = self.source.shape().iter().product();
         let mut bytes = vec![0u8; per];
-        let mut image = vec![0f32; per];
         let mut scratch = Vec::new();
-        batch.x.resize(items.len() * per, 0.0);
+        batch.x.resize(items.len() * per, 0);
         batch.y.clear();
         for (j, &(i, draw)) in items.iter().enumerate() {
             let label = self.source.load(i, &mut bytes)?;
@@ -462,17 +462,9 @@ impl<'a> Loader<'a> {
             batch.y.push(label);
             let dst = &mut batch.x[j * per..(j + 1) * per];
             match (draw, shape) {
-                (Some(d), Some(shape)) => {
-                    image
-                        .iter_mut()
-                        .zip(&bytes)
-                        .for_each(|(v, &b)| *v = f32::from(b) / 255.0);
-                    d.apply(&image, dst, shape, &mut scratch);
-                }
-                _ => dst
-                    .iter_mut()
-                    .zip(&bytes)
-                    .for_each(|(v, &b)| *v = f32::from(b) / 255.0),
+                // Flips and shifts move pixels and fill with 0 or copies: exact on bytes.
+                (Some(d), Some(shape)) => d.apply(&bytes, dst, shape, &mut scratch),
+                _ => dst.copy_from_slice(&bytes),
             }
         }
         let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);

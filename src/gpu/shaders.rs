@@ -203,11 +203,13 @@ pub enum Kernel {
     SoftXentBackward,
     /// Adds each valid row's (label, predicted class) to a confusion matrix.
     Confusion,
+    /// Bytes (four per u32) to floats through a 256-entry table: a batch uploaded as bytes.
+    BytesToUnit,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 54] = [
+    pub const ALL: [Kernel; 55] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -262,6 +264,7 @@ impl Kernel {
         Kernel::SoftXentForward,
         Kernel::SoftXentBackward,
         Kernel::Confusion,
+        Kernel::BytesToUnit,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -381,6 +384,7 @@ impl Kernel {
             Kernel::SoftXentForward => "soft_xent_forward",
             Kernel::SoftXentBackward => "soft_xent_backward",
             Kernel::Confusion => "confusion",
+            Kernel::BytesToUnit => "bytes_to_unit",
         }
     }
 
@@ -525,6 +529,7 @@ impl Kernel {
             Kernel::SoftXentForward => shader!("soft_xent_forward"),
             Kernel::SoftXentBackward => shader!("soft_xent_backward"),
             Kernel::Confusion => shader!("confusion"),
+            Kernel::BytesToUnit => shader!("bytes_to_unit"),
         };
         let mut src = String::new();
         // The depthwise and grouped kernels share their files; this constant picks the

@@ -3,12 +3,14 @@
 //! `evaluate`, `predict`, `layer_outputs` and the step profiler.
 
 use super::data_parallel::Shard;
+use super::gpu::GpuGraph;
 use super::{
     Compiled, DispatchTime, Engine, FitConfig, Graph, History, Model, NamedTensor, Objective,
 };
 use crate::callbacks;
 use crate::data::augment::{Augment, Draw};
 use crate::data::source::{Loader, Source};
+use crate::gpu::Gpu;
 use crate::model::Targets;
 use anyhow::{Context, Result, bail, ensure};
 use rand::{SeedableRng, seq::SliceRandom};
@@ -329,7 +331,7 @@ impl Model {
                     if self.train_batch(
                         &mut run,
                         step,
-                        &xb[..valid * sample],
+                        Samples::F32(&xb[..valid * sample]),
                         targets,
                         bar,
                         runner,
@@ -347,8 +349,14 @@ impl Model {
                 let loader = Loader::new(source, workers, prefetch);
                 loader.batches(&plan, shape, |step, xb, yb| {
                     run.loader_rate = loader.rate();
-                    stopped =
-                        self.train_batch(&mut run, step, xb, Targets::Classes(yb), bar, runner)?;
+                    stopped = self.train_batch(
+                        &mut run,
+                        step,
+                        Samples::Bytes(xb),
+                        Targets::Classes(yb),
+                        bar,
+                        runner,
+                    )?;
                     Ok(stopped)
                 })?;
                 if stopped {
@@ -366,7 +374,7 @@ impl Model {
         &mut self,
         run: &mut EpochRun,
         step: usize,
-        xb: &[f32],
+        xb: Samples,
         targets: Targets,
         bar: &indicatif::ProgressBar,
         runner: &mut callbacks::Runner,
@@ -453,7 +461,7 @@ impl Model {
     /// count) since the epoch's reset when `read` asks for them.
     fn step(
         &mut self,
-        xb: &[f32],
+        xb: Samples,
         yb: Targets,
         batch: usize,
         read: bool,
@@ -480,7 +488,7 @@ impl Model {
         match &mut c.engine {
             Engine::Gpu(e) => {
                 let (g, p) = e.graph(graph, batch, true)?;
-                g.load(&p.gpu, xb, Some(yb), valid)?;
+                xb.load(g, &p.gpu, Some(yb), valid)?;
                 g.train_step(p, opt, c.step, seed, shard)?;
                 if read {
                     Ok(Some(g.read_totals(&p.gpu)?))
@@ -489,7 +497,8 @@ impl Model {
                 }
             }
             Engine::Cpu(e) => {
-                let (l, h) = e.train_step(graph, xb, yb, valid, opt, c.step, seed, shard)?;
+                let x = xb.floats();
+                let (l, h) = e.train_step(graph, &x, yb, valid, opt, c.step, seed, shard)?;
                 *cpu_totals = (cpu_totals.0 + l, cpu_totals.1 + h);
                 Ok(Some(*cpu_totals))
             }
@@ -530,7 +539,14 @@ impl Model {
         }
         let shard = ranks.is_distributed().then_some(shard);
         let (l, h) = self
-            .step(x, y, local, true, &mut (0.0, 0.0), shard.as_ref())?
+            .step(
+                Samples::F32(x),
+                y,
+                local,
+                true,
+                &mut (0.0, 0.0),
+                shard.as_ref(),
+            )?
             .context("a step's totals")?;
         let mut t = [l, h];
         ranks.all_reduce_sum_f64(&mut t)?;
@@ -601,7 +617,7 @@ impl Model {
                     let valid = batch.min(end - start);
                     let xs = &x[start * sample..(start + valid) * sample];
                     let ys = y.slice(start..start + valid, per);
-                    self.eval_batch(&graph, xs, ys, batch, &mut cpu)?;
+                    self.eval_batch(&graph, Samples::F32(xs), ys, batch, &mut cpu)?;
                 }
             }
             Feed::Source {
@@ -611,7 +627,13 @@ impl Model {
             } => {
                 let plan = in_batches(first..end, batch);
                 Loader::new(source, workers, prefetch).batches(&plan, None, |_, xb, yb| {
-                    self.eval_batch(&graph, xb, Targets::Classes(yb), batch, &mut cpu)?;
+                    self.eval_batch(
+                        &graph,
+                        Samples::Bytes(xb),
+                        Targets::Classes(yb),
+                        batch,
+                        &mut cpu,
+                    )?;
                     Ok(false)
                 })?;
             }
@@ -634,7 +656,7 @@ impl Model {
     fn eval_batch(
         &mut self,
         graph: &Graph,
-        xb: &[f32],
+        xb: Samples,
         yb: Targets,
         batch: usize,
         cpu: &mut (f64, f64),
@@ -647,11 +669,11 @@ impl Model {
             Engine::Gpu(e) => {
                 let gpu = e.params.gpu.clone();
                 let (g, _) = e.graph(graph, batch, false)?;
-                g.load(&gpu, xb, Some(yb), valid)?;
+                xb.load(g, &gpu, Some(yb), valid)?;
                 g.eval_step(&gpu)
             }
             Engine::Cpu(e) => {
-                let (l, h) = e.eval_batch(graph, xb, yb, valid)?;
+                let (l, h) = e.eval_batch(graph, &xb.floats(), yb, valid)?;
                 *cpu = (cpu.0 + l, cpu.1 + h);
                 Ok(())
             }
@@ -684,7 +706,7 @@ impl Model {
         for start in (0..n).step_by(batch) {
             let valid = batch.min(n - start);
             let xs = &x[start * sample..(start + valid) * sample];
-            self.predict_batch(&graph, xs, batch, &mut out)?;
+            self.predict_batch(&graph, Samples::F32(xs), batch, &mut out)?;
         }
         Ok(out)
     }
@@ -709,7 +731,7 @@ impl Model {
         let mut out = Vec::with_capacity(n * self.output_size()?);
         let plan = in_batches(0..n, batch);
         Loader::new(source, workers, 2).batches(&plan, None, |_, xb, _| {
-            self.predict_batch(&graph, xb, batch, &mut out)?;
+            self.predict_batch(&graph, Samples::Bytes(xb), batch, &mut out)?;
             Ok(false)
         })?;
         Ok(out)
@@ -719,7 +741,7 @@ impl Model {
     fn predict_batch(
         &mut self,
         graph: &Graph,
-        xs: &[f32],
+        xs: Samples,
         batch: usize,
         out: &mut Vec<f32>,
     ) -> Result<()> {
@@ -732,7 +754,7 @@ impl Model {
             Engine::Gpu(e) => {
                 let gpu = e.params.gpu.clone();
                 let (g, _) = e.graph(graph, batch, false)?;
-                g.load(&gpu, xs, None, valid)?;
+                xs.load(g, &gpu, None, valid)?;
                 g.predict_step(&gpu)?;
                 let src = if g.predict_probs {
                     &g.probs
@@ -741,7 +763,7 @@ impl Model {
                 };
                 out.extend_from_slice(&src.read::<f32>(&gpu)?[..valid * classes]);
             }
-            Engine::Cpu(e) => out.extend(e.predict_batch(graph, xs, valid)?),
+            Engine::Cpu(e) => out.extend(e.predict_batch(graph, &xs.floats(), valid)?),
         }
         Ok(())
     }
@@ -881,4 +903,41 @@ fn in_batches(range: std::ops::Range<usize>, batch: usize) -> Vec<Vec<(usize, Op
     all.chunks(batch.max(1))
         .map(|c| c.iter().map(|&i| (i, None)).collect())
         .collect()
+}
+
+/// One batch's inputs: floats, or the bytes of 8-bit images, which travel to the GPU as
+/// they are (a quarter of the upload) and become b / 255 there, bit for bit as on the host.
+#[derive(Clone, Copy)]
+pub(crate) enum Samples<'a> {
+    F32(&'a [f32]),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Samples<'a> {
+    /// Values (one per pixel and channel).
+    fn len(&self) -> usize {
+        match self {
+            Samples::F32(x) => x.len(),
+            Samples::Bytes(b) => b.len(),
+        }
+    }
+
+    /// Loads the batch into a GPU graph.
+    fn load(self, g: &GpuGraph, gpu: &Gpu, targets: Option<Targets>, valid: usize) -> Result<()> {
+        match self {
+            Samples::F32(x) => g.load(gpu, x, targets, valid),
+            Samples::Bytes(b) => g.load_bytes(gpu, b, targets, valid),
+        }
+    }
+
+    /// The floats (the CPU reference path converts bytes on the host).
+    fn floats(self) -> std::borrow::Cow<'a, [f32]> {
+        match self {
+            Samples::F32(x) => std::borrow::Cow::Borrowed(x),
+            Samples::Bytes(b) => {
+                let table = crate::ops::bytes::unit_table();
+                std::borrow::Cow::Owned(b.iter().map(|&v| table[usize::from(v)]).collect())
+            }
+        }
+    }
 }

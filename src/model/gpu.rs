@@ -9,6 +9,7 @@ use crate::layers::{Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
 use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward, saved_len};
 use crate::ops::bias::bias_backward;
+use crate::ops::bytes::{bytes_to_unit, pack_bytes, unit_table};
 use crate::ops::clip::clip_gradients;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
@@ -245,6 +246,11 @@ pub(crate) struct GpuGraph {
     /// Bytes of the activations (and what the backward pass keeps beside them), and of
     /// the gradient buffers as planned and as one buffer per gradient would take.
     pub bytes: (u64, (u64, u64)),
+    /// For batches loaded as bytes: the packed bytes, the byte → float table and the
+    /// dispatch that fills the input from them (made by the first such batch).
+    byte_input: std::sync::OnceLock<(Tensor, Tensor, Dispatch)>,
+    /// Whether the loaded batch came as bytes: its step starts with that dispatch.
+    from_bytes: std::sync::atomic::AtomicBool,
 }
 
 /// What a BatchNormalization node needs beyond its parameters: uniforms for training and
@@ -1091,6 +1097,8 @@ impl GpuGraph {
             predict,
             predict_probs,
             bytes: (activation_bytes, gradient_bytes),
+            byte_input: std::sync::OnceLock::new(),
+            from_bytes: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -1249,6 +1257,52 @@ impl GpuGraph {
     /// Queues one batch: `x` holds `valid` samples (≤ batch), `targets` theirs.
     pub fn load(&self, gpu: &Gpu, x: &[f32], targets: Option<Targets>, valid: usize) -> Result<()> {
         self.acts[self.input].write_at(gpu, 0, x)?;
+        self.from_bytes
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.load_targets(gpu, targets, valid)
+    }
+
+    /// [`GpuGraph::load`] with the inputs as bytes (8-bit images): a quarter of the
+    /// upload; the step's first dispatch turns them into the floats b / 255.
+    pub fn load_bytes(
+        &self,
+        gpu: &Gpu,
+        x: &[u8],
+        targets: Option<Targets>,
+        valid: usize,
+    ) -> Result<()> {
+        let input = &self.acts[self.input];
+        anyhow::ensure!(
+            x.len() <= input.len(),
+            "{} input bytes overrun the batch's {} values",
+            x.len(),
+            input.len()
+        );
+        if self.byte_input.get().is_none() {
+            let packed = Tensor::zeros(gpu, &[input.len().div_ceil(4)], "input bytes")?;
+            let table = Tensor::from_slice(gpu, &[256], &unit_table(), "byte values")?;
+            let unpack = bytes_to_unit(gpu, input, &packed, &table, input.len())?;
+            let _ = self.byte_input.set((packed, table, unpack));
+        }
+        let (packed, ..) = self.byte_input.get().context("the byte input")?;
+        let mut words = Vec::new();
+        pack_bytes(x, &mut words);
+        packed.write_at(gpu, 0, &words)?;
+        self.from_bytes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.load_targets(gpu, targets, valid)
+    }
+
+    /// The step's first dispatch when the batch came as bytes.
+    fn unpack(&self) -> Option<&Dispatch> {
+        self.from_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| self.byte_input.get().map(|(.., d)| d))
+            .flatten()
+    }
+
+    /// Writes a batch's targets and its valid rows.
+    fn load_targets(&self, gpu: &Gpu, targets: Option<Targets>, valid: usize) -> Result<()> {
         match (targets, &self.targets) {
             (Some(Targets::Classes(l)), _) => self.labels.write_at(gpu, 0, l)?,
             (Some(Targets::Values(v)), Some(t)) => t.write_at(gpu, 0, v)?,
@@ -1288,8 +1342,13 @@ impl GpuGraph {
             let params = DropoutParams::new(len, *rate, dropout_seed(seed, step, *layer))?;
             u.set(gpu, &params.with_offset(first * per_sample));
         }
+        let first = self.unpack();
         let Some(shard) = shard else {
-            let all: Vec<&Dispatch> = self.train.iter().chain(&p.updates).collect();
+            let all: Vec<&Dispatch> = first
+                .into_iter()
+                .chain(&self.train)
+                .chain(&p.updates)
+                .collect();
             return gpu.run(&all);
         };
         let grads: Vec<&Tensor> = p.grads.iter().flatten().collect();
@@ -1299,11 +1358,16 @@ impl GpuGraph {
             .collect();
         let bytes: u64 = sources.iter().map(|s| s.1).sum();
         if bytes == 0 {
-            let all: Vec<&Dispatch> = self.train.iter().chain(&p.updates).collect();
+            let all: Vec<&Dispatch> = first
+                .into_iter()
+                .chain(&self.train)
+                .chain(&p.updates)
+                .collect();
             return gpu.run(&all); // nothing trainable: nothing to average
         }
         let staging = p.exchange.get_or_init(|| gpu.staging_buffer(bytes));
-        gpu.run_and_copy(&self.train.iter().collect::<Vec<_>>(), &sources, staging)?;
+        let all: Vec<&Dispatch> = first.into_iter().chain(&self.train).collect();
+        gpu.run_and_copy(&all, &sources, staging)?;
         let mut host: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.map_read(staging, bytes)?);
         shard.reduce(&mut host)?;
         let mut at = 0;
@@ -1347,12 +1411,24 @@ impl GpuGraph {
 
     /// Forward pass plus loss and metrics (evaluate).
     pub fn eval_step(&self, gpu: &Gpu) -> Result<()> {
-        gpu.run(&self.eval.iter().collect::<Vec<_>>())
+        gpu.run(
+            &self
+                .unpack()
+                .into_iter()
+                .chain(&self.eval)
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// Forward pass (plus softmax) for predict and feature maps.
     pub fn predict_step(&self, gpu: &Gpu) -> Result<()> {
-        gpu.run(&self.predict.iter().collect::<Vec<_>>())
+        gpu.run(
+            &self
+                .unpack()
+                .into_iter()
+                .chain(&self.predict)
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// Resets the GPU-side loss/accuracy totals.

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod bias;
+pub mod bytes;
 pub mod clip;
 pub mod concat;
 pub mod conv2d;
