@@ -762,6 +762,16 @@ fn real_datasets() {
     }
     assert_eq!(histogram(&c.test), [1000; 10]);
     assert_eq!(histogram(&c.train), [5000; 10]);
+
+    // The same sets as bytes (a quarter of the memory, for the streaming loader): their
+    // floats are the f32 loaders' exactly, and the f32 sets turn back into them.
+    let cb = wgcnn::data::cifar10_bytes(&root, false).unwrap();
+    assert_eq!((cb.train.len(), cb.train.shape()), (50000, [32, 32, 3]));
+    assert_eq!(cb.test.to_dataset(), c.test);
+    assert_eq!(c.test.to_bytes().unwrap(), cb.test);
+    let mb = wgcnn::data::mnist_bytes(&root, false).unwrap();
+    assert_eq!((mb.train.len(), mb.test.shape()), (60000, [28, 28, 1]));
+    assert_eq!(mb.to_split(), m);
 }
 
 fn histogram(ds: &Dataset) -> Vec<usize> {

@@ -1,6 +1,6 @@
 //! MNIST in the IDX format: big-endian u32 header, then one byte per pixel/label.
 
-use super::{Dataset, Split, download, read_maybe_gz, to_unit};
+use super::{ByteSplit, Dataset, ImageBytes, Source, Split, download, read_maybe_gz};
 use anyhow::{Context, Result, bail, ensure};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
@@ -39,27 +39,36 @@ const CLASSES: usize = 10;
 /// distributed (`train-images-idx3-ubyte.gz`, ...) or unpacked (same names
 /// without `.gz`; these win when both exist).
 pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Split> {
+    Ok(load_mnist_bytes(dir)?.to_split())
+}
+
+/// [`load_mnist`] as bytes: a quarter of the memory, for
+/// [`Model::fit_source`](crate::model::Model::fit_source) and the other readers of a
+/// [`super::Source`].
+pub fn load_mnist_bytes(dir: impl AsRef<Path>) -> Result<ByteSplit> {
     let dir = dir.as_ref();
     let train = load_part(dir, "train")?;
     let test = load_part(dir, "t10k")?;
+    let ([th, tw, _], [eh, ew, _]) = (train.shape(), test.shape());
     ensure!(
-        (train.height, train.width) == (test.height, test.width),
-        "MNIST in {}: training images are {}x{} but test images are {}x{}",
+        (th, tw) == (eh, ew),
+        "MNIST in {}: training images are {th}x{tw} but test images are {eh}x{ew}",
         dir.display(),
-        train.height,
-        train.width,
-        test.height,
-        test.width
     );
-    Ok(Split { train, test })
+    Ok(ByteSplit { train, test })
 }
 
 /// Loads `root/mnist`. If files are missing and `download` is true, first fetches
 /// the missing ones from [`MNIST_URL`], checking each against [`MNIST_SHA256`].
 pub fn mnist(root: impl AsRef<Path>, download: bool) -> Result<Split> {
+    Ok(mnist_bytes(root, download)?.to_split())
+}
+
+/// [`mnist`] as bytes (see [`load_mnist_bytes`]).
+pub fn mnist_bytes(root: impl AsRef<Path>, download: bool) -> Result<ByteSplit> {
     let root = root.as_ref();
     let dir = fetch_missing(root, download, "")?;
-    load_mnist(&dir)
+    load_mnist_bytes(&dir)
 }
 
 /// Like [`mnist`], the test set only: the training files are neither read nor
@@ -67,7 +76,7 @@ pub fn mnist(root: impl AsRef<Path>, download: bool) -> Result<Split> {
 pub fn mnist_test(root: impl AsRef<Path>, download: bool) -> Result<Dataset> {
     let root = root.as_ref();
     let dir = fetch_missing(root, download, "t10k")?;
-    load_part(&dir, "t10k")
+    Ok(load_part(&dir, "t10k")?.to_dataset())
 }
 
 /// `root/mnist`, after downloading its missing files whose names start with `prefix`
@@ -122,7 +131,7 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     }
 }
 
-fn load_part(dir: &Path, prefix: &str) -> Result<Dataset> {
+fn load_part(dir: &Path, prefix: &str) -> Result<ImageBytes> {
     let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
 
@@ -150,14 +159,12 @@ fn load_part(dir: &Path, prefix: &str) -> Result<Dataset> {
         );
     }
 
-    Ok(Dataset {
-        images: to_unit(pixels).collect(),
-        labels: labels.iter().map(|&l| u32::from(l)).collect(),
-        height,
-        width,
-        channels: 1,
-        class_names: (0..CLASSES).map(|d| d.to_string()).collect(),
-    })
+    ImageBytes::new(
+        pixels.to_vec(),
+        labels.iter().map(|&l| u32::from(l)).collect(),
+        [height, width, 1],
+        (0..CLASSES).map(|d| d.to_string()).collect(),
+    )
 }
 
 /// Checks an IDX file's magic and that its size matches the header; returns the

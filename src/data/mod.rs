@@ -14,14 +14,15 @@ mod mnist;
 pub mod source;
 
 pub use cifar::{
-    CIFAR10_ARCHIVE_MD5, CIFAR10_DIR, CIFAR10_TRAIN_SHA256, CIFAR10_URL, cifar10, cifar10_test,
-    download_cifar10_from, load_cifar10,
+    CIFAR10_ARCHIVE_MD5, CIFAR10_DIR, CIFAR10_TRAIN_SHA256, CIFAR10_URL, cifar10, cifar10_bytes,
+    cifar10_test, download_cifar10_from, load_cifar10, load_cifar10_bytes,
 };
 pub use folder::load_image_folder;
 pub use mnist::{
-    MNIST_DIR, MNIST_SHA256, MNIST_URL, download_mnist_from, load_mnist, mnist, mnist_test,
+    MNIST_DIR, MNIST_SHA256, MNIST_URL, download_mnist_from, load_mnist, load_mnist_bytes, mnist,
+    mnist_bytes, mnist_test,
 };
-pub use source::{FolderOptions, ImageBytes, ImageFolder, Source, Subset};
+pub use source::{ByteSplit, FolderOptions, ImageBytes, ImageFolder, Source, Subset};
 
 use anyhow::{Context, Result, ensure};
 use std::fmt;

@@ -93,6 +93,40 @@ impl ImageBytes {
     }
 }
 
+impl ImageBytes {
+    /// The same images as floats b / 255 (as every loader computes them).
+    pub fn to_dataset(&self) -> Dataset {
+        let [height, width, channels] = self.shape;
+        Dataset {
+            images: super::to_unit(&self.pixels).collect(),
+            labels: self.labels.clone(),
+            height,
+            width,
+            channels,
+            class_names: self.class_names.clone(),
+        }
+    }
+}
+
+/// A training set and a test set, as bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ByteSplit {
+    /// Training images.
+    pub train: ImageBytes,
+    /// Test images.
+    pub test: ImageBytes,
+}
+
+impl ByteSplit {
+    /// Both sets as floats.
+    pub fn to_split(&self) -> super::Split {
+        super::Split {
+            train: self.train.to_dataset(),
+            test: self.test.to_dataset(),
+        }
+    }
+}
+
 impl Source for ImageBytes {
     fn len(&self) -> usize {
         self.labels.len()
