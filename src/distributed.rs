@@ -294,17 +294,22 @@ fn local_rank_from_env() -> Option<usize> {
         .find_map(|v| std::env::var(v).ok()?.parse().ok())
 }
 
-/// Prints the panic as usual, then ends every rank of the job.
+/// Prints the panic as usual, then, on the thread that started MPI (the only one allowed
+/// to call it at the threading level asked for), ends every rank of the job. A panic on
+/// another thread (a data loader's worker) reaches that thread when its scope joins.
 #[cfg(feature = "mpi")]
 fn abort_on_panic(ranks: Ranks) {
     let previous = std::panic::take_hook();
+    let main = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
-        eprintln!(
-            "rank {} of {} panicked; ending the job",
-            ranks.rank, ranks.size
-        );
         previous(info);
-        mpi_ops::abort(101);
+        if std::thread::current().id() == main {
+            eprintln!(
+                "rank {} of {} panicked; ending the job",
+                ranks.rank, ranks.size
+            );
+            mpi_ops::abort(101);
+        }
     }));
 }
 

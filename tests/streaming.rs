@@ -305,3 +305,58 @@ fn a_source_step_uploads_bytes_in_one_submit_and_allocates_nothing() -> R {
     assert_eq!(s1 - s0, 10 + (r1 - r0), "submits: 10 steps + read-backs");
     Ok(())
 }
+
+/// A source whose sample `bad` panics when read (a user's loader with an `unwrap`).
+#[derive(Debug)]
+struct Panicky(ImageBytes, usize);
+
+impl Source for Panicky {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn shape(&self) -> [usize; 3] {
+        self.0.shape()
+    }
+    fn load(&self, index: usize, pixels: &mut [u8]) -> anyhow::Result<u32> {
+        assert_ne!(index, self.1, "sample {index} panics on purpose");
+        self.0.load(index, pixels)
+    }
+    fn class_names(&self) -> Vec<String> {
+        self.0.class_names()
+    }
+}
+
+/// Runs `f` on a thread of its own; true when it panicked, false when it returned, and a
+/// failure when it is still running after a minute (a hang).
+fn panics_within_a_minute(f: impl FnOnce() + Send + 'static) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r.is_err());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("hung instead of ending")
+}
+
+#[test]
+fn a_panic_in_a_worker_or_in_training_ends_the_fit_instead_of_hanging() {
+    // 20 steps of 16 with 2 workers × 2 batches ahead: most of the epoch is outside the
+    // prefetch window when the panic comes.
+    let train = bytes(320, 6);
+    let (t, u) = (train.clone(), train.clone());
+    assert!(panics_within_a_minute(move || {
+        let mut m = model(Device::Cpu).unwrap();
+        let _ = m.fit_source(&Panicky(t, 40), &cfg(1, 2));
+    }));
+    assert!(panics_within_a_minute(move || {
+        let mut m = model(Device::Cpu).unwrap();
+        let boom = wgcnn::callbacks::Callback::on_train_batch_end(3, |step, _, _| {
+            panic!("a callback panics at step {step}")
+        });
+        let c = FitConfig {
+            callbacks: vec![boom],
+            ..cfg(1, 2)
+        };
+        let _ = m.fit_source(&u, &c);
+    }));
+}

@@ -237,13 +237,14 @@ impl FolderOptions {
 
 /// A folder with one sub-folder of images per class (Keras'
 /// `image_dataset_from_directory`): labels from the sub-folders' names in sorted order,
-/// files listed up front and decoded only when a batch needs them (PNG and JPEG, or any
-/// format the `image` crate reads), resized to the options' size.
+/// `.png`, `.jpg` and `.jpeg` files listed up front (others skipped and counted) and
+/// decoded only when a batch needs them, resized to the options' size.
 #[derive(Clone, Debug)]
 pub struct ImageFolder {
     files: Vec<(PathBuf, u32)>,
     class_names: Vec<String>,
     shape: [usize; 3],
+    skipped: usize,
 }
 
 impl ImageFolder {
@@ -264,9 +265,17 @@ impl ImageFolder {
             dir.display()
         );
         let mut files = Vec::new();
+        let mut skipped = 0;
         for (label, class_dir) in (0u32..).zip(&classes) {
             for path in folder::sorted_entries(class_dir, false)? {
-                files.push((path, label));
+                // Keras' rule: only image files count (a Thumbs.db or a README beside
+                // them would otherwise fail an epoch hours in).
+                let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+                if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+                    files.push((path, label));
+                } else {
+                    skipped += 1;
+                }
             }
         }
         ensure!(
@@ -298,12 +307,19 @@ impl ImageFolder {
             files,
             class_names,
             shape: [h as usize, w as usize, opts.channels],
+            skipped,
         })
     }
 
     /// The image files with their labels, in the data set's order.
     pub fn files(&self) -> &[(PathBuf, u32)] {
         &self.files
+    }
+
+    /// Files in the class folders that were left out for not being `.png`, `.jpg` or
+    /// `.jpeg` (any case), as Keras leaves out what is not an image (both sides of a split).
+    pub fn skipped(&self) -> usize {
+        self.skipped
     }
 }
 
@@ -353,6 +369,29 @@ impl Source for ImageFolder {
 struct Batch {
     x: Vec<u8>,
     y: Vec<u32>,
+}
+
+/// On drop (also while unwinding), tells the loader's workers to stop and wakes those
+/// waiting for the prefetch window. The flag is set under the window's lock, so a worker
+/// cannot check it and then sleep through the wake-up.
+struct StopGuard<'a> {
+    stop: &'a AtomicBool,
+    consumed: &'a (Mutex<usize>, Condvar),
+    /// A worker's guard acts only when its thread panics: a worker that simply runs out
+    /// of steps must not stop the others, which may still hold steps to deliver.
+    only_on_panic: bool,
+}
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        if self.only_on_panic && !std::thread::panicking() {
+            return;
+        }
+        let lock = self.consumed.0.lock();
+        self.stop.store(true, Ordering::SeqCst);
+        drop(lock);
+        self.consumed.1.notify_all();
+    }
 }
 
 /// Reads batches of a [`Source`] with `workers` threads, each at most `prefetch` batches
@@ -418,6 +457,13 @@ impl<'a> Loader<'a> {
                 let tx = tx.clone();
                 let (next, stop, consumed) = (&next, &stop, &consumed);
                 scope.spawn(move || {
+                    // A worker that panics stops the others, so the consumer's channel
+                    // closes and the panic surfaces instead of a hang.
+                    let _stop_all = StopGuard {
+                        stop,
+                        consumed,
+                        only_on_panic: true,
+                    };
                     loop {
                         let step = next.fetch_add(1, Ordering::SeqCst);
                         if step >= plan.len() || stop.load(Ordering::SeqCst) {
@@ -446,8 +492,16 @@ impl<'a> Loader<'a> {
                 });
             }
             drop(tx);
+            // However the consumer ends (done, an error, a panic in `consume`), the
+            // workers are told to stop and woken: the scope can then join them.
+            let _stop_all = StopGuard {
+                stop: &stop,
+                consumed: &consumed,
+                only_on_panic: false,
+            };
             let mut pending: BTreeMap<usize, Result<Batch>> = BTreeMap::new();
-            let result = (|| -> Result<()> {
+            // The guard above drops after this value is computed, however it ends.
+            (|| -> Result<()> {
                 for step in 0..plan.len() {
                     let batch = loop {
                         if let Some(b) = pending.remove(&step) {
@@ -466,10 +520,7 @@ impl<'a> Loader<'a> {
                     }
                 }
                 Ok(())
-            })();
-            stop.store(true, Ordering::SeqCst);
-            consumed.1.notify_all();
-            result
+            })()
         })
     }
 

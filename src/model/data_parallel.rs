@@ -98,8 +98,10 @@ impl Model {
 
     /// Averages the moving mean and variance of every trainable BatchNormalization over
     /// the ranks (each rank normalizes with its own batch statistics, as PyTorch's DDP and
-    /// Horovod do without SyncBatchNorm), so that every rank holds the same model.
-    pub(crate) fn average_moving_statistics(&mut self) -> Result<()> {
+    /// Horovod do without SyncBatchNorm), so that every rank holds the same model. `fit`
+    /// does it at every epoch's end; a loop of [`Model::train_on_batch`] calls it itself
+    /// (on every rank). Nothing happens in one process.
+    pub fn average_moving_statistics(&mut self) -> Result<()> {
         let ranks = self.ranks;
         let slots: Vec<(usize, [usize; 2])> = self
             .graph

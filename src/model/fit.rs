@@ -512,16 +512,27 @@ impl Model {
         x: &[f32],
         y: impl Into<Targets<'y>>,
     ) -> Result<(f32, f32)> {
-        let y: Targets = y.into();
+        let result = self.train_on_batch_ranks(x, y.into());
+        self.ranks.or_abort(result)
+    }
+
+    /// [`Model::train_on_batch`]; data-parallel, (x, y) is the global batch and this rank
+    /// trains on its shard (the first call starts every rank from rank 0's weights; call
+    /// [`Model::average_moving_statistics`] now and then to keep BatchNormalization's
+    /// statistics the same on every rank).
+    fn train_on_batch_ranks(&mut self, x: &[f32], y: Targets) -> Result<(f32, f32)> {
         let n = self.check_data(x, Some(y), "train_on_batch")?;
-        // Data-parallel: (x, y) is the global batch, and this rank trains on its shard.
         let ranks = self.ranks;
-        let (shard, mine) = Shard::of(ranks, n);
+        // The same answer on every rank: all fail together, none waits for the others.
         ensure!(
-            !mine.is_empty(),
-            "a batch of {n} leaves rank {} without samples",
-            ranks.rank()
+            n >= ranks.size(),
+            "a batch of {n} cannot give each of the {} ranks a sample",
+            ranks.size()
         );
+        if ranks.is_distributed() && self.compiled()?.step == 0 {
+            self.broadcast_from_root()?;
+        }
+        let (shard, mine) = Shard::of(ranks, n);
         let sample = x.len() / n;
         let per = self.targets_per_sample()?;
         let (x, y) = (
@@ -566,7 +577,8 @@ impl Model {
         y: impl Into<Targets<'y>>,
         batch_size: usize,
     ) -> Result<(f32, f32)> {
-        self.evaluate_feed(&Feed::Arrays { x, y: y.into() }, batch_size)
+        let result = self.evaluate_feed(&Feed::Arrays { x, y: y.into() }, batch_size);
+        self.ranks.or_abort(result)
     }
 
     /// Mean loss and accuracy on a data set read sample by sample, in batches of
@@ -582,7 +594,8 @@ impl Model {
             workers,
             prefetch: 2,
         };
-        self.evaluate_feed(&feed, batch_size)
+        let result = self.evaluate_feed(&feed, batch_size);
+        self.ranks.or_abort(result)
     }
 
     /// Mean loss and metric over `feed`; data-parallel, every rank evaluates its share and

@@ -167,10 +167,14 @@ pub fn train_image_folder(cfg: &RunConfig, f: &FolderRun) -> Result<RunReport> {
         val: &val,
         f,
     };
+    let skipped = match train.skipped() {
+        0 => String::new(),
+        n => format!("{n} files skipped: not .png, .jpg or .jpeg\n"),
+    };
     let header = format!(
         "experiment: {IMAGE_FOLDER} (architecture of {})\ndata: {} training and {} validation \
-         images of {}x{}x{channels} from {} ({} classes: {})\nepochs: {epochs}, batch size: \
-         {batch_size}\noptimizer: {}, seed: {}\n{resumed}",
+         images of {}x{}x{channels} from {} ({} classes: {})\n{skipped}epochs: {epochs}, batch \
+         size: {batch_size}\noptimizer: {}, seed: {}\n{resumed}",
         f.arch,
         train.len(),
         val.len(),
