@@ -1951,27 +1951,56 @@ fn confusion_and_mean_iou_match_cpu_and_keras() -> R {
 }
 
 /// Bytes to floats: odd element counts (a partial last word), every byte value, the table
-/// the host uses (b / 255 bit for bit), an output poisoned first and left alone past `n`.
+/// the host uses (b / 255 bit for bit), an output poisoned first and left alone past `n`;
+/// and images read flipped and shifted as drawn, with every fill mode, on an odd shape.
 #[test]
 fn bytes_to_unit_matches_cpu() -> R {
-    use wgcnn::ops::bytes::{bytes_to_unit, bytes_to_unit_cpu, pack_bytes, unit_table};
+    use wgcnn::data::augment::FillMode;
+    use wgcnn::gpu::Uniform;
+    use wgcnn::ops::bytes::{
+        BytesParams, bytes_to_unit, bytes_to_unit_cpu, pack_bytes, unit_table,
+    };
     let g = gpu();
     let table = unit_table();
     let t = Tensor::from_slice(&g, &[256], &table, "table")?;
+    let no_draws = Tensor::zeros(&g, &[4], "draws")?;
     for n in [1usize, 3, 257, 1027] {
         let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
         let mut packed = Vec::new();
         pack_bytes(&bytes, &mut packed);
         let tp = Tensor::from_slice(&g, &[packed.len()], &packed, "packed")?;
         let out = poisoned(&g, &[n + 5], "out");
-        g.run(&[&bytes_to_unit(&g, &out, &tp, &t, n)?])?;
+        let u = Uniform::new(&g, &BytesParams::new(n, [1, 1, n])?, "bytes");
+        g.run(&[&bytes_to_unit(&g, &out, &tp, &t, &no_draws, &u, n)?])?;
         let got = out.read::<f32>(&g)?;
         let mut want = vec![0.0; n];
-        bytes_to_unit_cpu(&mut want, &bytes, &table);
+        bytes_to_unit_cpu(&mut want, &bytes, &table, None);
         assert_eq!(got[..n], want[..], "n = {n}");
         let by_hand: Vec<f32> = bytes.iter().map(|&b| f32::from(b) / 255.0).collect();
         assert_eq!(want, by_hand);
         assert!(got[n..].iter().all(|v| v.is_nan()), "past n untouched");
+    }
+    // 4 images of 5×7×3: no move, a flip, shifts past the edges both ways, both at once.
+    let shape = [5, 7, 3];
+    let per = 5 * 7 * 3;
+    let draws: Vec<[i32; 4]> = vec![[0, 0, 0, 0], [1, 0, 0, 0], [0, -2, 3, 0], [1, 4, -6, 0]];
+    let bytes: Vec<u8> = (0..4 * per).map(|i| (i * 53 + 7) as u8).collect();
+    let mut packed = Vec::new();
+    pack_bytes(&bytes, &mut packed);
+    let tp = Tensor::from_slice(&g, &[packed.len()], &packed, "packed")?;
+    let flat: Vec<i32> = draws.iter().flatten().copied().collect();
+    let td = Tensor::from_slice(&g, &[flat.len()], &flat, "draws")?;
+    for fill in [FillMode::Constant, FillMode::Nearest, FillMode::Reflect] {
+        let out = poisoned(&g, &[4 * per], "out");
+        let params = BytesParams::new(4 * per, shape)?.with_draws(Some(fill));
+        let u = Uniform::new(&g, &params, "bytes");
+        g.run(&[&bytes_to_unit(&g, &out, &tp, &t, &td, &u, 4 * per)?])?;
+        let mut want = vec![0.0; 4 * per];
+        bytes_to_unit_cpu(&mut want, &bytes, &table, Some((&draws, shape, fill)));
+        assert_eq!(out.read::<f32>(&g)?, want, "{fill:?}");
+        // Image 1 is image 1's bytes mirrored left-right.
+        let at = |y: usize, x: usize, c: usize| per + (y * 7 + x) * 3 + c;
+        assert_eq!(want[at(2, 1, 2)], table[usize::from(bytes[at(2, 5, 2)])]);
     }
     Ok(())
 }

@@ -9,9 +9,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// How pixels shifted in from outside the image are filled (Keras' `fill_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FillMode {
     /// Mirror about the edge: d c b a | a b c d | d c b a (Keras' default).
+    #[default]
     Reflect,
     /// Zeros (Keras' "constant" with fill_value 0).
     Constant,
@@ -183,6 +184,15 @@ pub(crate) struct Draw {
 }
 
 impl Draw {
+    /// (flip, dy, dx, 0) as the GPU reads it (`bytes_to_unit.wgsl`), and its shift's fill.
+    pub fn words(&self) -> ([i32; 4], Option<FillMode>) {
+        let (dy, dx, fill) = match self.shift {
+            Some((dy, dx, fill)) => (dy as i32, dx as i32, Some(fill)),
+            None => (0, 0, None),
+        };
+        ([i32::from(self.flip), dy, dx, 0], fill)
+    }
+
     /// Writes `src`, an image of `shape` (floats or bytes: only pixels move, and what
     /// comes in is 0 or a copy), flipped and shifted into `dst` (`scratch` is grown to an
     /// image when both apply).

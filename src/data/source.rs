@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::augment::Draw;
+use super::augment::{Draw, FillMode};
 use super::{Dataset, folder};
 use anyhow::{Context, Result, bail, ensure};
 use image::imageops::FilterType;
@@ -369,7 +369,20 @@ impl Source for ImageFolder {
 struct Batch {
     x: Vec<u8>,
     y: Vec<u32>,
+    /// With the draws left to the GPU: each image's (flip, dy, dx, 0) and the fill.
+    draws: Vec<[i32; 4]>,
+    fill: FillMode,
 }
+
+impl Batch {
+    /// The draws the GPU is to apply, if any.
+    fn gpu_draws(&self) -> Option<(&[[i32; 4]], FillMode)> {
+        (!self.draws.is_empty()).then_some((&self.draws[..], self.fill))
+    }
+}
+
+/// A batch's draws for the GPU: each image's (flip, dy, dx, 0), and the fill.
+pub(crate) type GpuDraws<'a> = Option<(&'a [[i32; 4]], FillMode)>;
 
 /// On drop (also while unwinding), tells the loader's workers to stop and wakes those
 /// waiting for the prefetch window. The flag is set under the window's lock, so a worker
@@ -406,6 +419,8 @@ pub(crate) struct Loader<'a> {
     /// Images read and the nanoseconds the readers spent on them.
     images: AtomicUsize,
     busy_nanos: AtomicU64,
+    /// Leave the flips and shifts to the GPU (handed to `consume`) instead of applying them.
+    gpu_draws: bool,
 }
 
 impl<'a> Loader<'a> {
@@ -417,7 +432,15 @@ impl<'a> Loader<'a> {
             classes: source.class_names().len(),
             images: AtomicUsize::new(0),
             busy_nanos: AtomicU64::new(0),
+            gpu_draws: false,
         }
+    }
+
+    /// Hands each image's flip and shift to `consume` for the GPU to apply in the step,
+    /// instead of applying them to the bytes here.
+    pub fn draws_on_gpu(mut self, on: bool) -> Loader<'a> {
+        self.gpu_draws = on;
+        self
     }
 
     /// Images per second the readers could deliver, by the time they have spent reading
@@ -435,13 +458,13 @@ impl<'a> Loader<'a> {
         &self,
         plan: &[Vec<(usize, Option<Draw>)>],
         shape: Option<[usize; 3]>,
-        mut consume: impl FnMut(usize, &[u8], &[u32]) -> Result<bool>,
+        mut consume: impl FnMut(usize, &[u8], &[u32], GpuDraws) -> Result<bool>,
     ) -> Result<()> {
         if self.workers == 0 {
             let mut batch = Batch::default();
             for (step, items) in plan.iter().enumerate() {
                 self.fill(items, shape, &mut batch)?;
-                if consume(step, &batch.x, &batch.y)? {
+                if consume(step, &batch.x, &batch.y, batch.gpu_draws())? {
                     break;
                 }
             }
@@ -515,7 +538,7 @@ impl<'a> Loader<'a> {
                         *done = step + 1;
                     }
                     consumed.1.notify_all();
-                    if consume(step, &batch.x, &batch.y)? {
+                    if consume(step, &batch.x, &batch.y, batch.gpu_draws())? {
                         break;
                     }
                 }
@@ -537,6 +560,7 @@ impl<'a> Loader<'a> {
         let mut scratch = Vec::new();
         batch.x.resize(items.len() * per, 0);
         batch.y.clear();
+        batch.draws.clear();
         for (j, &(i, draw)) in items.iter().enumerate() {
             let label = self.source.load(i, &mut bytes)?;
             ensure!(
@@ -547,6 +571,12 @@ impl<'a> Loader<'a> {
             batch.y.push(label);
             let dst = &mut batch.x[j * per..(j + 1) * per];
             match (draw, shape) {
+                (Some(d), Some(_)) if self.gpu_draws => {
+                    dst.copy_from_slice(&bytes);
+                    let (words, fill) = d.words();
+                    batch.draws.push(words);
+                    batch.fill = fill.unwrap_or(FillMode::Constant);
+                }
                 // Flips and shifts move pixels and fill with 0 or copies: exact on bytes.
                 (Some(d), Some(shape)) => d.apply(&bytes, dst, shape, &mut scratch),
                 _ => dst.copy_from_slice(&bytes),

@@ -9,9 +9,10 @@ use super::{
 };
 use crate::callbacks;
 use crate::data::augment::{Augment, Draw};
-use crate::data::source::{Loader, Source};
+use crate::data::source::{GpuDraws, Loader, Source};
 use crate::gpu::Gpu;
 use crate::model::Targets;
+use crate::ops::bytes::{bytes_to_unit_cpu, unit_table};
 use anyhow::{Context, Result, bail, ensure};
 use rand::{SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
@@ -346,13 +347,17 @@ impl Model {
                 prefetch,
             } => {
                 let mut stopped = false;
-                let loader = Loader::new(source, workers, prefetch);
-                loader.batches(&plan, shape, |step, xb, yb| {
+                // The GPU applies the flips and shifts in the step; the CPU path's loader
+                // applies them to the bytes.
+                let on_gpu = matches!(self.compiled()?.engine, Engine::Gpu(_));
+                let image = source.shape();
+                let loader = Loader::new(source, workers, prefetch).draws_on_gpu(on_gpu);
+                loader.batches(&plan, shape, |step, xb, yb, draws| {
                     run.loader_rate = loader.rate();
                     stopped = self.train_batch(
                         &mut run,
                         step,
-                        Samples::Bytes(xb),
+                        Samples::Bytes(xb, draws, image),
                         Targets::Classes(yb),
                         bar,
                         runner,
@@ -639,10 +644,11 @@ impl Model {
                 prefetch,
             } => {
                 let plan = in_batches(first..end, batch);
-                Loader::new(source, workers, prefetch).batches(&plan, None, |_, xb, yb| {
+                let image = source.shape();
+                Loader::new(source, workers, prefetch).batches(&plan, None, |_, xb, yb, _| {
                     self.eval_batch(
                         &graph,
-                        Samples::Bytes(xb),
+                        Samples::Bytes(xb, None, image),
                         Targets::Classes(yb),
                         batch,
                         &mut cpu,
@@ -743,8 +749,9 @@ impl Model {
         let batch = self.reuse_batch(batch_size.min(n));
         let mut out = Vec::with_capacity(n * self.output_size()?);
         let plan = in_batches(0..n, batch);
-        Loader::new(source, workers, 2).batches(&plan, None, |_, xb, _| {
-            self.predict_batch(&graph, Samples::Bytes(xb), batch, &mut out)?;
+        let image = source.shape();
+        Loader::new(source, workers, 2).batches(&plan, None, |_, xb, _, _| {
+            self.predict_batch(&graph, Samples::Bytes(xb, None, image), batch, &mut out)?;
             Ok(false)
         })?;
         Ok(out)
@@ -923,7 +930,8 @@ fn in_batches(range: std::ops::Range<usize>, batch: usize) -> Vec<Vec<(usize, Op
 #[derive(Clone, Copy)]
 pub(crate) enum Samples<'a> {
     F32(&'a [f32]),
-    Bytes(&'a [u8]),
+    /// Bytes of images of the shape given, and the flips and shifts left to the GPU.
+    Bytes(&'a [u8], GpuDraws<'a>, [usize; 3]),
 }
 
 impl<'a> Samples<'a> {
@@ -931,7 +939,7 @@ impl<'a> Samples<'a> {
     fn len(&self) -> usize {
         match self {
             Samples::F32(x) => x.len(),
-            Samples::Bytes(b) => b.len(),
+            Samples::Bytes(b, ..) => b.len(),
         }
     }
 
@@ -939,7 +947,7 @@ impl<'a> Samples<'a> {
     fn load(self, g: &GpuGraph, gpu: &Gpu, targets: Option<Targets>, valid: usize) -> Result<()> {
         match self {
             Samples::F32(x) => g.load(gpu, x, targets, valid),
-            Samples::Bytes(b) => g.load_bytes(gpu, b, targets, valid),
+            Samples::Bytes(b, draws, shape) => g.load_bytes(gpu, (b, draws, shape), targets, valid),
         }
     }
 
@@ -947,9 +955,11 @@ impl<'a> Samples<'a> {
     fn floats(self) -> std::borrow::Cow<'a, [f32]> {
         match self {
             Samples::F32(x) => std::borrow::Cow::Borrowed(x),
-            Samples::Bytes(b) => {
-                let table = crate::ops::bytes::unit_table();
-                std::borrow::Cow::Owned(b.iter().map(|&v| table[usize::from(v)]).collect())
+            Samples::Bytes(b, draws, shape) => {
+                let mut out = vec![0.0; b.len()];
+                let draws = draws.map(|(d, fill)| (d, shape, fill));
+                bytes_to_unit_cpu(&mut out, b, &unit_table(), draws);
+                std::borrow::Cow::Owned(out)
             }
         }
     }

@@ -4,12 +4,13 @@
 
 use super::data_parallel::Shard;
 use super::{Graph, LossHead, Objective, Targets, plan_head};
+use crate::data::source::GpuDraws;
 use crate::gpu::{Dispatch, Gpu, Kernel, Uniform, Variant};
 use crate::layers::{Node, Op};
 use crate::ops::activation::{Act, activation_backward, activation_forward};
 use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward, saved_len};
 use crate::ops::bias::bias_backward;
-use crate::ops::bytes::{bytes_to_unit, pack_bytes, unit_table};
+use crate::ops::bytes::{BytesParams, bytes_to_unit, pack_bytes, unit_table};
 use crate::ops::clip::clip_gradients;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
@@ -248,7 +249,7 @@ pub(crate) struct GpuGraph {
     pub bytes: (u64, (u64, u64)),
     /// For batches loaded as bytes: the packed bytes, the byte → float table and the
     /// dispatch that fills the input from them (made by the first such batch).
-    byte_input: std::sync::OnceLock<(Tensor, Tensor, Dispatch)>,
+    byte_input: std::sync::OnceLock<ByteInput>,
     /// Whether the loaded batch came as bytes: its step starts with that dispatch.
     from_bytes: std::sync::atomic::AtomicBool,
 }
@@ -1103,6 +1104,16 @@ impl GpuGraph {
     }
 }
 
+/// A graph's inputs as bytes: the packed bytes, the byte → float table, each image's
+/// draw, the kernel's parameters and the dispatch that fills the input from them.
+struct ByteInput {
+    packed: Tensor,
+    _table: Tensor,
+    draws: Tensor,
+    params: Uniform<BytesParams>,
+    unpack: Dispatch,
+}
+
 /// Where each gradient of a training step lives.
 struct GradientPlan {
     /// grads[t]: the gradient of tensor t (None where nothing upstream learns).
@@ -1264,10 +1275,12 @@ impl GpuGraph {
 
     /// [`GpuGraph::load`] with the inputs as bytes (8-bit images): a quarter of the
     /// upload; the step's first dispatch turns them into the floats b / 255.
+    /// `x` holds images of `shape`; `draws` are each image's (flip, dy, dx, 0) and the
+    /// fill, applied in the step.
     pub fn load_bytes(
         &self,
         gpu: &Gpu,
-        x: &[u8],
+        (x, draws, shape): (&[u8], GpuDraws, [usize; 3]),
         targets: Option<Targets>,
         valid: usize,
     ) -> Result<()> {
@@ -1281,13 +1294,30 @@ impl GpuGraph {
         if self.byte_input.get().is_none() {
             let packed = Tensor::zeros(gpu, &[input.len().div_ceil(4)], "input bytes")?;
             let table = Tensor::from_slice(gpu, &[256], &unit_table(), "byte values")?;
-            let unpack = bytes_to_unit(gpu, input, &packed, &table, input.len())?;
-            let _ = self.byte_input.set((packed, table, unpack));
+            let draws = Tensor::zeros(gpu, &[self.batch_rows.max(1) * 4], "input draws")?;
+            let params = Uniform::new(gpu, &BytesParams::new(input.len(), shape)?, "bytes");
+            let unpack = bytes_to_unit(gpu, input, &packed, &table, &draws, &params, input.len())?;
+            let _ = self.byte_input.set(ByteInput {
+                packed,
+                _table: table,
+                draws,
+                params,
+                unpack,
+            });
         }
-        let (packed, ..) = self.byte_input.get().context("the byte input")?;
+        let b = self.byte_input.get().context("the byte input")?;
         let mut words = Vec::new();
         pack_bytes(x, &mut words);
-        packed.write_at(gpu, 0, &words)?;
+        b.packed.write_at(gpu, 0, &words)?;
+        let fill = draws.map(|(d, fill)| {
+            let flat: Vec<i32> = d.iter().flatten().copied().collect();
+            (flat, fill)
+        });
+        if let Some((flat, _)) = &fill {
+            b.draws.write_at(gpu, 0, flat)?;
+        }
+        let params = BytesParams::new(input.len(), shape)?.with_draws(fill.map(|f| f.1));
+        b.params.set(gpu, &params);
         self.from_bytes
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.load_targets(gpu, targets, valid)
@@ -1297,7 +1327,7 @@ impl GpuGraph {
     fn unpack(&self) -> Option<&Dispatch> {
         self.from_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
-            .then(|| self.byte_input.get().map(|(.., d)| d))
+            .then(|| self.byte_input.get().map(|b| &b.unpack))
             .flatten()
     }
 
