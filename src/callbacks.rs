@@ -405,6 +405,38 @@ impl CsvLogger {
 }
 
 /// One of the callbacks, for [`FitConfig::callbacks`](crate::model::FitConfig).
+///
+/// ```
+/// use wgcnn::callbacks::{Callback, EarlyStopping, Monitor};
+/// use wgcnn::prelude::*;
+/// # fn main() -> anyhow::Result<()> {
+/// let (x, y) = wgcnn::testing::brightest_third(48, 2);
+/// let mut model = Sequential::new();
+/// model.add(Flatten::new().input_shape(&[8, 8, 1]))?;
+/// model.add(Dense::new(3).activation(Softmax))?;
+/// model.set_device(Device::Cpu);
+/// model.compile(Optimizer::adam(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+/// let cfg = FitConfig {
+///     epochs: 20,
+///     batch_size: 16,
+///     validation_split: 0.25,
+///     verbose: false,
+///     callbacks: vec![
+///         EarlyStopping::new(Monitor::ValLoss).patience(2).into(),
+///         // A closure that stops training once the training accuracy reaches 0.9.
+///         Callback::on_epoch_end(|_, logs, ctx| {
+///             if logs.accuracy >= 0.9 {
+///                 ctx.stop_training();
+///             }
+///             Ok(())
+///         }),
+///     ],
+///     ..Default::default()
+/// };
+/// let history = model.fit(&x, &y, &cfg)?;
+/// assert!(history.loss.len() <= 20);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Callback {
     /// Keras' `EarlyStopping`.

@@ -54,6 +54,25 @@ pub trait Source: Sync + std::fmt::Debug {
 }
 
 /// Images as bytes in memory, with their labels: a quarter of the `f32` copy.
+///
+/// ```
+/// use wgcnn::data::{ImageBytes, Source};
+/// use wgcnn::prelude::*;
+/// # fn main() -> anyhow::Result<()> {
+/// // Two 2×2 grey images, classes "dark" and "light".
+/// let names = vec!["dark".to_string(), "light".to_string()];
+/// let data = ImageBytes::new(vec![10, 20, 30, 40, 200, 210, 220, 230], vec![0, 1], [2, 2, 1], names)?;
+/// let mut model = Sequential::new();
+/// model.add(Flatten::new().input_shape(&[2, 2, 1]))?;
+/// model.add(Dense::new(2).activation(Softmax))?;
+/// model.set_device(Device::Cpu);
+/// model.compile(Optimizer::adam(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+/// let fit = FitConfig { epochs: 2, batch_size: 2, verbose: false, ..Default::default() };
+/// model.fit_source(&data, &fit)?;
+/// let probabilities = model.predict_source(&data, 2, 0)?;
+/// assert_eq!(probabilities.len(), 2 * 2);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageBytes {
     pixels: Vec<u8>,

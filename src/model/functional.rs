@@ -92,6 +92,28 @@ impl Model {
     /// Keras' `Model(inputs, outputs)`: the layers between `inputs` (from [`input`]) and
     /// `outputs`, in the order they were applied, named as Keras names them. One input and
     /// one output for now.
+    ///
+    /// A residual block, as in ResNet:
+    ///
+    /// ```
+    /// use wgcnn::prelude::*;
+    /// # fn main() -> anyhow::Result<()> {
+    /// let inputs = input(&[8, 8, 4])?;
+    /// let x = Conv2D::new(4, 3).padding(Same).activation(Relu).apply(&inputs)?;
+    /// let x = Conv2D::new(4, 3).padding(Same).apply(&x)?;
+    /// let x = Add::new().apply(&[&x, &inputs])?; // the shortcut
+    /// let x = Activation::new(Relu).apply(&x)?;
+    /// let x = GlobalAveragePooling2D::new().apply(&x)?;
+    /// let outputs = Dense::new(3).activation(Softmax).apply(&x)?;
+    /// let mut model = Model::new(&[&inputs], &[&outputs])?;
+    /// assert_eq!(model.count_params(), 2 * (4 * 9 * 4 + 4) + 4 * 3 + 3);
+    /// model.set_device(Device::Cpu);
+    /// model.compile(Optimizer::adam(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+    /// let x = vec![0.5; 2 * 8 * 8 * 4];
+    /// let (loss, _) = model.train_on_batch(&x, &[0u32, 2][..])?;
+    /// assert!(loss.is_finite());
+    /// # Ok(()) }
+    /// ```
     pub fn new(inputs: &[&SymbolicTensor], outputs: &[&SymbolicTensor]) -> Result<Model> {
         ensure!(
             inputs.len() == 1 && outputs.len() == 1,

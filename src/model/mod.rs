@@ -1120,6 +1120,19 @@ impl Model {
 
 /// A linear stack of layers, as Keras' `Sequential`: a [`Model`] (everything a model does
 /// works on it through `Deref`) whose graph is a chain, built with [`Sequential::add`].
+///
+/// ```
+/// use wgcnn::prelude::*;
+/// # fn main() -> anyhow::Result<()> {
+/// let mut model = Sequential::new();
+/// model.add(Flatten::new().input_shape(&[4, 4, 1]))?;
+/// model.add(Dense::new(8).activation(Relu))?;
+/// model.add(Dropout::new(0.2))?;
+/// model.add(Dense::new(2).activation(Softmax))?;
+/// assert_eq!(model.count_params(), 16 * 8 + 8 + 8 * 2 + 2);
+/// assert!(model.summary().contains("Total params: 154"));
+/// # Ok(()) }
+/// ```
 pub struct Sequential {
     model: Model,
 }

@@ -242,6 +242,18 @@ impl LearningRate {
 
 /// An optimizer: an update rule, a learning rate (or schedule) and Keras' decoupled
 /// weight decay (`w ← w − lr·wd·w` before each update, on every trainable tensor).
+///
+/// ```
+/// use wgcnn::prelude::*;
+/// // Keras' SGD(0.1, momentum=0.9) on a cosine schedule, clipped like clipnorm=1.0.
+/// let sgd = Optimizer::sgd(0.1)
+///     .momentum(0.9)
+///     .learning_rate(LearningRate::cosine_decay(0.1, 10_000))
+///     .clipnorm(1.0);
+/// assert_eq!(sgd.name(), "SGD");
+/// let adam = Optimizer::adam().beta_2(0.99).amsgrad(true);
+/// assert_eq!(adam.name(), "Adam");
+/// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Optimizer {
     /// The update rule and its hyper-parameters.
