@@ -67,8 +67,8 @@ pub mod prelude {
         Activation, Add, Average, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,
         Conv2DTranspose, Cropping2D, Dense, DepthwiseConv2D, Dropout, ELU, Flatten,
         GlobalAveragePooling2D, GlobalMaxPooling2D, Input, Layer, LayerNormalization, LeakyReLU,
-        MaxPooling2D, Maximum, Minimum, Multiply, ReLU, Reshape, SeparableConv2D, Subtract,
-        UpSampling2D, ZeroPadding2D,
+        MaxPooling2D, Maximum, Minimum, Multiply, Normalization, ReLU, Rescaling, Reshape,
+        SeparableConv2D, Subtract, UpSampling2D, ZeroPadding2D,
     };
     pub use crate::layers::{Initializer, Regularizer, l2};
     pub use crate::model::{

@@ -757,3 +757,101 @@ fn a_model_file_claiming_a_huge_layer_does_not_load() -> R {
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
+
+#[test]
+fn rescaling_and_normalization_follow_keras_and_train_alike_on_gpu_and_cpu() -> R {
+    // Keras 3: Rescaling(1/127.5, offset=-1) then Normalization(mean, variance):
+    // (x·s + o − mean) / max(√variance, 1e-7) per channel; no parameters.
+    let (mean, var) = ([0.1f32, -0.2, 0.0], [4.0f32, 0.25, 0.0]);
+    let build = || -> anyhow::Result<Sequential> {
+        let mut m = Sequential::new();
+        m.add(Input::new(&[3, 3, 3]))?;
+        m.add(Rescaling::new(1.0 / 127.5).offset(-1.0))?;
+        m.add(Normalization::new(&mean, &var))?;
+        Ok(m)
+    };
+    let m = build()?;
+    let s = m.summary();
+    assert!(
+        s.contains(" rescaling (Rescaling)") && s.contains(" normalization (Normalizatio"),
+        "{s}"
+    );
+    assert_eq!(m.count_params(), 0);
+    let x: Vec<f32> = (0..2 * 27).map(|i| (i * 37 % 256) as f32).collect();
+    let want: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = i % 3;
+            (v * (1.0 / 127.5) - 1.0 - mean[c]) / var[c].sqrt().max(1e-7)
+        })
+        .collect();
+    // The layers' outputs, on the GPU and the CPU reference (a head makes it compile).
+    for device in [gpu(), Device::Cpu] {
+        let mut probe = build()?;
+        probe.add(Flatten::new())?;
+        probe.add(Dense::new(2).activation(Softmax))?;
+        let mut probe = compiled(probe, device, Optimizer::adam(), 1)?;
+        for (i, img) in x.chunks(27).enumerate() {
+            let outs = probe.layer_outputs(img)?;
+            let norm = outs
+                .iter()
+                .find(|o| o.name == "normalization")
+                .expect("its output");
+            assert_close(
+                "normalization",
+                &norm.values,
+                &want[i * 27..(i + 1) * 27],
+                1e-5,
+                1e-5,
+            )?;
+        }
+    }
+    // Adapt: each channel's mean and population variance.
+    let a = Normalization::adapt(&[1.0, 10.0, 3.0, 30.0], 2)?;
+    assert_eq!((a.mean, a.variance), (vec![2.0, 20.0], vec![1.0, 100.0]));
+    assert!(Normalization::adapt(&[1.0, 2.0, 3.0], 2).is_err());
+    let mut bad = Sequential::new();
+    bad.add(Input::new(&[2, 2, 3]))?;
+    assert!(
+        bad.add(Rescaling::per_channel(&[1.0, 2.0], &[0.0]))
+            .is_err()
+    );
+
+    // Between two learning layers its input gradient runs: GPU against the CPU reference.
+    let model = || -> anyhow::Result<Sequential> {
+        let mut m = Sequential::new();
+        m.add(Input::new(&[6, 6, 3]))?;
+        m.add(Rescaling::new(1.0 / 255.0))?;
+        m.add(Conv2D::new(4, 3).activation(Relu))?;
+        m.add(Rescaling::per_channel(
+            &[0.5, 2.0, 1.5, 3.0],
+            &[0.1, -0.2, 0.0, 0.3],
+        ))?;
+        m.add(Normalization::new(&[0.2], &[1.5]))?;
+        m.add(Flatten::new())?;
+        m.add(Dense::new(3).activation(Softmax))?;
+        Ok(m)
+    };
+    let xs: Vec<f32> = random_vec(12 * 108, 7)
+        .iter()
+        .map(|v| v.abs() * 255.0)
+        .collect();
+    let ys = random_labels(12, 3, 8);
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 4,
+        verbose: false,
+        ..Default::default()
+    };
+    // SGD, not Adam: Adam's per-weight normalisation would hide a gradient off by a
+    // constant factor per channel.
+    let mut g = compiled(model()?, gpu(), Optimizer::sgd(0.1), 3)?;
+    let mut c = compiled(model()?, Device::Cpu, Optimizer::sgd(0.1), 3)?;
+    let (hg, hc) = (g.fit(&xs, &ys, &cfg)?, c.fit(&xs, &ys, &cfg)?);
+    assert_close("loss", &hg.loss, &hc.loss, 1e-5, 1e-4)?;
+    for (wg, wc) in g.get_weights()?.iter().zip(c.get_weights()?) {
+        assert_close(&wg.name, &wg.values, &wc.values, 1e-5, 1e-4)?;
+    }
+    Ok(())
+}

@@ -2004,3 +2004,37 @@ fn bytes_to_unit_matches_cpu() -> R {
     }
     Ok(())
 }
+
+/// The per-channel affine map of Rescaling and Normalization, forward and input gradient,
+/// on odd sizes (5 channels, 3 × 7 rows), outputs poisoned first.
+#[test]
+fn channel_affine_matches_cpu() -> R {
+    use wgcnn::ops::channel_affine::{
+        channel_affine, channel_affine_backward_cpu, channel_affine_cpu,
+    };
+    let g = gpu();
+    let (c, n) = (5, 5 * 21);
+    let (x, dy) = (random_vec(n, 41), random_vec(n, 42));
+    let scale: Vec<f32> = random_vec(c, 43).iter().map(|v| v + 1.5).collect();
+    let offset = random_vec(c, 44);
+    let t = |v: &[f32], name: &str| Tensor::from_slice(&g, &[v.len()], v, name);
+    let (tx, tdy, ts, to) = (
+        t(&x, "x")?,
+        t(&dy, "dy")?,
+        t(&scale, "s")?,
+        t(&offset, "o")?,
+    );
+    let zero = Tensor::zeros(&g, &[c], "zero")?;
+    let (y, dx) = (poisoned(&g, &[n], "y"), poisoned(&g, &[n], "dx"));
+    g.run(&[
+        &channel_affine(&g, &y, &tx, (&ts, &to), c, false)?,
+        &channel_affine(&g, &dx, &tdy, (&ts, &zero), c, true)?,
+    ])?;
+    let (mut wy, mut wdx) = (vec![0.0; n], vec![0.0; n]);
+    channel_affine_cpu(&mut wy, &x, &scale, &offset);
+    channel_affine_backward_cpu(&mut wdx, &dy, &scale);
+    assert_close("channel_affine forward", &y.read(&g)?, &wy, 1e-6, 1e-6)?;
+    assert_close("channel_affine backward", &dx.read(&g)?, &wdx, 1e-6, 1e-6)?;
+    assert!(channel_affine(&g, &y, &tx, (&ts, &to), 4, false).is_err());
+    Ok(())
+}

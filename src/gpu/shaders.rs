@@ -205,11 +205,13 @@ pub enum Kernel {
     Confusion,
     /// Bytes (four per u32) to floats through a 256-entry table: a batch uploaded as bytes.
     BytesToUnit,
+    /// A fixed affine map per channel (Rescaling, Normalization) and its input gradient.
+    ChannelAffine,
 }
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 55] = [
+    pub const ALL: [Kernel; 56] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -265,6 +267,7 @@ impl Kernel {
         Kernel::SoftXentBackward,
         Kernel::Confusion,
         Kernel::BytesToUnit,
+        Kernel::ChannelAffine,
     ];
 
     /// The kernel families this kernel is built for (one source each).
@@ -385,6 +388,7 @@ impl Kernel {
             Kernel::SoftXentBackward => "soft_xent_backward",
             Kernel::Confusion => "confusion",
             Kernel::BytesToUnit => "bytes_to_unit",
+            Kernel::ChannelAffine => "channel_affine",
         }
     }
 
@@ -530,6 +534,7 @@ impl Kernel {
             Kernel::SoftXentBackward => shader!("soft_xent_backward"),
             Kernel::Confusion => shader!("confusion"),
             Kernel::BytesToUnit => shader!("bytes_to_unit"),
+            Kernel::ChannelAffine => shader!("channel_affine"),
         };
         let mut src = String::new();
         // The depthwise and grouped kernels share their files; this constant picks the

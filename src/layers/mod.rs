@@ -22,6 +22,7 @@ mod core;
 mod merge;
 mod normalization;
 mod pooling;
+mod preprocessing;
 mod reshaping;
 mod summary;
 
@@ -31,6 +32,7 @@ pub use core::{Activation, Dense, Dropout, Flatten, Input, Reshape};
 pub use merge::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::{BatchNormalization, LayerNormalization};
 pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D};
+pub use preprocessing::{Normalization, Rescaling};
 pub use reshaping::{Cropping2D, UpSampling2D, ZeroPadding2D};
 pub use summary::{functional_summary, summary, thousands};
 
@@ -155,6 +157,10 @@ pub enum Layer {
     Minimum(Minimum),
     /// A [`Concatenate`] merge layer.
     Concatenate(Concatenate),
+    /// A [`Rescaling`] layer.
+    Rescaling(Rescaling),
+    /// A [`Normalization`] layer.
+    Normalization(Normalization),
 }
 
 /// Every layer converts into a [`Layer`], and every one but [`Input`] takes the model's
@@ -209,7 +215,9 @@ layers!(
     ELU,
     Dropout,
     BatchNormalization,
-    LayerNormalization
+    LayerNormalization,
+    Rescaling,
+    Normalization
 );
 
 impl Layer {
@@ -238,6 +246,8 @@ impl Layer {
             Layer::Dropout(l) => l.input_shape.as_deref(),
             Layer::BatchNormalization(l) => l.input_shape.as_deref(),
             Layer::LayerNormalization(l) => l.input_shape.as_deref(),
+            Layer::Rescaling(l) => l.input_shape.as_deref(),
+            Layer::Normalization(l) => l.input_shape.as_deref(),
             Layer::Add(_)
             | Layer::Subtract(_)
             | Layer::Multiply(_)
@@ -279,6 +289,8 @@ impl Layer {
             Layer::Maximum(_) => "Maximum",
             Layer::Minimum(_) => "Minimum",
             Layer::Concatenate(_) => "Concatenate",
+            Layer::Rescaling(_) => "Rescaling",
+            Layer::Normalization(_) => "Normalization",
         }
     }
     /// Keras' automatic name stem: `conv2d`, `max_pooling2d`, …
@@ -313,6 +325,8 @@ impl Layer {
             Layer::Maximum(_) => "maximum",
             Layer::Minimum(_) => "minimum",
             Layer::Concatenate(_) => "concatenate",
+            Layer::Rescaling(_) => "rescaling",
+            Layer::Normalization(_) => "normalization",
         }
     }
 }
@@ -479,6 +493,13 @@ pub enum Op {
     },
     /// An activation layer: no op of its own, only the node's `act` on its input.
     Activation,
+    /// A fixed affine map per channel (Rescaling, Normalization): `x·scale[c] + offset[c]`.
+    ChannelAffine {
+        /// One factor per channel (the last axis).
+        scale: Vec<f32>,
+        /// One offset per channel.
+        offset: Vec<f32>,
+    },
     /// Zeroes each value with probability `rate` in training; the identity otherwise.
     Dropout {
         /// The fraction of values dropped, in [0, 1).
@@ -1596,6 +1617,43 @@ fn resolve_one(
         Layer::Activation(a) => (Op::Activation, a.activation, input.to_vec()),
         Layer::ReLU(_) | Layer::LeakyReLU(_) | Layer::ELU(_) => {
             (Op::Activation, ActivationFn::Linear, input.to_vec())
+        }
+        Layer::Rescaling(r) => {
+            let c = *input.last().unwrap_or(&1);
+            let scale = match preprocessing::per_channel(&r.scale, c, "scale") {
+                Ok(v) => v,
+                Err(e) => return fail(format!("{e:#}")),
+            };
+            let offset = match preprocessing::per_channel(&r.offset, c, "offset") {
+                Ok(v) => v,
+                Err(e) => return fail(format!("{e:#}")),
+            };
+            (
+                Op::ChannelAffine { scale, offset },
+                ActivationFn::Linear,
+                input.to_vec(),
+            )
+        }
+        Layer::Normalization(n) => {
+            let c = *input.last().unwrap_or(&1);
+            let (mean, variance) = match (
+                preprocessing::per_channel(&n.mean, c, "mean"),
+                preprocessing::per_channel(&n.variance, c, "variance"),
+            ) {
+                (Ok(m), Ok(v)) => (m, v),
+                (Err(e), _) | (_, Err(e)) => return fail(format!("{e:#}")),
+            };
+            if let Some(v) = variance.iter().find(|v| !(**v >= 0.0 && v.is_finite())) {
+                return fail(format!("variance {v} must be finite and not negative"));
+            }
+            // Keras: (x − mean) / max(√variance, epsilon), epsilon 1e-7.
+            let scale: Vec<f32> = variance.iter().map(|v| 1.0 / v.sqrt().max(1e-7)).collect();
+            let offset = mean.iter().zip(&scale).map(|(m, s)| -m * s).collect();
+            (
+                Op::ChannelAffine { scale, offset },
+                ActivationFn::Linear,
+                input.to_vec(),
+            )
         }
         Layer::Dropout(d) => {
             if !(0.0..1.0).contains(&d.rate) {

@@ -9,6 +9,7 @@ use crate::ops::activation::{Act, activation_backward_cpu, activation_forward_cp
 use crate::ops::batchnorm::{
     BatchNormParams, BatchNormState, batchnorm_backward_cpu, batchnorm_forward_cpu,
 };
+use crate::ops::channel_affine::{channel_affine_backward_cpu, channel_affine_cpu};
 use crate::ops::clip::clip_gradients_cpu;
 use crate::ops::concat::{Columns, copy_columns_cpu};
 use crate::ops::conv2d::{conv2d_backward_cpu, conv2d_forward_cpu};
@@ -228,6 +229,7 @@ impl CpuEngine {
                     a,
                     &node.op.upsampling_shape(batch).expect("up-sampling op"),
                 ),
+                Op::ChannelAffine { scale, offset } => channel_affine_cpu(&mut y, a, scale, offset),
                 Op::Dropout { rate } => match dropout_seed {
                     Some((seed, step, first)) => {
                         let p = DropoutParams::new(
@@ -548,6 +550,9 @@ impl CpuEngine {
                     &dy,
                     &node.op.upsampling_shape(batch).expect("up-sampling op"),
                 ),
+                Op::ChannelAffine { scale, .. } => {
+                    channel_affine_backward_cpu(&mut da[0], &dy, scale)
+                }
                 Op::Dropout { rate } => {
                     let p = DropoutParams::new(
                         a.len(),

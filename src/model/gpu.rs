@@ -11,6 +11,7 @@ use crate::ops::activation::{Act, activation_backward, activation_forward};
 use crate::ops::batchnorm::{BatchNormParams, batchnorm_backward, batchnorm_forward, saved_len};
 use crate::ops::bias::bias_backward;
 use crate::ops::bytes::{BytesParams, bytes_to_unit, pack_bytes, unit_table};
+use crate::ops::channel_affine::channel_affine;
 use crate::ops::clip::clip_gradients;
 use crate::ops::concat::{Columns, copy_columns};
 use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
@@ -624,6 +625,11 @@ impl GpuGraph {
                         let s = node.op.upsampling_shape(batch).expect("up-sampling op");
                         ds.push(upsampling2d_forward(gpu, y, a, &s)?);
                     }
+                    Op::ChannelAffine { scale, offset } => {
+                        let s = Tensor::from_slice(gpu, &[scale.len()], scale, &node.name)?;
+                        let o = Tensor::from_slice(gpu, &[offset.len()], offset, &node.name)?;
+                        ds.push(channel_affine(gpu, y, a, (&s, &o), scale.len(), false)?);
+                    }
                     Op::Dropout { rate } => {
                         let r = if train { *rate } else { 0.0 };
                         let u = Uniform::new(gpu, &DropoutParams::new(a.len(), r, 0)?, "dropout");
@@ -1012,6 +1018,20 @@ impl GpuGraph {
                             &l.shape,
                             false,
                         )?);
+                    }
+                    Op::ChannelAffine { scale, .. } => {
+                        if let Some(da) = da(0) {
+                            let s = Tensor::from_slice(gpu, &[scale.len()], scale, &node.name)?;
+                            let none = Tensor::zeros(gpu, &[scale.len()], &node.name)?;
+                            train_ds.push(channel_affine(
+                                gpu,
+                                da,
+                                dy,
+                                (&s, &none),
+                                scale.len(),
+                                true,
+                            )?);
+                        }
                     }
                     Op::Dropout { .. } => {
                         if let Some(da) = da(0) {

@@ -6,6 +6,7 @@ pub mod activation;
 pub mod batchnorm;
 pub mod bias;
 pub mod bytes;
+pub mod channel_affine;
 pub mod clip;
 pub mod concat;
 pub mod conv2d;
