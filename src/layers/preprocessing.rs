@@ -66,7 +66,9 @@ impl Normalization {
     }
 
     /// Each channel's mean and (population) variance over `data`, rows of `channels`
-    /// values (Keras' `adapt`), summed in f64.
+    /// values (Keras' `adapt`, whose values these are), summed in f64. Keras 3 then holds
+    /// them as 2·channels + 1 non-trainable weights (mean, variance, count); here they are
+    /// constants of the layer and the summary counts 0 parameters.
     pub fn adapt(data: &[f32], channels: usize) -> Result<Normalization> {
         ensure!(
             channels > 0 && !data.is_empty() && data.len().is_multiple_of(channels),
