@@ -34,10 +34,15 @@ fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(32);
     let only_gemm = std::env::args().any(|a| a == "gemm");
-    for (in_hw, in_c, out_c, pad) in [
-        (28, 1, 64, Padding::Valid),
-        (32, 3, 64, Padding::Same),
-        (16, 64, 64, Padding::Same),
+    // The lecture's first layers, cifar-deep's 16×16×64 and ResNet-20's shapes (a 3×3
+    // stage convolution, the strided one that opens a stage, its 1×1 projection).
+    for (in_hw, in_c, out_c, k, stride, pad) in [
+        (28, 1, 64, 3, 1, Padding::Valid),
+        (32, 3, 64, 3, 1, Padding::Same),
+        (16, 64, 64, 3, 1, Padding::Same),
+        (32, 16, 16, 3, 1, Padding::Same),
+        (32, 16, 32, 3, 2, Padding::Same),
+        (32, 16, 32, 1, 2, Padding::Same),
     ] {
         let s = Conv2dShape {
             batch,
@@ -45,10 +50,10 @@ fn main() -> anyhow::Result<()> {
             in_w: in_hw,
             in_c,
             out_c,
-            k_h: 3,
-            k_w: 3,
-            stride_h: 1,
-            stride_w: 1,
+            k_h: k,
+            k_w: k,
+            stride_h: stride,
+            stride_w: stride,
             dilation_h: 1,
             dilation_w: 1,
             padding: pad,
@@ -68,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         let tx = time(&g, &conv2d_backward_input(&g, &dx, &dy, &w, &s, false)?, 9)?;
         let tw = time(&g, &conv2d_backward_weight(&g, &dw, &dy, &x, &s, false)?, 9)?;
         println!(
-            "conv {in_hw}x{in_hw}x{in_c}->{out_c} b{batch}: fwd {:.2} ms ({:.1} GF/s)  dX {:.2} ms ({:.1})  dW {:.2} ms ({:.1})",
+            "conv{k}x{k} s{stride} {in_hw}x{in_hw}x{in_c}->{out_c} b{batch}: fwd {:.2} ms ({:.1} GF/s)  dX {:.2} ms ({:.1})  dW {:.2} ms ({:.1})",
             tf * 1e3,
             f / tf,
             tx * 1e3,

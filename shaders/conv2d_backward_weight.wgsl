@@ -67,7 +67,9 @@ fn load_b4_aligned_k(k: u32, n: u32) -> vec4<f32> {
 
 // (m, n) = (co, tap) lands at dw[tap, co], the HWIO layout; with split-K (flag 4) at
 // [split, tap, co] of the partial-sum buffer, which split_k_reduce finishes. One store
-// statement for both: every store in the code is a per-lane loop on lavapipe.
+// statement for both: every store in the code is a per-lane loop on lavapipe. A gradient
+// added to what dw holds goes through split_k_reduce too (conv2d.rs): reading dw here
+// cost ~100 ms of this kernel's compile on Mesa 25.0.
 fn store(m: u32, n: u32, v: f32) {
     let taps = p.k_h * p.k_w * p.in_c;
     let split = select(0u, split_index, (p.flags & 4u) != 0u);
@@ -75,9 +77,14 @@ fn store(m: u32, n: u32, v: f32) {
     if (i >= arrayLength(&dw)) {
         return;
     }
-    var r = v;
-    if ((p.flags & 2u) != 0u) {
-        r += dw[i];
-    }
-    dw[i] = r;
+    dw[i] = v;
+}
+
+// Columns n .. n+4 of row m (the subgroup and texture cores): four taps of one filter,
+// out_c apart in dw.
+fn store4(m: u32, n: u32, v: vec4<f32>) {
+    store(m, n, v.x);
+    store(m, n + 1u, v.y);
+    store(m, n + 2u, v.z);
+    store(m, n + 3u, v.w);
 }

@@ -1,28 +1,39 @@
-// Shared by the three conv2d passes. Layout is NHWC for activations and HWIO
+// Shared by the conv2d kernels. Layout is NHWC for activations and HWIO
 // ([kh][kw][cin][cout], Keras' kernel layout) for weights, so the forward pass is the GEMM
 // im2col(X)[B·OH·OW, KH·KW·CI] · W[KH·KW·CI, CO] without ever building im2col.
+//
+// The im2col gather is general enough for the input gradient too (conv2d.rs): output
+// pixel (y, x) and tap (kh, kw) read source pixel
+//     (y·stride_h + kh·tap_h + off_h, x·stride_w + kw·tap_w + off_w)
+// where tap_* is the dilation (negative: the kernel is walked flipped) and off_* minus
+// the padding; the output pixel lands at (y·step_h + phase_h, x·step_w + phase_w) of a
+// store_h × store_w grid (one phase of a strided convolution's input gradient).
 
 struct Conv {
     batch: u32,
-    in_h: u32,
+    in_h: u32, // the source grid (x; dY for the input gradient)
     in_w: u32,
     in_c: u32,
-    out_h: u32,
+    out_h: u32, // the output pixels this dispatch computes (M = batch·out_h·out_w)
     out_w: u32,
     out_c: u32,
-    k_h: u32,
+    k_h: u32, // taps (K = k_h·k_w·in_c)
     k_w: u32,
     stride_h: u32,
     stride_w: u32,
-    dil_h: u32,
-    dil_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    flags: u32, // 1: relu (forward), 2: accumulate into the output (backward), 4: write split-K partials
+    tap_h: i32,
+    tap_w: i32,
+    off_h: i32,
+    off_w: i32,
+    flags: u32, // 1: relu (forward), 2: accumulate into the output, 4: write split-K partials
     k_chunk: u32, // K range of one workgroup (see the GEMM core)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    w_offset: u32, // first texel of the kernel in operand 2 (a phase's sub-kernel)
+    store_h: u32, // the output tensor's grid
+    store_w: u32,
+    step_h: u32,
+    step_w: u32,
+    phase_h: u32,
+    phase_w: u32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Conv;
@@ -67,8 +78,8 @@ fn next_tap(t: vec3<u32>, channels: u32) -> vec3<u32> {
 // or (0, 0) when the tap falls in the padding or outside the kernel. When in_c % 4 == 0 and
 // ci % 4 == 0 the four channels ci..ci+3 of one tap are one aligned vec4.
 fn x_index(x_len: u32, o: vec3<u32>, t: vec3<u32>) -> vec2<u32> {
-    let ih = i32(o.y * p.stride_h + t.x * p.dil_h) - i32(p.pad_top);
-    let iw = i32(o.z * p.stride_w + t.y * p.dil_w) - i32(p.pad_left);
+    let ih = i32(o.y * p.stride_h) + i32(t.x) * p.tap_h + p.off_h;
+    let iw = i32(o.z * p.stride_w) + i32(t.y) * p.tap_w + p.off_w;
     if (t.x >= p.k_h || ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
         return vec2<u32>(0u, 0u);
     }

@@ -1,6 +1,8 @@
-// Batched transpose of the last two axes: out[b, c, r] = inp[b, r, c]. Turns a conv kernel
-// [kh, kw, ci, co] into [kh, kw, co, ci] for the input-gradient GEMM, and a dense operand
-// into the row-major layout the GEMM cores read.
+// Batched transpose of the last two axes: out[out_start + b, c, r] = inp[src(b), r, c].
+// Turns a conv kernel [kh, kw, ci, co] into [kh, kw, co, ci] for the input-gradient GEMM
+// (src(b) = in_start + (b / inner)·step_outer + (b % inner)·step_inner picks the taps of
+// one phase of a strided convolution), and a dense operand into the row-major layout the
+// GEMM cores read.
 //
 // Each invocation moves one 4×4 block: a vec4 load per input row and a vec4 store per
 // output row where rows and cols are multiples of 4, else element by element. On
@@ -14,7 +16,11 @@ struct Params {
     batch: u32,
     rows: u32,
     cols: u32,
-    _pad: u32,
+    inner: u32,
+    in_start: u32,
+    step_outer: u32,
+    step_inner: u32,
+    out_start: u32,
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
@@ -44,12 +50,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let b_rem = divmod(i, per_batch);
     let r_c = divmod(b_rem.y, block_cols);
-    let base = b_rem.x * p.rows * p.cols; // first element of this batch, in and out
+    // First elements of this matrix, in and out.
+    let b_outer = divmod(b_rem.x, p.inner);
+    let matrix = p.rows * p.cols;
+    let in_base = (p.in_start + b_outer.x * p.step_outer + b_outer.y * p.step_inner) * matrix;
+    let base = (p.out_start + b_rem.x) * matrix;
     let r0 = r_c.x * 4u;
     let c0 = r_c.y * 4u;
     if ((p.rows & 3u) == 0u && (p.cols & 3u) == 0u) {
         // Whole blocks, no edges.
-        let at = base + r0 * p.cols + c0;
+        let at = in_base + r0 * p.cols + c0;
         let v0 = inp[at >> 2u];
         let v1 = inp[(at + p.cols) >> 2u];
         let v2 = inp[(at + 2u * p.cols) >> 2u];
@@ -78,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     var b3 = vec4<f32>(0.0);
     let whole_rows = (p.cols & 3u) == 0u;
     for (var j = 0u; j < nr; j++) {
-        let at = base + (r0 + j) * p.cols + c0;
+        let at = in_base + (r0 + j) * p.cols + c0;
         var v = vec4<f32>(0.0);
         if (whole_rows) {
             v = inp[at >> 2u];

@@ -128,6 +128,10 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         c(4, 28, 28, 1, 8, 3, 3, 1, 1, Padding::Valid),
         c(3, 17, 19, 3, 12, 3, 3, 1, 1, Padding::Same),
         c(3, 12, 12, 8, 8, 3, 3, 1, 1, Padding::Same),
+        // ResNet's 1×1 stride-2 projection: 3 of the input gradient's 4 phases have no tap
+        c(2, 7, 6, 8, 4, 1, 1, 2, 2, Padding::Same),
+        // a phase without pixels (one input row, stride 2)
+        c(1, 1, 5, 4, 8, 1, 3, 2, 2, Padding::Valid),
     ];
     // Dilated kernels: unequal rates, 'same' and 'valid', aligned channels or not.
     let dilated = |s: Conv2dShape, dilation_h, dilation_w| Conv2dShape {
@@ -1326,6 +1330,54 @@ fn transpose_matches_cpu() -> R {
             0.0,
         )?;
     }
+    Ok(())
+}
+
+/// The strided gathers the input gradient of a strided convolution records: every
+/// stride-th tap of a kernel's tap grid, into a given place of the output, with rows and
+/// columns aligned or not; the matrices not picked keep what they held.
+#[test]
+fn transpose_gather_matches_cpu() -> R {
+    use wgcnn::ops::transpose::{MatrixGather, transpose_gather, transpose_gather_cpu};
+    let g = gpu();
+    let gather = |outer, inner, start, step_outer, step_inner, out_start| MatrixGather {
+        outer,
+        inner,
+        start,
+        step_outer,
+        step_inner,
+        out_start,
+    };
+    // (matrices in, out, rows, cols, gather)
+    let cases = [
+        (9, 9, 8, 12, gather(2, 2, 0, 6, 2, 0)),
+        (9, 9, 8, 12, gather(2, 1, 1, 6, 2, 4)),
+        (9, 9, 3, 5, gather(1, 2, 3, 6, 2, 6)),
+        (13, 7, 4, 4, gather(3, 2, 1, 4, 3, 1)),
+        (5, 5, 7, 13, MatrixGather::all(5)),
+    ];
+    for (n_in, n_out, rows, cols, gt) in cases {
+        let x = random_vec(n_in * rows * cols, (n_in + rows) as u64);
+        let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+        // Random contents (not NaN poison) so that the matrices not picked compare equal.
+        let before = random_vec(n_out * rows * cols, 99);
+        let out = Tensor::from_slice(&g, &[before.len()], &before, "out")?;
+        g.run(&[&transpose_gather(&g, &out, &tx, rows, cols, &gt)?])?;
+        let mut want = before;
+        transpose_gather_cpu(&mut want, &x, rows, cols, &gt);
+        assert_close(
+            &format!("transpose gather {gt:?} of {rows}x{cols}"),
+            &out.read(&g)?,
+            &want,
+            0.0,
+            0.0,
+        )?;
+    }
+    // A gather past either end is an error, not a dispatch.
+    let tx = Tensor::zeros(&g, &[9 * 16], "x")?;
+    let out = Tensor::zeros(&g, &[9 * 16], "out")?;
+    assert!(transpose_gather(&g, &out, &tx, 4, 4, &gather(2, 2, 0, 6, 4, 0)).is_err());
+    assert!(transpose_gather(&g, &out, &tx, 4, 4, &gather(2, 2, 0, 6, 2, 7)).is_err());
     Ok(())
 }
 

@@ -16,8 +16,10 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
     /// Operand textures of a texture-family GEMM, refilled from their buffers before
-    /// every run.
-    textures: Vec<TextureOperand>,
+    /// every run (unless `shares_textures`).
+    textures: Vec<Arc<TextureOperand>>,
+    /// True when the textures are another dispatch's, filled by it earlier in the step.
+    shares_textures: bool,
     /// A dispatch that must follow this one (the reduction of a split-K GEMM).
     next: Option<Box<Dispatch>>,
 }
@@ -90,9 +92,50 @@ impl Dispatch {
             return Self::build(gpu, kernel, variant, &uniform, &all, workgroups);
         }
         let textures = [
-            TextureOperand::new(gpu, operands[0], kernel.name())?,
-            TextureOperand::new(gpu, operands[1], kernel.name())?,
+            Arc::new(TextureOperand::new(gpu, operands[0], kernel.name())?),
+            Arc::new(TextureOperand::new(gpu, operands[1], kernel.name())?),
         ];
+        Self::bind_textures(
+            gpu, kernel, variant, &uniform, textures, buffers, workgroups,
+        )
+    }
+
+    /// Like [`Dispatch::gemm`] for a dispatch that reads the same operands as `like`,
+    /// recorded after it with nothing writing them in between: on the texture family it
+    /// binds `like`'s textures instead of copying the operands again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_like<P: bytemuck::Pod>(
+        gpu: &Gpu,
+        like: &Dispatch,
+        kernel: Kernel,
+        variant: Variant,
+        params: &P,
+        operands: [&Tensor; 2],
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) -> Result<Dispatch> {
+        match like.textures.as_slice() {
+            [a, b] if variant.uses_textures() => {
+                let uniform = gpu.uniform(params, kernel.name());
+                let textures = [a.clone(), b.clone()];
+                let (u, t) = (&uniform, textures);
+                let mut d = Self::bind_textures(gpu, kernel, variant, u, t, buffers, workgroups)?;
+                d.shares_textures = true;
+                Ok(d)
+            }
+            _ => Self::gemm(gpu, kernel, variant, params, operands, buffers, workgroups),
+        }
+    }
+
+    fn bind_textures(
+        gpu: &Gpu,
+        kernel: Kernel,
+        variant: Variant,
+        uniform: &wgpu::Buffer,
+        textures: [Arc<TextureOperand>; 2],
+        buffers: &[&wgpu::Buffer],
+        workgroups: u64,
+    ) -> Result<Dispatch> {
         let mut entries = vec![
             wgpu::BindGroupEntry {
                 binding: 1,
@@ -109,7 +152,7 @@ impl Dispatch {
                 resource: b.as_entire_binding(),
             });
         }
-        let mut d = Self::bind(gpu, kernel, variant, &uniform, entries, workgroups)?;
+        let mut d = Self::bind(gpu, kernel, variant, uniform, entries, workgroups)?;
         d.textures = textures.into();
         Ok(d)
     }
@@ -171,6 +214,7 @@ impl Dispatch {
             bind_group,
             groups,
             textures: Vec::new(),
+            shares_textures: false,
             next: None,
         })
     }
@@ -210,7 +254,7 @@ impl Dispatch {
     pub fn record_all(encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]) {
         let mut pass: Option<wgpu::ComputePass<'static>> = None;
         for d in dispatches.iter().flat_map(|d| d.links()) {
-            if !d.textures.is_empty() && d.groups[0] != 0 {
+            if !d.textures.is_empty() && !d.shares_textures && d.groups[0] != 0 {
                 drop(pass.take());
                 for t in &d.textures {
                     t.record_copy(encoder);

@@ -103,10 +103,9 @@ pub enum Kernel {
     SplitKReduce,
     /// Batched transpose of the last two axes.
     Transpose,
-    /// conv2d forward as the GEMM im2col(x)·w (NHWC input, HWIO kernel).
+    /// conv2d as the GEMM im2col(x)·w (NHWC input, HWIO kernel): the forward pass, and
+    /// the input gradient (dY with the transposed kernel walked flipped, phase by phase).
     Conv2dForward,
-    /// conv2d gradient w.r.t. the input, gather-style GEMM.
-    Conv2dBackwardInput,
     /// conv2d gradient w.r.t. the kernel, the GEMM doutᵀ·im2col(x).
     Conv2dBackwardWeight,
     /// Depthwise / grouped conv forward.
@@ -211,13 +210,12 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 56] = [
+    pub const ALL: [Kernel; 55] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
         Kernel::Transpose,
         Kernel::Conv2dForward,
-        Kernel::Conv2dBackwardInput,
         Kernel::Conv2dBackwardWeight,
         Kernel::DepthwiseConv2dForward,
         Kernel::DepthwiseConv2dBackwardInput,
@@ -291,16 +289,6 @@ impl Kernel {
                 Variant::SubgroupAligned,
                 Variant::TextureAligned,
             ],
-            // Its A operand (the output gradient) is always aligned, its filters padded
-            // if need be; B (the kernel over the input channels) may not be.
-            Kernel::Conv2dBackwardInput => &[
-                Variant::Portable,
-                Variant::Tiled,
-                Variant::Subgroup,
-                Variant::SubgroupAligned,
-                Variant::Texture,
-                Variant::TextureAligned,
-            ],
             // Its B operand is always aligned (in_c % 4 == 0), so the unaligned texture
             // form never runs.
             Kernel::Conv2dBackwardWeight => &[
@@ -338,7 +326,6 @@ impl Kernel {
             Kernel::SplitKReduce => "split_k_reduce",
             Kernel::Transpose => "transpose",
             Kernel::Conv2dForward => "conv2d_forward",
-            Kernel::Conv2dBackwardInput => "conv2d_backward_input",
             Kernel::Conv2dBackwardWeight => "conv2d_backward_weight",
             Kernel::DepthwiseConv2dForward => "depthwise_conv2d_forward",
             Kernel::DepthwiseConv2dBackwardInput => "depthwise_conv2d_backward_input",
@@ -401,10 +388,7 @@ impl Kernel {
     pub fn is_gemm(self) -> bool {
         matches!(
             self,
-            Kernel::Matmul
-                | Kernel::Conv2dForward
-                | Kernel::Conv2dBackwardInput
-                | Kernel::Conv2dBackwardWeight
+            Kernel::Matmul | Kernel::Conv2dForward | Kernel::Conv2dBackwardWeight
         )
     }
 
@@ -430,7 +414,6 @@ impl Kernel {
         matches!(
             self,
             Kernel::Conv2dForward
-                | Kernel::Conv2dBackwardInput
                 | Kernel::Conv2dBackwardWeight
                 | Kernel::DepthwiseConv2dForward
                 | Kernel::DepthwiseConv2dBackwardInput
@@ -482,7 +465,6 @@ impl Kernel {
             Kernel::SplitKReduce => shader!("split_k_reduce"),
             Kernel::Transpose => shader!("transpose"),
             Kernel::Conv2dForward => shader!("conv2d_forward"),
-            Kernel::Conv2dBackwardInput => shader!("conv2d_backward_input"),
             Kernel::Conv2dBackwardWeight => shader!("conv2d_backward_weight"),
             // The grouped kernels are the depthwise files with ALIGNED_GROUPS set (below).
             Kernel::DepthwiseConv2dForward | Kernel::GroupedConv2dForward => {
@@ -556,9 +538,7 @@ impl Kernel {
             src.push_str(DIVMOD);
         }
         match self {
-            Kernel::Conv2dForward | Kernel::Conv2dBackwardInput | Kernel::Conv2dBackwardWeight => {
-                src.push_str(CONV2D_COMMON)
-            }
+            Kernel::Conv2dForward | Kernel::Conv2dBackwardWeight => src.push_str(CONV2D_COMMON),
             Kernel::MaxPool2dForward
             | Kernel::MaxPool2dBackward
             | Kernel::MaxPool2dBackwardWindows

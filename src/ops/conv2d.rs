@@ -1,6 +1,14 @@
-//! 2-D convolution, NHWC activations and HWIO kernels (Keras layout). Forward, and three
-//! dedicated backward kernels: dX (gather over the windows that saw each input pixel), dW
-//! (im2col(X)ᵀ·dY without materialising im2col) and db ([`super::bias`]).
+//! 2-D convolution, NHWC activations and HWIO kernels (Keras layout). Two GEMM kernels
+//! and db ([`super::bias`]):
+//! - `conv2d_forward.wgsl`, im2col(X)·W without materialising im2col, runs the forward
+//!   pass and the input gradient: dX is the convolution of dY with the kernel transposed
+//!   ([kh, kw, co, ci]) and walked flipped. A strided convolution's dX splits into
+//!   stride_h·stride_w phases (input pixels with the same remainders), each a stride-1
+//!   convolution over only the taps that reach it, written to every stride-th pixel: a
+//!   gather over all taps multiplied zeros for 3 of every 4 taps at stride 2 (ResNet-20's
+//!   3×3 stride-2 dX: 39 → 15 ms at batch 32 on lavapipe), and one kernel instead of two
+//!   is ~0.6 s less to compile on Mesa 25.0.
+//! - `conv2d_backward_weight.wgsl`, dW = dYᵀ·im2col(X), split over K.
 //!
 //! A convolution over a channel count that is not a multiple of 4 (a first layer on 1 or
 //! 3 channels) runs its forward pass and kernel gradient on zero-padded copies of its
@@ -13,7 +21,7 @@
 
 use super::concat::ColumnPadding;
 use super::matmul::{gemm_groups, gemm_variant, split_k_plan, split_k_reduce};
-use super::transpose::transpose;
+use super::transpose::{MatrixGather, transpose_gather};
 use super::{Padding, u32_of};
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
@@ -145,29 +153,180 @@ impl Conv2dShape {
         (pixels, self.out_c, self.out_c.next_multiple_of(4))
     }
 
+    /// The forward pass's GEMM parameters (and the kernel gradient's im2col).
     fn params(&self, flags: u32, k_chunk: usize) -> Result<Params> {
         self.validate()?;
+        let (out_h, out_w) = (self.out_h(), self.out_w());
         Ok(Params {
             batch: u32_of(self.batch, "batch")?,
             in_h: u32_of(self.in_h, "height")?,
             in_w: u32_of(self.in_w, "width")?,
             in_c: u32_of(self.in_c, "channels")?,
-            out_h: u32_of(self.out_h(), "output height")?,
-            out_w: u32_of(self.out_w(), "output width")?,
+            out_h: u32_of(out_h, "output height")?,
+            out_w: u32_of(out_w, "output width")?,
             out_c: u32_of(self.out_c, "filters")?,
             k_h: u32_of(self.k_h, "kernel height")?,
             k_w: u32_of(self.k_w, "kernel width")?,
             stride_h: u32_of(self.stride_h, "stride")?,
             stride_w: u32_of(self.stride_w, "stride")?,
-            dilation_h: u32_of(self.dilation_h, "dilation rate")?,
-            dilation_w: u32_of(self.dilation_w, "dilation rate")?,
-            pad_top: self.pad_top() as u32,
-            pad_left: self.pad_left() as u32,
+            tap_h: i32_of(self.dilation_h, "dilation rate")?,
+            tap_w: i32_of(self.dilation_w, "dilation rate")?,
+            off_h: -i32_of(self.pad_top(), "padding")?,
+            off_w: -i32_of(self.pad_left(), "padding")?,
             flags,
             k_chunk: u32_of(k_chunk.next_multiple_of(4).max(4), "k chunk")?,
-            _pad: [0; 3],
+            w_offset: 0,
+            store_h: u32_of(out_h, "output height")?,
+            store_w: u32_of(out_w, "output width")?,
+            step_h: 1,
+            step_w: 1,
+            phase_h: 0,
+            phase_w: 0,
         })
     }
+
+    /// The input gradient's GEMM parameters for one phase: a convolution of dY (the
+    /// source, `out_c` channels) with the phase's taps of the transposed kernel, walked
+    /// backwards, into every stride-th input pixel.
+    fn phase_params(&self, ph: &InputGradientPhase, flags: u32) -> Result<Params> {
+        self.validate()?;
+        let (r, c) = (ph.rows, ph.cols);
+        let offset = |v: i64| {
+            i32::try_from(v).map_err(|_| anyhow::anyhow!("conv2d: offset {v} out of range"))
+        };
+        Ok(Params {
+            batch: u32_of(self.batch, "batch")?,
+            in_h: u32_of(self.out_h(), "output height")?,
+            in_w: u32_of(self.out_w(), "output width")?,
+            in_c: u32_of(self.out_c, "filters")?,
+            out_h: u32_of(r.pixels, "height")?,
+            out_w: u32_of(c.pixels, "width")?,
+            out_c: u32_of(self.in_c, "channels")?,
+            k_h: u32_of(r.taps, "kernel height")?,
+            k_w: u32_of(c.taps, "kernel width")?,
+            stride_h: 1,
+            stride_w: 1,
+            tap_h: -i32_of(r.source_step, "dilation rate")?,
+            tap_w: -i32_of(c.source_step, "dilation rate")?,
+            off_h: offset(r.offset)?,
+            off_w: offset(c.offset)?,
+            flags,
+            k_chunk: u32_of(
+                (r.taps * c.taps * self.out_c).next_multiple_of(4).max(4),
+                "k",
+            )?,
+            w_offset: u32_of(ph.tap_base * self.in_c * self.out_c / 4, "kernel offset")?,
+            store_h: u32_of(self.in_h, "height")?,
+            store_w: u32_of(self.in_w, "width")?,
+            step_h: u32_of(self.stride_h, "stride")?,
+            step_w: u32_of(self.stride_w, "stride")?,
+            phase_h: u32_of(r.phase, "phase")?,
+            phase_w: u32_of(c.phase, "phase")?,
+        })
+    }
+
+    /// The input gradient as convolutions of dY, one per phase (the input pixels whose
+    /// coordinates have the same remainders modulo the strides), each with only the taps
+    /// that reach its pixels: a gather over every tap would multiply zeros for all but
+    /// 1/(stride_h·stride_w) of them. A stride-1 convolution has one phase, the whole kernel.
+    pub fn input_gradient_phases(&self) -> Vec<InputGradientPhase> {
+        let axis =
+            |phase, len, k, stride, dilation, pad| phase_axis(phase, len, k, stride, dilation, pad);
+        let mut phases = Vec::with_capacity(self.stride_h * self.stride_w);
+        let mut tap_base = 0;
+        for ph in 0..self.stride_h {
+            let rows = axis(
+                ph,
+                self.in_h,
+                self.k_h,
+                self.stride_h,
+                self.dilation_h,
+                self.pad_top(),
+            );
+            for pw in 0..self.stride_w {
+                let (len, k) = (self.in_w, self.k_w);
+                let cols = axis(pw, len, k, self.stride_w, self.dilation_w, self.pad_left());
+                phases.push(InputGradientPhase {
+                    rows,
+                    cols,
+                    tap_base,
+                });
+                tap_base += rows.taps * cols.taps;
+            }
+        }
+        phases
+    }
+}
+
+/// One axis of an input-gradient phase: input coordinates `phase + i·stride` for
+/// `i < pixels`, reached by taps `first_tap + j·tap_step` for `j < taps`, which read dY at
+/// `offset + i − j·source_step`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseAxis {
+    /// The remainder of this phase's input coordinates modulo the stride.
+    pub phase: usize,
+    /// Input coordinates in this phase.
+    pub pixels: usize,
+    /// Kernel taps that reach them (0: their gradient is zero).
+    pub taps: usize,
+    /// The first of those taps.
+    pub first_tap: usize,
+    /// Taps between consecutive ones: stride / gcd(stride, dilation).
+    pub tap_step: usize,
+    /// The dY coordinate that pixel 0 reads through the first tap.
+    pub offset: i64,
+    /// dY coordinates between consecutive taps (read backwards): dilation / gcd.
+    pub source_step: usize,
+}
+
+/// One phase of a convolution's input gradient: its rows and columns, and where its
+/// taps start in the gathered, transposed kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputGradientPhase {
+    /// The phase's rows.
+    pub rows: PhaseAxis,
+    /// The phase's columns.
+    pub cols: PhaseAxis,
+    /// Taps of the phases before this one.
+    pub tap_base: usize,
+}
+
+/// The taps that reach input coordinates ≡ `phase` (mod `stride`): those k for which
+/// ih + pad − k·dilation is a multiple of the stride (the quotient is dY's coordinate).
+fn phase_axis(
+    phase: usize,
+    len: usize,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+) -> PhaseAxis {
+    let pixels = len.saturating_sub(phase).div_ceil(stride);
+    let reach = |tap: usize| (phase + pad) as i64 - (tap * dilation) as i64;
+    let stride_i = stride as i64;
+    let valid: Vec<usize> = (0..k)
+        .filter(|&t| reach(t).rem_euclid(stride_i) == 0)
+        .collect();
+    let first_tap = valid.first().copied().unwrap_or(0);
+    let g = gcd(stride, dilation);
+    PhaseAxis {
+        phase,
+        pixels,
+        taps: valid.len(),
+        first_tap,
+        tap_step: stride / g,
+        offset: reach(first_tap).div_euclid(stride_i),
+        source_step: dilation / g,
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn i32_of(v: usize, what: &str) -> Result<i32> {
+    i32::try_from(v)
+        .map_err(|_| anyhow::anyhow!("{what} = {v} does not fit the shaders' 32-bit indices"))
 }
 
 #[repr(C)]
@@ -184,13 +343,19 @@ struct Params {
     k_w: u32,
     stride_h: u32,
     stride_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    pad_top: u32,
-    pad_left: u32,
+    tap_h: i32,
+    tap_w: i32,
+    off_h: i32,
+    off_w: i32,
     flags: u32,
     k_chunk: u32,
-    _pad: [u32; 3],
+    w_offset: u32,
+    store_h: u32,
+    store_w: u32,
+    step_h: u32,
+    step_w: u32,
+    phase_h: u32,
+    phase_w: u32,
 }
 
 /// `out = conv2d(inp, weight) + bias`, relu fused when asked.
@@ -246,7 +411,9 @@ pub fn conv2d_forward(
     )
 }
 
-/// `dinp (+)= ∂L/∂inp` from `dout` and the kernel.
+/// `dinp (+)= ∂L/∂inp` from `dout` and the kernel: the forward kernel run on dY with the
+/// kernel transposed ([kh, kw, co, ci]) and walked flipped, one dispatch per phase of a
+/// strided convolution (see [`Conv2dShape::input_gradient_phases`]).
 pub fn conv2d_backward_input(
     gpu: &Gpu,
     dinp: &Tensor,
@@ -255,7 +422,7 @@ pub fn conv2d_backward_input(
     s: &Conv2dShape,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    let params = s.params(u32::from(accumulate) << 1, s.k_h * s.k_w * s.out_c)?;
+    s.validate()?;
     dinp.expect_len(s.input_len(), "conv2d dinput")?;
     dout.expect_len(s.output_len(), "conv2d doutput")?;
     weight.expect_len(s.weight_len(), "conv2d kernel")?;
@@ -268,27 +435,75 @@ pub fn conv2d_backward_input(
         let dx = conv2d_backward_input(gpu, dinp, &dyp, &wp, &sp, accumulate)?;
         return Ok(pad.around(dx));
     }
-    // The GEMM wants the kernel as [kh, kw, co, ci]: transpose it first (it is small).
+    if !s.in_c.is_multiple_of(4) {
+        // The gradient of the padded input, whose leading in_c columns are this one's.
+        let sp = s.channels_padded();
+        let mut pad = ColumnPadding::new();
+        let what = "conv2d, channels padded";
+        let taps = (s.k_h * s.k_w, s.in_c * s.out_c, sp.in_c * s.out_c);
+        let wp = pad.input(gpu, weight, taps, what)?;
+        let pixels = s.batch * s.in_h * s.in_w;
+        let dxp = pad.output(gpu, dinp, (pixels, s.in_c, sp.in_c), accumulate, what)?;
+        let dx = conv2d_backward_input(gpu, &dxp, dout, &wp, &sp, false)?;
+        return Ok(pad.around(dx));
+    }
+    // The kernel transposed to [tap, co, ci], its taps gathered phase after phase.
     let wt = Tensor::zeros(
         gpu,
-        &[s.k_h, s.k_w, s.out_c, s.in_c],
+        &[s.k_h * s.k_w, s.out_c, s.in_c],
         "conv2d transposed kernel",
     )?;
-    let transpose = transpose(gpu, &wt, weight, s.k_h * s.k_w, s.in_c, s.out_c)?;
-    let (a_aligned, b_aligned) = (s.out_c.is_multiple_of(4), s.in_c.is_multiple_of(4));
-    let variant = gemm_variant(gpu, a_aligned, b_aligned, [dout, &wt]);
-    let kernel = Kernel::Conv2dBackwardInput;
-    let groups = gemm_groups(kernel, variant, s.batch * s.in_h * s.in_w, s.in_c);
-    let gemm = Dispatch::gemm(
-        gpu,
-        kernel,
-        variant,
-        &params,
-        [dout, &wt],
-        &[&dinp.buffer],
-        groups,
-    )?;
-    Ok(transpose.then(gemm))
+    let zero_bias = Tensor::zeros(gpu, &[s.in_c], "conv2d input gradient (no bias)")?;
+    let phases = s.input_gradient_phases();
+    let mut dispatches = Vec::new();
+    for ph in phases.iter().filter(|ph| ph.rows.taps * ph.cols.taps > 0) {
+        let (r, c) = (ph.rows, ph.cols);
+        let taps = MatrixGather {
+            outer: r.taps,
+            inner: c.taps,
+            start: r.first_tap * s.k_w + c.first_tap,
+            step_outer: r.tap_step * s.k_w,
+            step_inner: c.tap_step,
+            out_start: ph.tap_base,
+        };
+        dispatches.push(transpose_gather(gpu, &wt, weight, s.in_c, s.out_c, &taps)?);
+    }
+    let kernel = Kernel::Conv2dForward;
+    let variant = gemm_variant(gpu, true, true, [dout, &wt]);
+    let flags = u32::from(accumulate) << 1;
+    let mut first: Option<usize> = None;
+    for ph in phases
+        .iter()
+        .filter(|ph| ph.rows.pixels * ph.cols.pixels > 0)
+    {
+        let params = s.phase_params(ph, flags)?;
+        let m = s.batch * ph.rows.pixels * ph.cols.pixels;
+        let groups = gemm_groups(kernel, variant, m, s.in_c);
+        let bufs = [&zero_bias.buffer, &dinp.buffer];
+        // The phases read the same dY and kernel: one copy into textures, by the first.
+        let d = match first {
+            None => Dispatch::gemm(gpu, kernel, variant, &params, [dout, &wt], &bufs, groups)?,
+            Some(i) => {
+                let like = &dispatches[i];
+                Dispatch::gemm_like(
+                    gpu,
+                    like,
+                    kernel,
+                    variant,
+                    &params,
+                    [dout, &wt],
+                    &bufs,
+                    groups,
+                )?
+            }
+        };
+        first.get_or_insert(dispatches.len());
+        dispatches.push(d);
+    }
+    Ok(dispatches
+        .into_iter()
+        .reduce(Dispatch::then)
+        .expect("a convolution has at least one phase with pixels"))
 }
 
 /// `dweight (+)= ∂L/∂weight` from `dout` and the layer input.
@@ -335,8 +550,10 @@ pub fn conv2d_backward_weight(
     let variant = gemm_variant(gpu, k.is_multiple_of(4), true, [inp, dout]);
     let (splits, chunk) = split_k_plan(gpu, kernel, variant, m, n, k);
     let groups = gemm_groups(kernel, variant, m, n) * splits as u64;
-    if splits == 1 {
-        let params = s.params(u32::from(accumulate) << 1, chunk)?;
+    // The kernel only writes (see its store): a gradient added to dW's contents takes the
+    // split-K path's reduction even unsplit.
+    if splits == 1 && !accumulate {
+        let params = s.params(0, chunk)?;
         let bufs = [&dweight.buffer];
         return Dispatch::gemm(gpu, kernel, variant, &params, [inp, dout], &bufs, groups);
     }
