@@ -258,6 +258,18 @@ fn pooling_gradients_match_finite_differences() {
             stride_w: 2,
             padding: Padding::Valid,
         },
+        // GlobalAveragePooling2D's window: the whole image
+        Pool2dShape {
+            batch: 2,
+            in_h: 5,
+            in_w: 3,
+            c: 4,
+            pool_h: 5,
+            pool_w: 3,
+            stride_h: 5,
+            stride_w: 3,
+            padding: Padding::Valid,
+        },
     ] {
         let mut x = random_vec(s.input_len(), 5);
         let r = random_vec(s.output_len(), 6);

@@ -736,6 +736,68 @@ fn avgpool_matches_cpu() -> R {
     Ok(())
 }
 
+/// GlobalAveragePooling2D's windows (one per image): whole-vec4 channel counts take
+/// global_avgpool2d.wgsl (both directions, and adding onto a gradient), others the
+/// windowed kernels; odd image sizes, a 1×1 image.
+#[test]
+fn global_avgpool_matches_cpu() -> R {
+    let g = gpu();
+    for (i, (batch, h, w, c)) in [(3, 7, 5, 12), (2, 8, 8, 64), (1, 1, 1, 4), (2, 9, 3, 6)]
+        .into_iter()
+        .enumerate()
+    {
+        let s = Pool2dShape {
+            batch,
+            in_h: h,
+            in_w: w,
+            c,
+            pool_h: h,
+            pool_w: w,
+            stride_h: h,
+            stride_w: w,
+            padding: Padding::Valid,
+        };
+        let x = random_vec(s.input_len(), 90 + i as u64);
+        let dy = random_vec(s.output_len(), 95 + i as u64);
+        let prior = random_vec(s.input_len(), 99 + i as u64);
+        let tx = Tensor::from_slice(&g, &[x.len()], &x, "x")?;
+        let tdy = Tensor::from_slice(&g, &[dy.len()], &dy, "dy")?;
+        let y = poisoned(&g, &[s.output_len()], "y");
+        let dx = poisoned(&g, &[s.input_len()], "dx");
+        let acc = Tensor::from_slice(&g, &[prior.len()], &prior, "dx + prior")?;
+        let passes = [
+            avgpool2d_forward(&g, &y, &tx, &s)?,
+            avgpool2d_backward(&g, &dx, &tdy, &s, false)?,
+            avgpool2d_backward(&g, &acc, &tdy, &s, true)?,
+        ];
+        let global = c % 4 == 0;
+        for d in &passes {
+            assert_eq!(
+                d.kernel == Kernel::GlobalAvgPool2d,
+                global,
+                "{s:?}: {:?}",
+                d.kernel
+            );
+        }
+        g.run(&passes.iter().collect::<Vec<_>>())?;
+        let (mut wy, mut wdx, mut wacc) = (vec![0.0; s.output_len()], vec![0.0; x.len()], prior);
+        avgpool2d_forward_cpu(&mut wy, &x, &s);
+        avgpool2d_backward_cpu(&mut wdx, &dy, &s);
+        avgpool2d_backward_cpu(&mut wacc, &dy, &s);
+        let tag = format!("global avgpool {s:?}");
+        assert_close(&format!("{tag} forward"), &y.read(&g)?, &wy, 1e-6, 1e-5)?;
+        assert_close(&format!("{tag} backward"), &dx.read(&g)?, &wdx, 1e-6, 1e-5)?;
+        assert_close(
+            &format!("{tag} accumulate"),
+            &acc.read(&g)?,
+            &wacc,
+            1e-6,
+            1e-5,
+        )?;
+    }
+    Ok(())
+}
+
 #[test]
 fn activations_match_cpu() -> R {
     let g = gpu();

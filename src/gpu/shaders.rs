@@ -134,6 +134,8 @@ pub enum Kernel {
     AvgPool2dForward,
     /// Average pooling backward, gather-style.
     AvgPool2dBackward,
+    /// Average pooling over whole images (GlobalAveragePooling2D), both directions.
+    GlobalAvgPool2d,
     /// Element-wise activation y = f(x).
     ActivationForward,
     /// Activation backward, in place on the gradient, from the forward output.
@@ -210,7 +212,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order of the enum.
-    pub const ALL: [Kernel; 55] = [
+    pub const ALL: [Kernel; 56] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::SplitKReduce,
@@ -230,6 +232,7 @@ impl Kernel {
         Kernel::MaxPool2dBackwardWindows,
         Kernel::AvgPool2dForward,
         Kernel::AvgPool2dBackward,
+        Kernel::GlobalAvgPool2d,
         Kernel::ActivationForward,
         Kernel::ActivationBackward,
         Kernel::GatedActivationForward,
@@ -340,6 +343,7 @@ impl Kernel {
             Kernel::MaxPool2dBackwardWindows => "maxpool2d_backward_windows",
             Kernel::AvgPool2dForward => "avgpool2d_forward",
             Kernel::AvgPool2dBackward => "avgpool2d_backward",
+            Kernel::GlobalAvgPool2d => "global_avgpool2d",
             Kernel::ActivationForward => "activation_forward",
             Kernel::ActivationBackward => "activation_backward",
             Kernel::GatedActivationForward => "gated_activation_forward",
@@ -426,6 +430,7 @@ impl Kernel {
                 | Kernel::MaxPool2dBackwardWindows
                 | Kernel::AvgPool2dForward
                 | Kernel::AvgPool2dBackward
+                | Kernel::GlobalAvgPool2d
                 | Kernel::Transpose
                 | Kernel::SplitKReduce
                 | Kernel::Pad2d
@@ -483,6 +488,7 @@ impl Kernel {
             Kernel::MaxPool2dBackwardWindows => shader!("maxpool2d_backward_windows"),
             Kernel::AvgPool2dForward => shader!("avgpool2d_forward"),
             Kernel::AvgPool2dBackward => shader!("avgpool2d_backward"),
+            Kernel::GlobalAvgPool2d => shader!("global_avgpool2d"),
             Kernel::ActivationForward => shader!("activation_forward"),
             Kernel::ActivationBackward => shader!("activation_backward"),
             Kernel::GatedActivationForward => shader!("gated_activation_forward"),

@@ -101,6 +101,19 @@ impl Pool2dShape {
     }
 
     /// Valid input rows `[lo, hi)` of output index `o` along one axis.
+    /// Pixels per image when one window covers each whole image (GlobalAveragePooling2D)
+    /// and the channels are whole vec4s: such pooling runs on global_avgpool2d.wgsl.
+    fn global_pixels(&self) -> Option<usize> {
+        let whole_h = Self::window(0, self.stride_h, self.pad_top(), self.pool_h, self.in_h);
+        let whole_w = Self::window(0, self.stride_w, self.pad_left(), self.pool_w, self.in_w);
+        let global = self.out_h() == 1
+            && self.out_w() == 1
+            && whole_h == (0, self.in_h)
+            && whole_w == (0, self.in_w)
+            && self.c.is_multiple_of(4);
+        global.then_some(self.in_h * self.in_w)
+    }
+
     fn window(o: usize, stride: usize, pad: usize, size: usize, len: usize) -> (usize, usize) {
         let start = (o * stride) as isize - pad as isize;
         let lo = start.max(0) as usize;
@@ -221,6 +234,11 @@ pub fn avgpool2d_forward(
     let params = s.params(false)?;
     inp.expect_len(s.input_len(), "avgpool input")?;
     out.expect_len(s.output_len(), "avgpool output")?;
+    if let Some(hw) = s.global_pixels() {
+        let c4 = s.c / 4;
+        let g = GlobalParams::new(s.batch * c4, c4, c4, hw * c4, hw, hw, false)?;
+        return global_avgpool2d(gpu, out, inp, &g);
+    }
     Dispatch::new(
         gpu,
         Kernel::AvgPool2dForward,
@@ -241,12 +259,66 @@ pub fn avgpool2d_backward(
     let params = s.params(accumulate)?;
     dinp.expect_len(s.input_len(), "avgpool dinput")?;
     dout.expect_len(s.output_len(), "avgpool doutput")?;
+    if let Some(hw) = s.global_pixels() {
+        let c4 = s.c / 4;
+        let outputs = s.batch * hw * c4;
+        let g = GlobalParams::new(outputs, c4, hw * c4, c4, 1, hw, accumulate)?;
+        return global_avgpool2d(gpu, dinp, dout, &g);
+    }
     Dispatch::new(
         gpu,
         Kernel::AvgPool2dBackward,
         &params,
         &[&dout.buffer, &dinp.buffer],
         groups_for(s.input_len() / s.lanes(), 256),
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GlobalParams {
+    outputs: u32,
+    c4: u32,
+    div: u32,
+    mul: u32,
+    count: u32,
+    scale: f32,
+    flags: u32,
+    _pad: u32,
+}
+
+impl GlobalParams {
+    /// `out[i] (+)= Σ_{j < count} inp[(i / div)·mul + i % c4 + j·c4] / hw` over vec4s
+    /// (global_avgpool2d.wgsl).
+    fn new(
+        outputs: usize,
+        c4: usize,
+        div: usize,
+        mul: usize,
+        count: usize,
+        hw: usize,
+        accumulate: bool,
+    ) -> Result<GlobalParams> {
+        Ok(GlobalParams {
+            outputs: u32_of(outputs, "global pooling outputs")?,
+            c4: u32_of(c4, "channels")?,
+            div: u32_of(div, "pixels")?,
+            mul: u32_of(mul, "pixels")?,
+            count: u32_of(count, "pixels")?,
+            scale: 1.0 / hw as f32,
+            flags: u32::from(accumulate),
+            _pad: 0,
+        })
+    }
+}
+
+fn global_avgpool2d(gpu: &Gpu, out: &Tensor, inp: &Tensor, g: &GlobalParams) -> Result<Dispatch> {
+    Dispatch::new(
+        gpu,
+        Kernel::GlobalAvgPool2d,
+        g,
+        &[&inp.buffer, &out.buffer],
+        groups_for(g.outputs as usize, 64),
     )
 }
 
