@@ -67,7 +67,7 @@ fn tap_of(col: u32, channels: u32) -> vec3<u32> {
 }
 
 // The tap after `t`: the channel, rolling over into kw, then kh (past the last kh the
-// tap is outside the kernel, which x_index and dout_index treat as zero).
+// tap is outside the kernel, which x_index treats as zero).
 fn next_tap(t: vec3<u32>, channels: u32) -> vec3<u32> {
     let c = t.z + 1u;
     let kw = t.y + select(0u, 1u, c == channels);

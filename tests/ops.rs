@@ -132,6 +132,8 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         c(2, 7, 6, 8, 4, 1, 1, 2, 2, Padding::Same),
         // a phase without pixels (one input row, stride 2)
         c(1, 1, 5, 4, 8, 1, 3, 2, 2, Padding::Valid),
+        // a stride past the kernel: input pixels no window reads get a zero gradient
+        c(2, 10, 11, 8, 4, 2, 2, 3, 3, Padding::Valid),
     ];
     // Dilated kernels: unequal rates, 'same' and 'valid', aligned channels or not.
     let dilated = |s: Conv2dShape, dilation_h, dilation_w| Conv2dShape {
@@ -143,6 +145,10 @@ fn conv_shapes() -> Vec<Conv2dShape> {
         dilated(c(2, 9, 11, 3, 5, 3, 3, 1, 1, Padding::Same), 2, 3),
         dilated(c(2, 10, 9, 8, 12, 3, 2, 1, 1, Padding::Valid), 3, 2),
         dilated(c(1, 7, 8, 4, 8, 2, 3, 1, 1, Padding::Same), 4, 1),
+        // strided and dilated together (Keras' layers refuse it; the op takes it): taps
+        // gcd(stride, rate) apart reach each phase of the input gradient
+        dilated(c(2, 11, 10, 4, 8, 3, 3, 2, 2, Padding::Same), 2, 3),
+        dilated(c(1, 13, 9, 8, 4, 3, 2, 3, 2, Padding::Valid), 2, 4),
     ]);
     shapes
 }
@@ -208,12 +214,20 @@ fn conv2d_backward_matches_cpu() -> R {
     Ok(())
 }
 
-/// Gradients added to what the buffers hold: a first layer's channels (3, padded to 4
-/// for the GEMM, its kernel gradient added back) and aligned ones (8 and 16).
+/// Gradients added to what the buffers hold, on every kernel family: a first layer's
+/// channels (3, padded to 4 for the GEMM, its gradients added back), aligned ones (8 and
+/// 16), dW split over K, a 1×1 stride-2 projection (input-gradient phases without taps)
+/// and a stride past the kernel.
 #[test]
 fn conv2d_backward_accumulates() -> R {
-    let g = gpu();
-    for s in [conv_shapes()[3], conv_shapes()[7], conv_shapes()[8]] {
+    let shapes = conv_shapes();
+    let picked = [3, 7, 8, 10, 12, 13, 15].map(|i| shapes[i]);
+    assert_eq!((picked[5].k_h, picked[5].stride_h), (1, 2));
+    assert_eq!((picked[6].k_h, picked[6].stride_h), (2, 3));
+    for (g, s) in gpus()
+        .into_iter()
+        .flat_map(|g| picked.map(|s| (g.clone(), s)))
+    {
         let (x, w, dy) = (
             random_vec(s.input_len(), 1),
             random_vec(s.weight_len(), 2),
@@ -233,14 +247,14 @@ fn conv2d_backward_accumulates() -> R {
         let (mut wdx, mut wdw, mut wdb) = (prior_dx, prior_dw, vec![0.0; s.out_c]);
         conv2d_backward_cpu(Some(&mut wdx), &mut wdw, &mut wdb, &dy, &x, &w, &s);
         assert_close(
-            &format!("conv2d dX accumulate {s:?}"),
+            &format!("conv2d dX accumulate {s:?} {}", family(&g)),
             &dx.read(&g)?,
             &wdx,
             1e-4,
             1e-3,
         )?;
         assert_close(
-            &format!("conv2d dW accumulate {s:?}"),
+            &format!("conv2d dW accumulate {s:?} {}", family(&g)),
             &dw.read(&g)?,
             &wdw,
             1e-3,
@@ -742,21 +756,32 @@ fn avgpool_matches_cpu() -> R {
 #[test]
 fn global_avgpool_matches_cpu() -> R {
     let g = gpu();
-    for (i, (batch, h, w, c)) in [(3, 7, 5, 12), (2, 8, 8, 64), (1, 1, 1, 4), (2, 9, 3, 6)]
-        .into_iter()
-        .enumerate()
-    {
+    // (batch, h, w, channels, pool beyond the image): a window larger than the image with
+    // 'same' padding is clipped to the whole image.
+    let shapes = [
+        (3, 7, 5, 12, 0),
+        (2, 8, 8, 64, 0),
+        (1, 1, 1, 4, 0),
+        (2, 9, 3, 6, 0),
+        (2, 5, 3, 8, 2),
+    ];
+    for (i, (batch, h, w, c, beyond)) in shapes.into_iter().enumerate() {
         let s = Pool2dShape {
             batch,
             in_h: h,
             in_w: w,
             c,
-            pool_h: h,
-            pool_w: w,
-            stride_h: h,
-            stride_w: w,
-            padding: Padding::Valid,
+            pool_h: h + beyond,
+            pool_w: w + beyond,
+            stride_h: h + beyond,
+            stride_w: w + beyond,
+            padding: if beyond > 0 {
+                Padding::Same
+            } else {
+                Padding::Valid
+            },
         };
+        assert_eq!((s.out_h(), s.out_w()), (1, 1), "{s:?}");
         let x = random_vec(s.input_len(), 90 + i as u64);
         let dy = random_vec(s.output_len(), 95 + i as u64);
         let prior = random_vec(s.input_len(), 99 + i as u64);

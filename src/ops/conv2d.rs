@@ -11,8 +11,8 @@
 //! - `conv2d_backward_weight.wgsl`, dW = dYᵀ·im2col(X), split over K.
 //!
 //! A convolution over a channel count that is not a multiple of 4 (a first layer on 1 or
-//! 3 channels) runs its forward pass and kernel gradient on zero-padded copies of its
-//! input and kernel: the GEMM cores then load whole vec4s, and such layers share the
+//! 3 channels) runs all three passes on zero-padded copies of its input, kernel and input
+//! gradient: the GEMM cores then load whole vec4s, and such layers share the
 //! pipelines of every other layer instead of compiling forms of their own (two fewer
 //! pipelines, ~0.7 s (Mesa 22.3) to 1.4 s (Mesa 25.0) of a cold first step on lavapipe).
 //! Filters that are not a multiple of 4 (a segmentation or image head, Conv2D(1, 1)) run
@@ -454,7 +454,12 @@ pub fn conv2d_backward_input(
         "conv2d transposed kernel",
     )?;
     let zero_bias = Tensor::zeros(gpu, &[s.in_c], "conv2d input gradient (no bias)")?;
-    let phases = s.input_gradient_phases();
+    // Phases without pixels (an input smaller than the stride) have nothing to compute.
+    let phases: Vec<InputGradientPhase> = s
+        .input_gradient_phases()
+        .into_iter()
+        .filter(|ph| ph.rows.pixels * ph.cols.pixels > 0)
+        .collect();
     let mut dispatches = Vec::new();
     for ph in phases.iter().filter(|ph| ph.rows.taps * ph.cols.taps > 0) {
         let (r, c) = (ph.rows, ph.cols);
@@ -472,10 +477,7 @@ pub fn conv2d_backward_input(
     let variant = gemm_variant(gpu, true, true, [dout, &wt]);
     let flags = u32::from(accumulate) << 1;
     let mut first: Option<usize> = None;
-    for ph in phases
-        .iter()
-        .filter(|ph| ph.rows.pixels * ph.cols.pixels > 0)
-    {
+    for ph in &phases {
         let params = s.phase_params(ph, flags)?;
         let m = s.batch * ph.rows.pixels * ph.cols.pixels;
         let groups = gemm_groups(kernel, variant, m, s.in_c);

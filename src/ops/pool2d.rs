@@ -100,7 +100,6 @@ impl Pool2dShape {
         })
     }
 
-    /// Valid input rows `[lo, hi)` of output index `o` along one axis.
     /// Pixels per image when one window covers each whole image (GlobalAveragePooling2D)
     /// and the channels are whole vec4s: such pooling runs on global_avgpool2d.wgsl.
     fn global_pixels(&self) -> Option<usize> {
@@ -114,6 +113,7 @@ impl Pool2dShape {
         global.then_some(self.in_h * self.in_w)
     }
 
+    /// Valid input rows `[lo, hi)` of output index `o` along one axis.
     fn window(o: usize, stride: usize, pad: usize, size: usize, len: usize) -> (usize, usize) {
         let start = (o * stride) as isize - pad as isize;
         let lo = start.max(0) as usize;
