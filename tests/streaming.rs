@@ -68,13 +68,33 @@ fn model(device: Device) -> anyhow::Result<Model> {
     m.add(Flatten::new())?;
     m.add(Dropout::new(0.2))?;
     m.add(Dense::new(3).activation(Softmax))?;
+    compiled(
+        m,
+        device,
+        Loss::SparseCategoricalCrossentropy,
+        Metric::Accuracy,
+    )
+}
+
+/// Two epochs of `cfg` from `train` with `workers`, validated on `val`.
+fn fit_validated(
+    m: &mut Model,
+    train: &ImageBytes,
+    val: &ImageBytes,
+    workers: usize,
+) -> anyhow::Result<History> {
+    let cfg = FitConfig {
+        validation_source: Some(val),
+        ..cfg(2, workers)
+    };
+    m.fit_source(train, &cfg)
+}
+
+/// `m` on `device`, seed 5, Adam at 0.01.
+fn compiled(m: Sequential, device: Device, loss: Loss, metric: Metric) -> anyhow::Result<Model> {
     let mut m = m.into_model();
     m.set_device(device).set_seed(5);
-    m.compile(
-        Optimizer::adam().learning_rate(0.01),
-        Loss::SparseCategoricalCrossentropy,
-        &[Metric::Accuracy],
-    )?;
+    m.compile(Optimizer::adam().learning_rate(0.01), loss, &[metric])?;
     Ok(m)
 }
 
@@ -111,13 +131,7 @@ fn a_source_trains_like_the_same_images_in_memory_whatever_the_workers() -> R {
     let want = reference.get_weights()?;
     for workers in [0, 1, 3] {
         let mut m = model(gpu())?;
-        let h = m.fit_source(
-            &train,
-            &FitConfig {
-                validation_source: Some(&val),
-                ..cfg(2, workers)
-            },
-        )?;
+        let h = fit_validated(&mut m, &train, &val, workers)?;
         assert_eq!(
             m.get_weights()?,
             want,
@@ -200,6 +214,100 @@ fn sources_are_checked_against_the_model() -> R {
     let mut odd = d.clone();
     odd.images[5] = 0.3337;
     assert!(odd.to_bytes().is_err());
+    Ok(())
+}
+
+/// A regression head (two values per image: its mean red and mean blue) on the same
+/// convolutional trunk, mean squared error.
+fn regression(device: Device) -> anyhow::Result<Model> {
+    let mut m = Sequential::new();
+    m.add(Input::new(&[8, 8, 3]))?;
+    m.add(Conv2D::new(4, 3).padding(Same).activation(Relu))?;
+    m.add(GlobalAveragePooling2D::new())?;
+    m.add(Dense::new(2))?;
+    compiled(m, device, Loss::MeanSquaredError, Metric::MeanAbsoluteError)
+}
+
+/// The images of `bytes(n, seed)` with value targets: each image's mean red and blue.
+fn valued(n: usize, seed: u64) -> anyhow::Result<(ImageBytes, Vec<f32>)> {
+    let src = bytes(n, seed);
+    let mem = in_memory(&src);
+    let mean = |img: &[f32], c: usize| img.iter().skip(c).step_by(3).sum::<f32>() / 64.0;
+    let values: Vec<f32> = mem
+        .images
+        .chunks(192)
+        .flat_map(|img| [mean(img, 0), mean(img, 2)])
+        .collect();
+    let mut pixels = vec![0u8; n * 192];
+    for (i, chunk) in pixels.chunks_mut(192).enumerate() {
+        src.load(i, chunk)?;
+    }
+    Ok((
+        ImageBytes::with_values(pixels, values.clone(), [8, 8, 3])?,
+        values,
+    ))
+}
+
+/// Value targets (a regression's numbers) from a source: the same weights, history,
+/// evaluation and predictions as the arrays in memory, with flips and shifts (the targets
+/// do not move with a vector output), whatever the workers, on the GPU and the CPU path;
+/// a source of the wrong kind or size is an error naming both.
+#[test]
+fn a_source_of_value_targets_trains_like_arrays() -> R {
+    let ((train, y), (val, vy)) = (valued(83, 3)?, valued(21, 4)?);
+    assert_eq!(train.target_len(), 2);
+    let (mem, mem_val) = (in_memory(&train), in_memory(&val));
+    for device in [gpu(), Device::Cpu] {
+        let mut reference = regression(device.clone())?;
+        let h_mem = reference.fit(
+            &mem.images,
+            &y[..],
+            &FitConfig {
+                validation_values: Some((&mem_val.images, &vy)),
+                ..cfg(2, 0)
+            },
+        )?;
+        for workers in [0, 2] {
+            let mut m = regression(device.clone())?;
+            let h = fit_validated(&mut m, &train, &val, workers)?;
+            assert_eq!(
+                m.get_weights()?,
+                reference.get_weights()?,
+                "{workers} workers"
+            );
+            assert_eq!((&h.loss, &h.val_loss), (&h_mem.loss, &h_mem.val_loss));
+            assert_eq!(
+                m.evaluate_source(&val, 7, workers)?,
+                reference.evaluate_batched(&mem_val.images, &vy[..], 7)?
+            );
+            assert_eq!(
+                m.predict_source(&val, 5, workers)?,
+                reference.predict(&mem_val.images, 5)?
+            );
+        }
+        // It learned something: the loss fell.
+        assert!(h_mem.loss[1] < h_mem.loss[0], "{:?}", h_mem.loss);
+    }
+    // Classes for a value model, values for a classifier, the wrong number of values.
+    let mut r = regression(Device::Cpu)?;
+    let err = format!("{:#}", r.fit_source(&bytes(10, 1), &cfg(1, 0)).unwrap_err());
+    assert!(
+        err.contains("2 target values") && err.contains("class labels"),
+        "{err}"
+    );
+    let mut c = model(Device::Cpu)?;
+    let err = format!("{:#}", c.fit_source(&train, &cfg(1, 0)).unwrap_err());
+    assert!(err.contains("2 target values"), "{err}");
+    let (three, _) = (
+        ImageBytes::with_values(vec![7; 2 * 192], vec![0.5; 6], [8, 8, 3])?,
+        (),
+    );
+    let err = format!("{:#}", r.evaluate_source(&three, 4, 0).unwrap_err());
+    assert!(
+        err.contains("2 target values") && err.contains("gives 3"),
+        "{err}"
+    );
+    assert!(ImageBytes::with_values(vec![0; 2 * 192], vec![0.5; 3], [8, 8, 3]).is_err());
     Ok(())
 }
 

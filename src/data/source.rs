@@ -19,6 +19,7 @@
 
 use super::augment::{Draw, FillMode};
 use super::{Dataset, folder};
+use crate::model::Targets;
 use anyhow::{Context, Result, bail, ensure};
 use image::imageops::FilterType;
 use rand::SeedableRng;
@@ -29,7 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
-/// A data set of labelled images read one at a time. Implement it for your own storage;
+/// A data set of images read one at a time, each with a class label or (`target_len` > 0)
+/// a vector of target values. Implement it for your own storage;
 /// [`ImageFolder`] reads a folder of PNG and JPEG files, [`ImageBytes`] holds bytes in
 /// memory (MNIST and CIFAR-10 as [`Dataset::to_bytes`] gives them).
 pub trait Source: Sync + std::fmt::Debug {
@@ -51,6 +53,20 @@ pub trait Source: Sync + std::fmt::Debug {
 
     /// The class names, indexed by label.
     fn class_names(&self) -> Vec<String>;
+
+    /// Target values per sample, for a model whose loss takes values (a regression's
+    /// numbers, a denoiser's or a segmenter's image as floats): 0, the default, for a data
+    /// set of class labels, whose `load` gives each sample's class.
+    fn target_len(&self) -> usize {
+        0
+    }
+
+    /// Writes sample `index`'s `target_len()` target values into `target`. Called only
+    /// when `target_len()` is positive (`load`'s class is then ignored).
+    fn load_target(&self, index: usize, target: &mut [f32]) -> Result<()> {
+        let _ = (index, target);
+        bail!("this data set has class labels, not target values")
+    }
 }
 
 /// Images as bytes in memory, with their labels: a quarter of the `f32` copy.
@@ -79,6 +95,9 @@ pub struct ImageBytes {
     labels: Vec<u32>,
     shape: [usize; 3],
     class_names: Vec<String>,
+    /// Target values, `target_len` per image (none for a labelled set).
+    values: Vec<f32>,
+    target_len: usize,
 }
 
 impl ImageBytes {
@@ -108,6 +127,53 @@ impl ImageBytes {
             labels,
             shape,
             class_names,
+            values: Vec::new(),
+            target_len: 0,
+        })
+    }
+
+    /// Images of `shape` back to back in `pixels` with `values.len() / images` target
+    /// values each (Keras' `fit(x, y)` with float `y`): a regression's numbers, or a
+    /// denoiser's clean image.
+    ///
+    /// ```
+    /// use wgcnn::data::{ImageBytes, Source};
+    /// use wgcnn::prelude::*;
+    /// # fn main() -> anyhow::Result<()> {
+    /// // Two 2×2 grey images and the brightness a model is to predict for each.
+    /// let data = ImageBytes::with_values(vec![0, 0, 0, 0, 255, 255, 255, 255], vec![0.0, 1.0], [2, 2, 1])?;
+    /// assert_eq!(data.target_len(), 1);
+    /// let mut model = Sequential::new();
+    /// model.add(Flatten::new().input_shape(&[2, 2, 1]))?;
+    /// model.add(Dense::new(1))?;
+    /// model.set_device(Device::Cpu);
+    /// model.compile(Optimizer::sgd(0.1), Loss::MeanSquaredError, &[Metric::MeanAbsoluteError])?;
+    /// let fit = FitConfig { epochs: 2, batch_size: 2, verbose: false, ..Default::default() };
+    /// model.fit_source(&data, &fit)?;
+    /// assert_eq!(model.predict_source(&data, 2, 0)?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_values(pixels: Vec<u8>, values: Vec<f32>, shape: [usize; 3]) -> Result<ImageBytes> {
+        let per: usize = shape.iter().product();
+        ensure!(per > 0, "images of shape {shape:?} hold nothing");
+        ensure!(
+            pixels.len().is_multiple_of(per) && !pixels.is_empty(),
+            "{} bytes are not whole images of {shape:?}",
+            pixels.len()
+        );
+        let n = pixels.len() / per;
+        ensure!(
+            !values.is_empty() && values.len().is_multiple_of(n),
+            "{} target values do not divide among {n} images",
+            values.len()
+        );
+        Ok(ImageBytes {
+            pixels,
+            labels: vec![0; n],
+            shape,
+            class_names: Vec::new(),
+            target_len: values.len() / n,
+            values,
         })
     }
 }
@@ -167,6 +233,21 @@ impl Source for ImageBytes {
 
     fn class_names(&self) -> Vec<String> {
         self.class_names.clone()
+    }
+
+    fn target_len(&self) -> usize {
+        self.target_len
+    }
+
+    fn load_target(&self, index: usize, target: &mut [f32]) -> Result<()> {
+        let per = self.target_len;
+        ensure!(per > 0, "this data set has class labels, not target values");
+        let src = self
+            .values
+            .get(index * per..(index + 1) * per)
+            .with_context(|| format!("targets of image {index} of {}", self.len()))?;
+        target.copy_from_slice(src);
+        Ok(())
     }
 }
 
@@ -388,12 +469,23 @@ impl Source for ImageFolder {
 struct Batch {
     x: Vec<u8>,
     y: Vec<u32>,
+    /// Target values, when the source has them instead of classes.
+    v: Vec<f32>,
     /// With the draws left to the GPU: each image's (flip, dy, dx, 0) and the fill.
     draws: Vec<[i32; 4]>,
     fill: FillMode,
 }
 
 impl Batch {
+    /// The batch's targets: its values if the source gives them, else its classes.
+    fn targets(&self, values: bool) -> Targets<'_> {
+        if values {
+            Targets::Values(&self.v)
+        } else {
+            Targets::Classes(&self.y)
+        }
+    }
+
     /// The draws the GPU is to apply, if any.
     fn gpu_draws(&self) -> Option<(&[[i32; 4]], FillMode)> {
         (!self.draws.is_empty()).then_some((&self.draws[..], self.fill))
@@ -470,20 +562,22 @@ impl<'a> Loader<'a> {
         (busy > 0.0).then(|| self.images.load(Ordering::Relaxed) as f64 * readers / busy)
     }
 
-    /// Calls `consume(step, bytes, labels)` for each step of `plan` (the samples of each batch and
-    /// their augmentation draws, applied to images of `shape`), in order, until it returns
-    /// true or every step is done.
+    /// Calls `consume(step, bytes, targets, draws)` for each step of `plan` (the samples of
+    /// each batch and their augmentation draws, applied to images of `shape`), in order,
+    /// until it returns true or every step is done. The targets are the source's values
+    /// if it has them, else its classes.
     pub fn batches(
         &self,
         plan: &[Vec<(usize, Option<Draw>)>],
         shape: Option<[usize; 3]>,
-        mut consume: impl FnMut(usize, &[u8], &[u32], GpuDraws) -> Result<bool>,
+        mut consume: impl FnMut(usize, &[u8], Targets, GpuDraws) -> Result<bool>,
     ) -> Result<()> {
+        let values = self.source.target_len() > 0;
         if self.workers == 0 {
             let mut batch = Batch::default();
             for (step, items) in plan.iter().enumerate() {
                 self.fill(items, shape, &mut batch)?;
-                if consume(step, &batch.x, &batch.y, batch.gpu_draws())? {
+                if consume(step, &batch.x, batch.targets(values), batch.gpu_draws())? {
                     break;
                 }
             }
@@ -557,7 +651,7 @@ impl<'a> Loader<'a> {
                         *done = step + 1;
                     }
                     consumed.1.notify_all();
-                    if consume(step, &batch.x, &batch.y, batch.gpu_draws())? {
+                    if consume(step, &batch.x, batch.targets(values), batch.gpu_draws())? {
                         break;
                     }
                 }
@@ -575,18 +669,27 @@ impl<'a> Loader<'a> {
     ) -> Result<()> {
         let start = std::time::Instant::now();
         let per: usize = self.source.shape().iter().product();
+        let values = self.source.target_len();
         let mut bytes = vec![0u8; per];
         let mut scratch = Vec::new();
         batch.x.resize(items.len() * per, 0);
         batch.y.clear();
+        batch.v.resize(items.len() * values, 0.0);
         batch.draws.clear();
         for (j, &(i, draw)) in items.iter().enumerate() {
             let label = self.source.load(i, &mut bytes)?;
-            ensure!(
-                (label as usize) < self.classes,
-                "sample {i}: label {label} is not one of the data set's {} classes",
-                self.classes
-            );
+            if values > 0 {
+                let target = &mut batch.v[j * values..(j + 1) * values];
+                self.source
+                    .load_target(i, target)
+                    .with_context(|| format!("the targets of sample {i}"))?;
+            } else {
+                ensure!(
+                    (label as usize) < self.classes,
+                    "sample {i}: label {label} is not one of the data set's {} classes",
+                    self.classes
+                );
+            }
             batch.y.push(label);
             let dst = &mut batch.x[j * per..(j + 1) * per];
             match (draw, shape) {

@@ -56,7 +56,8 @@ impl Model {
         self.ranks.or_abort(result)
     }
 
-    /// [`Model::fit`] on a data set read sample by sample (class labels): `cfg.workers`
+    /// [`Model::fit`] on a data set read sample by sample (class labels, or target values
+    /// when the source has them: [`crate::data::Source::target_len`]): `cfg.workers`
     /// threads decode each batch, `cfg.prefetch_factor` batches ahead each, while the GPU
     /// trains; shuffling, augmentation and resume are those of the in-memory path for the
     /// same seed, whatever the number of workers. Validation: `cfg.validation_source` (or
@@ -358,7 +359,7 @@ impl Model {
                         &mut run,
                         step,
                         Samples::Bytes(xb, draws, image),
-                        Targets::Classes(yb),
+                        yb,
                         bar,
                         runner,
                     )?;
@@ -646,13 +647,7 @@ impl Model {
                 let plan = in_batches(first..end, batch);
                 let image = source.shape();
                 Loader::new(source, workers, prefetch).batches(&plan, None, |_, xb, yb, _| {
-                    self.eval_batch(
-                        &graph,
-                        Samples::Bytes(xb, None, image),
-                        Targets::Classes(yb),
-                        batch,
-                        &mut cpu,
-                    )?;
+                    self.eval_batch(&graph, Samples::Bytes(xb, None, image), yb, batch, &mut cpu)?;
                     Ok(false)
                 })?;
             }
@@ -800,12 +795,32 @@ impl Model {
                     "{what}: the data set's samples are {shape:?}, the model takes {input:?}"
                 );
                 ensure!(!source.is_empty(), "{what}: the data set is empty");
-                ensure!(
-                    matches!(self.graph.objective, Objective::Classes { .. })
-                        && self.targets_per_sample()? == 1,
-                    "{what}: a data source gives one class label per image; this model's loss \
-                     needs other targets"
-                );
+                let per = self.targets_per_sample()?;
+                let values = source.target_len();
+                if matches!(self.graph.objective, Objective::Classes { .. }) {
+                    ensure!(
+                        values == 0 && per == 1,
+                        "{what}: this model's loss takes {per} class label(s) per sample, and \
+                         the data set gives {}",
+                        if values > 0 {
+                            format!("{values} target values")
+                        } else {
+                            "one class label".to_string()
+                        }
+                    );
+                } else {
+                    ensure!(
+                        values == per,
+                        "{what}: this model's loss takes {per} target values per sample (its \
+                         output's size), and the data set gives {}",
+                        if values > 0 {
+                            format!("{values}")
+                        } else {
+                            "class labels".to_string()
+                        }
+                    );
+                    return Ok(source.len());
+                }
                 let (names, classes) = (source.class_names().len(), self.classes()?);
                 ensure!(
                     names <= classes,
