@@ -311,6 +311,81 @@ fn a_source_of_value_targets_trains_like_arrays() -> R {
     Ok(())
 }
 
+/// Per-pixel class labels (a segmentation's masks) from a source: each pixel's brightest
+/// channel, learned by a fully convolutional classifier; the same weights, history and
+/// evaluation as the masks in memory, whatever the workers, on the GPU and the CPU path.
+#[test]
+fn a_source_of_masks_trains_like_arrays() -> R {
+    let masked = |n: usize, seed: u64| -> anyhow::Result<(ImageBytes, Vec<u32>)> {
+        let src = bytes(n, seed);
+        let mut pixels = vec![0u8; n * 192];
+        for (i, chunk) in pixels.chunks_mut(192).enumerate() {
+            src.load(i, chunk)?;
+        }
+        let masks: Vec<u32> = pixels
+            .chunks(3)
+            .map(|px| (0..3).max_by_key(|&c| px[c]).unwrap_or(0) as u32)
+            .collect();
+        let names = src.class_names();
+        Ok((
+            ImageBytes::with_masks(pixels, masks.clone(), [8, 8, 3], names)?,
+            masks,
+        ))
+    };
+    let ((train, y), (val, vy)) = (masked(37, 5)?, masked(11, 6)?);
+    assert_eq!((train.len(), train.labels_per_sample()), (37, 64));
+    let (mem, mem_val) = (in_memory(&train), in_memory(&val));
+    let segmenter = |device: Device| -> anyhow::Result<Model> {
+        let mut m = Sequential::new();
+        m.add(Input::new(&[8, 8, 3]))?;
+        m.add(Conv2D::new(4, 3).padding(Same).activation(Relu))?;
+        m.add(Conv2D::new(3, 1).activation(Softmax))?;
+        compiled(
+            m,
+            device,
+            Loss::SparseCategoricalCrossentropy,
+            Metric::Accuracy,
+        )
+    };
+    // Image outputs take no flips or shifts (their targets would not move with them).
+    let plain = |workers| FitConfig {
+        horizontal_flip: false,
+        translation: None,
+        ..cfg(2, workers)
+    };
+    for device in [gpu(), Device::Cpu] {
+        let mut reference = segmenter(device.clone())?;
+        let h_mem = reference.fit(&mem.images, &y[..], &plain(0))?;
+        for workers in [0, 2] {
+            let mut m = segmenter(device.clone())?;
+            let h = m.fit_source(&train, &plain(workers))?;
+            assert_eq!(
+                m.get_weights()?,
+                reference.get_weights()?,
+                "{workers} workers"
+            );
+            assert_eq!((&h.loss, &h.accuracy), (&h_mem.loss, &h_mem.accuracy));
+            assert_eq!(
+                m.evaluate_source(&val, 4, workers)?,
+                reference.evaluate_batched(&mem_val.images, &vy[..], 4)?
+            );
+        }
+        assert!(
+            h_mem.accuracy[1] > h_mem.accuracy[0],
+            "{:?}",
+            h_mem.accuracy
+        );
+    }
+    // One label per image for a per-pixel classifier is an error naming both counts.
+    let mut m = segmenter(Device::Cpu)?;
+    let err = format!("{:#}", m.fit_source(&bytes(4, 1), &plain(0)).unwrap_err());
+    assert!(
+        err.contains("64 class label(s)") && err.contains("gives 1"),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// Writes `dir/<class>/<i>.<ext>`: `per_class` images of `w`×`h` per class, each a flat
 /// colour that encodes (class, i).
 fn image_folder(dir: &Path, classes: &[&str], per_class: usize, (w, h): (u32, u32)) {

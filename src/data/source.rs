@@ -30,8 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
-/// A data set of images read one at a time, each with a class label or (`target_len` > 0)
-/// a vector of target values. Implement it for your own storage;
+/// A data set of images read one at a time, each with a class label, one class label per
+/// output position (`labels_per_sample` > 1: a segmentation's mask) or a vector of target
+/// values (`target_len` > 0). Implement it for your own storage;
 /// [`ImageFolder`] reads a folder of PNG and JPEG files, [`ImageBytes`] holds bytes in
 /// memory (MNIST and CIFAR-10 as [`Dataset::to_bytes`] gives them).
 pub trait Source: Sync + std::fmt::Debug {
@@ -53,6 +54,20 @@ pub trait Source: Sync + std::fmt::Debug {
 
     /// The class names, indexed by label.
     fn class_names(&self) -> Vec<String>;
+
+    /// Class labels per sample: 1, the default (the class `load` returns), or one per
+    /// output position of a per-pixel classifier (a segmentation's mask), which
+    /// `load_labels` writes.
+    fn labels_per_sample(&self) -> usize {
+        1
+    }
+
+    /// Writes sample `index`'s `labels_per_sample()` class labels into `labels`. Called
+    /// only when `labels_per_sample()` is above 1 (`load`'s class is then ignored).
+    fn load_labels(&self, index: usize, labels: &mut [u32]) -> Result<()> {
+        let _ = (index, labels);
+        bail!("this data set has one class label per sample")
+    }
 
     /// Target values per sample, for a model whose loss takes values (a regression's
     /// numbers, a denoiser's or a segmenter's image as floats): 0, the default, for a data
@@ -98,6 +113,8 @@ pub struct ImageBytes {
     /// Target values, `target_len` per image (none for a labelled set).
     values: Vec<f32>,
     target_len: usize,
+    /// Class labels per image (1, or a mask's positions).
+    labels_per: usize,
 }
 
 impl ImageBytes {
@@ -116,14 +133,32 @@ impl ImageBytes {
             pixels.len(),
             labels.len()
         );
-        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= class_names.len()) {
-            bail!(
-                "label {bad} is not one of the {} classes",
-                class_names.len()
-            );
-        }
+        check_labels(&labels, class_names.len())?;
         Ok(ImageBytes {
             pixels,
+            labels,
+            shape,
+            class_names,
+            values: Vec::new(),
+            target_len: 0,
+            labels_per: 1,
+        })
+    }
+
+    /// Images of `shape` back to back in `pixels` with `labels.len() / images` class
+    /// labels each: a per-pixel classifier's masks (a segmentation's), row-major.
+    pub fn with_masks(
+        pixels: Vec<u8>,
+        labels: Vec<u32>,
+        shape: [usize; 3],
+        class_names: Vec<String>,
+    ) -> Result<ImageBytes> {
+        let n = image_count(&pixels, shape)?;
+        let labels_per = per_image(labels.len(), n, "labels")?;
+        check_labels(&labels, class_names.len())?;
+        Ok(ImageBytes {
+            pixels,
+            labels_per,
             labels,
             shape,
             class_names,
@@ -154,28 +189,47 @@ impl ImageBytes {
     /// # Ok(()) }
     /// ```
     pub fn with_values(pixels: Vec<u8>, values: Vec<f32>, shape: [usize; 3]) -> Result<ImageBytes> {
-        let per: usize = shape.iter().product();
-        ensure!(per > 0, "images of shape {shape:?} hold nothing");
-        ensure!(
-            pixels.len().is_multiple_of(per) && !pixels.is_empty(),
-            "{} bytes are not whole images of {shape:?}",
-            pixels.len()
-        );
-        let n = pixels.len() / per;
-        ensure!(
-            !values.is_empty() && values.len().is_multiple_of(n),
-            "{} target values do not divide among {n} images",
-            values.len()
-        );
+        let n = image_count(&pixels, shape)?;
+        let target_len = per_image(values.len(), n, "target values")?;
         Ok(ImageBytes {
             pixels,
             labels: vec![0; n],
             shape,
             class_names: Vec::new(),
-            target_len: values.len() / n,
+            target_len,
             values,
+            labels_per: 1,
         })
     }
+}
+
+/// How many whole images of `shape` `pixels` holds (at least one).
+fn image_count(pixels: &[u8], shape: [usize; 3]) -> Result<usize> {
+    let per: usize = shape.iter().product();
+    ensure!(per > 0, "images of shape {shape:?} hold nothing");
+    ensure!(
+        pixels.len().is_multiple_of(per) && !pixels.is_empty(),
+        "{} bytes are not whole images of {shape:?}",
+        pixels.len()
+    );
+    Ok(pixels.len() / per)
+}
+
+/// How many of `len` targets (`what`) each of `n` images has: they must divide evenly.
+fn per_image(len: usize, n: usize, what: &str) -> Result<usize> {
+    ensure!(
+        len > 0 && len.is_multiple_of(n),
+        "{len} {what} do not divide among {n} images"
+    );
+    Ok(len / n)
+}
+
+/// Every label must name one of the `classes` classes.
+fn check_labels(labels: &[u32], classes: usize) -> Result<()> {
+    if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
+        bail!("label {bad} is not one of the {classes} classes");
+    }
+    Ok(())
 }
 
 impl ImageBytes {
@@ -214,7 +268,7 @@ impl ByteSplit {
 
 impl Source for ImageBytes {
     fn len(&self) -> usize {
-        self.labels.len()
+        self.labels.len() / self.labels_per
     }
 
     fn shape(&self) -> [usize; 3] {
@@ -228,11 +282,25 @@ impl Source for ImageBytes {
             .get(index * per..(index + 1) * per)
             .with_context(|| format!("image {index} of {}", self.len()))?;
         pixels.copy_from_slice(src);
-        Ok(self.labels[index])
+        Ok(self.labels[index * self.labels_per])
     }
 
     fn class_names(&self) -> Vec<String> {
         self.class_names.clone()
+    }
+
+    fn labels_per_sample(&self) -> usize {
+        self.labels_per
+    }
+
+    fn load_labels(&self, index: usize, labels: &mut [u32]) -> Result<()> {
+        let per = self.labels_per;
+        let src = self
+            .labels
+            .get(index * per..(index + 1) * per)
+            .with_context(|| format!("labels of image {index} of {}", self.len()))?;
+        labels.copy_from_slice(src);
+        Ok(())
     }
 
     fn target_len(&self) -> usize {
@@ -670,6 +738,7 @@ impl<'a> Loader<'a> {
         let start = std::time::Instant::now();
         let per: usize = self.source.shape().iter().product();
         let values = self.source.target_len();
+        let labels = self.source.labels_per_sample();
         let mut bytes = vec![0u8; per];
         let mut scratch = Vec::new();
         batch.x.resize(items.len() * per, 0);
@@ -684,13 +753,25 @@ impl<'a> Loader<'a> {
                     .load_target(i, target)
                     .with_context(|| format!("the targets of sample {i}"))?;
             } else {
-                ensure!(
-                    (label as usize) < self.classes,
-                    "sample {i}: label {label} is not one of the data set's {} classes",
-                    self.classes
-                );
+                let first = batch.y.len();
+                if labels > 1 {
+                    batch.y.resize(first + labels, 0);
+                    self.source
+                        .load_labels(i, &mut batch.y[first..])
+                        .with_context(|| format!("the labels of sample {i}"))?;
+                } else {
+                    batch.y.push(label);
+                }
+                if let Some(&bad) = batch.y[first..]
+                    .iter()
+                    .find(|&&l| l as usize >= self.classes)
+                {
+                    bail!(
+                        "sample {i}: label {bad} is not one of the data set's {} classes",
+                        self.classes
+                    );
+                }
             }
-            batch.y.push(label);
             let dst = &mut batch.x[j * per..(j + 1) * per];
             match (draw, shape) {
                 (Some(d), Some(_)) if self.gpu_draws => {

@@ -56,8 +56,8 @@ impl Model {
         self.ranks.or_abort(result)
     }
 
-    /// [`Model::fit`] on a data set read sample by sample (class labels, or target values
-    /// when the source has them: [`crate::data::Source::target_len`]): `cfg.workers`
+    /// [`Model::fit`] on a data set read sample by sample (class labels, per sample or per
+    /// output position, or target values: see [`crate::data::Source`]): `cfg.workers`
     /// threads decode each batch, `cfg.prefetch_factor` batches ahead each, while the GPU
     /// trains; shuffling, augmentation and resume are those of the in-memory path for the
     /// same seed, whatever the number of workers. Validation: `cfg.validation_source` (or
@@ -798,14 +798,15 @@ impl Model {
                 let per = self.targets_per_sample()?;
                 let values = source.target_len();
                 if matches!(self.graph.objective, Objective::Classes { .. }) {
+                    let labels = source.labels_per_sample();
                     ensure!(
-                        values == 0 && per == 1,
+                        values == 0 && labels == per,
                         "{what}: this model's loss takes {per} class label(s) per sample, and \
                          the data set gives {}",
                         if values > 0 {
                             format!("{values} target values")
                         } else {
-                            "one class label".to_string()
+                            format!("{labels} class label(s)")
                         }
                     );
                 } else {
