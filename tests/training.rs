@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use wgcnn::callbacks::{EarlyStopping, ModelCheckpoint, Monitor, ReduceLROnPlateau};
+use wgcnn::data::ImageBytes;
 use wgcnn::data::augment::{FillMode, RandomTranslation, translate};
 use wgcnn::prelude::*;
 use wgcnn::testing::{random_labels, random_vec};
@@ -363,37 +364,124 @@ fn augmentation_is_drawn_from_the_seed() -> R {
 }
 
 #[test]
-fn augmentation_is_refused_for_image_targets_and_kept_for_value_vectors() -> R {
-    // Flips and shifts move the inputs only (Keras' preprocessing layers do the same): a
-    // denoiser's clean image or a mask would no longer line up with its input.
-    let x: Vec<f32> = random_vec(6 * 64, 5).iter().map(|v| v.abs()).collect();
-    let mut m = Sequential::new();
-    m.add(Input::new(&[8, 8, 1]))?;
-    m.add(Conv2D::new(1, 3).padding(Same).activation(Sigmoid))?;
-    let mut m = m.into_model();
-    m.set_device(Device::Cpu);
-    m.compile(Optimizer::adam(), Loss::binary_crossentropy(), &[])?;
-    let flip = FitConfig {
+fn image_and_mask_targets_move_with_their_augmented_inputs() -> R {
+    // Pixels whose three channels are 10, 100 and 200 in a random order: each pixel's
+    // brightest channel (its class) is never a tie.
+    let n = 20;
+    let order = random_labels(n * 64, 6, 7);
+    let perms = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    let levels = [10u8, 100, 200];
+    let pixels: Vec<u8> = order
+        .iter()
+        .flat_map(|&o| perms[o as usize].map(|k| levels[k]))
+        .collect();
+    let x: Vec<f32> = pixels.iter().map(|&b| f32::from(b) / 255.0).collect();
+    let masks: Vec<u32> = pixels
+        .chunks(3)
+        .map(|p| (0..3).max_by_key(|&c| p[c]).unwrap_or(0) as u32)
+        .collect();
+    let augment = |fill| FitConfig {
         horizontal_flip: true,
-        ..quiet(1)
+        translation: Some(RandomTranslation::new(0.25, 0.25).fill_mode(fill)),
+        ..quiet(2)
     };
-    let err = format!("{:#}", m.fit(&x, &x, &flip).unwrap_err());
-    assert!(err.contains("no longer line up"), "{err}");
-    let shift = FitConfig {
-        translation: Some(RandomTranslation::new(0.1, 0.1)),
-        ..quiet(1)
+    // A 1×1 convolution whose kernel is `gain`·identity and whose learning rate is 0: the
+    // output is the input (×gain) wherever the targets moved with it.
+    let identity = |device: Device, gain: f32, loss, metric| -> anyhow::Result<Model> {
+        let mut m = Sequential::new();
+        m.add(Input::new(&[8, 8, 3]))?;
+        let act = if gain == 1.0 { Linear } else { Softmax };
+        m.add(Conv2D::new(3, 1).use_bias(false).activation(act))?;
+        let mut m = m.into_model();
+        m.set_device(device).set_seed(3);
+        m.compile(Optimizer::sgd(0.0), loss, &[metric])?;
+        let mut w = m.get_weights()?;
+        w[0].values = (0..9)
+            .map(|i| if i % 4 == 0 { gain } else { 0.0 })
+            .collect();
+        m.set_weights(&w)?;
+        Ok(m)
     };
-    assert!(m.fit(&x, &x, &shift).is_err());
-    // A vector of values per image (a regression) is fine to augment.
+    for device in [gpu(), Device::Cpu] {
+        // The clean image as the target (a denoiser's): zero loss with zero fill too.
+        let mse = |device: Device| {
+            identity(
+                device,
+                1.0,
+                Loss::MeanSquaredError,
+                Metric::MeanAbsoluteError,
+            )
+        };
+        for fill in [FillMode::Constant, FillMode::Reflect, FillMode::Nearest] {
+            let h = mse(device.clone())?.fit(&x, &x[..], &augment(fill))?;
+            assert_eq!(h.loss, vec![0.0, 0.0], "{fill:?}");
+            // The same from a source: the GPU moves the input bytes in the step, the
+            // loader the target values on the host, and they agree bit for bit.
+            let src = ImageBytes::with_values(pixels.clone(), x.clone(), [8, 8, 3])?;
+            let mut m = mse(device.clone())?;
+            assert_eq!(
+                m.fit_source(&src, &augment(fill))?.loss,
+                vec![0.0, 0.0],
+                "{fill:?}"
+            );
+        }
+        // Masks (a segmentation's): every pixel's class is its brightest channel, which
+        // the identity ×50 predicts, wherever the masks moved with the images.
+        let names = ["r", "g", "b"].map(String::from).to_vec();
+        let src = ImageBytes::with_masks(pixels.clone(), masks.clone(), [8, 8, 3], names)?;
+        for fill in [FillMode::Reflect, FillMode::Nearest] {
+            let (loss, metric) = (Loss::SparseCategoricalCrossentropy, Metric::Accuracy);
+            let mut m = identity(device.clone(), 50.0, loss, metric)?;
+            assert_eq!(
+                m.fit(&x, &masks[..], &augment(fill))?.accuracy,
+                vec![1.0, 1.0]
+            );
+            let mut m = identity(device.clone(), 50.0, loss, metric)?;
+            assert_eq!(m.fit_source(&src, &augment(fill))?.accuracy, vec![1.0, 1.0]);
+        }
+    }
+    // Without moving them the same checks fail: the test can tell.
+    let mut m = identity(
+        Device::Cpu,
+        1.0,
+        Loss::MeanSquaredError,
+        Metric::MeanAbsoluteError,
+    )?;
+    let shifted: Vec<f32> = x.iter().skip(3).chain(&x[..3]).copied().collect();
+    assert!(m.fit(&x, &shifted[..], &quiet(1))?.loss[0] > 0.0);
+    // An output of another size than the input cannot move with it.
+    let mut v = Sequential::new();
+    v.add(Input::new(&[8, 8, 3]))?;
+    v.add(Conv2D::new(1, 3).activation(Sigmoid))?;
+    let mut v = v.into_model();
+    v.set_device(Device::Cpu);
+    v.compile(Optimizer::adam(), Loss::binary_crossentropy(), &[])?;
+    let y = vec![0.5; n * 36];
+    let err = format!(
+        "{:#}",
+        v.fit(&x, &y[..], &augment(FillMode::Reflect)).unwrap_err()
+    );
+    assert!(
+        err.contains("another size") && err.contains("[6, 6, 1]"),
+        "{err}"
+    );
+    v.fit(&x, &y[..], &quiet(1))?;
+    // A vector of values per image (a regression) is augmented, its targets unmoved.
     let mut r = Sequential::new();
-    r.add(Input::new(&[8, 8, 1]))?;
+    r.add(Input::new(&[8, 8, 3]))?;
     r.add(Flatten::new())?;
     r.add(Dense::new(2))?;
     let mut r = r.into_model();
     r.set_device(Device::Cpu);
     r.compile(Optimizer::adam(), Loss::MeanSquaredError, &[])?;
-    let y = random_vec(6 * 2, 6);
-    r.fit(&x, &y, &flip)?;
+    r.fit(&x, &random_vec(n * 2, 6)[..], &augment(FillMode::Reflect))?;
     Ok(())
 }
 

@@ -600,6 +600,8 @@ pub(crate) struct Loader<'a> {
     busy_nanos: AtomicU64,
     /// Leave the flips and shifts to the GPU (handed to `consume`) instead of applying them.
     gpu_draws: bool,
+    /// The shape of image or mask targets that flips and shifts move with their inputs.
+    target_shape: Option<[usize; 3]>,
 }
 
 impl<'a> Loader<'a> {
@@ -612,7 +614,15 @@ impl<'a> Loader<'a> {
             images: AtomicUsize::new(0),
             busy_nanos: AtomicU64::new(0),
             gpu_draws: false,
+            target_shape: None,
         }
+    }
+
+    /// Moves each sample's targets, images of `shape` (a mask, a clean image), with its
+    /// input's flip and shift (always here on the host: they are the step's targets).
+    pub fn targets_move(mut self, shape: Option<[usize; 3]>) -> Loader<'a> {
+        self.target_shape = shape;
+        self
     }
 
     /// Hands each image's flip and shift to `consume` for the GPU to apply in the step,
@@ -747,11 +757,16 @@ impl<'a> Loader<'a> {
         batch.draws.clear();
         for (j, &(i, draw)) in items.iter().enumerate() {
             let label = self.source.load(i, &mut bytes)?;
+            let moved = draw.zip(self.target_shape);
             if values > 0 {
                 let target = &mut batch.v[j * values..(j + 1) * values];
                 self.source
                     .load_target(i, target)
                     .with_context(|| format!("the targets of sample {i}"))?;
+                if let Some((d, shape)) = moved {
+                    let src = target.to_vec();
+                    d.apply(&src, target, shape, &mut Vec::new());
+                }
             } else {
                 let first = batch.y.len();
                 if labels > 1 {
@@ -759,6 +774,10 @@ impl<'a> Loader<'a> {
                     self.source
                         .load_labels(i, &mut batch.y[first..])
                         .with_context(|| format!("the labels of sample {i}"))?;
+                    if let Some((d, shape)) = moved {
+                        let src = batch.y[first..].to_vec();
+                        d.apply(&src, &mut batch.y[first..], shape, &mut Vec::new());
+                    }
                 } else {
                     batch.y.push(label);
                 }

@@ -78,13 +78,15 @@ impl Model {
         let input = self.input_shape().context("no input shape")?.to_vec();
         let sample: usize = input.iter().product();
         let output = self.output_shape()?;
-        // Flips and shifts move the input image only (as Keras' preprocessing layers do);
-        // an image or a mask as the target would then no longer match its input.
+        // Flips and shifts move an image or a mask target with its input; one of another
+        // size would no longer line up.
         ensure!(
-            !(cfg.horizontal_flip || cfg.translation.is_some()) || output.len() != 3,
-            "horizontal_flip and translation move the inputs only, and this model's outputs \
-             are images ({output:?} per sample) whose targets would no longer line up: train \
-             it without augmentation"
+            !(cfg.horizontal_flip || cfg.translation.is_some())
+                || output.len() != 3
+                || self.target_image()?.is_some(),
+            "horizontal_flip and translation move the targets with the inputs, and this \
+             model's outputs are images of another size ({output:?} per sample, inputs \
+             {input:?}): train it without augmentation"
         );
         let given = match (
             cfg.validation_data,
@@ -299,7 +301,10 @@ impl Model {
             loader_rate: None,
         };
         let shape = augment.as_ref().map(Augment::shape);
+        // Image and mask targets move with their inputs.
+        let target_shape = self.target_image()?.filter(|_| shape.is_some());
         let mut scratch = Vec::new();
+        let (mut label_scratch, mut value_scratch) = (Vec::new(), Vec::new());
         match *feed {
             Feed::Arrays { x, y } => {
                 let mut xb = vec![0f32; local * sample];
@@ -318,11 +323,16 @@ impl Model {
                             (Some(d), Some(shape)) => d.apply(src, dst, shape, &mut scratch),
                             _ => dst.copy_from_slice(src),
                         }
-                        match y {
-                            Targets::Classes(l) => yb[j * per..(j + 1) * per]
-                                .copy_from_slice(&l[i * per..(i + 1) * per]),
-                            Targets::Values(v) => vb[j * per..(j + 1) * per]
-                                .copy_from_slice(&v[i * per..(i + 1) * per]),
+                        let (at, to) = (i * per..(i + 1) * per, j * per..(j + 1) * per);
+                        match (y, draw.zip(target_shape)) {
+                            (Targets::Classes(l), Some((d, ts))) => {
+                                d.apply(&l[at], &mut yb[to], ts, &mut label_scratch)
+                            }
+                            (Targets::Values(v), Some((d, ts))) => {
+                                d.apply(&v[at], &mut vb[to], ts, &mut value_scratch)
+                            }
+                            (Targets::Classes(l), None) => yb[to].copy_from_slice(&l[at]),
+                            (Targets::Values(v), None) => vb[to].copy_from_slice(&v[at]),
                         }
                     }
                     let valid = items.len();
@@ -352,7 +362,9 @@ impl Model {
                 // applies them to the bytes.
                 let on_gpu = matches!(self.compiled()?.engine, Engine::Gpu(_));
                 let image = source.shape();
-                let loader = Loader::new(source, workers, prefetch).draws_on_gpu(on_gpu);
+                let loader = Loader::new(source, workers, prefetch)
+                    .draws_on_gpu(on_gpu)
+                    .targets_move(target_shape);
                 loader.batches(&plan, shape, |step, xb, yb, draws| {
                     run.loader_rate = loader.rate();
                     stopped = self.train_batch(

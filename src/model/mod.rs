@@ -371,10 +371,12 @@ pub struct FitConfig<'a> {
     /// Mirror each training image left-right with probability 1/2, drawn afresh every epoch
     /// from the model's seed (Keras' `RandomFlip("horizontal")` in front of the model, or
     /// `ImageDataGenerator(horizontal_flip=True)`). Needs (height, width, channels) inputs.
-    /// Validation data is never augmented.
+    /// Validation data is never augmented. Targets that are images the size of the input
+    /// (masks, clean images) are flipped with it.
     pub horizontal_flip: bool,
     /// Move each training image by a random whole number of pixels (Keras'
-    /// `RandomTranslation`), drawn from the model's seed.
+    /// `RandomTranslation`), drawn from the model's seed; image targets of the input's
+    /// size move with it.
     pub translation: Option<RandomTranslation>,
     /// Keras callbacks, run at the end of every epoch.
     pub callbacks: Vec<Callback>,
@@ -807,6 +809,20 @@ impl Model {
             Objective::Classes { .. } => head.positions,
             Objective::Values { .. } => head.classes,
             Objective::Distributions { .. } => head.positions * head.classes,
+        })
+    }
+
+    /// The targets of one sample as an image (height, width, values or labels per pixel)
+    /// when the output is an image the size of the input: flips and shifts then move them
+    /// with the input (a segmentation's mask, a denoiser's clean image).
+    pub(crate) fn target_image(&self) -> Result<Option<[usize; 3]>> {
+        let input = self.input_shape().context("no input shape")?;
+        let (output, per) = (self.output_shape()?, self.targets_per_sample()?);
+        Ok(match (input, output) {
+            ([h, w, _], [oh, ow, _]) if (h, w) == (oh, ow) && per % (h * w).max(1) == 0 => {
+                Some([*h, *w, per / (h * w).max(1)])
+            }
+            _ => None,
         })
     }
 
