@@ -193,6 +193,20 @@ impl Draw {
         ([i32::from(self.flip), dy, dx, 0], fill)
     }
 
+    /// [`Draw::apply`] to `data` itself, through `copy` (and `scratch`), both reused
+    /// between calls: a sample's target image or mask moved with its input.
+    pub fn apply_in_place<T: Copy + Default>(
+        &self,
+        data: &mut [T],
+        shape: [usize; 3],
+        copy: &mut Vec<T>,
+        scratch: &mut Vec<T>,
+    ) {
+        copy.clear();
+        copy.extend_from_slice(data);
+        self.apply(copy, data, shape, scratch);
+    }
+
     /// Writes `src`, an image of `shape` (floats or bytes: only pixels move, and what
     /// comes in is 0 or a copy), flipped and shifted into `dst` (`scratch` is grown to an
     /// image when both apply).

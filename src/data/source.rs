@@ -751,6 +751,9 @@ impl<'a> Loader<'a> {
         let labels = self.source.labels_per_sample();
         let mut bytes = vec![0u8; per];
         let mut scratch = Vec::new();
+        // For targets moved with their inputs.
+        let (mut values_copy, mut values_scratch) = (Vec::new(), Vec::new());
+        let (mut labels_copy, mut labels_scratch) = (Vec::new(), Vec::new());
         batch.x.resize(items.len() * per, 0);
         batch.y.clear();
         batch.v.resize(items.len() * values, 0.0);
@@ -764,8 +767,7 @@ impl<'a> Loader<'a> {
                     .load_target(i, target)
                     .with_context(|| format!("the targets of sample {i}"))?;
                 if let Some((d, shape)) = moved {
-                    let src = target.to_vec();
-                    d.apply(&src, target, shape, &mut Vec::new());
+                    d.apply_in_place(target, shape, &mut values_copy, &mut values_scratch);
                 }
             } else {
                 let first = batch.y.len();
@@ -775,8 +777,8 @@ impl<'a> Loader<'a> {
                         .load_labels(i, &mut batch.y[first..])
                         .with_context(|| format!("the labels of sample {i}"))?;
                     if let Some((d, shape)) = moved {
-                        let src = batch.y[first..].to_vec();
-                        d.apply(&src, &mut batch.y[first..], shape, &mut Vec::new());
+                        let mask = &mut batch.y[first..];
+                        d.apply_in_place(mask, shape, &mut labels_copy, &mut labels_scratch);
                     }
                 } else {
                     batch.y.push(label);
